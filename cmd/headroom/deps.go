@@ -1,0 +1,16 @@
+package main
+
+// Modules the project has chosen (DESIGN.md) that are pinned in go.mod before
+// the packages using them land; remove each import once a package uses it.
+import (
+	_ "github.com/DataDog/sketches-go/ddsketch"
+	_ "github.com/HdrHistogram/hdrhistogram-go"
+	_ "github.com/axiomhq/hyperloglog"
+	_ "github.com/go-echarts/go-echarts/v2/charts"
+	_ "github.com/klauspost/compress/gzip"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/procfs"
+	_ "github.com/redis/go-redis/v9"
+	_ "go.yaml.in/yaml/v3"
+	_ "golang.org/x/term"
+)

@@ -1,0 +1,73 @@
+// Package testenv lets integration tests use real servers (nginx, Redis,
+// wrk, Chromium) from the machine: a missing program skips the test on a
+// developer's laptop, but fails it in CI (CI=true), where the test command
+// is expected to have installed everything.
+package testenv
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run in CI, where nothing may be skipped for
+// lack of a server.
+func InCI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v == "true" || v == "1"
+}
+
+// RequireBinary returns the path of the named program, skipping the test
+// when it is missing locally and failing it in CI.
+func RequireBinary(t testing.TB, name string, alternatives ...string) string {
+	t.Helper()
+	for _, n := range append([]string{name}, alternatives...) {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+		for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
+			p := dir + "/" + n
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return p
+			}
+		}
+	}
+	msg := name + " not found: install it (scripts/deps.sh does) to run this test"
+	if InCI() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// FreePort returns a loopback TCP address that was free a moment ago.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// WaitForPort waits until something accepts connections on addr.
+func WaitForPort(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listening on %s after %s: %v", addr, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the real servers the tests
+# need, then formatting, vet, module tidiness, staticcheck and the race-enabled
+# tests. Run from anywhere: ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/deps.sh
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go mod tidy"
+cp go.mod /tmp/headroom-go.mod.$$ && cp go.sum /tmp/headroom-go.sum.$$
+go mod tidy
+if ! git diff --quiet -- go.mod go.sum 2>/dev/null; then
+  echo "go.mod/go.sum are not tidy; run 'go mod tidy' and commit:" >&2
+  git diff -- go.mod go.sum >&2
+  cp /tmp/headroom-go.mod.$$ go.mod && cp /tmp/headroom-go.sum.$$ go.sum
+  exit 1
+fi
+rm -f /tmp/headroom-go.mod.$$ /tmp/headroom-go.sum.$$
+
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 45m ./...
