@@ -1,0 +1,633 @@
+// Package budget accounts upstream worker time per key: how much of the
+// upstream's workers each caller used in a sliding window, whether it is over
+// its budget, and for how long it stays restricted once it was.
+//
+// The model is DESIGN.md's "The guard's model". Usage is the completed worker
+// time charged in the window plus the elapsed time of the key's requests still
+// running: charging only on completion (the seed's nginx/UDP design, seed 03)
+// lets one key start a hundred 30-second requests before the first is charged.
+//
+// The package is pure: no I/O, no goroutines; the clock is injected. A Ledger
+// is sharded by key hash and safe for concurrent use; Admit, Finish and Cancel
+// do not allocate for keys already known.
+//
+// # Window granularity
+//
+// Each key keeps a ring of 16 sub-buckets of worker time: the window is split
+// into 15 buckets of Window/15 (4 s for a 1 m window) aligned to Unix time,
+// and the 16th holds the bucket that is sliding out. Usage counts the 15 newest
+// buckets fully and the sliding-out bucket pro rata to the part of it still
+// inside the window, assuming its charges were spread evenly. So the window
+// slides smoothly (no fixed bucket that resets and lets a key burst twice its
+// budget across the boundary); the error is at most what one sub-bucket holds,
+// and only for that bucket's time distribution. Completed requests are charged
+// at the moment they finish, with their whole worker time.
+package budget
+
+import (
+	"hash/maphash"
+	"math"
+	"sync"
+	"time"
+)
+
+const (
+	// subBuckets is how many buckets a window is split into.
+	subBuckets = 15
+	// ringSize is subBuckets plus the bucket sliding out of the window.
+	ringSize = subBuckets + 1
+
+	// DefaultWindow is used when Limits.Window is zero.
+	DefaultWindow = time.Minute
+
+	// DefaultShards is the number of shards when Options.Shards is zero.
+	DefaultShards = 128
+
+	// sweepEvery and sweepBatch: every sweepEvery-th Admit on a shard looks at
+	// the next sweepBatch entries and forgets idle ones, so memory follows the
+	// set of active keys without a background goroutine. The batch is
+	// contiguous, so it costs little cache traffic per Admit.
+	sweepEvery = 64
+	sweepBatch = 64
+)
+
+// Limits is the policy for one key (resolved by the guard from config:
+// default, tier, per-key override).
+type Limits struct {
+	Budget      time.Duration // worker time allowed per Window; 0 = no worker-time budget
+	Window      time.Duration // sliding window length (e.g. 1m); 0 = DefaultWindow
+	RestrictFor time.Duration // how long a key stays restricted once over budget; 0 = only while over budget
+	MaxInFlight int           // concurrent requests per key; 0 = unlimited
+	Shadow      bool          // compute and report "would restrict", never enforce
+}
+
+// Outcome is what Admit decided.
+type Outcome uint8
+
+const (
+	// Allowed: the request may go upstream.
+	Allowed Outcome = iota
+	// Restricted: the key is over budget now or still inside its restriction period.
+	Restricted
+	// TooManyInFlight: the key already has MaxInFlight requests running.
+	TooManyInFlight
+)
+
+// String names the outcome for logs and metric labels.
+func (o Outcome) String() string {
+	switch o {
+	case Allowed:
+		return "allowed"
+	case Restricted:
+		return "restricted"
+	case TooManyInFlight:
+		return "too_many_in_flight"
+	}
+	return "unknown"
+}
+
+// Decision is the result of Admit (and of Finish, after the charge).
+type Decision struct {
+	Outcome         Outcome
+	Shadowed        bool          // Outcome would have denied, but Limits.Shadow let it through
+	Used            time.Duration // completed worker time in the window + elapsed time of in-flight requests
+	Remaining       time.Duration // Budget - Used, floored at 0 (0 when there is no budget)
+	InFlight        int           // the key's requests in flight, this one included when admitted
+	RestrictedUntil time.Time     // zero when not restricted
+	NewlyRestricted bool          // this decision started a restriction (for logs/metrics)
+}
+
+// Proceed reports whether the request may go upstream: allowed, or denied
+// only in shadow mode.
+func (d Decision) Proceed() bool { return d.Outcome == Allowed || d.Shadowed }
+
+// Ticket identifies one admitted request; a small value type (no
+// allocation). The zero Ticket is valid to pass to Finish and Cancel, which
+// then do nothing.
+type Ticket struct {
+	shard       uint32
+	slot        uint32
+	gen         uint32
+	start       int64 // ns since the ledger's base
+	budget      int64 // the Limits in force at Admit, so Finish can restrict
+	restrictFor int64
+}
+
+// Valid reports whether the ticket stands for an admitted request.
+func (t Ticket) Valid() bool { return t.gen != 0 }
+
+// Options configures a Ledger. The zero value is usable: system clock,
+// DefaultShards shards.
+type Options struct {
+	// Clock tells the time; nil means SystemClock.
+	Clock Clock
+	// Shards is the number of independently locked shards, rounded up to a
+	// power of two; 0 means DefaultShards.
+	Shards int
+}
+
+// Ledger holds every key's usage, in-flight requests and restriction.
+type Ledger struct {
+	clock    Clock
+	base     time.Time // offsets (in-flight starts) are ns since base, monotonic when the clock has it
+	baseUnix int64     // base as Unix ns: bucket indexes and restrictions are absolute, so snapshots survive restarts
+	seed     maphash.Seed
+	mask     uint64
+	shards   []shard
+}
+
+type shard struct {
+	mu      sync.Mutex
+	index   map[string]uint32
+	entries []entry  // pointer-free, so the collector never scans it
+	keys    []string // keys[i] is entries[i]'s key; "" for a free slot
+	free    []uint32
+	ops     uint32
+	cursor  int
+	_       [40]byte // keep neighbouring shards' locks off one cache line
+}
+
+// entry is one key's state. Times are Unix ns except start offsets.
+type entry struct {
+	width    int64 // bucket width in ns (Window/subBuckets); 0 for a free slot
+	head     int64 // absolute index (unix ns / width) of the newest bucket
+	until    int64 // restricted until (unix ns); 0 = not restricted
+	sumStart int64 // sum of in-flight requests' start offsets
+	inFlight int32
+	gen      uint32
+	work     [ringSize]int64  // worker ns completed, by bucket
+	reqs     [ringSize]uint32 // requests admitted, by bucket
+}
+
+// New returns an empty Ledger.
+func New(opts Options) *Ledger {
+	clk := opts.Clock
+	if clk == nil {
+		clk = SystemClock{}
+	}
+	n := opts.Shards
+	if n <= 0 {
+		n = DefaultShards
+	}
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	base := clk.Now()
+	l := &Ledger{
+		clock:    clk,
+		base:     base,
+		baseUnix: base.UnixNano(),
+		seed:     maphash.MakeSeed(),
+		mask:     uint64(p - 1),
+		shards:   make([]shard, p),
+	}
+	for i := range l.shards {
+		l.shards[i].index = make(map[string]uint32)
+	}
+	return l
+}
+
+// now returns the current offset from base and the current Unix ns.
+func (l *Ledger) now() (off, abs int64) {
+	off = int64(l.clock.Now().Sub(l.base))
+	return off, l.baseUnix + off
+}
+
+func (l *Ledger) shardOf(key string) (uint32, *shard) {
+	i := uint32(maphash.String(l.seed, key) & l.mask)
+	return i, &l.shards[i]
+}
+
+func widthOf(window time.Duration) int64 {
+	if window <= 0 {
+		window = DefaultWindow
+	}
+	w := int64(window) / subBuckets
+	if w < 1 {
+		w = 1
+	}
+	return w
+}
+
+// lookup returns key's slot, creating the entry when create is set.
+func (s *shard) lookup(key string, width, abs int64, create bool) (uint32, bool) {
+	if slot, ok := s.index[key]; ok {
+		return slot, true
+	}
+	if !create {
+		return 0, false
+	}
+	var slot uint32
+	if n := len(s.free); n > 0 {
+		slot = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		s.entries = append(s.entries, entry{})
+		s.keys = append(s.keys, "")
+		slot = uint32(len(s.entries) - 1)
+	}
+	e := &s.entries[slot]
+	gen := e.gen + 1
+	if gen == 0 {
+		gen = 1
+	}
+	*e = entry{width: width, head: abs / width, gen: gen}
+	s.keys[slot] = key
+	s.index[key] = slot
+	return slot, true
+}
+
+// rewindow re-buckets an entry whose window changed (a config reload): the
+// usage it had under the old window is kept, collapsed into the current
+// bucket, so a reload neither forgives nor double-counts.
+func (e *entry) rewindow(width, abs int64) {
+	used := e.completed(abs)
+	var reqs uint64
+	for _, r := range e.reqs {
+		reqs += uint64(r)
+	}
+	e.work = [ringSize]int64{}
+	e.reqs = [ringSize]uint32{}
+	e.width = width
+	e.head = abs / width
+	e.work[e.head%ringSize] = used
+	e.reqs[e.head%ringSize] = uint32(min(reqs, math.MaxUint32))
+}
+
+// advance moves the ring's head to the bucket holding abs, clearing buckets
+// that slid out. A clock that went backwards leaves the head where it is.
+func (e *entry) advance(abs int64) {
+	cur := abs / e.width
+	if cur <= e.head {
+		return
+	}
+	if cur-e.head >= ringSize {
+		e.work = [ringSize]int64{}
+		e.reqs = [ringSize]uint32{}
+	} else {
+		for i := e.head + 1; i <= cur; i++ {
+			e.work[i%ringSize] = 0
+			e.reqs[i%ringSize] = 0
+		}
+	}
+	e.head = cur
+}
+
+// completed is the worker time charged in the window ending at abs, without
+// modifying the entry (Status and Top read under the lock but do not write).
+func (e *entry) completed(abs int64) int64 {
+	cur := abs / e.width
+	within := abs - cur*e.width
+	if cur < e.head { // clock went backwards: read as of the head
+		cur, within = e.head, 0
+	}
+	oldest := cur - subBuckets
+	var sum int64
+	for i := oldest + 1; i <= cur; i++ {
+		if i <= e.head && i > e.head-ringSize {
+			sum += e.work[i%ringSize]
+		}
+	}
+	if oldest <= e.head && oldest > e.head-ringSize {
+		if w := e.work[oldest%ringSize]; w > 0 {
+			// The part of the oldest bucket still inside the window.
+			sum += int64(float64(w) * float64(e.width-within) / float64(e.width))
+		}
+	}
+	return sum
+}
+
+// requests is the number of requests admitted in the window ending at abs
+// (whole buckets: it is informational).
+func (e *entry) requests(abs int64) int64 {
+	cur := max(abs/e.width, e.head)
+	var n int64
+	for i := cur - subBuckets + 1; i <= cur; i++ {
+		if i <= e.head && i > e.head-ringSize {
+			n += int64(e.reqs[i%ringSize])
+		}
+	}
+	return n
+}
+
+func (e *entry) inFlightElapsed(off int64) int64 {
+	if e.inFlight == 0 {
+		return 0
+	}
+	return max(int64(e.inFlight)*off-e.sumStart, 0)
+}
+
+func (e *entry) idle(abs int64) bool {
+	return e.inFlight == 0 && e.until <= abs && (abs/e.width)-e.head >= ringSize
+}
+
+// sweep forgets up to n idle entries starting at the shard's cursor.
+func (s *shard) sweep(abs int64, n int) {
+	if len(s.entries) == 0 {
+		return
+	}
+	for ; n > 0; n-- {
+		if s.cursor >= len(s.entries) {
+			s.cursor = 0
+		}
+		i := s.cursor
+		s.cursor++
+		e := &s.entries[i]
+		if e.width == 0 || !e.idle(abs) {
+			continue
+		}
+		delete(s.index, s.keys[i])
+		s.keys[i] = ""
+		*e = entry{gen: e.gen}
+		s.free = append(s.free, uint32(i))
+	}
+}
+
+// Admit decides for key under lim. When the request may proceed (Allowed, or
+// Shadowed), it is registered as in flight and the returned Ticket must be
+// passed to Finish or Cancel. In-flight time is counted from Admit (the guard
+// calls Admit right before handing the request upstream, after any pool
+// queueing). A denied request gets the zero Ticket.
+//
+// In shadow mode a key that goes over budget is still marked restricted (so
+// "would restrict" is reported once per restriction period, and the admin API
+// shows it), but its requests proceed with Decision.Shadowed set.
+func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
+	off, abs := l.now()
+	width := widthOf(lim.Window)
+	si, s := l.shardOf(key)
+	s.mu.Lock()
+	s.ops++
+	if s.ops%sweepEvery == 0 {
+		s.sweep(abs, sweepBatch)
+	}
+	slot, _ := s.lookup(key, width, abs, true)
+	e := &s.entries[slot]
+	if e.width != width {
+		e.rewindow(width, abs)
+	}
+	e.advance(abs)
+	used := e.completed(abs) + e.inFlightElapsed(off)
+
+	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
+	switch {
+	case e.until > abs:
+		d.Outcome = Restricted
+	case lim.Budget > 0 && used >= int64(lim.Budget):
+		d.Outcome = Restricted
+		if lim.RestrictFor > 0 {
+			e.until = abs + int64(lim.RestrictFor)
+			d.NewlyRestricted = true
+		}
+	case lim.MaxInFlight > 0 && int(e.inFlight) >= lim.MaxInFlight:
+		d.Outcome = TooManyInFlight
+	}
+	d.RestrictedUntil = l.restrictedUntil(e, abs, lim.RestrictFor, d.Outcome == Restricted)
+	if lim.Budget > 0 {
+		d.Remaining = max(lim.Budget-d.Used, 0)
+	}
+	if d.Outcome != Allowed {
+		if !lim.Shadow {
+			s.mu.Unlock()
+			return d, Ticket{}
+		}
+		d.Shadowed = true
+	}
+	e.inFlight++
+	e.sumStart += off
+	if r := &e.reqs[e.head%ringSize]; *r < math.MaxUint32 {
+		*r++
+	}
+	d.InFlight = int(e.inFlight)
+	t := Ticket{
+		shard: si, slot: slot, gen: e.gen, start: off,
+		budget: int64(lim.Budget), restrictFor: int64(lim.RestrictFor),
+	}
+	s.mu.Unlock()
+	return d, t
+}
+
+// restrictedUntil is the time to report for a key: its restriction's end, or
+// when it is over budget without a restriction period, the end of the
+// current sub-bucket (the soonest the window can have slid enough to matter),
+// as a Retry-After hint.
+func (l *Ledger) restrictedUntil(e *entry, abs int64, restrictFor time.Duration, over bool) time.Time {
+	switch {
+	case e.until > abs:
+		return time.Unix(0, e.until)
+	case over && restrictFor <= 0:
+		return time.Unix(0, (abs/e.width+1)*e.width)
+	}
+	return time.Time{}
+}
+
+// Finish charges the request's real upstream worker time (measured by the
+// guard: from handing it upstream until the upstream finished its response,
+// even if the client went away) and ends its in-flight accounting. The
+// charge lands in the current bucket. If it takes the key over the budget in
+// force when the request was admitted, the key is restricted from now; the
+// returned Decision says so (NewlyRestricted) and carries the usage after
+// the charge. A stale or zero Ticket is ignored.
+func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
+	if t.gen == 0 {
+		return Decision{}
+	}
+	off, abs := l.now()
+	s := &l.shards[t.shard]
+	s.mu.Lock()
+	if int(t.slot) >= len(s.entries) || s.entries[t.slot].gen != t.gen {
+		s.mu.Unlock()
+		return Decision{}
+	}
+	e := &s.entries[t.slot]
+	e.advance(abs)
+	if e.inFlight > 0 {
+		e.inFlight--
+		e.sumStart -= t.start
+	}
+	if worker > 0 {
+		e.work[e.head%ringSize] += int64(worker)
+	}
+	used := e.completed(abs) + e.inFlightElapsed(off)
+	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
+	if t.budget > 0 {
+		d.Remaining = max(time.Duration(t.budget-used), 0)
+		if used >= t.budget && e.until <= abs && t.restrictFor > 0 {
+			e.until = abs + t.restrictFor
+			d.NewlyRestricted = true
+		}
+	}
+	if e.until > abs {
+		d.Outcome = Restricted
+		d.RestrictedUntil = time.Unix(0, e.until)
+	}
+	s.mu.Unlock()
+	return d
+}
+
+// Cancel ends in-flight accounting without charging (the request never
+// reached the upstream). A stale or zero Ticket is ignored.
+func (l *Ledger) Cancel(t Ticket) {
+	if t.gen == 0 {
+		return
+	}
+	s := &l.shards[t.shard]
+	s.mu.Lock()
+	if int(t.slot) < len(s.entries) {
+		if e := &s.entries[t.slot]; e.gen == t.gen && e.inFlight > 0 {
+			e.inFlight--
+			e.sumStart -= t.start
+		}
+	}
+	s.mu.Unlock()
+}
+
+// KeyStatus is one key's state, for the admin API.
+type KeyStatus struct {
+	Key             string
+	WorkerSeconds   float64   // Used, in seconds, in-flight included
+	InFlight        int       // requests running now
+	RestrictedUntil time.Time // zero = not restricted
+	Requests        int64     // admitted in the window (whole sub-buckets)
+	Budget          time.Duration
+	Remaining       time.Duration // Budget - Used, floored at 0; 0 when there is no budget
+}
+
+func (l *Ledger) status(key string, e *entry, off, abs int64, lim Limits) KeyStatus {
+	used := e.completed(abs) + e.inFlightElapsed(off)
+	ks := KeyStatus{
+		Key:           key,
+		WorkerSeconds: time.Duration(used).Seconds(),
+		InFlight:      int(e.inFlight),
+		Requests:      e.requests(abs),
+		Budget:        lim.Budget,
+	}
+	if e.until > abs {
+		ks.RestrictedUntil = time.Unix(0, e.until)
+	}
+	if lim.Budget > 0 {
+		ks.Remaining = max(lim.Budget-time.Duration(used), 0)
+	}
+	return ks
+}
+
+// Status reports key's state; a key the ledger does not know has zero usage.
+func (l *Ledger) Status(key string, lim Limits) KeyStatus {
+	off, abs := l.now()
+	_, s := l.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot, ok := s.lookup(key, 0, abs, false)
+	if !ok {
+		ks := KeyStatus{Key: key, Budget: lim.Budget, Remaining: lim.Budget}
+		return ks
+	}
+	return l.status(key, &s.entries[slot], off, abs, lim)
+}
+
+// Top returns up to n keys by usage, highest first (restricted keys with
+// no usage left in the window still appear, after those with usage). lim
+// gives each key's limits, for Remaining; nil means no budget.
+func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
+	if n <= 0 {
+		return nil
+	}
+	off, abs := l.now()
+	type cand struct {
+		key   string
+		used  int64
+		until int64
+	}
+	// A bounded selection: keep the n best seen so far, sorted descending.
+	best := make([]cand, 0, n)
+	better := func(a, b cand) bool {
+		if a.used != b.used {
+			return a.used > b.used
+		}
+		if a.until != b.until {
+			return a.until > b.until
+		}
+		return a.key < b.key
+	}
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		for slot := range s.entries {
+			e := &s.entries[slot]
+			if e.width == 0 {
+				continue
+			}
+			c := cand{key: s.keys[slot], used: e.completed(abs) + e.inFlightElapsed(off), until: e.until}
+			if c.until <= abs {
+				c.until = 0
+			}
+			if c.used == 0 && c.until == 0 && e.inFlight == 0 {
+				continue
+			}
+			if len(best) == n && !better(c, best[n-1]) {
+				continue
+			}
+			j := len(best)
+			if j < n {
+				best = append(best, c)
+			} else {
+				j = n - 1
+			}
+			for j > 0 && better(c, best[j-1]) {
+				best[j] = best[j-1]
+				j--
+			}
+			best[j] = c
+		}
+		s.mu.Unlock()
+	}
+	out := make([]KeyStatus, 0, len(best))
+	for _, c := range best {
+		var lm Limits
+		if lim != nil {
+			lm = lim(c.key)
+		}
+		out = append(out, l.Status(c.key, lm))
+	}
+	return out
+}
+
+// Restrict restricts key until the given time (an operator's decision; it
+// replaces any current restriction).
+func (l *Ledger) Restrict(key string, until time.Time) {
+	_, abs := l.now()
+	_, s := l.shardOf(key)
+	s.mu.Lock()
+	slot, _ := s.lookup(key, widthOf(0), abs, true)
+	s.entries[slot].until = until.UnixNano()
+	s.mu.Unlock()
+}
+
+// Lift ends key's restriction and forgives its completed usage in the
+// window: otherwise a key still over budget would be restricted again by
+// its next request, and lifting would do nothing. Requests still in flight
+// keep counting.
+func (l *Ledger) Lift(key string) {
+	_, s := l.shardOf(key)
+	s.mu.Lock()
+	if slot, ok := s.index[key]; ok {
+		e := &s.entries[slot]
+		e.until = 0
+		e.work = [ringSize]int64{}
+	}
+	s.mu.Unlock()
+}
+
+// Len returns the number of keys the ledger holds (idle keys are forgotten
+// gradually as requests arrive).
+func (l *Ledger) Len() int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += len(s.index)
+		s.mu.Unlock()
+	}
+	return n
+}
