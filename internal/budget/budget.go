@@ -228,14 +228,18 @@ func (s *shard) lookup(key string, width, abs int64, create bool) (uint32, bool)
 		slot = uint32(len(s.entries) - 1)
 	}
 	e := &s.entries[slot]
-	gen := e.gen + 1
-	if gen == 0 {
-		gen = 1
-	}
-	*e = entry{width: width, head: abs / width, gen: gen}
+	*e = entry{width: width, head: abs / width, gen: nextGen(e.gen)}
 	s.keys[slot] = key
 	s.index[key] = slot
 	return slot, true
+}
+
+// nextGen skips 0, which marks the zero Ticket.
+func nextGen(g uint32) uint32 {
+	if g+1 == 0 {
+		return 1
+	}
+	return g + 1
 }
 
 // rewindow re-buckets an entry whose window changed (a config reload): the
@@ -339,7 +343,7 @@ func (s *shard) sweep(abs int64, n int) {
 		}
 		delete(s.index, s.keys[i])
 		s.keys[i] = ""
-		*e = entry{gen: e.gen}
+		*e = entry{gen: nextGen(e.gen)} // tickets for the forgotten key go stale
 		s.free = append(s.free, uint32(i))
 	}
 }
@@ -428,7 +432,8 @@ func (l *Ledger) restrictedUntil(e *entry, abs int64, restrictFor time.Duration,
 // charge lands in the current bucket. If it takes the key over the budget in
 // force when the request was admitted, the key is restricted from now; the
 // returned Decision says so (NewlyRestricted) and carries the usage after
-// the charge. A stale or zero Ticket is ignored.
+// the charge. Call Finish or Cancel once per Ticket; a zero Ticket, or one
+// whose key has since been forgotten, is ignored.
 func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 	if t.gen == 0 {
 		return Decision{}
@@ -436,7 +441,7 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 	off, abs := l.now()
 	s := &l.shards[t.shard]
 	s.mu.Lock()
-	if int(t.slot) >= len(s.entries) || s.entries[t.slot].gen != t.gen {
+	if int(t.slot) >= len(s.entries) || s.entries[t.slot].gen != t.gen || s.entries[t.slot].width == 0 {
 		s.mu.Unlock()
 		return Decision{}
 	}

@@ -1,0 +1,83 @@
+package budget
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchKeys returns n distinct keys in a random order, allocated in that
+// order: the benchmark walks them sequentially, as a proxy sees a fresh key
+// string per request, while the ledger sees them in random order.
+func benchKeys(n int) []string {
+	perm := rand.New(rand.NewPCG(1, 2)).Perm(n)
+	keys := make([]string, n)
+	for i, p := range perm {
+		keys[i] = fmt.Sprintf("api-key-%016x", uint64(p)*0x9e3779b97f4a7c15)
+	}
+	return keys
+}
+
+// BenchmarkAdmitFinish measures the guard's hot path: one Admit and one
+// Finish per op, on a ledger already holding every key (a steady state),
+// with the system clock.
+func BenchmarkAdmitFinish(b *testing.B) {
+	lim := Limits{Budget: time.Hour, Window: time.Minute, RestrictFor: 5 * time.Minute, MaxInFlight: 100}
+	for _, n := range []int{1_000, 1_000_000} {
+		keys := benchKeys(n)
+		l := New(Options{})
+		for i := n - 1; i >= 0; i-- { // insert in another order than the walk
+			_, tk := l.Admit(keys[i], lim)
+			l.Finish(tk, time.Millisecond)
+		}
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				d, tk := l.Admit(keys[i], lim)
+				if !d.Proceed() {
+					b.Fatalf("denied: %+v", d)
+				}
+				l.Finish(tk, time.Millisecond)
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("keys=%d/parallel", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var next atomic.Uint64
+			b.RunParallel(func(pb *testing.PB) {
+				// Each goroutine walks its own stretch of the keys.
+				i := int(next.Add(uint64(n/16+1)) % uint64(n))
+				for pb.Next() {
+					_, tk := l.Admit(keys[i], lim)
+					l.Finish(tk, time.Millisecond)
+					if i++; i == n {
+						i = 0
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkAdmitNewKeys measures the first sight of a key (insertion).
+func BenchmarkAdmitNewKeys(b *testing.B) {
+	b.ReportAllocs()
+	keys := benchKeys(1_000_000)
+	l := New(Options{})
+	i := 0
+	for b.Loop() {
+		_, tk := l.Admit(keys[i], Limits{})
+		l.Cancel(tk)
+		if i++; i == len(keys) {
+			i = 0
+			b.StopTimer()
+			l = New(Options{})
+			b.StartTimer()
+		}
+	}
+}
