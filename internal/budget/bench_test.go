@@ -64,6 +64,34 @@ func BenchmarkAdmitFinish(b *testing.B) {
 	}
 }
 
+// BenchmarkAdmitFinishZipf walks 1,000,000 keys with a Zipf (s=1.1)
+// popularity, closer to real API traffic than a uniform walk: a few keys
+// send most requests and stay in cache.
+func BenchmarkAdmitFinishZipf(b *testing.B) {
+	const n = 1_000_000
+	lim := Limits{Budget: time.Hour, Window: time.Minute, RestrictFor: 5 * time.Minute, MaxInFlight: 100}
+	keys := benchKeys(n)
+	l := New(Options{})
+	for i := range keys {
+		_, tk := l.Admit(keys[i], lim)
+		l.Finish(tk, time.Millisecond)
+	}
+	z := rand.NewZipf(rand.New(rand.NewPCG(3, 4)), 1.1, 1, n-1)
+	seq := make([]int32, 1<<20)
+	for i := range seq {
+		seq[i] = int32(z.Uint64())
+	}
+	b.Run("keys=1000000", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			_, tk := l.Admit(keys[seq[i&(len(seq)-1)]], lim)
+			l.Finish(tk, time.Millisecond)
+			i++
+		}
+	})
+}
+
 // BenchmarkAdmitNewKeys measures the first sight of a key (insertion).
 func BenchmarkAdmitNewKeys(b *testing.B) {
 	b.ReportAllocs()

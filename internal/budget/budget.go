@@ -155,6 +155,7 @@ type entry struct {
 	sumStart int64 // sum of in-flight requests' start offsets
 	inFlight int32
 	gen      uint32
+	total    int64            // sum of work, so usage is O(1) on the hot path
 	work     [ringSize]int64  // worker ns completed, by bucket
 	reqs     [ringSize]uint32 // requests admitted, by bucket
 }
@@ -256,6 +257,7 @@ func (e *entry) rewindow(width, abs int64) {
 	e.width = width
 	e.head = abs / width
 	e.work[e.head%ringSize] = used
+	e.total = used
 	e.reqs[e.head%ringSize] = uint32(min(reqs, math.MaxUint32))
 }
 
@@ -269,8 +271,10 @@ func (e *entry) advance(abs int64) {
 	if cur-e.head >= ringSize {
 		e.work = [ringSize]int64{}
 		e.reqs = [ringSize]uint32{}
+		e.total = 0
 	} else {
 		for i := e.head + 1; i <= cur; i++ {
+			e.total -= e.work[i%ringSize]
 			e.work[i%ringSize] = 0
 			e.reqs[i%ringSize] = 0
 		}
@@ -287,6 +291,15 @@ func (e *entry) completed(abs int64) int64 {
 		cur, within = e.head, 0
 	}
 	oldest := cur - subBuckets
+	if cur == e.head {
+		// The hot path, right after advance: the ring holds exactly the
+		// window's buckets plus the sliding-out one.
+		w := e.work[oldest%ringSize]
+		if w == 0 {
+			return e.total
+		}
+		return e.total - w + int64(float64(w)*float64(e.width-within)/float64(e.width))
+	}
 	var sum int64
 	for i := oldest + 1; i <= cur; i++ {
 		if i <= e.head && i > e.head-ringSize {
@@ -453,6 +466,7 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 	}
 	if worker > 0 {
 		e.work[e.head%ringSize] += int64(worker)
+		e.total += int64(worker)
 	}
 	used := e.completed(abs) + e.inFlightElapsed(off)
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
@@ -620,6 +634,7 @@ func (l *Ledger) Lift(key string) {
 		e := &s.entries[slot]
 		e.until = 0
 		e.work = [ringSize]int64{}
+		e.total = 0
 	}
 	s.mu.Unlock()
 }

@@ -143,8 +143,10 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 		slot, _ := s.lookup(rec.key, rec.width, abs, true)
 		e := &s.entries[slot]
 		e.width, e.head, e.until = rec.width, rec.head, rec.until
+		e.total = 0
 		for i := range ringSize {
 			idx := rec.head - ringSize + 1 + int64(i)
+			e.total += rec.work[i]
 			e.work[idx%ringSize] = rec.work[i]
 			e.reqs[idx%ringSize] = rec.reqs[i]
 		}
@@ -216,7 +218,7 @@ func decodeSnapshot(data []byte) ([]snapRecord, error) {
 		for b := range ringSize {
 			w, err1 := binary.ReadUvarint(rd)
 			q, err2 := binary.ReadUvarint(rd)
-			if err1 != nil || err2 != nil || w > uint64(1<<62) || q > 1<<32-1 {
+			if err1 != nil || err2 != nil || w > uint64(1<<56) || q > 1<<32-1 {
 				return nil, corrupt("record %d: bad bucket %d", n, b)
 			}
 			rec.work[b], rec.reqs[b] = int64(w), uint32(q)
