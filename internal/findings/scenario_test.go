@@ -1,0 +1,188 @@
+package findings
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+)
+
+// collect feeds records through `workers` collectors, in contiguous chunks
+// as the engine's workers read them, and merges them.
+func collect(t testing.TB, recs []accesslog.Record, workers int, opt Options) *Collector {
+	t.Helper()
+	cs := make([]*Collector, workers)
+	for i := range cs {
+		cs[i] = NewCollector(opt)
+	}
+	chunk := (len(recs) + workers - 1) / workers
+	for i := range recs {
+		// Observe a copy whose strings are then clobbered, as the engine's
+		// reused line buffer would: the collector must have cloned them.
+		r := recs[i]
+		cs[i/chunk].Observe(&r)
+		r = accesslog.Record{}
+	}
+	for _, c := range cs[1:] {
+		cs[0].Merge(c)
+	}
+	return cs[0]
+}
+
+func analyzeRecords(t testing.TB, recs []accesslog.Record, opt AnalyzeOptions) *Report {
+	t.Helper()
+	rep, err := Analyze(collect(t, recs, 2, Options{Seed: 1}), opt)
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	return rep
+}
+
+func logFindings(t *testing.T, rep *Report) {
+	t.Helper()
+	var b strings.Builder
+	if err := WriteText(&b, rep.Findings, rep.Location); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + b.String())
+	if os.Getenv("FINDINGS_JSON") != "" {
+		j, _ := json.MarshalIndent(rep.Findings, "", "  ")
+		t.Log(string(j))
+	}
+}
+
+func hasContributor(f Finding, dim, value string) bool {
+	for _, c := range f.Contributors {
+		if c.Dimension == dim && c.Value == value {
+			return true
+		}
+	}
+	return false
+}
+
+func kinds(fs []Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Kind)
+	}
+	return out
+}
+
+func TestLevelShiftNamesTheClientAndTheDay(t *testing.T) {
+	from := time.Date(2019, 4, 4, 6, 0, 0, 0, time.UTC)
+	recs := generate(genOptions{Seed: 11, Days: 14, DoubleUA: picViewerUA, DoubleFrom: from})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	if len(rep.Findings) == 0 {
+		t.Fatal("no findings")
+	}
+	top := rep.Findings[0]
+	if top.Kind != KindLevelShift {
+		t.Fatalf("top finding is %s (%q), want level_shift; kinds %v", top.Kind, top.Title, kinds(rep.Findings))
+	}
+	if !strings.Contains(top.Title, picViewerUA) || !hasContributor(top, "user_agent", picViewerUA) {
+		t.Errorf("level shift does not name %q first: %q %+v", picViewerUA, top.Title, top.Contributors)
+	}
+	if top.ChangeAt == nil || top.ChangeAt.Sub(from).Abs() > 2*time.Hour {
+		t.Errorf("change at %v, want %v ± 2h", top.ChangeAt, from)
+	}
+	if !strings.Contains(top.Title, "2019-04-04") {
+		t.Errorf("title does not name the day: %q", top.Title)
+	}
+	if !hasContributor(top, "path", "/images/*.jpg") {
+		t.Errorf("level shift does not say what the client fetched (/images/*.jpg): %+v", top.Contributors)
+	}
+}
+
+func TestNoLevelShiftOnCleanSeasonalLogs(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 4} {
+		recs := generate(genOptions{Seed: seed, Days: 14, Weekly: 0.1})
+		rep := analyzeRecords(t, recs, AnalyzeOptions{})
+		for _, f := range rep.Findings {
+			if f.Kind == KindLevelShift {
+				logFindings(t, rep)
+				t.Errorf("seed %d: false level shift: %s", seed, f.Title)
+			}
+		}
+	}
+}
+
+func TestClientTimeoutNamesTheExporter(t *testing.T) {
+	for _, guarded := range []bool{false, true} {
+		recs := generate(genOptions{Seed: 5, Days: 2, Exporter: true, ExporterGuarded: guarded})
+		rep := analyzeRecords(t, recs, AnalyzeOptions{})
+		logFindings(t, rep)
+		top := rep.Findings[0]
+		if top.Kind != KindClientTimeout {
+			t.Fatalf("guarded=%v: top finding %s (%q), want client_timeout; kinds %v", guarded, top.Kind, top.Title, kinds(rep.Findings))
+		}
+		if !hasContributor(top, "user_agent", exporterUA) || !strings.Contains(top.Title, exporterUA) {
+			t.Errorf("client_timeout does not name %q: %q %+v", exporterUA, top.Title, top.Contributors)
+		}
+		if top.KneeSeconds < 4.6 || top.KneeSeconds > 4.75 {
+			t.Errorf("knee %.3f s, want ~4.67", top.KneeSeconds)
+		}
+		var acct bool
+		for _, f := range rep.Findings {
+			acct = acct || f.Kind == KindAbortAccounting
+		}
+		if !acct {
+			t.Errorf("guarded=%v: no abort_accounting finding; kinds %v", guarded, kinds(rep.Findings))
+		}
+	}
+}
+
+func TestCrawlerIsNamed(t *testing.T) {
+	recs := generate(genOptions{Seed: 6, Days: 2, Crawler: true})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	top := rep.Findings[0]
+	if top.Kind != KindCrawler || !hasContributor(top, "user_agent", crawlerUA) {
+		t.Fatalf("top finding %s %q %+v, want crawler naming %q", top.Kind, top.Title, top.Contributors, crawlerUA)
+	}
+}
+
+func TestHotlinkIsNamed(t *testing.T) {
+	recs := generate(genOptions{Seed: 7, Days: 2, Hotlink: true})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	top := rep.Findings[0]
+	if top.Kind != KindHotlink || !hasContributor(top, "referer", hotlinkSite) {
+		t.Fatalf("top finding %s %q %+v, want hotlink naming %s", top.Kind, top.Title, top.Contributors, hotlinkSite)
+	}
+}
+
+func TestErrorBurstIsFound(t *testing.T) {
+	at := time.Date(2019, 3, 28, 14, 0, 0, 0, time.UTC)
+	recs := generate(genOptions{Seed: 8, Days: 1, ErrorBurst: at})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	top := rep.Findings[0]
+	if top.Kind != KindErrorBurst || !hasContributor(top, "path", "/t/:id") {
+		t.Fatalf("top finding %s %q %+v, want error_burst on /t/:id", top.Kind, top.Title, top.Contributors)
+	}
+	if top.Window.Start.Sub(at).Abs() > 15*time.Minute {
+		t.Errorf("burst window starts %v, want ~%v", top.Window.Start, at)
+	}
+}
+
+func TestCompareAttributesThePeriod(t *testing.T) {
+	from := time.Date(2019, 4, 4, 6, 0, 0, 0, time.UTC)
+	recs := generate(genOptions{Seed: 9, Days: 10, DoubleUA: picViewerUA, DoubleFrom: from})
+	cmp, err := ParseCompare("2019-04-04T06:00:00Z..2019-04-06T06:00:00Z", time.Now(), time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := analyzeRecords(t, recs, AnalyzeOptions{Compare: &cmp})
+	logFindings(t, rep)
+	top := rep.Findings[0]
+	if top.Kind != KindComparison || !hasContributor(top, "user_agent", picViewerUA) {
+		t.Fatalf("top finding %s %q %+v, want comparison naming %q", top.Kind, top.Title, top.Contributors, picViewerUA)
+	}
+	if !cmp.Baseline.End.Equal(cmp.Period.Start) || cmp.Baseline.Start != time.Date(2019, 4, 2, 6, 0, 0, 0, time.UTC) {
+		t.Errorf("baseline %v, want the two days before", cmp.Baseline)
+	}
+}

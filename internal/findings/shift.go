@@ -1,0 +1,403 @@
+package findings
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+)
+
+// Level-shift detection.
+//
+// Seed 01's traffic "doubled while precisely following the signature of our
+// daily user-traffic": the change is multiplicative and rides on a daily
+// cycle. So the hourly series is taken in log space, its daily profile (the
+// median deviation of each hour of day from a centred one-day moving
+// average) is subtracted, and a single change point is searched on what
+// remains with the CUSUM statistic of binary segmentation. A change is
+// reported only when it is large (≥ 25%), significant against the
+// residual noise, and lasting: both the first and the last third of the
+// period after it differ from before in the same direction.
+const (
+	minShiftRatio = 1.25
+	minShiftStat  = 8.0
+)
+
+// shiftSeries is the series the detector works on: hourly when buckets are
+// at most an hour wide, else the buckets themselves.
+type shiftSeries struct {
+	width  int64 // seconds per point
+	start  int64 // unix seconds of point 0
+	req    []float64
+	bytes  []float64
+	period int // points per day, 0 when the log is too short for seasonality
+}
+
+func (c *Collector) shiftSeries() shiftSeries {
+	bs := c.series()
+	w := c.width
+	f := int64(1)
+	// Hourly points when the log spans days (the daily cycle is then
+	// removable); the native buckets otherwise, so a ten-minute log still
+	// has a series.
+	if w < 3600 && 3600%w == 0 && (c.last-c.first) >= 2*86400e9 {
+		f = 3600 / w
+	}
+	s := shiftSeries{width: w * f, start: floorDiv(c.minIdx, f) * w * f}
+	n := int(floorDiv(c.maxIdx, f) - floorDiv(c.minIdx, f) + 1)
+	if len(bs) == 0 {
+		return shiftSeries{}
+	}
+	s.req = make([]float64, n)
+	s.bytes = make([]float64, n)
+	base := floorDiv(c.minIdx, f)
+	for i, b := range bs {
+		if b == nil {
+			continue
+		}
+		j := floorDiv(c.minIdx+int64(i), f) - base
+		s.req[j] += float64(b.req)
+		s.bytes[j] += float64(b.bytes)
+	}
+	// The log rarely starts or ends on a point's boundary: a partial first
+	// or last point would look like a change.
+	firstSec, lastSec := floorDiv(c.first, 1e9), floorDiv(c.last, 1e9)
+	lo, hi := 0, n
+	if firstSec > s.start {
+		lo = 1
+	}
+	if lastSec < s.start+int64(n)*s.width-1 {
+		hi = n - 1
+	}
+	if hi-lo < 4 {
+		return shiftSeries{}
+	}
+	s.req, s.bytes = s.req[lo:hi], s.bytes[lo:hi]
+	s.start += int64(lo) * s.width
+	if 86400%s.width == 0 && int64(len(s.req))*s.width >= 2*86400 {
+		s.period = int(86400 / s.width)
+	}
+	return s
+}
+
+// deseasonalize returns log(1+x) minus its daily profile.
+func deseasonalize(x []float64, period int, phase int) []float64 {
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = math.Log1p(v)
+	}
+	if period < 2 {
+		return y
+	}
+	// Centred moving average over one period (trend, step included).
+	n := len(y)
+	pre := make([]float64, n+1)
+	for i, v := range y {
+		pre[i+1] = pre[i] + v
+	}
+	dev := make([][]float64, period)
+	for i := range y {
+		lo, hi := i-period/2, i-period/2+period
+		if lo < 0 || hi > n {
+			continue
+		}
+		ma := (pre[hi] - pre[lo]) / float64(period)
+		h := (i + phase) % period
+		dev[h] = append(dev[h], y[i]-ma)
+	}
+	prof := make([]float64, period)
+	for h := range prof {
+		prof[h] = median(dev[h])
+	}
+	z := make([]float64, n)
+	for i, v := range y {
+		z[i] = v - prof[(i+phase)%period]
+	}
+	return z
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// changePoint is a detected step in a deseasonalized series.
+type changePoint struct {
+	at    int     // first point after the change
+	delta float64 // log-ratio after/before
+	stat  float64 // CUSUM statistic in units of residual noise
+}
+
+// findChange searches z for the most significant single step, with at least
+// minSeg points on each side.
+func findChange(z []float64, minSeg int) (changePoint, bool) {
+	n := len(z)
+	if n < 2*minSeg || minSeg < 1 {
+		return changePoint{}, false
+	}
+	pre := make([]float64, n+1)
+	for i, v := range z {
+		pre[i+1] = pre[i] + v
+	}
+	best, bestC := -1, 0.0
+	for t := minSeg; t <= n-minSeg; t++ {
+		m1 := pre[t] / float64(t)
+		m2 := (pre[n] - pre[t]) / float64(n-t)
+		cs := math.Abs(m2-m1) * math.Sqrt(float64(t)*float64(n-t)/float64(n))
+		if cs > bestC {
+			best, bestC = t, cs
+		}
+	}
+	if best < 0 {
+		return changePoint{}, false
+	}
+	m1 := pre[best] / float64(best)
+	m2 := (pre[n] - pre[best]) / float64(n-best)
+	// Noise: spread of the residuals around the fitted step (robust MAD),
+	// which includes day-to-day variation a first-difference estimate misses.
+	res := make([]float64, n)
+	for i, v := range z {
+		if i < best {
+			res[i] = math.Abs(v - m1)
+		} else {
+			res[i] = math.Abs(v - m2)
+		}
+	}
+	sigma := median(res) / 0.6745
+	sigma = max(sigma, 0.02) // Poisson-smooth synthetic series must not divide by ~0
+	return changePoint{at: best, delta: m2 - m1, stat: bestC / sigma}, true
+}
+
+// lasting checks that the first and last thirds after the change both
+// differ from before by at least half the step, in its direction.
+func lasting(z []float64, cp changePoint) bool {
+	before := mean(z[:cp.at])
+	post := z[cp.at:]
+	third := max(len(post)/3, 1)
+	first := mean(post[:third]) - before
+	last := mean(post[len(post)-third:]) - before
+	half := cp.delta / 2
+	if cp.delta > 0 {
+		return first >= half && last >= half
+	}
+	return first <= half && last <= half
+}
+
+// abrupt tells whether most of the step happens at once: the medians of
+// the half hours on each side of the change differ by most of the step, and
+// by well over the point-to-point noise. A daily ramp spreads over hours.
+func abrupt(z []float64, cp changePoint, width int64) bool {
+	k := max(3, int((30*60+width-1)/width))
+	if cp.at < k || cp.at+k > len(z) {
+		return false
+	}
+	jump := median(z[cp.at:cp.at+k]) - median(z[cp.at-k:cp.at])
+	d := make([]float64, len(z)-1)
+	for i := range d {
+		d[i] = math.Abs(z[i+1] - z[i])
+	}
+	sd := median(d) / 0.6745
+	return jump/cp.delta >= 0.7 && math.Abs(jump) >= 4*sd/math.Sqrt(float64(k))
+}
+
+type detectedShift struct {
+	cp      changePoint
+	byBytes bool
+}
+
+func (c *Collector) levelShifts() []Finding {
+	s := c.shiftSeries()
+	if len(s.req) < 6 {
+		return nil
+	}
+	phase := 0
+	if s.period > 0 {
+		phase = int(floorDiv(s.start, s.width) % int64(s.period))
+	}
+	minSeg := max(3, len(s.req)/10)
+	if s.period > 0 {
+		minSeg = max(s.period/2, 3)
+	}
+	var found []detectedShift
+	for _, byBytes := range []bool{false, true} {
+		x := s.req
+		if byBytes {
+			x = s.bytes
+		}
+		z := deseasonalize(x, s.period, phase)
+		cp, ok := findChange(z, minSeg)
+		if !ok || cp.stat < minShiftStat || math.Abs(cp.delta) < math.Log(minShiftRatio) || !lasting(z, cp) {
+			continue
+		}
+		if s.period == 0 && !abrupt(z, cp, s.width) {
+			// Without two days to learn the daily cycle from, the morning
+			// rise is a change too; only a step that happens at once is
+			// told apart from it.
+			continue
+		}
+		found = append(found, detectedShift{cp: cp, byBytes: byBytes})
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	// Requests and bytes usually move together: one finding, led by the
+	// larger step, unless they changed at clearly different times.
+	if len(found) == 2 && abs(found[0].cp.at-found[1].cp.at) <= max(s.period/4, 2) {
+		if math.Abs(found[1].cp.delta) > math.Abs(found[0].cp.delta) {
+			found = found[1:]
+		} else {
+			found = found[:1]
+		}
+	}
+	var out []Finding
+	for _, d := range found {
+		out = append(out, c.shiftFinding(s, d))
+	}
+	return out
+}
+
+func abs(i int) int {
+	if i < 0 {
+		return -i
+	}
+	return i
+}
+
+func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) Finding {
+	at := s.start + int64(d.cp.at)*s.width
+	n := len(s.req)
+	// Compare equal stretches on both sides, whole days when seasonal, so
+	// the daily cycle weighs the same on both.
+	l := min(d.cp.at, n-d.cp.at)
+	if s.period > 0 && l >= s.period {
+		l -= l % s.period
+	}
+	a0, a1 := at-int64(l)*s.width, at
+	b0, b1 := at, at+int64(l)*s.width
+	bs := c.series()
+	idx := func(sec int64) int { return int(floorDiv(sec, c.width) - c.minIdx) }
+	reqAt := attribute(bs, c.width, false, idx(a0), idx(a1), idx(b0), idx(b1))
+	byteAt := attribute(bs, c.width, true, idx(a0), idx(a1), idx(b0), idx(b1))
+	attr := reqAt
+	metric, unit := "requests", "requests"
+	if d.byBytes {
+		attr, metric, unit = byteAt, "bytes", "bytes out"
+	}
+	direction := "increase"
+	if d.cp.delta < 0 {
+		direction = "decrease"
+	}
+	changeAt := time.Unix(at, 0).In(c.loc)
+	title := fmt.Sprintf("%s %s from %s", capitalize(unit), factor(attr.rateA, attr.rateB), changeAt.Format("Mon 2006-01-02 15:04 MST"))
+	if h := attr.headline(direction); h != "" {
+		title += ": " + h
+	}
+	span := time.Duration(l) * time.Duration(s.width) * time.Second
+	ev := []string{
+		fmt.Sprintf("requests/hour %s → %s (%s), bytes out/hour %s → %s (%s), over %s on each side of the change",
+			human(reqAt.rateA), human(reqAt.rateB), factor(reqAt.rateA, reqAt.rateB),
+			humanBytes(byteAt.rateA), humanBytes(byteAt.rateB), factor(byteAt.rateA, byteAt.rateB), fmtSpan(span)),
+	}
+	seasonal := "no daily profile removed (log shorter than two days)"
+	if s.period > 0 {
+		seasonal = "daily profile removed"
+	}
+	step := fmtSpan(time.Duration(s.width) * time.Second)
+	ev = append(ev, fmt.Sprintf("change point %s (±%s) on the %s %s series, %s; step %.2f× at %.0fσ of residual noise",
+		changeAt.Format("2006-01-02 15:04 MST"), step, step, metric, seasonal, math.Exp(d.cp.delta), d.cp.stat))
+	for _, dim := range []Dimension{DimUserAgent, DimKey, DimClient, DimPath, DimReferer, DimStatus, DimMethod} {
+		n := 0
+		for _, ch := range attr.byDim[dim] {
+			if n == 2 || ch.shareChange < 0.1 {
+				break
+			}
+			if ch.informative() {
+				ev = append(ev, ch.describe(unit, d.byBytes))
+				n++
+			}
+		}
+	}
+	// Repeat fetches before and after: seed 01's doubling with unchanged
+	// users is what a client fetching everything twice looks like.
+	var repA, repB float64
+	for i := max(idx(a0), 0); i < min(idx(a1), len(bs)); i++ {
+		if b := bs[i]; b != nil {
+			repA += float64(b.repReq)
+			if d.byBytes {
+				repA += float64(b.repBytes - b.repReq)
+			}
+		}
+	}
+	for i := max(idx(b0), 0); i < min(idx(b1), len(bs)); i++ {
+		if b := bs[i]; b != nil {
+			repB += float64(b.repReq)
+			if d.byBytes {
+				repB += float64(b.repBytes - b.repReq)
+			}
+		}
+	}
+	hours := span.Hours()
+	action := "Find what changed for the leading contributor at that moment (a client release, a new integration or crawler, a cache or CDN change); if the extra traffic is unwanted, rate-limit or block it by that value."
+	if hours > 0 && attr.rateB > attr.rateA {
+		f := human
+		if d.byBytes {
+			f = humanBytes
+		}
+		dRep := (repB - repA) / hours
+		if share := dRep / (attr.rateB - attr.rateA); share >= 0.2 {
+			ev = append(ev, fmt.Sprintf("repeat fetches (same client, same object within %s): %s → %s %s/hour, %s of the increase",
+				fmtSpan(c.opt.RefetchWindow), f(repA/hours), f(repB/hours), unit, pct(share)))
+			action = "The same clients now fetch the same objects again within minutes: check the caching headers (Cache-Control, ETag) of those paths and the leading client's cache; a client fetching everything twice doubles traffic while users stay the same."
+		}
+	}
+	impact := math.Abs(attr.rateB-attr.rateA) / math.Max(math.Max(attr.rateA, attr.rateB), 1)
+	return Finding{
+		Kind:         KindLevelShift,
+		Title:        title,
+		Window:       Window{Start: changeAt, End: time.Unix(0, c.last).In(c.loc)},
+		Contributors: attr.contributors(),
+		Evidence:     ev,
+		Action:       action,
+		Impact:       round3(impact),
+		ChangeAt:     &changeAt,
+		Metric:       metric,
+	}
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+func fmtSpan(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}

@@ -1,0 +1,148 @@
+package findings
+
+import (
+	"sort"
+	"strings"
+)
+
+// topK is a Space-Saving summary (Metwally et al.): at most k entries, each
+// an over-estimate of its key's weight by at most err. Every heavy hitter
+// (weight above total/k) is guaranteed to be present, which is all the
+// attribution needs, and memory stays k entries whatever the cardinality of
+// user agents, clients or paths in the log.
+//
+// Each entry carries two auxiliary sums (bytes when weighting by requests,
+// requests when weighting by bytes, logged seconds, ...), exact since the key
+// entered the summary.
+type topK struct {
+	k       int
+	entries []tkEntry
+	index   map[string]int
+}
+
+type tkEntry struct {
+	Key    string
+	W, Err int64
+	A, B   int64
+}
+
+func newTopK(k int) *topK {
+	return &topK{k: k, index: make(map[string]int, k)}
+}
+
+// addBytes counts key (which may alias a reused buffer: it is cloned only
+// when it enters the summary) with weight w and auxiliary sums a and b.
+func (t *topK) addBytes(key []byte, w, a, b int64) {
+	if i, ok := t.index[string(key)]; ok {
+		e := &t.entries[i]
+		e.W += w
+		e.A += a
+		e.B += b
+		return
+	}
+	t.insert(string(key), true, w, a, b)
+}
+
+// add is addBytes for a string key.
+func (t *topK) add(key string, w, a, b int64) {
+	if i, ok := t.index[key]; ok {
+		e := &t.entries[i]
+		e.W += w
+		e.A += a
+		e.B += b
+		return
+	}
+	t.insert(key, true, w, a, b)
+}
+
+func (t *topK) insert(key string, clone bool, w, a, b int64) {
+	if clone {
+		key = strings.Clone(key)
+	}
+	if len(t.entries) < t.k {
+		t.index[key] = len(t.entries)
+		t.entries = append(t.entries, tkEntry{Key: key, W: w, A: a, B: b})
+		return
+	}
+	// Replace the lightest entry; the newcomer inherits its weight as error
+	// (the Space-Saving rule) but starts its auxiliary sums afresh.
+	mi := 0
+	for i := 1; i < len(t.entries); i++ {
+		if t.entries[i].W < t.entries[mi].W {
+			mi = i
+		}
+	}
+	old := t.entries[mi]
+	delete(t.index, old.Key)
+	t.index[key] = mi
+	t.entries[mi] = tkEntry{Key: key, W: old.W + w, Err: old.W, A: a, B: b}
+}
+
+// merge folds o into t (the mergeable-summaries rule: sum matching keys, keep
+// the k heaviest).
+func (t *topK) merge(o *topK) {
+	if o == nil {
+		return
+	}
+	for _, e := range o.entries {
+		if i, ok := t.index[e.Key]; ok {
+			x := &t.entries[i]
+			x.W += e.W
+			x.Err += e.Err
+			x.A += e.A
+			x.B += e.B
+			continue
+		}
+		t.index[e.Key] = len(t.entries)
+		t.entries = append(t.entries, e)
+	}
+	if len(t.entries) <= t.k {
+		return
+	}
+	sort.Slice(t.entries, func(i, j int) bool { return t.entries[i].W > t.entries[j].W })
+	t.entries = t.entries[:t.k]
+	clear(t.index)
+	for i, e := range t.entries {
+		t.index[e.Key] = i
+	}
+}
+
+// sorted returns the entries heaviest first (a copy).
+func (t *topK) sorted() []tkEntry {
+	if t == nil {
+		return nil
+	}
+	out := append([]tkEntry(nil), t.entries...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].W != out[j].W {
+			return out[i].W > out[j].W
+		}
+		return out[i].Key < out[j].Key
+	})
+	return out
+}
+
+// get returns the entry for key and whether it is tracked.
+func (t *topK) get(key string) (tkEntry, bool) {
+	if t == nil {
+		return tkEntry{}, false
+	}
+	i, ok := t.index[key]
+	if !ok {
+		return tkEntry{}, false
+	}
+	return t.entries[i], true
+}
+
+// floor is the most an untracked key can weigh: the lightest entry when the
+// summary is full, else 0 (every key seen is tracked).
+func (t *topK) floor() int64 {
+	if t == nil || len(t.entries) < t.k {
+		return 0
+	}
+	m := t.entries[0].W
+	for _, e := range t.entries[1:] {
+		m = min(m, e.W)
+	}
+	return m
+}
