@@ -43,4 +43,27 @@ type Record struct {
 	Referer   string
 	UserAgent string
 	Pool      string // headroom pool; "" when the log does not say
+
+	// Extra holds the fields a format has beyond the ones above, by name
+	// (nginx variables without the `$`: "upstream_addr", "request_length",
+	// "http_x_forwarded_for"; S3's "operation"; ALB's "target_group"…), in
+	// the order the format writes them. `--where` and `--by` reach them by
+	// name. Parsers reuse the slice's backing array from line to line.
+	Extra []Field
+}
+
+// Field is one named value of a record that has no dedicated Record field.
+type Field struct {
+	Name  string
+	Value string
+}
+
+// Get returns the value of the extra field name and whether the line had it.
+func (r *Record) Get(name string) (string, bool) {
+	for i := range r.Extra {
+		if r.Extra[i].Name == name {
+			return r.Extra[i].Value, true
+		}
+	}
+	return "", false
 }
