@@ -1,0 +1,374 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func target(t *testing.T, raw string) Target {
+	t.Helper()
+	tg, err := ParseTarget(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
+}
+
+func mustRun(t *testing.T, o Options) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func okServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		io.WriteString(w, "hello, world!")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+// poolServer answers with a fixed pool of workers, each holding a request
+// for hold: its capacity is workers/hold requests per second.
+func poolServer(t *testing.T, workers int, hold time.Duration) *httptest.Server {
+	pool := make(chan struct{}, workers)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case pool <- struct{}{}:
+		case <-r.Context().Done():
+			return
+		}
+		time.Sleep(hold)
+		<-pool
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestOpenModelKeepsTheSchedule(t *testing.T) {
+	srv, served := okServer(t)
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, Rate: 200, Duration: 3 * time.Second})
+	// The schedule is exact: 200/s for 3 s is 600 arrivals, whatever the box.
+	if res.Scheduled != 600 {
+		t.Errorf("scheduled %d, want 600", res.Scheduled)
+	}
+	if res.Sent+res.Dropped != res.Scheduled {
+		t.Errorf("sent %d + dropped %d != scheduled %d", res.Sent, res.Dropped, res.Scheduled)
+	}
+	if res.Completed != res.Sent || served.Load() != res.Sent {
+		t.Errorf("completed %d, sent %d, server saw %d", res.Completed, res.Sent, served.Load())
+	}
+	if res.Sent < 570 {
+		t.Errorf("sent %d of 600", res.Sent)
+	}
+	if res.RPS < 150 || res.RPS > 210 {
+		t.Errorf("rps %.1f, want about 200", res.RPS)
+	}
+	if res.Errors != 0 || res.Status[200] != res.Completed {
+		t.Errorf("errors %d, statuses %v", res.Errors, res.Status)
+	}
+	if res.BytesReceived < res.Completed*13 {
+		t.Errorf("bytes received %d for %d responses of 13 body bytes", res.BytesReceived, res.Completed)
+	}
+	if len(res.Samples) < 3 {
+		t.Errorf("%d samples for 3 s", len(res.Samples))
+	}
+}
+
+func TestRequestCountBound(t *testing.T) {
+	srv, served := okServer(t)
+	for _, o := range []Options{
+		{Rate: 1000, Duration: 30 * time.Second, MaxRequests: 50},
+		{VUs: 5, Duration: 30 * time.Second, MaxRequests: 40},
+	} {
+		o.Targets = []Target{target(t, srv.URL)}
+		before := served.Load()
+		start := time.Now()
+		res := mustRun(t, o)
+		if res.Completed != o.MaxRequests || served.Load()-before != o.MaxRequests {
+			t.Errorf("%s model: completed %d, server saw %d, want %d", res.Model, res.Completed, served.Load()-before, o.MaxRequests)
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Errorf("%s model: the count bound did not stop the run (%s)", res.Model, time.Since(start))
+		}
+	}
+}
+
+func TestLatencyAgainstKnownDelay(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond)
+		io.WriteString(w, "slow")
+	}))
+	defer srv.Close()
+	for _, o := range []Options{
+		{Rate: 40, Duration: 2 * time.Second},
+		{VUs: 4, Duration: 2 * time.Second},
+	} {
+		o.Targets = []Target{target(t, srv.URL)}
+		res := mustRun(t, o)
+		for name, q := range map[string]Quantiles{"corrected": res.Latency, "uncorrected": res.LatencyUncorrected} {
+			if q.P50 < 0.050 || q.P50 > 0.150 {
+				t.Errorf("%s model: %s p50 %s, want within [50ms, 150ms]", res.Model, name, fmtSeconds(q.P50))
+			}
+			if q.P99 < 0.050 || q.Max < q.P99 || q.P99 < q.P95 || q.P95 < q.P90 || q.P90 < q.P50 {
+				t.Errorf("%s model: %s quantiles out of order: %+v", res.Model, name, q)
+			}
+		}
+		if res.Completed < 20 {
+			t.Errorf("%s model: only %d requests", res.Model, res.Completed)
+		}
+		// Closed model: 4 users, 50 ms each, 2 s: at most 4*2/0.05 = 160.
+		if res.Model == "closed" && res.Completed > 170 {
+			t.Errorf("closed model: %d requests, more than 4 users can make in 2 s at 50 ms", res.Completed)
+		}
+	}
+}
+
+func TestFixedWorkerPoolIsServerBound(t *testing.T) {
+	// 4 workers × 25 ms = 160 requests/s; ask for 400/s.
+	srv := poolServer(t, 4, 25*time.Millisecond)
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, Rate: 400, Duration: 4 * time.Second,
+		GracefulStop: time.Second})
+	if res.Verdict.Verdict != ServerBound {
+		t.Fatalf("verdict %s, want %s; reasons: %q", res.Verdict.Verdict, ServerBound, res.Verdict.Reasons)
+	}
+	if res.RPS > 250 {
+		t.Errorf("rps %.0f from a server that can do 160/s", res.RPS)
+	}
+	if !res.Valid {
+		t.Errorf("every arrival was sent on time, yet the run is marked invalid: %q", res.Invalid)
+	}
+}
+
+func TestDroppedWhenInFlightFull(t *testing.T) {
+	srv := poolServer(t, 2, 100*time.Millisecond)
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, Rate: 200, Duration: 2 * time.Second,
+		MaxInFlight: 5, GracefulStop: time.Second})
+	if res.Dropped == 0 {
+		t.Fatalf("no drops with 5 slots against a 20/s server at 200/s")
+	}
+	if res.Sent+res.Dropped != res.Scheduled {
+		t.Errorf("sent %d + dropped %d != scheduled %d", res.Sent, res.Dropped, res.Scheduled)
+	}
+	if res.Valid || !strings.Contains(strings.Join(res.Invalid, " "), "dropped") {
+		t.Errorf("valid %v, invalid %q: want the run declared not valid for its drops", res.Valid, res.Invalid)
+	}
+	var text bytes.Buffer
+	res.WriteText(&text)
+	if !strings.Contains(text.String(), "NOT VALID for the asked rate") {
+		t.Errorf("summary does not say the results are not valid:\n%s", text.String())
+	}
+}
+
+func TestStatusesErrorsAndThresholds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/broken" {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	// A port nothing listens on: refused connections are failures too.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + l.Addr().String() + "/"
+	l.Close()
+
+	th := func(s string) Threshold {
+		x, err := ParseThreshold(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	res := mustRun(t, Options{
+		Targets:     []Target{target(t, srv.URL+"/ok"), target(t, srv.URL+"/broken"), target(t, dead)},
+		VUs:         1,
+		Duration:    10 * time.Second,
+		MaxRequests: 30,
+		Thresholds:  []Threshold{th("errors<1%"), th("p99<10s")},
+	})
+	if res.Status[200] != 10 || res.Status[503] != 10 || res.ErrorKinds["connection refused"] != 10 {
+		t.Errorf("statuses %v, failures %v; want 10 each", res.Status, res.ErrorKinds)
+	}
+	if res.Errors != 20 {
+		t.Errorf("errors %d, want 20 (10 refused + 10 503)", res.Errors)
+	}
+	if res.Passed || res.Thresholds[0].Passed || !res.Thresholds[1].Passed {
+		t.Errorf("thresholds %+v, passed %v", res.Thresholds, res.Passed)
+	}
+}
+
+func TestRequestShape(t *testing.T) {
+	const key = "sk-live-0123456789"
+	var bad atomic.Int64
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != "POST" || string(b) != `{"q":1}` || r.Header.Get("X-Custom") != "yes" ||
+			r.Header.Get("X-Api-Key") != key || r.URL.RawQuery != "page=2" {
+			bad.Add(1)
+		}
+	}))
+	defer srv.Close()
+	tg := target(t, "POST "+srv.URL+"/items?page=2")
+	res := mustRun(t, Options{Targets: []Target{tg}, Rate: 50, Duration: time.Second,
+		Header: http.Header{"X-Custom": {"yes"}}, Body: []byte(`{"q":1}`), APIKey: key})
+	if got.Load() == 0 || bad.Load() != 0 {
+		t.Errorf("%d requests, %d malformed", got.Load(), bad.Load())
+	}
+	var out bytes.Buffer
+	res.WriteJSON(&out)
+	res.WriteText(&out)
+	if strings.Contains(out.String(), key) || strings.Contains(out.String(), "page=2") {
+		t.Errorf("the API key or query leaked into the report")
+	}
+}
+
+func TestHTTP2(t *testing.T) {
+	var h2, other atomic.Int64
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 {
+			h2.Add(1)
+		} else {
+			other.Add(1)
+		}
+		io.WriteString(w, "ok")
+	})
+	cleartext := httptest.NewUnstartedServer(handler)
+	cleartext.Config.Protocols = new(http.Protocols)
+	cleartext.Config.Protocols.SetHTTP1(true)
+	cleartext.Config.Protocols.SetUnencryptedHTTP2(true)
+	cleartext.Start()
+	defer cleartext.Close()
+	tlsSrv := httptest.NewUnstartedServer(handler)
+	tlsSrv.EnableHTTP2 = true
+	tlsSrv.StartTLS()
+	defer tlsSrv.Close()
+
+	for _, u := range []string{cleartext.URL, tlsSrv.URL} {
+		h2.Store(0)
+		other.Store(0)
+		res := mustRun(t, Options{Targets: []Target{target(t, u)}, Rate: 50, Duration: time.Second, HTTP2: true, Insecure: true})
+		if res.Completed == 0 || res.Errors != 0 || other.Load() != 0 || h2.Load() != res.Completed {
+			t.Errorf("%s: %d completed, %d errors %v, %d over HTTP/2, %d otherwise", u, res.Completed, res.Errors, res.ErrorKinds, h2.Load(), other.Load())
+		}
+		if res.BytesReceived == 0 {
+			t.Errorf("%s: no bytes counted", u)
+		}
+	}
+}
+
+func TestKeepAliveAndNot(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, VUs: 2, Duration: time.Second, MaxRequests: 100})
+	if n := conns.Load(); n > 2 || res.Completed != 100 {
+		t.Errorf("keep-alive: %d connections for %d requests by 2 users", n, res.Completed)
+	}
+	conns.Store(0)
+	res = mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, VUs: 2, Duration: time.Second, MaxRequests: 50, NoKeepAlive: true})
+	if n := conns.Load(); n != res.Completed || res.Errors != 0 {
+		t.Errorf("no keep-alive: %d connections for %d requests (%d errors)", n, res.Completed, res.Errors)
+	}
+}
+
+func TestStagesFindCapacity(t *testing.T) {
+	// 4 workers × 20 ms = 200/s.
+	srv := poolServer(t, 4, 20*time.Millisecond)
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, GracefulStop: time.Second,
+		Stages: []Stage{{2 * time.Second, 40}, {2 * time.Second, 80}, {2 * time.Second, 800}}})
+	if len(res.Stages) != 3 {
+		t.Fatalf("%d stage results", len(res.Stages))
+	}
+	if !res.Stages[0].Sustained || res.Stages[2].Sustained {
+		t.Errorf("stages: %+v", res.Stages)
+	}
+	if res.Capacity == nil || !res.Capacity.Found || res.Capacity.Target < 40 || res.Capacity.Target > 80 {
+		t.Errorf("capacity %+v, want 40 or 80 of a 200/s server tested at 40, 80, 800", res.Capacity)
+	}
+	if res.Scheduled != 80+160+1600 {
+		t.Errorf("scheduled %d, want %d", res.Scheduled, 80+160+1600)
+	}
+	var j bytes.Buffer
+	res.WriteJSON(&j)
+	var m map[string]any
+	if err := json.Unmarshal(j.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := m["stages"].([]any); !ok || len(st) != 3 {
+		t.Errorf("json stages: %v", m["stages"])
+	}
+	if c, ok := m["capacity"].(map[string]any); !ok || c["found"] != true {
+		t.Errorf("json capacity: %v", m["capacity"])
+	}
+}
+
+func TestClosedModelStages(t *testing.T) {
+	srv := poolServer(t, 100, 10*time.Millisecond)
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, VUs: 1,
+		Stages: []Stage{{time.Second, 1}, {time.Second, 8}}})
+	if res.Stages[1].Completed <= res.Stages[0].Completed {
+		t.Errorf("8 users made %d requests, 1 user %d", res.Stages[1].Completed, res.Stages[0].Completed)
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	u, _ := url.Parse("http://127.0.0.1:1/")
+	tg := []Target{{Method: "GET", URL: u}}
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Rate: 10, Duration: time.Second}, "no target"},
+		{Options{Targets: tg, Duration: time.Second}, "no load asked"},
+		{Options{Targets: tg, Rate: 10}, "no bound"},
+		{Options{Targets: tg, Rate: 10, VUs: 2, Duration: time.Second}, "choose --rate"},
+		{Options{Targets: tg, VUs: 1, Stages: []Stage{{time.Second, 1.5}}}, "whole number"},
+	} {
+		_, err := Run(context.Background(), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run(%+v) = %v, want an error about %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+func TestCancelStopsTheRun(t *testing.T) {
+	srv, _ := okServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res, err := Run(ctx, Options{Targets: []Target{target(t, srv.URL)}, Rate: 100, Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 15*time.Second || res.Completed == 0 {
+		t.Errorf("cancelled run took %s and completed %d", time.Since(start), res.Completed)
+	}
+}

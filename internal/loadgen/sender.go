@@ -1,0 +1,261 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/loadgen/h1"
+)
+
+// preparedTarget is a target with everything computed once.
+type preparedTarget struct {
+	t       Target
+	host    string // for routing and the interface lookup
+	display string
+	h1      *h1.Request // nil when net/http sends it
+	header  http.Header
+}
+
+func prepareTargets(o *Options) ([]*preparedTarget, error) {
+	header := o.Header.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
+	if o.APIKey != "" {
+		header.Set(o.APIKeyHeader, o.APIKey)
+	}
+	var out []*preparedTarget
+	for _, t := range o.Targets {
+		if t.URL == nil {
+			return nil, fmt.Errorf("target without URL")
+		}
+		p := &preparedTarget{t: t, host: hostOnly(t.URL.Host), display: displayURL(t), header: header}
+		if t.URL.Scheme == "http" && !o.HTTP2 {
+			req, err := h1.NewRequest(h1.RequestOptions{Method: t.Method, URL: t.URL, Header: header,
+				Body: o.Body, UserAgent: o.UserAgent, Close: o.NoKeepAlive})
+			if err != nil {
+				return nil, fmt.Errorf("target %s: %w", p.display, err)
+			}
+			p.h1 = req
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// sender sends requests; a conn is one virtual user's connection.
+type sender interface {
+	send(t *preparedTarget, deadline time.Time) (h1.Response, error)
+	conn() senderConn
+	// bytesSince returns response bytes counted outside the per-request
+	// figures since the last call (net/http's connections).
+	bytesSince() int64
+	protocol() string
+	close()
+}
+
+type senderConn interface {
+	send(t *preparedTarget, deadline time.Time) (h1.Response, error)
+	release()
+}
+
+// mixedSender routes plain HTTP/1.1 targets to h1 and the rest to net/http.
+type mixedSender struct {
+	now    func() time.Time
+	dialer *net.Dialer
+	mu     sync.Mutex
+	idle   []*h1.Conn // LIFO, so a steady load reuses the fewest connections
+	std    *stdSender
+	proto  string
+}
+
+var _ sender = (*mixedSender)(nil)
+
+func newSender(o *Options, targets []*preparedTarget) (sender, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &mixedSender{now: now, dialer: &net.Dialer{Timeout: o.Timeout}}
+	needStd := false
+	for _, t := range targets {
+		if t.h1 == nil {
+			needStd = true
+		}
+	}
+	switch {
+	case needStd && o.HTTP2:
+		s.proto = "HTTP/2"
+	case needStd:
+		s.proto = "HTTP/1.1 (net/http)"
+	default:
+		s.proto = "HTTP/1.1"
+	}
+	if needStd {
+		s.std = newStdSender(o)
+	}
+	return s, nil
+}
+
+func (s *mixedSender) protocol() string { return s.proto }
+
+func (s *mixedSender) getConn() *h1.Conn {
+	s.mu.Lock()
+	if n := len(s.idle); n > 0 {
+		c := s.idle[n-1]
+		s.idle = s.idle[:n-1]
+		s.mu.Unlock()
+		return c
+	}
+	s.mu.Unlock()
+	return &h1.Conn{Dialer: s.dialer, Now: s.now}
+}
+
+func (s *mixedSender) putConn(c *h1.Conn) {
+	s.mu.Lock()
+	s.idle = append(s.idle, c)
+	s.mu.Unlock()
+}
+
+func (s *mixedSender) send(t *preparedTarget, deadline time.Time) (h1.Response, error) {
+	if t.h1 == nil {
+		return s.std.send(t, deadline)
+	}
+	c := s.getConn()
+	resp, err := c.Do(t.h1, deadline)
+	s.putConn(c)
+	return resp, err
+}
+
+func (s *mixedSender) bytesSince() int64 {
+	if s.std == nil {
+		return 0
+	}
+	return s.std.bytes.Swap(0)
+}
+
+func (s *mixedSender) close() {
+	s.mu.Lock()
+	for _, c := range s.idle {
+		c.Close()
+	}
+	s.idle = nil
+	s.mu.Unlock()
+	if s.std != nil {
+		s.std.tr.CloseIdleConnections()
+	}
+}
+
+// userConn is a virtual user's own connection.
+type userConn struct {
+	s *mixedSender
+	c h1.Conn
+}
+
+func (s *mixedSender) conn() senderConn {
+	return &userConn{s: s, c: h1.Conn{Dialer: s.dialer, Now: s.now}}
+}
+
+func (u *userConn) send(t *preparedTarget, deadline time.Time) (h1.Response, error) {
+	if t.h1 == nil {
+		return u.s.std.send(t, deadline)
+	}
+	return u.c.Do(t.h1, deadline)
+}
+
+func (u *userConn) release() { u.c.Close() }
+
+// stdSender sends through net/http: HTTP/2, TLS, and anything h1 does not
+// handle.
+type stdSender struct {
+	o      *Options
+	tr     *http.Transport
+	client *http.Client
+	bytes  atomic.Int64
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func newStdSender(o *Options) *stdSender {
+	s := &stdSender{o: o}
+	d := &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}
+	s.tr = &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return countingConn{Conn: c, n: &s.bytes}, nil
+		},
+		MaxIdleConns:        o.MaxInFlight,
+		MaxIdleConnsPerHost: o.MaxInFlight,
+		DisableKeepAlives:   o.NoKeepAlive,
+		DisableCompression:  true,
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: o.Insecure}, //nolint:gosec // asked for with --insecure
+		ForceAttemptHTTP2:   o.HTTP2,
+		TLSHandshakeTimeout: o.Timeout,
+	}
+	if o.HTTP2 {
+		p := new(http.Protocols)
+		p.SetHTTP2(true)
+		// h2c with prior knowledge for http:// targets (Go's transport
+		// speaks it when UnencryptedHTTP2 is the only cleartext choice).
+		p.SetUnencryptedHTTP2(true)
+		s.tr.Protocols = p
+	}
+	s.client = &http.Client{Transport: s.tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse // a load test measures the response it got
+	}}
+	return s
+}
+
+func (s *stdSender) send(t *preparedTarget, deadline time.Time) (h1.Response, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var resp h1.Response
+	trace := &httptrace.ClientTrace{GotFirstResponseByte: func() { resp.FirstByte = time.Now() }}
+	if s.o.Now != nil {
+		trace.GotFirstResponseByte = func() { resp.FirstByte = s.o.Now() }
+	}
+	ctx = httptrace.WithClientTrace(ctx, trace)
+	var body io.Reader
+	if len(s.o.Body) > 0 {
+		body = bytes.NewReader(s.o.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, t.t.Method, t.t.URL.String(), body)
+	if err != nil {
+		return resp, err
+	}
+	req.Header = t.header.Clone()
+	ua := s.o.UserAgent
+	if ua == "" {
+		ua = "headroom"
+	}
+	req.Header.Set("User-Agent", ua)
+	r, err := s.client.Do(req)
+	if err != nil {
+		return resp, err
+	}
+	_, err = io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	resp.Status = r.StatusCode
+	return resp, err
+}
