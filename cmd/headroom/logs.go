@@ -1,18 +1,195 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/analyze"
+	"github.com/headroom-dev/headroom/internal/timearg"
 )
 
-// newLogsCmd is a placeholder until its issue lands.
 func newLogsCmd() *cobra.Command {
-	return &cobra.Command{
+	logs := &cobra.Command{
 		Use:   "logs",
-		Short: "(not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("logs: not built yet")
+		Short: "Explain traffic from access logs: who, what, when",
+	}
+	logs.AddCommand(newLogsAnalyzeCmd())
+	return logs
+}
+
+// logsAnalyzeFlags are the command-line flags of `headroom logs analyze`.
+type logsAnalyzeFlags struct {
+	format     string
+	jsonFields string
+	json       bool
+	html       string
+	compare    string
+	since      string
+	until      string
+	where      []string
+	by         string
+	follow     bool
+	refresh    time.Duration
+	top        int
+	workers    int
+	progress   string
+}
+
+func newLogsAnalyzeCmd() *cobra.Command {
+	var f logsAnalyzeFlags
+	cmd := &cobra.Command{
+		Use:   "analyze [FILE|GLOB|-]...",
+		Short: "Aggregate access logs: time series, top clients, endpoints, agents, quantiles",
+		Long: `Read access logs (any number, gzip or not, rotated sets in time order, or stdin)
+in parallel and report where the traffic came from and what it cost: requests,
+bytes out, worker (upstream) time and errors over time; the top clients,
+networks (/24, /48), keys, endpoints (path templates such as
+/v2/applications/:id/metrics.json), user agents, referers, methods and pools;
+request and upstream time quantiles; distinct clients.
+
+Formats (--format): auto (detect per file, the default), combined, common,
+headroom (the proxy's own log), ingress (ingress-nginx), s3, alb, json (JSON
+lines; map keys with --json-fields), or any nginx log_format given as text,
+e.g. '$remote_addr [$time_local] "$request" $status $request_time', or a whole
+"log_format name '...';" directive. Variables a format has beyond the usual
+ones ($upstream_addr, $http_x_forwarded_for, $tenant...) are fields for
+--where and --by.
+
+--where FIELD OP VALUE, combined with and/or/not and parentheses. OP is one of
+= != > >= < <= ~ (regexp) !~. Fields: time, status, upstream_status, bytes,
+request_time, upstream_time, method, path, uri, template, proto, host, client,
+prefix, key, user_agent, ua_family, referer, referer_domain, pool, and any
+variable of your log_format. Status classes (status=5xx), durations
+(request_time>1.5s) and times (time>=2019-04-04T00:00:00Z, time>=2h) work.
+
+Malformed lines are counted and shown with file and line number; a file that
+is not a log (or not in the --format given) is reported and skipped.`,
+		Example: `  # What is in this log?
+  headroom logs analyze /var/log/nginx/access.log
+
+  # A whole rotated set, gzip included, read oldest first
+  headroom logs analyze '/var/log/nginx/access.log*'
+
+  # Only server errors on the API, grouped by endpoint and status
+  headroom logs analyze access.log --where 'status>=500 and path~^/api/' --by template,status
+
+  # Which agents fetched what on the day traffic doubled, as JSON
+  headroom logs analyze access.log.1 --since 2019-04-04T00:00:00Z --until 2019-04-05T00:00:00Z --by ua_family --json
+
+  # A custom log_format, grouped by one of its own variables
+  headroom logs analyze app.log --format '$remote_addr|$time_iso8601|$request|$status|$tenant' --by tenant
+
+  # S3 server access logs from stdin
+  zcat s3-logs/*.gz | headroom logs analyze - --format s3
+
+  # Watch a live log (survives rotation); Ctrl-C prints the final report
+  headroom logs analyze /var/log/nginx/access.log --follow --since 10m`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runLogsAnalyze(cmd, args, f)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.format, "format", "f", "auto", "log format: "+strings.Join(accesslog.FormatNames(), ", ")+", or an nginx log_format text")
+	fl.StringVar(&f.jsonFields, "json-fields", "", "for --format json: record_field=json_key pairs, e.g. time=ts,status=code,client=ip")
+	fl.BoolVar(&f.json, "json", false, "print one JSON object (records, malformed, findings, aggregates) instead of text")
+	fl.StringVar(&f.html, "html", "", "also write an HTML report with charts to `FILE`")
+	fl.StringVar(&f.compare, "compare", "", "compare two periods, `T1..T2` (e.g. 2019-04-03..2019-04-04)")
+	fl.StringVar(&f.since, "since", "", "only records at or after `T` (RFC 3339, or a duration ago: 2h, 3d)")
+	fl.StringVar(&f.until, "until", "", "only records before `T` (RFC 3339, or a duration ago)")
+	fl.StringArrayVarP(&f.where, "where", "w", nil, "only records matching `EXPR` (repeat to AND several)")
+	fl.StringVar(&f.by, "by", "", "add a table grouped by `FIELD[,FIELD]` (any --where field or log_format variable)")
+	fl.BoolVar(&f.follow, "follow", false, "keep reading a live log as it grows, across rotation, until interrupted")
+	fl.DurationVar(&f.refresh, "refresh", 5*time.Second, "with --follow: how often to print the report so far")
+	fl.IntVar(&f.top, "top", 10, "rows per table")
+	fl.IntVar(&f.workers, "workers", 0, "parsing goroutines (0: one per CPU)")
+	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (only on a terminal), always, never")
+	return cmd
+}
+
+func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error {
+	if f.html != "" || f.compare != "" {
+		return fmt.Errorf("--html and --compare come with the findings report, which this build does not include yet")
+	}
+	now := time.Now()
+	opts := analyze.Options{
+		Inputs:        args,
+		Stdin:         cmd.InOrStdin(),
+		Format:        f.format,
+		FormatOptions: accesslog.FormatOptions{JSONFields: f.jsonFields},
+		TopN:          f.top,
+		Workers:       f.workers,
+		Log:           cmd.ErrOrStderr(),
+		Follow:        f.follow,
+		Refresh:       f.refresh,
+		Now:           func() time.Time { return now },
+	}
+	var err error
+	if f.since != "" {
+		if opts.Since, err = timearg.Parse(f.since, now, time.UTC); err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+	}
+	if f.until != "" {
+		if opts.Until, err = timearg.Parse(f.until, now, time.UTC); err != nil {
+			return fmt.Errorf("--until: %w", err)
+		}
+	}
+	if len(f.where) > 0 {
+		expr := "(" + strings.Join(f.where, ") and (") + ")"
+		if len(f.where) == 1 {
+			expr = f.where[0]
+		}
+		if opts.Where, err = analyze.CompileFilter(expr, now, time.UTC); err != nil {
+			return err
+		}
+	}
+	if f.by != "" {
+		opts.By = strings.Split(f.by, ",")
+	}
+	stderr := cmd.ErrOrStderr()
+	switch f.progress {
+	case "always":
+		opts.Progress = stderr
+	case "auto":
+		if isTerminal(stderr) && !f.follow {
+			opts.Progress = stderr
+		}
+	case "never":
+	default:
+		return fmt.Errorf("--progress %q: want auto, always or never", f.progress)
+	}
+	out := cmd.OutOrStdout()
+	write := func(res *analyze.Result) error {
+		rep := res.Report(nil)
+		if f.json {
+			return rep.WriteJSON(out)
+		}
+		return rep.WriteText(out)
+	}
+	if f.follow {
+		clear := !f.json && isTerminal(out)
+		opts.OnUpdate = func(res *analyze.Result) {
+			if clear {
+				fmt.Fprint(out, "\033[H\033[2J")
+			}
+			_ = write(res)
+		}
+	}
+	res, err := analyze.Run(cmd.Context(), opts)
+	if err != nil {
+		return err
+	}
+	return write(res)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -1,0 +1,214 @@
+package analyze
+
+import (
+	"hash/maphash"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/axiomhq/hyperloglog"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+)
+
+// Dimensions the engine ranks values of.
+const (
+	dimClient = iota
+	dimPrefix
+	dimKey
+	dimUAFamily
+	dimUA
+	dimReferer
+	dimTemplate
+	dimMethod
+	dimPool
+	numDims
+)
+
+// dimNames are the dimensions' names in reports and JSON.
+var dimNames = [numDims]string{"client", "prefix", "key", "ua_family", "user_agent", "referer_domain", "path_template", "method", "pool"}
+
+// hllSeed is shared by every shard so their HyperLogLog sketches hash
+// clients alike and can be merged.
+var hllSeed = maphash.MakeSeed()
+
+// sketchAccuracy is DDSketch's relative accuracy: quantiles within 1%.
+const (
+	sketchAccuracy = 0.01
+	sketchBins     = 2048
+)
+
+func newSketch() *ddsketch.DDSketch {
+	s, err := ddsketch.LogCollapsingLowestDenseDDSketch(sketchAccuracy, sketchBins)
+	if err != nil { // only for an invalid accuracy, which is a constant
+		panic(err)
+	}
+	return s
+}
+
+// aggregate is one worker's share of the analysis; shards are merged at the
+// end. Its memory is bounded: top tables prune, the series coarsens, the
+// sketches have fixed sizes.
+type aggregate struct {
+	total     counters
+	errors4xx int64
+	gaveUp    int64 // 499: the client closed the connection first
+	minT      time.Time
+	maxT      time.Time
+	series    *series
+	tops      [numDims]*topTable
+	status    [1000]counters
+	reqTime   *ddsketch.DDSketch
+	upTime    *ddsketch.DDSketch
+	anyReqT   bool
+	clients   *hyperloglog.Sketch
+	by        []field
+	groups    *topTable
+	scratch   []byte
+}
+
+func newAggregate(capacity int, by []field) *aggregate {
+	a := &aggregate{
+		series:  newSeries(),
+		reqTime: newSketch(),
+		upTime:  newSketch(),
+		clients: hyperloglog.New14(),
+		by:      by,
+		scratch: make([]byte, 0, 1024),
+	}
+	for i := range a.tops {
+		a.tops[i] = newTopTable(capacity)
+	}
+	if len(by) > 0 {
+		a.groups = newTopTable(capacity)
+	}
+	return a
+}
+
+// groupSep separates the values of a --by pair inside one key.
+const groupSep = "\x00"
+
+func (a *aggregate) observe(r *accesslog.Record) {
+	c := counters{Requests: 1, Bytes: r.BytesSent}
+	if r.HasUpstreamTime && r.UpstreamTime > 0 {
+		c.WorkerNs = int64(r.UpstreamTime)
+	}
+	switch {
+	case r.Status >= 500:
+		c.Errors = 1
+	case r.Status == 499:
+		a.gaveUp++
+		a.errors4xx++
+	case r.Status >= 400:
+		a.errors4xx++
+	}
+	a.total.add(&c)
+	if !r.Time.IsZero() {
+		if a.minT.IsZero() || r.Time.Before(a.minT) {
+			a.minT = r.Time
+		}
+		if r.Time.After(a.maxT) {
+			a.maxT = r.Time
+		}
+		a.series.at(r.Time.Unix()).add(&c)
+	}
+	if r.Status >= 0 && r.Status < len(a.status) {
+		a.status[r.Status].add(&c)
+	}
+	a.tops[dimClient].observe(r.Client, &c)
+	a.scratch = appendClientPrefix(a.scratch[:0], r.Client)
+	a.tops[dimPrefix].observe(unsafeString(a.scratch), &c)
+	if r.Key != "" {
+		a.tops[dimKey].observe(r.Key, &c)
+	}
+	ua, isNew := a.tops[dimUA].get(r.UserAgent)
+	if isNew {
+		// The family is worked out once per distinct agent and cached
+		// with it: classifying every line costs more than the lookup.
+		ua.aux = strings.Clone(uaFamily(r.UserAgent))
+	}
+	ua.add(&c)
+	a.tops[dimUAFamily].observe(ua.aux, &c)
+	a.tops[dimReferer].observe(refererDomain(r.Referer), &c)
+	a.scratch = appendPathTemplate(a.scratch[:0], r.Path)
+	a.tops[dimTemplate].observe(unsafeString(a.scratch), &c)
+	if r.Method != "" {
+		a.tops[dimMethod].observe(r.Method, &c)
+	}
+	if r.Pool != "" {
+		a.tops[dimPool].observe(r.Pool, &c)
+	}
+	if r.RequestTime > 0 {
+		a.anyReqT = true
+	}
+	_ = a.reqTime.Add(r.RequestTime.Seconds())
+	if r.HasUpstreamTime {
+		_ = a.upTime.Add(r.UpstreamTime.Seconds())
+	}
+	a.clients.InsertHash(maphash.String(hllSeed, r.Client))
+	if a.groups != nil {
+		b := a.scratch[:0]
+		for i, f := range a.by {
+			if i > 0 {
+				b = append(b, groupSep...)
+			}
+			start := len(b)
+			var v string
+			v, b = f.str(r, b)
+			if len(b) == start { // the value was not written into b
+				b = append(b, v...)
+			}
+		}
+		a.scratch = b
+		a.groups.observe(unsafeString(b), &c)
+	}
+}
+
+func (a *aggregate) merge(o *aggregate) {
+	a.total.add(&o.total)
+	a.errors4xx += o.errors4xx
+	a.gaveUp += o.gaveUp
+	if !o.minT.IsZero() && (a.minT.IsZero() || o.minT.Before(a.minT)) {
+		a.minT = o.minT
+	}
+	if o.maxT.After(a.maxT) {
+		a.maxT = o.maxT
+	}
+	a.series.merge(o.series)
+	for i := range a.tops {
+		a.tops[i].merge(o.tops[i])
+	}
+	for i := range a.status {
+		a.status[i].add(&o.status[i])
+	}
+	_ = a.reqTime.MergeWith(o.reqTime)
+	_ = a.upTime.MergeWith(o.upTime)
+	a.anyReqT = a.anyReqT || o.anyReqT
+	_ = a.clients.Merge(o.clients)
+	if a.groups != nil && o.groups != nil {
+		a.groups.merge(o.groups)
+	}
+}
+
+// statusRows returns the statuses seen, most frequent first.
+func (a *aggregate) statusRows() []statusRow {
+	var rows []statusRow
+	for st, c := range a.status {
+		if c.Requests > 0 {
+			rows = append(rows, statusRow{Status: st, counters: c})
+		}
+	}
+	slices.SortFunc(rows, func(x, y statusRow) int {
+		if c := cmpDesc(x.Requests, y.Requests); c != 0 {
+			return c
+		}
+		return x.Status - y.Status
+	})
+	return rows
+}
+
+type statusRow struct {
+	Status int
+	counters
+}

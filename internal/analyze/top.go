@@ -1,0 +1,151 @@
+package analyze
+
+import (
+	"slices"
+	"strings"
+)
+
+// counters are what every table row and time bucket adds up.
+type counters struct {
+	Requests int64
+	Bytes    int64
+	WorkerNs int64 // upstream (worker) time, nanoseconds
+	Errors   int64 // 5xx answers
+}
+
+func (c *counters) add(o *counters) {
+	c.Requests += o.Requests
+	c.Bytes += o.Bytes
+	c.WorkerNs += o.WorkerNs
+	c.Errors += o.Errors
+}
+
+type topEntry struct {
+	counters
+	key string
+	aux string // derived value cached with the key (a user agent's family)
+}
+
+// topTable counts requests, bytes and worker time per value of one
+// dimension in bounded memory. Up to capacity values are counted exactly;
+// beyond that the table prunes itself back to the values that rank high by
+// any of the three measures (a lossy-counting variant of space-saving that
+// keeps the heavy hitters by requests, by bytes and by worker time alike).
+// A value dropped and seen again restarts from zero, so counts are lower
+// bounds; lost records the largest counts ever dropped, which bounds how far
+// below the truth any reported count can be.
+type topTable struct {
+	m        map[string]*topEntry
+	capacity int
+	lost     counters // maximum pruned counts (error bound)
+	pruned   bool
+	free     []*topEntry
+}
+
+func newTopTable(capacity int) *topTable {
+	return &topTable{m: make(map[string]*topEntry, 64), capacity: capacity}
+}
+
+// get returns the entry for key, creating it (with a copy of key, which may
+// alias a reused buffer) when new; isNew tells the caller to fill aux.
+func (t *topTable) get(key string) (e *topEntry, isNew bool) {
+	if e, ok := t.m[key]; ok {
+		return e, false
+	}
+	if len(t.m) >= t.capacity {
+		t.prune()
+	}
+	if n := len(t.free); n > 0 {
+		e = t.free[n-1]
+		t.free = t.free[:n-1]
+		*e = topEntry{}
+	} else {
+		e = &topEntry{}
+	}
+	e.key = strings.Clone(key)
+	t.m[e.key] = e
+	return e, true
+}
+
+func (t *topTable) observe(key string, c *counters) *topEntry {
+	e, _ := t.get(key)
+	e.add(c)
+	return e
+}
+
+// prune keeps the top quarter of capacity by each measure and drops the
+// rest, so a prune happens at most once per capacity/4 new values.
+func (t *topTable) prune() {
+	entries := make([]*topEntry, 0, len(t.m))
+	for _, e := range t.m {
+		entries = append(entries, e)
+	}
+	keep := make(map[*topEntry]bool, t.capacity)
+	k := max(t.capacity/4, 1)
+	for _, measure := range []func(*topEntry) int64{
+		func(e *topEntry) int64 { return e.Requests },
+		func(e *topEntry) int64 { return e.Bytes },
+		func(e *topEntry) int64 { return e.WorkerNs },
+	} {
+		slices.SortFunc(entries, func(a, b *topEntry) int { return cmpDesc(measure(a), measure(b)) })
+		for _, e := range entries[:min(k, len(entries))] {
+			keep[e] = true
+		}
+	}
+	for _, e := range entries {
+		if keep[e] {
+			continue
+		}
+		t.lost.Requests = max(t.lost.Requests, e.Requests)
+		t.lost.Bytes = max(t.lost.Bytes, e.Bytes)
+		t.lost.WorkerNs = max(t.lost.WorkerNs, e.WorkerNs)
+		t.lost.Errors = max(t.lost.Errors, e.Errors)
+		delete(t.m, e.key)
+		t.free = append(t.free, e)
+	}
+	t.pruned = true
+}
+
+func cmpDesc(a, b int64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}
+
+// merge folds o into t (shards of one run).
+func (t *topTable) merge(o *topTable) {
+	for _, e := range o.m {
+		mine, isNew := t.get(e.key)
+		if isNew {
+			mine.aux = e.aux
+		}
+		mine.add(&e.counters)
+	}
+	t.pruned = t.pruned || o.pruned
+	t.lost.Requests += o.lost.Requests
+	t.lost.Bytes += o.lost.Bytes
+	t.lost.WorkerNs += o.lost.WorkerNs
+	t.lost.Errors += o.lost.Errors
+}
+
+// top returns the n heaviest entries by measure, ties broken by key so
+// reports are deterministic.
+func (t *topTable) top(n int, measure func(*topEntry) int64) []*topEntry {
+	entries := make([]*topEntry, 0, len(t.m))
+	for _, e := range t.m {
+		if measure(e) > 0 {
+			entries = append(entries, e)
+		}
+	}
+	slices.SortFunc(entries, func(a, b *topEntry) int {
+		if c := cmpDesc(measure(a), measure(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	return entries[:min(n, len(entries))]
+}
