@@ -86,6 +86,12 @@ func deseasonalize(x []float64, period int, phase int) []float64 {
 	for i, v := range x {
 		y[i] = math.Log1p(v)
 	}
+	return deseasonalizeLog(y, period, phase)
+}
+
+// deseasonalizeLog removes the daily profile from a series already in log
+// space.
+func deseasonalizeLog(y []float64, period int, phase int) []float64 {
 	if period < 2 {
 		return y
 	}
@@ -148,21 +154,28 @@ type changePoint struct {
 }
 
 // findChange searches z for the most significant single step, with at least
-// minSeg points on each side.
-func findChange(z []float64, minSeg int) (changePoint, bool) {
+// minSeg points on each side. w weighs each point by its count: the log of
+// a count of n varies by about 1/√n, so quiet night hours must not move
+// the change point as much as busy ones.
+func findChange(z, w []float64, minSeg int) (changePoint, bool) {
 	n := len(z)
 	if n < 2*minSeg || minSeg < 1 {
 		return changePoint{}, false
 	}
-	pre := make([]float64, n+1)
+	pz := make([]float64, n+1)
+	pw := make([]float64, n+1)
 	for i, v := range z {
-		pre[i+1] = pre[i] + v
+		pz[i+1] = pz[i] + w[i]*v
+		pw[i+1] = pw[i] + w[i]
 	}
 	best, bestC := -1, 0.0
 	for t := minSeg; t <= n-minSeg; t++ {
-		m1 := pre[t] / float64(t)
-		m2 := (pre[n] - pre[t]) / float64(n-t)
-		cs := math.Abs(m2-m1) * math.Sqrt(float64(t)*float64(n-t)/float64(n))
+		w1, w2 := pw[t], pw[n]-pw[t]
+		if w1 <= 0 || w2 <= 0 {
+			continue
+		}
+		m1, m2 := pz[t]/w1, (pz[n]-pz[t])/w2
+		cs := math.Abs(m2-m1) * math.Sqrt(w1*w2/pw[n])
 		if cs > bestC {
 			best, bestC = t, cs
 		}
@@ -170,21 +183,23 @@ func findChange(z []float64, minSeg int) (changePoint, bool) {
 	if best < 0 {
 		return changePoint{}, false
 	}
-	m1 := pre[best] / float64(best)
-	m2 := (pre[n] - pre[best]) / float64(n-best)
-	// Noise: spread of the residuals around the fitted step (robust MAD),
-	// which includes day-to-day variation a first-difference estimate misses.
+	w1, w2 := pw[best], pw[n]-pw[best]
+	m1, m2 := pz[best]/w1, (pz[n]-pz[best])/w2
+	// Noise: the weighted residuals around the fitted step (robust MAD),
+	// which include the day-to-day variation real traffic has beyond
+	// counting noise.
 	res := make([]float64, n)
 	for i, v := range z {
-		if i < best {
-			res[i] = math.Abs(v - m1)
-		} else {
-			res[i] = math.Abs(v - m2)
+		m := m1
+		if i >= best {
+			m = m2
 		}
+		res[i] = math.Abs(v-m) * math.Sqrt(w[i])
 	}
 	sigma := median(res) / 0.6745
-	sigma = max(sigma, 0.02) // Poisson-smooth synthetic series must not divide by ~0
-	return changePoint{at: best, delta: m2 - m1, stat: bestC / sigma}, true
+	sigma = max(sigma, 0.5) // at least Poisson noise
+	stat := math.Abs(m2-m1) / (sigma * math.Sqrt(1/w1+1/w2))
+	return changePoint{at: best, delta: m2 - m1, stat: stat}, true
 }
 
 // lasting checks that the first and last thirds after the change both
@@ -219,6 +234,38 @@ func abrupt(z []float64, cp changePoint, width int64) bool {
 	return jump/cp.delta >= 0.7 && math.Abs(jump) >= 4*sd/math.Sqrt(float64(k))
 }
 
+// daysAgree checks a seasonal change against day-to-day variation, which
+// hourly noise understates: real days differ by ±10% or more, and one
+// busy day at the end of a log is not a new level. With at least two whole
+// days on each side, the step must stand out of the spread of daily means
+// (t ≥ 4); with less after it, only a large (≥ 1.5×) abrupt step counts.
+func daysAgree(z []float64, cp changePoint, period int) bool {
+	var before, after []float64
+	for d := 0; (d+1)*period <= len(z); d++ {
+		lo, hi := d*period, (d+1)*period
+		switch {
+		case hi <= cp.at:
+			before = append(before, mean(z[lo:hi]))
+		case lo >= cp.at:
+			after = append(after, mean(z[lo:hi]))
+		}
+	}
+	if len(before) < 2 || len(after) < 2 {
+		return math.Abs(cp.delta) >= math.Log(1.5) && abrupt(z, cp, 86400/int64(period))
+	}
+	mb, ma := median(before), median(after)
+	var res []float64
+	for _, v := range before {
+		res = append(res, math.Abs(v-mb))
+	}
+	for _, v := range after {
+		res = append(res, math.Abs(v-ma))
+	}
+	sd := max(median(res)/0.6745, 0.02)
+	t := (ma - mb) / (sd * math.Sqrt(1/float64(len(before))+1/float64(len(after))))
+	return math.Abs(t) >= 4 && t*cp.delta > 0 && math.Abs(ma-mb) >= math.Log(minShiftRatio)*0.8
+}
+
 type detectedShift struct {
 	cp      changePoint
 	byBytes bool
@@ -244,7 +291,33 @@ func (c *Collector) levelShifts() []Finding {
 			x = s.bytes
 		}
 		z := deseasonalize(x, s.period, phase)
-		cp, ok := findChange(z, minSeg)
+		w := make([]float64, len(x))
+		for i, v := range s.req {
+			w[i] = v + 1 // bytes vary with requests: weigh both by requests
+		}
+		cp, ok := findChange(z, w, minSeg)
+		if ok && s.period > 0 {
+			// The moving average smears the step over a day, which bends
+			// the profile near it; learn the profile again with the step
+			// taken out, and look once more.
+			y := make([]float64, len(x))
+			adj := make([]float64, len(x))
+			for i, v := range x {
+				y[i] = math.Log1p(v)
+				adj[i] = y[i]
+				if i >= cp.at {
+					adj[i] -= cp.delta
+				}
+			}
+			za := deseasonalizeLog(adj, s.period, phase)
+			z2 := make([]float64, len(x))
+			for i := range y {
+				z2[i] = y[i] - (adj[i] - za[i])
+			}
+			if cp2, ok2 := findChange(z2, w, minSeg); ok2 {
+				z, cp = z2, cp2
+			}
+		}
 		if !ok || cp.stat < minShiftStat || math.Abs(cp.delta) < math.Log(minShiftRatio) || !lasting(z, cp) {
 			continue
 		}
@@ -252,6 +325,9 @@ func (c *Collector) levelShifts() []Finding {
 			// Without two days to learn the daily cycle from, the morning
 			// rise is a change too; only a step that happens at once is
 			// told apart from it.
+			continue
+		}
+		if s.period > 0 && !daysAgree(z, cp, s.period) {
 			continue
 		}
 		found = append(found, detectedShift{cp: cp, byBytes: byBytes})

@@ -1,4 +1,9 @@
-package findings
+// Package findingstest generates synthetic access logs, seeded and
+// reproducible, with known causes injected (a client fetching every image
+// twice from a given moment, an exporter with a 5 s client timeout, a
+// crawler, a hotlinking site, an error burst), for the tests of the findings,
+// the HTML report and the log engine.
+package findingstest
 
 import (
 	"fmt"
@@ -11,9 +16,9 @@ import (
 	"github.com/headroom-dev/headroom/internal/accesslog"
 )
 
-// genOptions describe a synthetic forum's traffic and the causes injected
+// Options describe a synthetic forum's traffic and the causes injected
 // into it. Every test log is generated from a seed, so a failure reproduces.
-type genOptions struct {
+type Options struct {
 	Seed  uint64
 	Start time.Time
 	Days  int
@@ -22,6 +27,9 @@ type genOptions struct {
 	PageViewsPerHour float64
 	// Weekly lowers weekends by this fraction (0.1 = 10%).
 	Weekly float64
+	// DayNoise varies each day's traffic by a random factor (log-normal,
+	// this standard deviation): real days differ more than counting noise.
+	DayNoise float64
 
 	// DoubleUA starts fetching every image twice from DoubleFrom on (seed 01).
 	DoubleUA   string
@@ -42,14 +50,16 @@ type genOptions struct {
 	ErrorBurst time.Time
 }
 
+// The injected causes' names, for tests to look for.
 const (
-	siteHost     = "forum.example.com"
-	exporterUA   = "NewRelic Exporter"
-	crawlerUA    = "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"
-	hotlinkSite  = "pics-mirror.example.net"
-	picViewerUA  = "PicViewer/2.3 (Android 9; SM-G960F)"
-	exporterKey  = "k-4f2a9c"
-	clientTimout = 5 * time.Second
+	SiteHost    = "forum.example.com"
+	ExporterUA  = "NewRelic Exporter"
+	ExporterKey = "k-4f2a9c"
+	CrawlerUA   = "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"
+	HotlinkSite = "pics-mirror.example.net"
+	PicViewerUA = "PicViewer/2.3 (Android 9; SM-G960F)"
+
+	clientTimeout = 5 * time.Second
 )
 
 var browserUAs = []string{
@@ -57,8 +67,8 @@ var browserUAs = []string{
 	"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1 Safari/605.1.15",
 	"Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:66.0) Gecko/20100101 Firefox/66.0",
 	"Mozilla/5.0 (iPhone; CPU iPhone OS 12_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1 Mobile/15E148 Safari/604.1",
-	picViewerUA,
-	picViewerUA,
+	PicViewerUA,
+	PicViewerUA,
 }
 
 type user struct {
@@ -66,8 +76,8 @@ type user struct {
 	ua string
 }
 
-// generate returns the records of the synthetic log in time order.
-func generate(o genOptions) []accesslog.Record {
+// Generate returns the records of the synthetic log in time order.
+func Generate(o Options) []accesslog.Record {
 	rng := rand.New(rand.NewPCG(o.Seed, 7))
 	if o.Start.IsZero() {
 		o.Start = time.Date(2019, 3, 28, 0, 0, 0, 0, time.UTC)
@@ -87,11 +97,15 @@ func generate(o genOptions) []accesslog.Record {
 	image := func() (string, int64) {
 		return fmt.Sprintf("/images/%08x.jpg", rng.Uint32()%50000), int64(40000 + rng.IntN(120000))
 	}
+	dayFactor := make([]float64, o.Days)
+	for d := range dayFactor {
+		dayFactor[d] = math.Exp(rng.NormFloat64() * o.DayNoise)
+	}
 	hours := o.Days * 24
 	for h := range hours {
 		hourStart := o.Start.Add(time.Duration(h) * time.Hour)
 		hod := float64(hourStart.Hour())
-		rate := o.PageViewsPerHour * (1 + 0.75*math.Sin(2*math.Pi*(hod-9)/24))
+		rate := o.PageViewsPerHour * (1 + 0.75*math.Sin(2*math.Pi*(hod-9)/24)) * dayFactor[h/24]
 		if wd := hourStart.Weekday(); o.Weekly > 0 && (wd == time.Saturday || wd == time.Sunday) {
 			rate *= 1 - o.Weekly
 		}
@@ -108,17 +122,17 @@ func generate(o genOptions) []accesslog.Record {
 				status, ust = 500, 500
 			}
 			add(accesslog.Record{
-				Time: t, Client: u.ip, Method: "GET", Path: fmt.Sprintf("/t/%d?page=1", topic), Proto: "HTTP/1.1", Host: siteHost,
+				Time: t, Client: u.ip, Method: "GET", Path: fmt.Sprintf("/t/%d?page=1", topic), Proto: "HTTP/1.1", Host: SiteHost,
 				Status: status, BytesSent: int64(15000 + rng.IntN(10000)), RequestTime: ut + time.Millisecond,
 				UpstreamStatus: ust, UpstreamTime: ut, HasUpstreamTime: true,
-				Referer: "https://" + siteHost + "/", UserAgent: u.ua,
+				Referer: "https://" + SiteHost + "/", UserAgent: u.ua,
 			})
-			ref := fmt.Sprintf("https://%s/t/%d?page=1", siteHost, topic)
+			ref := fmt.Sprintf("https://%s/t/%d?page=1", SiteHost, topic)
 			for i := range 3 {
 				p, size := image()
 				it := t.Add(time.Duration(200+100*i+rng.IntN(300)) * time.Millisecond)
 				img := accesslog.Record{
-					Time: it, Client: u.ip, Method: "GET", Path: p, Proto: "HTTP/1.1", Host: siteHost,
+					Time: it, Client: u.ip, Method: "GET", Path: p, Proto: "HTTP/1.1", Host: SiteHost,
 					Status: 200, BytesSent: size, RequestTime: time.Duration(2+rng.IntN(40)) * time.Millisecond,
 					Referer: ref, UserAgent: u.ua,
 				}
@@ -136,13 +150,13 @@ func generate(o genOptions) []accesslog.Record {
 				t := hourStart.Add(time.Duration(rng.Float64() * float64(time.Hour)))
 				work := time.Duration(math.Exp(rng.NormFloat64()*1.0+1.0) * float64(time.Second))
 				r := accesslog.Record{
-					Time: t, Client: "198.51.100.23", Key: exporterKey, Method: "GET",
+					Time: t, Client: "198.51.100.23", Key: ExporterKey, Method: "GET",
 					Path:  fmt.Sprintf("/v2/applications/%d/metrics.json", 30000000+rng.IntN(9000000)),
-					Proto: "HTTP/1.1", Host: "api." + siteHost, Referer: "-", UserAgent: exporterUA,
+					Proto: "HTTP/1.1", Host: "api." + SiteHost, Referer: "-", UserAgent: ExporterUA,
 					Status: 200, BytesSent: int64(2000 + rng.IntN(30000)), RequestTime: work + time.Millisecond,
 					UpstreamStatus: 200, UpstreamTime: work, HasUpstreamTime: true,
 				}
-				if work > clientTimout {
+				if work > clientTimeout {
 					// The client gives up after 5 s of its own clock; nginx
 					// sees a little less (connection setup, TLS).
 					rt := 4668*time.Millisecond + time.Duration(rng.NormFloat64()*8)*time.Millisecond
@@ -167,9 +181,9 @@ func generate(o genOptions) []accesslog.Record {
 					p, size = image()
 				}
 				add(accesslog.Record{
-					Time: t, Client: fmt.Sprintf("54.36.148.%d", 1+rng.IntN(250)), Method: "GET", Path: p, Proto: "HTTP/1.1", Host: siteHost,
+					Time: t, Client: fmt.Sprintf("54.36.148.%d", 1+rng.IntN(250)), Method: "GET", Path: p, Proto: "HTTP/1.1", Host: SiteHost,
 					Status: 200, BytesSent: size, RequestTime: ut + time.Millisecond, UpstreamStatus: 200, UpstreamTime: ut, HasUpstreamTime: true,
-					Referer: "-", UserAgent: crawlerUA,
+					Referer: "-", UserAgent: CrawlerUA,
 				})
 			}
 		}
@@ -179,9 +193,9 @@ func generate(o genOptions) []accesslog.Record {
 				p, size := image()
 				add(accesslog.Record{
 					Time: t, Client: fmt.Sprintf("%d.%d.%d.%d", 20+rng.IntN(180), rng.IntN(256), rng.IntN(256), 1+rng.IntN(254)),
-					Method: "GET", Path: p, Proto: "HTTP/1.1", Host: siteHost,
+					Method: "GET", Path: p, Proto: "HTTP/1.1", Host: SiteHost,
 					Status: 200, BytesSent: size, RequestTime: time.Duration(2+rng.IntN(40)) * time.Millisecond,
-					Referer: fmt.Sprintf("https://%s/gallery/%d", hotlinkSite, rng.IntN(300)), UserAgent: browserUAs[rng.IntN(4)],
+					Referer: fmt.Sprintf("https://%s/gallery/%d", HotlinkSite, rng.IntN(300)), UserAgent: browserUAs[rng.IntN(4)],
 				})
 			}
 		}
@@ -204,9 +218,9 @@ func poisson(rng *rand.Rand, lambda float64) int {
 	}
 }
 
-// formatHeadroom writes r as a line of accesslog.HeadroomFormat, for driving
+// FormatHeadroom writes r as a line of accesslog.HeadroomFormat, for driving
 // the real engine.
-func formatHeadroom(r *accesslog.Record) string {
+func FormatHeadroom(r *accesslog.Record) string {
 	dash := func(s string) string {
 		if s == "" {
 			return "-"
