@@ -6,7 +6,6 @@ import (
 	_ "github.com/DataDog/sketches-go/ddsketch"
 	_ "github.com/HdrHistogram/hdrhistogram-go"
 	_ "github.com/axiomhq/hyperloglog"
-	_ "github.com/go-echarts/go-echarts/v2/charts"
 	_ "github.com/klauspost/compress/gzip"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/prometheus/procfs"

@@ -12,6 +12,8 @@ import (
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/analyze"
+	"github.com/headroom-dev/headroom/internal/findings"
+	"github.com/headroom-dev/headroom/internal/htmlreport"
 	"github.com/headroom-dev/headroom/internal/timearg"
 )
 
@@ -31,6 +33,7 @@ type logsAnalyzeFlags struct {
 	json       bool
 	html       string
 	compare    string
+	site       []string
 	since      string
 	until      string
 	where      []string
@@ -100,7 +103,8 @@ is not a log (or not in the --format given) is reported and skipped.`,
 	fl.StringVar(&f.jsonFields, "json-fields", "", "for --format json: record_field=json_key pairs, e.g. time=ts,status=code,client=ip")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (records, malformed, findings, aggregates) instead of text")
 	fl.StringVar(&f.html, "html", "", "also write an HTML report with charts to `FILE`")
-	fl.StringVar(&f.compare, "compare", "", "compare two periods, `T1..T2` (e.g. 2019-04-03..2019-04-04)")
+	fl.StringVar(&f.compare, "compare", "", "compare `T1..T2` with the period of equal length before it, or with an explicit baseline: T1..T2,B1..B2")
+	fl.StringSliceVar(&f.site, "site", nil, "the site's own `HOST`s (referers from them are not hotlinks); default: inferred from Host and referers")
 	fl.StringVar(&f.since, "since", "", "only records at or after `T` (RFC 3339, or a duration ago: 2h, 3d)")
 	fl.StringVar(&f.until, "until", "", "only records before `T` (RFC 3339, or a duration ago)")
 	fl.StringArrayVarP(&f.where, "where", "w", nil, "only records matching `EXPR` (repeat to AND several)")
@@ -114,10 +118,15 @@ is not a log (or not in the --format given) is reported and skipped.`,
 }
 
 func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error {
-	if f.html != "" || f.compare != "" {
-		return fmt.Errorf("--html and --compare come with the findings report, which this build does not include yet")
-	}
 	now := time.Now()
+	var cmp *findings.Compare
+	if f.compare != "" {
+		c, err := findings.ParseCompare(f.compare, now, time.UTC)
+		if err != nil {
+			return err
+		}
+		cmp = &c
+	}
 	opts := analyze.Options{
 		Inputs:        args,
 		Stdin:         cmd.InOrStdin(),
@@ -129,6 +138,7 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 		Follow:        f.follow,
 		Refresh:       f.refresh,
 		Now:           func() time.Time { return now },
+		NewSink:       func() analyze.Sink { return findingsSink{findings.NewCollector(findings.Options{})} },
 	}
 	var err error
 	if f.since != "" {
@@ -166,11 +176,21 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 		return fmt.Errorf("--progress %q: want auto, always or never", f.progress)
 	}
 	out := cmd.OutOrStdout()
+	var last *findings.Report
 	write := func(res *analyze.Result) error {
-		rep := res.Report(nil)
+		fr, err := findings.Analyze(res.Sink.(findingsSink).Collector, findings.AnalyzeOptions{Compare: cmp, SiteHosts: f.site})
+		if err != nil {
+			return err
+		}
+		last = fr
+		rep := res.Report(fr.Findings)
 		if f.json {
 			return rep.WriteJSON(out)
 		}
+		if err := findings.WriteText(out, fr.Findings, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
 		return rep.WriteText(out)
 	}
 	if f.follow {
@@ -186,7 +206,33 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 	if err != nil {
 		return err
 	}
-	return write(res)
+	if err := write(res); err != nil {
+		return err
+	}
+	if f.html != "" {
+		return writeHTMLReport(f.html, last, htmlreport.Options{Sources: args, Generated: now, Malformed: res.Malformed})
+	}
+	return nil
+}
+
+// findingsSink plugs the findings collector into the engine's workers.
+type findingsSink struct{ *findings.Collector }
+
+func (s findingsSink) Merge(o analyze.Sink) { s.Collector.Merge(o.(findingsSink).Collector) }
+
+func writeHTMLReport(path string, rep *findings.Report, opt htmlreport.Options) error {
+	file, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--html: %w", err)
+	}
+	if err := htmlreport.Write(file, rep, opt); err != nil {
+		file.Close()
+		return fmt.Errorf("--html %s: %w", path, err)
+	}
+	if err := file.Close(); err != nil {
+		return fmt.Errorf("--html %s: %w", path, err)
+	}
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {

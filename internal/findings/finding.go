@@ -235,6 +235,8 @@ func seconds(s float64) string {
 	switch {
 	case s >= 3600:
 		return fmt.Sprintf("%.1f h", s/3600)
+	case s >= 120:
+		return fmt.Sprintf("%.0f min", s/60)
 	case s >= 100:
 		return fmt.Sprintf("%.0f s", s)
 	case s >= 1:

@@ -68,10 +68,7 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 	}
 	// The attribution summary uses 50 ms bins: widen to whole ones.
 	wlo := int(time.Duration(lo) * histStep / whoStep)
-	whi := int(time.Duration(hi+1)*histStep/whoStep - 1)
-	if whi < wlo {
-		whi = wlo
-	}
+	whi := int(time.Duration(hi) * histStep / whoStep)
 	type agg struct {
 		lines, loggedUs, upUs int64
 	}
@@ -182,7 +179,7 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 		if m >= 10 {
 			mu := sum / float64(m)
 			real = mu * float64(inWin)
-			realNote = fmt.Sprintf("the log has no upstream time for them; completed requests longer than %s took %s on average, so they likely cost ~%s of worker time (at least %s)", seconds(knee), seconds(mu), seconds(real), seconds(logged))
+			realNote = fmt.Sprintf("the log has no upstream time for them; the %s completed requests that ran past %s took %s on average, so these cost ~%s of worker time or more (they were cut off, not finished)", human(float64(m)), seconds(knee), seconds(mu), seconds(real))
 		} else {
 			real = logged
 			realNote = fmt.Sprintf("the log has no upstream time for them, so their real cost is unknown: at least %s (the upstream was still working when the client left); log $upstream_response_time with proxy_ignore_client_abort on, or put headroom proxy in front, to know it", seconds(logged))

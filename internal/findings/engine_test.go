@@ -1,0 +1,134 @@
+package findings_test
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/analyze"
+	"github.com/headroom-dev/headroom/internal/findings"
+	"github.com/headroom-dev/headroom/internal/findings/findingstest"
+)
+
+var keep = flag.String("keep", "", "write the generated logs of the engine tests to this directory")
+
+// sink adapts the collector to the engine, as cmd/headroom does.
+type sink struct{ *findings.Collector }
+
+func (s sink) Merge(o analyze.Sink) { s.Collector.Merge(o.(sink).Collector) }
+
+// writeLog writes a generated log in headroom's access-log format.
+func writeLog(t *testing.T, name string, o findingstest.Options) string {
+	t.Helper()
+	dir := t.TempDir()
+	if *keep != "" {
+		dir = *keep
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	recs := findingstest.Generate(o)
+	for i := range recs {
+		w.WriteString(findingstest.FormatHeadroom(&recs[i]))
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runEngine reads the log through the real engine (parallel workers, each
+// with its own collector) and analyzes the merged collector.
+func runEngine(t *testing.T, path string, aopt findings.AnalyzeOptions) (*findings.Report, *analyze.Result) {
+	t.Helper()
+	res, err := analyze.Run(context.Background(), analyze.Options{
+		Inputs:    []string{path},
+		Format:    "headroom",
+		Workers:   3,
+		ChunkSize: 256 << 10, // several chunks per worker, so merging matters
+		NewSink:   func() analyze.Sink { return sink{findings.NewCollector(findings.Options{})} },
+	})
+	if err != nil {
+		t.Fatalf("analyze.Run: %v", err)
+	}
+	if res.Malformed != 0 {
+		t.Fatalf("%d malformed lines in the generated log: %+v", res.Malformed, res.MalformedExamples)
+	}
+	rep, err := findings.Analyze(res.Sink.(sink).Collector, aopt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := findings.WriteText(&b, rep.Findings, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + b.String())
+	return rep, res
+}
+
+func contributes(f findings.Finding, dim, value string) bool {
+	for _, c := range f.Contributors {
+		if c.Dimension == dim && c.Value == value {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEngineFindsTheInjectedCause(t *testing.T) {
+	shiftAt := time.Date(2019, 4, 4, 6, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name      string
+		opt       findingstest.Options
+		kind, dim string
+		value     string
+	}{
+		{"doubled", findingstest.Options{Seed: 21, Days: 14, PageViewsPerHour: 80, DayNoise: 0.05, DoubleUA: findingstest.PicViewerUA, DoubleFrom: shiftAt},
+			findings.KindLevelShift, "user_agent", findingstest.PicViewerUA},
+		{"exporter", findingstest.Options{Seed: 22, Days: 2, Exporter: true},
+			findings.KindClientTimeout, "user_agent", findingstest.ExporterUA},
+		{"crawler", findingstest.Options{Seed: 23, Days: 2, Crawler: true},
+			findings.KindCrawler, "user_agent", findingstest.CrawlerUA},
+		{"hotlink", findingstest.Options{Seed: 24, Days: 2, Hotlink: true},
+			findings.KindHotlink, "referer", findingstest.HotlinkSite},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, res := runEngine(t, writeLog(t, tc.name+".log", tc.opt), findings.AnalyzeOptions{})
+			if rep.Records != res.Records() {
+				t.Errorf("collector saw %d records, engine %d", rep.Records, res.Records())
+			}
+			if len(rep.Findings) == 0 {
+				t.Fatal("no findings")
+			}
+			top := rep.Findings[0]
+			if top.Kind != tc.kind || !contributes(top, tc.dim, tc.value) {
+				t.Fatalf("top finding %s %q %+v; want %s naming %s=%s", top.Kind, top.Title, top.Contributors, tc.kind, tc.dim, tc.value)
+			}
+			if tc.kind == findings.KindLevelShift && (top.ChangeAt == nil || top.ChangeAt.Sub(shiftAt).Abs() > 2*time.Hour) {
+				t.Errorf("change at %v, want %v ± 2h", top.ChangeAt, shiftAt)
+			}
+		})
+	}
+}
+
+func TestEngineCleanLogHasNoLevelShift(t *testing.T) {
+	rep, _ := runEngine(t, writeLog(t, "clean.log", findingstest.Options{Seed: 25, Days: 14, PageViewsPerHour: 80, Weekly: 0.1, DayNoise: 0.1}), findings.AnalyzeOptions{})
+	for _, f := range rep.Findings {
+		if f.Kind == findings.KindLevelShift {
+			t.Errorf("false level shift on a clean log: %s", f.Title)
+		}
+	}
+}
