@@ -5,7 +5,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,6 +41,13 @@ func main() {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(body)
 	})
-	log.Printf("loadserver on http://%s/ (body %d bytes, delay %s, workers %d)", *addr, *size, *delay, *workers)
-	log.Fatal(http.ListenAndServe(*addr, h))
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The URL goes to stdout, so a script or test that asked for port 0
+	// learns the port.
+	fmt.Printf("http://%s/\n", l.Addr())
+	log.Printf("loadserver on http://%s/ (body %d bytes, delay %s, workers %d)", l.Addr(), *size, *delay, *workers)
+	log.Fatal(http.Serve(l, h))
 }

@@ -105,7 +105,7 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 	if st.receive >= receiveDominant && (behind || flat || !cfg.Open || st.latGrowth >= latencyGrowth) {
 		reasons := []string{}
 		if flat {
-			reasons = append(reasons, fmt.Sprintf("bytes received flat at %s while offered load rose %s", fmtBytes(st.lastBytes), st.rose()))
+			reasons = append(reasons, fmt.Sprintf("bytes received flat at %s%s while offered load rose %s", fmtBytes(st.lastBytes), st.on(cfg.Iface), st.rose()))
 		} else {
 			reasons = append(reasons, fmt.Sprintf("bytes received held at %s", fmtBytes(st.bytes)))
 		}
@@ -262,8 +262,14 @@ func summarize(use []Sample) summary {
 			}
 			return out
 		}
+		// Bytes on the interface when it is read: responses complete in
+		// lumps under overload, while the wire shows the steady truth.
+		wire := Sample.Bytes
+		if st.netKnown {
+			wire = func(s Sample) float64 { return s.NetRx }
+		}
 		ls := in(last)
-		st.lastBytes = medianOf(ls, Sample.Bytes)
+		st.lastBytes = medianOf(ls, wire)
 		st.lastRate = medianOf(ls, Sample.Rate)
 		st.plateauFrom = last
 		for stage := first; stage < last; stage++ {
@@ -271,7 +277,7 @@ func summarize(use []Sample) summary {
 			if len(ss) == 0 {
 				continue
 			}
-			if b := medianOf(ss, Sample.Bytes); b >= 0.8*st.lastBytes {
+			if b := medianOf(ss, wire); b >= 0.8*st.lastBytes {
 				st.plateauFrom = stage
 				st.firstBytes = b
 				st.firstTarget = ss[0].Target
@@ -300,6 +306,14 @@ func (st summary) growthPhrase() []string {
 		out = append(out, fmt.Sprintf("latency grew: p95 %s → %s", fmtSeconds(st.firstP95), fmtSeconds(st.lastP95)))
 	}
 	return out
+}
+
+// on names where flat bytes were measured.
+func (st summary) on(iface string) string {
+	if st.netKnown && iface != "" {
+		return " on " + iface
+	}
+	return ""
 }
 
 // rose says how the offered load grew over the plateau: "5× (200 → 1000)".

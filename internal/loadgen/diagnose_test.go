@@ -100,16 +100,16 @@ func TestDiagnose(t *testing.T) {
 						s.Scheduled, s.Sent = rate, rate
 						s.Completed = min(rate, 200)
 						s.BytesReceived = s.Completed * 50_000
-						s.NetRx = float64(s.BytesReceived) * 1.03
+						s.NetRx = float64(s.BytesReceived)
 						s.P95 = 0.05 * float64(stage*stage+1)
 						s.ReceiveShare = 0.8
 					})...)
 				}
 				return out
 			}(),
-			cfg:     DiagnoseConfig{Open: true},
+			cfg:     DiagnoseConfig{Open: true, Iface: "eth0"},
 			want:    ClientNetworkBound,
-			reasons: []string{"bytes received flat at 10.0 MB/s while offered load rose 5× (200 → 1000)", "80% of each request's time", "latency grew", "run the generator closer to the server"},
+			reasons: []string{"bytes received flat at 10.0 MB/s on eth0 while offered load rose 5× (200 → 1000)", "80% of each request's time", "latency grew", "run the generator closer to the server"},
 		},
 		{
 			name: "fixed worker pool",

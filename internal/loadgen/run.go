@@ -188,6 +188,18 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	}
 }
 
+// stageAt returns the stage running at offset d; past the end, the last.
+func (r *run) stageAt(d time.Duration) int {
+	var end time.Duration
+	for i, s := range r.stages {
+		end += s.Duration
+		if d < end {
+			return i
+		}
+	}
+	return len(r.stages) - 1
+}
+
 // pace is the open model: arrivals at their scheduled times, handed to a
 // goroutine each, bounded by MaxInFlight. It wakes once per batch of due
 // arrivals rather than once per arrival, so high rates do not cost a timer
@@ -435,7 +447,9 @@ func (a *aggregator) sample(now time.Time) {
 	a.prevMon = rd
 
 	scheduled, dropped, sent := a.r.scheduled.Load(), a.r.dropped.Load(), a.r.sent.Load()
-	si := int(a.r.stage.Load())
+	// A sample belongs to the stage its middle falls in (the pacer may have
+	// moved on by the time the tick runs).
+	si := a.r.stageAt(a.last.Sub(a.r.start) + now.Sub(a.last)/2)
 	s := Sample{
 		At:            now.Sub(a.r.start),
 		Interval:      now.Sub(a.last),
@@ -587,6 +601,8 @@ func fmtSeconds(s float64) string {
 	switch {
 	case d >= 10*time.Second:
 		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
 	case d >= 10*time.Millisecond:
 		return d.Round(100 * time.Microsecond).String()
 	case d >= 10*time.Microsecond:
