@@ -22,8 +22,9 @@ func (c *counters) add(o *counters) {
 
 type topEntry struct {
 	counters
-	key string
-	aux string // derived value cached with the key (a user agent's family)
+	key  string
+	aux  string // derived value cached with the key (a user agent's family)
+	mark uint32 // == topTable.gen: kept by the current prune
 }
 
 // topTable counts requests, bytes and worker time per value of one
@@ -40,6 +41,8 @@ type topTable struct {
 	lost     counters // maximum pruned counts (error bound)
 	pruned   bool
 	free     []*topEntry
+	gen      uint32
+	vals     []int64 // prune's scratch
 }
 
 func newTopTable(capacity int) *topTable {
@@ -74,26 +77,44 @@ func (t *topTable) observe(key string, c *counters) *topEntry {
 }
 
 // prune keeps the top quarter of capacity by each measure and drops the
-// rest, so a prune happens at most once per capacity/4 new values.
+// rest, so a prune happens at most once per capacity/4 new values. It finds
+// each measure's cut-off by sorting plain integers (cheap) rather than the
+// entries.
 func (t *topTable) prune() {
-	entries := make([]*topEntry, 0, len(t.m))
-	for _, e := range t.m {
-		entries = append(entries, e)
-	}
-	keep := make(map[*topEntry]bool, t.capacity)
 	k := max(t.capacity/4, 1)
-	for _, measure := range []func(*topEntry) int64{
-		func(e *topEntry) int64 { return e.Requests },
-		func(e *topEntry) int64 { return e.Bytes },
-		func(e *topEntry) int64 { return e.WorkerNs },
-	} {
-		slices.SortFunc(entries, func(a, b *topEntry) int { return cmpDesc(measure(a), measure(b)) })
-		for _, e := range entries[:min(k, len(entries))] {
-			keep[e] = true
+	t.gen++
+	vals := t.vals[:0]
+	for _, measure := range [...]func(*topEntry) int64{byRequests, byBytes, byWorker} {
+		vals = vals[:0]
+		for _, e := range t.m {
+			vals = append(vals, measure(e))
+		}
+		slices.Sort(vals)
+		cut := vals[max(len(vals)-k, 0)]
+		if cut == 0 {
+			cut = 1 // a measure nobody has (worker time in a plain log) keeps nothing
+		}
+		// Values above the cut-off are kept; ties at it only while the
+		// quota lasts, so a table of equal counts still shrinks.
+		ties := k
+		for _, v := range vals {
+			if v > cut {
+				ties--
+			}
+		}
+		for _, e := range t.m {
+			switch v := measure(e); {
+			case v > cut:
+				e.mark = t.gen
+			case v == cut && ties > 0 && e.mark != t.gen:
+				e.mark = t.gen
+				ties--
+			}
 		}
 	}
-	for _, e := range entries {
-		if keep[e] {
+	t.vals = vals
+	for _, e := range t.m {
+		if e.mark == t.gen {
 			continue
 		}
 		t.lost.Requests = max(t.lost.Requests, e.Requests)
