@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
@@ -108,4 +109,34 @@ func BenchmarkAdmitNewKeys(b *testing.B) {
 			b.StartTimer()
 		}
 	}
+}
+
+// BenchmarkSnapshot measures writing and reading a whole ledger of 1,000,000
+// active keys (what the periodic snapshot costs), reporting the size.
+func BenchmarkSnapshot(b *testing.B) {
+	keys := benchKeys(1_000_000)
+	l := New(Options{})
+	for _, k := range keys {
+		_, tk := l.Admit(k, Limits{})
+		l.Finish(tk, 250*time.Millisecond)
+	}
+	var buf bytes.Buffer
+	b.Run("write", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf.Reset()
+			if err := l.WriteSnapshot(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(buf.Len())/1e6, "MB")
+	})
+	b.Run("read", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := New(Options{}).ReadSnapshot(bytes.NewReader(buf.Bytes())); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -131,13 +131,26 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("read ledger snapshot: %w", err)
 	}
-	recs, err := decodeSnapshot(data)
+	// Two passes over the bytes: check everything first (nothing is
+	// applied from a bad snapshot), then apply record by record, without
+	// holding a decoded copy of the whole ledger.
+	n, err := decodeSnapshot(data, nil)
 	if err != nil {
 		return err
 	}
 	_, abs := l.now()
-	for k := range recs {
-		rec := &recs[k]
+	if l.Len() == 0 {
+		per := n/len(l.shards) + n/(4*len(l.shards)) + 1
+		for i := range l.shards {
+			s := &l.shards[i]
+			s.mu.Lock()
+			s.index = make(map[string]uint32, per)
+			s.entries = make([]entry, 0, per)
+			s.keys = make([]string, 0, per)
+			s.mu.Unlock()
+		}
+	}
+	_, err = decodeSnapshot(data, func(rec *snapRecord) {
 		_, s := l.shardOf(rec.key)
 		s.mu.Lock()
 		slot, _ := s.lookup(rec.key, rec.width, abs, true)
@@ -151,82 +164,88 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 			e.reqs[idx%ringSize] = rec.reqs[i]
 		}
 		s.mu.Unlock()
-	}
-	return nil
+	})
+	return err
 }
 
-func decodeSnapshot(data []byte) ([]snapRecord, error) {
+// decodeSnapshot checks data and, when apply is set, calls it for each
+// record (the record is reused between calls; its key is a new string).
+// It returns the number of records.
+func decodeSnapshot(data []byte, apply func(*snapRecord)) (int, error) {
 	corrupt := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrCorruptSnapshot, fmt.Sprintf(format, args...))
 	}
 	if len(data) < len(snapshotMagic) || string(data[:len(snapshotMagic)]) != snapshotMagic {
-		return nil, corrupt("not a headroom ledger snapshot (bad magic)")
+		return 0, corrupt("not a headroom ledger snapshot (bad magic)")
 	}
 	rd := bytes.NewReader(data[len(snapshotMagic):])
 	version, err := binary.ReadUvarint(rd)
 	if err != nil {
-		return nil, corrupt("truncated header")
+		return 0, corrupt("truncated header")
 	}
 	if version != SnapshotVersion {
-		return nil, fmt.Errorf("%w: file has version %d, this headroom reads version %d", ErrSnapshotVersion, version, SnapshotVersion)
+		return 0, fmt.Errorf("%w: file has version %d, this headroom reads version %d", ErrSnapshotVersion, version, SnapshotVersion)
 	}
 	if len(data) < len(snapshotMagic)+5 {
-		return nil, corrupt("truncated")
+		return 0, corrupt("truncated")
 	}
 	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
-	if crc32.ChecksumIEEE(body) != sum {
-		return nil, corrupt("checksum mismatch (truncated or damaged file)")
+	if apply == nil && crc32.ChecksumIEEE(body) != sum {
+		return 0, corrupt("checksum mismatch (truncated or damaged file)")
 	}
 	rd = bytes.NewReader(body[len(snapshotMagic):])
 	if _, err := binary.ReadUvarint(rd); err != nil {
-		return nil, corrupt("truncated header")
+		return 0, corrupt("truncated header")
 	}
 	if _, err := binary.ReadVarint(rd); err != nil {
-		return nil, corrupt("truncated header")
+		return 0, corrupt("truncated header")
 	}
-	var recs []snapRecord
-	for n := 0; ; n++ {
+	var rec snapRecord
+	n := 0
+	for ; ; n++ {
 		tag, err := rd.ReadByte()
 		if err != nil {
-			return nil, corrupt("record %d: missing end marker", n)
+			return 0, corrupt("record %d: missing end marker", n)
 		}
 		if tag == 0 {
 			break
 		}
 		if tag != 1 {
-			return nil, corrupt("record %d: bad tag %d", n, tag)
+			return 0, corrupt("record %d: bad tag %d", n, tag)
 		}
-		var rec snapRecord
 		klen, err := binary.ReadUvarint(rd)
 		if err != nil || klen > maxKeyLen || klen > uint64(rd.Len()) {
-			return nil, corrupt("record %d: bad key length", n)
+			return 0, corrupt("record %d: bad key length", n)
 		}
-		key := make([]byte, klen)
-		if _, err := io.ReadFull(rd, key); err != nil {
-			return nil, corrupt("record %d: truncated key", n)
+		off := len(body) - rd.Len()
+		key := body[off : off+int(klen)]
+		if _, err := rd.Seek(int64(klen), io.SeekCurrent); err != nil {
+			return 0, corrupt("record %d: truncated key", n)
 		}
-		rec.key = string(key)
 		if rec.width, err = binary.ReadVarint(rd); err != nil || rec.width <= 0 {
-			return nil, corrupt("record %d (%d-byte key): bad bucket width", n, klen)
+			return 0, corrupt("record %d (%d-byte key): bad bucket width", n, klen)
 		}
 		if rec.head, err = binary.ReadVarint(rd); err != nil || rec.head < ringSize {
-			return nil, corrupt("record %d: bad bucket index", n)
+			return 0, corrupt("record %d: bad bucket index", n)
 		}
 		if rec.until, err = binary.ReadVarint(rd); err != nil || rec.until < 0 {
-			return nil, corrupt("record %d: bad restriction time", n)
+			return 0, corrupt("record %d: bad restriction time", n)
 		}
 		for b := range ringSize {
 			w, err1 := binary.ReadUvarint(rd)
 			q, err2 := binary.ReadUvarint(rd)
 			if err1 != nil || err2 != nil || w > uint64(1<<56) || q > 1<<32-1 {
-				return nil, corrupt("record %d: bad bucket %d", n, b)
+				return 0, corrupt("record %d: bad bucket %d", n, b)
 			}
 			rec.work[b], rec.reqs[b] = int64(w), uint32(q)
 		}
-		recs = append(recs, rec)
+		if apply != nil {
+			rec.key = string(key)
+			apply(&rec)
+		}
 	}
 	if rd.Len() != 0 {
-		return nil, corrupt("%d bytes after the end marker", rd.Len())
+		return 0, corrupt("%d bytes after the end marker", rd.Len())
 	}
-	return recs, nil
+	return n, nil
 }
