@@ -3,7 +3,9 @@ package budget
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +48,38 @@ func BenchmarkAdmitFinish(b *testing.B) {
 					i = 0
 				}
 			}
+		})
+		// The floor any sharded design pays, for comparison in the same
+		// run: lock a shard, look the key up in a Go map, read the clock
+		// twice (Admit and Finish each need the time).
+		b.Run(fmt.Sprintf("keys=%d/floor-map-lock-clock", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var mu [DefaultShards]sync.Mutex
+			maps := make([]map[string]uint32, DefaultShards)
+			for i := range maps {
+				maps[i] = map[string]uint32{}
+			}
+			seed := maphash.MakeSeed()
+			for i := n - 1; i >= 0; i-- {
+				maps[maphash.String(seed, keys[i])%DefaultShards][keys[i]] = uint32(i)
+			}
+			var sink uint32
+			var clk SystemClock
+			i := 0
+			for b.Loop() {
+				t := clk.Now()
+				sh := maphash.String(seed, keys[i]) % DefaultShards
+				mu[sh].Lock()
+				sink += maps[sh][keys[i]]
+				mu[sh].Unlock()
+				mu[sh].Lock()
+				sink += uint32(clk.Now().Sub(t))
+				mu[sh].Unlock()
+				if i++; i == n {
+					i = 0
+				}
+			}
+			_ = sink
 		})
 		b.Run(fmt.Sprintf("keys=%d/parallel", n), func(b *testing.B) {
 			b.ReportAllocs()
