@@ -88,7 +88,7 @@ func (l *Ledger) WriteSnapshot(w io.Writer) error {
 		s.mu.Lock()
 		for slot := range s.entries {
 			e := &s.entries[slot]
-			if e.width == 0 || (e.idle(abs) && e.until == 0) {
+			if e.width == 0 || e.idle(abs) {
 				continue
 			}
 			recs = append(recs, snapRecord{})
