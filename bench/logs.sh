@@ -34,43 +34,50 @@ QUARTER="$WORK/quarter.log"
 head -n $((LINES / 4)) "$LOG" >"$QUARTER"
 cat "$LOG" >/dev/null # both tools start from a warm page cache
 
-# measure NAME CMD...: runs CMD under GNU time, prints "seconds maxrss_kb".
+# measure NAME CMD...: runs CMD under GNU time, prints "wall_s maxrss_kb cpu_s"
+# (cpu = user + sys: the machine may be shared, and CPU seconds are what a
+# busy neighbour disturbs least).
 measure() {
 	local name=$1
 	shift
-	/usr/bin/time -f "%e %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || {
+	/usr/bin/time -f "%e %M %U %S" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || {
 		echo "$name failed:" >&2
 		cat "$WORK/$name.err" >&2
 		exit 1
 	}
-	cat "$WORK/$name.time" | tail -1
+	tail -1 "$WORK/$name.time" | awk '{print $1, $2, $3 + $4}'
 }
 
 CORES=$(nproc)
 echo "== headroom logs analyze ($CORES cores)" >&2
-read -r HR_S HR_KB < <(measure headroom "$WORK/headroom" logs analyze "$LOG" --format combined --json --progress never)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+read -r HR_S HR_KB HR_CPU < <(measure headroom "$WORK/headroom" logs analyze "$LOG" --format combined --json --progress never)
 echo "== goaccess $(goaccess --version | head -1 | awk '{print $3}') (same machine; GoAccess 1.7 parses on one thread)" >&2
-read -r GA_S GA_KB < <(measure goaccess goaccess "$LOG" --log-format=COMBINED --no-global-config --no-progress -o "$WORK/goaccess.json")
+read -r GA_S GA_KB GA_CPU < <(measure goaccess goaccess "$LOG" --log-format=COMBINED --no-global-config --no-progress -o "$WORK/goaccess.json")
 echo "== headroom on a quarter of the file (memory flatness)" >&2
-read -r Q_S Q_KB < <(measure quarter "$WORK/headroom" logs analyze "$QUARTER" --format combined --json --progress never)
+read -r Q_S Q_KB Q_CPU < <(measure quarter "$WORK/headroom" logs analyze "$QUARTER" --format combined --json --progress never)
 
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 HR_RECORDS=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["records"], d["malformed"])' "$WORK/headroom.out")
 GA_VALID=$(python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))["general"]; print(g["valid_requests"], g["failed_requests"])' "$WORK/goaccess.json")
 
-python3 - "$BYTES" "$LINES" "$HR_S" "$HR_KB" "$GA_S" "$GA_KB" "$Q_S" "$Q_KB" "$CORES" "$HR_RECORDS" "$GA_VALID" <<'PY'
+python3 - "$BYTES" "$LINES" "$HR_S" "$HR_KB" "$HR_CPU" "$GA_S" "$GA_KB" "$GA_CPU" "$Q_S" "$Q_KB" "$Q_CPU" "$CORES" "$HR_RECORDS" "$GA_VALID" "$LOAD_BEFORE" "$LOAD_AFTER" <<'PY'
 import sys
 b, lines = int(sys.argv[1]), int(sys.argv[2])
-hr_s, hr_kb, ga_s, ga_kb, q_s, q_kb = map(float, sys.argv[3:9])
-cores = sys.argv[9]
-hr_rec, ga_valid = sys.argv[10], sys.argv[11]
+hr_s, hr_kb, hr_cpu, ga_s, ga_kb, ga_cpu, q_s, q_kb, q_cpu = map(float, sys.argv[3:12])
+cores = sys.argv[12]
+hr_rec, ga_valid = sys.argv[13], sys.argv[14]
 hr_lps, ga_lps = lines / hr_s, lines / ga_s
-print(f"input: {b/2**30:.2f} GiB, {lines:,} lines of combined log, {cores} cores")
-print(f"| tool | wall s | lines/s | MB/s | peak RSS MiB |")
-print(f"|---|---:|---:|---:|---:|")
-print(f"| headroom logs analyze | {hr_s:.2f} | {hr_lps:,.0f} | {b/hr_s/1e6:,.0f} | {hr_kb/1024:.0f} |")
-print(f"| goaccess | {ga_s:.2f} | {ga_lps:,.0f} | {b/ga_s/1e6:,.0f} | {ga_kb/1024:.0f} |")
-print(f"| headroom, quarter of the input | {q_s:.2f} | {lines/4/q_s:,.0f} | {b/4/q_s/1e6:,.0f} | {q_kb/1024:.0f} |")
-print(f"throughput ratio headroom/goaccess: {hr_lps/ga_lps:.1f}x")
+print(f"input: {b/2**30:.2f} GiB, {lines:,} lines of combined log, {cores} cores; load average {sys.argv[15]} before, {sys.argv[16]} after")
+print(f"| tool | wall s | lines/s | MB/s | CPU s | lines per CPU s | peak RSS MiB |")
+print(f"|---|---:|---:|---:|---:|---:|---:|")
+for name, s, cpu, kb, n, size in [
+    ("headroom logs analyze", hr_s, hr_cpu, hr_kb, lines, b),
+    ("goaccess", ga_s, ga_cpu, ga_kb, lines, b),
+    ("headroom, quarter of the input", q_s, q_cpu, q_kb, lines / 4, b / 4),
+]:
+    print(f"| {name} | {s:.2f} | {n/s:,.0f} | {size/s/1e6:,.0f} | {cpu:.2f} | {n/cpu:,.0f} | {kb/1024:.0f} |")
+print(f"throughput ratio headroom/goaccess (wall lines/s): {hr_lps/ga_lps:.1f}x; per CPU second: {ga_cpu/hr_cpu:.1f}x")
 print(f"peak memory, full vs quarter input: {hr_kb/1024:.0f} vs {q_kb/1024:.0f} MiB")
 print(f"records/malformed (headroom): {hr_rec}; valid/failed (goaccess): {ga_valid}")
 PY

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -118,6 +117,9 @@ is not a log (or not in the --format given) is reported and skipped.`,
 }
 
 func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error {
+	if len(args) == 0 && isTerminal(cmd.InOrStdin()) {
+		return fmt.Errorf("give log files (headroom logs analyze /var/log/nginx/access.log) or pipe a log into stdin; see --help")
+	}
 	now := time.Now()
 	var cmp *findings.Compare
 	if f.compare != "" {
@@ -235,7 +237,9 @@ func writeHTMLReport(path string, rep *findings.Report, opt htmlreport.Options) 
 	return nil
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether the stream is a terminal (progress bars and
+// screen clearing only make sense there).
+func isTerminal(s any) bool {
+	f, ok := s.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -116,9 +116,17 @@ func (a *aggregate) observe(r *accesslog.Record) {
 	if r.Status >= 0 && r.Status < len(a.status) {
 		a.status[r.Status].add(&c)
 	}
-	a.tops[dimClient].observe(r.Client, &c)
-	a.scratch = appendClientPrefix(a.scratch[:0], r.Client)
-	a.tops[dimPrefix].observe(unsafeString(a.scratch), &c)
+	cl, isNew := a.tops[dimClient].get(r.Client)
+	if isNew {
+		// Work done once per distinct client, not per line: its network
+		// is cached with it, and the distinct count only needs to see it
+		// once (inserting again after a prune is harmless).
+		a.scratch = appendClientPrefix(a.scratch[:0], r.Client)
+		cl.aux = string(a.scratch)
+		a.clients.InsertHash(maphash.String(hllSeed, r.Client))
+	}
+	cl.add(&c)
+	a.tops[dimPrefix].observe(cl.aux, &c)
 	if r.Key != "" {
 		a.tops[dimKey].observe(r.Key, &c)
 	}
@@ -146,7 +154,6 @@ func (a *aggregate) observe(r *accesslog.Record) {
 	if r.HasUpstreamTime {
 		_ = a.upTime.Add(r.UpstreamTime.Seconds())
 	}
-	a.clients.InsertHash(maphash.String(hllSeed, r.Client))
 	if a.groups != nil {
 		b := a.scratch[:0]
 		for i, f := range a.by {

@@ -291,7 +291,9 @@ func (rn *run) readAll(ctx context.Context, fixed *accesslog.Format, chunks chan
 				return err
 			}
 			rn.inputs[i].Error = err.Error()
-			fmt.Fprintf(rn.opts.Log, "headroom: skipping %s: %v\n", rn.inputs[i].Name, err)
+			if len(rn.paths) > 1 { // with one input, the error says it all
+				fmt.Fprintf(rn.opts.Log, "headroom: skipping %s: %v\n", rn.inputs[i].Name, err)
+			}
 		}
 	}
 	return nil
@@ -373,7 +375,9 @@ func (rn *run) readInput(ctx context.Context, i int, path string, fixed *accessl
 		return err
 	}
 	if len(head) == 0 {
-		fmt.Fprintf(rn.opts.Log, "headroom: %s is empty\n", rn.inputs[i].Name)
+		if len(rn.paths) > 1 {
+			fmt.Fprintf(rn.opts.Log, "headroom: %s is empty\n", rn.inputs[i].Name)
+		}
 		return nil
 	}
 	f, err := rn.chooseFormat(i, head, fixed)
@@ -540,7 +544,13 @@ func (rn *run) checkUsable(res *Result) error {
 		}
 	}
 	if !usable && len(reasons) > 0 {
+		if len(reasons) == 1 {
+			return fmt.Errorf("%w: %s", ErrNoUsableInput, reasons[0])
+		}
 		return fmt.Errorf("%w:\n  %s", ErrNoUsableInput, strings.Join(reasons, "\n  "))
+	}
+	if res.Lines == 0 {
+		return fmt.Errorf("%w: the input has no lines (empty file or stdin)", ErrNoUsableInput)
 	}
 	if res.Lines > 0 && res.Malformed*2 > res.Lines {
 		ex := res.MalformedExamples[0]

@@ -90,8 +90,12 @@ func (rep *Report) textHeader(b *strings.Builder) {
 		fmt.Fprintf(b, "  filter: %s\n", strings.Join(parts, ", "))
 	}
 	t := rep.Totals
+	worker := secondsText(t.WorkerSeconds)
+	if _, ok := rep.Quantiles["upstream_time"]; !ok {
+		worker = "not logged"
+	}
 	fmt.Fprintf(b, "\nTotals    requests %s · bytes out %s · worker time %s · 5xx %s (%s) · 4xx %s · client closed (499) %s\n",
-		commas(t.Requests), humanBytes(t.Bytes), secondsText(t.WorkerSeconds), commas(t.Errors5xx),
+		commas(t.Requests), humanBytes(t.Bytes), worker, commas(t.Errors5xx),
 		pct(share(t.Errors5xx, t.Requests)), commas(t.Errors4xx), commas(t.ClientClosed))
 	for _, k := range []string{"request_time", "upstream_time"} {
 		q, ok := rep.Quantiles[k]
