@@ -281,7 +281,22 @@ func (at attribution) contributors() []Contributor {
 			n++
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Share > out[j].Share })
+	// "Which clients started doing what": who (agent, key, network,
+	// referer) first, then what (path, status, method), each by share.
+	isWho := func(d string) bool {
+		for _, w := range whoDims {
+			if w.String() == d {
+				return true
+			}
+		}
+		return false
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if wi, wj := isWho(out[i].Dimension), isWho(out[j].Dimension); wi != wj {
+			return wi
+		}
+		return out[i].Share > out[j].Share
+	})
 	return out
 }
 

@@ -3,6 +3,7 @@ package findings
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
@@ -283,6 +284,17 @@ func (c *Collector) bucketFor(sec int64) *bucket {
 	return b
 }
 
+// sortedKeys orders bucket merges: summaries trimmed after each merge
+// depend on the order, and the same log must give the same findings.
+func sortedKeys(m map[int64]*bucket) []int64 {
+	keys := make([]int64, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 func nextWidth(w int64) int64 {
 	for _, x := range widths {
 		if x > w {
@@ -301,7 +313,8 @@ func (c *Collector) widenTo(w int64) {
 	}
 	f := w / c.width
 	nb := make(map[int64]*bucket, len(c.buckets)/int(f)+1)
-	for idx, b := range c.buckets {
+	for _, idx := range sortedKeys(c.buckets) {
+		b := c.buckets[idx]
 		ni := floorDiv(idx, f)
 		if x := nb[ni]; x != nil {
 			x.merge(b, c.opt.TopK)
@@ -575,7 +588,8 @@ func (c *Collector) Merge(o *Collector) {
 			lo, hi = min(c.minIdx, o.minIdx), max(c.maxIdx, o.maxIdx)
 		}
 		c.minIdx, c.maxIdx = lo, hi
-		for idx, b := range o.buckets {
+		for _, idx := range sortedKeys(o.buckets) {
+			b := o.buckets[idx]
 			if x := c.buckets[idx]; x != nil {
 				x.merge(b, c.opt.TopK)
 			} else {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Dimension is one way of slicing requests to say who did what.
@@ -93,10 +94,14 @@ func appendValue(dst []byte, d Dimension, client, key, ua, method, path, referer
 }
 
 func truncate(s string) string {
-	if len(s) > maxValueLen {
-		return s[:maxValueLen]
+	if len(s) <= maxValueLen {
+		return s
 	}
-	return s
+	i := maxValueLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i-- // do not split a character
+	}
+	return s[:i]
 }
 
 // appendClientPrefix appends the network a client address belongs to

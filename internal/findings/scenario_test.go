@@ -2,7 +2,9 @@ package findings
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +189,112 @@ func TestCompareAttributesThePeriod(t *testing.T) {
 	}
 	if !cmp.Baseline.End.Equal(cmp.Period.Start) || cmp.Baseline.Start != time.Date(2019, 4, 2, 6, 0, 0, 0, time.UTC) {
 		t.Errorf("baseline %v, want the two days before", cmp.Baseline)
+	}
+}
+
+// A short log (hours, no daily cycle to learn) still shows an abrupt change:
+// a new client starting at a precise minute.
+func TestLevelShiftInAShortLog(t *testing.T) {
+	start := time.Date(2019, 4, 4, 11, 0, 0, 0, time.UTC)
+	at := start.Add(3*time.Hour + 20*time.Minute)
+	recs := findingstest.Generate(findingstest.Options{Seed: 41, Start: start, Hours: 6, PageViewsPerHour: 150})
+	for i := range 20000 {
+		ts := at.Add(time.Duration(i) * (2*time.Hour + 40*time.Minute) / 20000)
+		recs = append(recs, accesslog.Record{Time: ts, Client: "192.0.2.10", Method: "GET", Path: fmt.Sprintf("/api/items/%d", i),
+			Status: 200, BytesSent: 900, UserAgent: "python-requests/2.31.0", RequestTime: 20 * time.Millisecond})
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	var shift *Finding
+	for i := range rep.Findings {
+		if rep.Findings[i].Kind == KindLevelShift {
+			shift = &rep.Findings[i]
+			break
+		}
+	}
+	if shift == nil {
+		t.Fatalf("no level shift; kinds %v", kinds(rep.Findings))
+	}
+	if !hasContributor(*shift, "user_agent", "python-requests/2.31.0") || !hasContributor(*shift, "path", "/api/items/:id") {
+		t.Errorf("shift does not name the new client and what it fetches: %+v", shift.Contributors)
+	}
+	if shift.ChangeAt == nil || shift.ChangeAt.Sub(at).Abs() > 10*time.Minute {
+		t.Errorf("change at %v, want %v ± 10m", shift.ChangeAt, at)
+	}
+}
+
+// However large or varied the log, the collector's memory is bounded: the
+// series has at most MaxBuckets buckets and each summary at most its K.
+func TestCollectorMemoryIsBounded(t *testing.T) {
+	opt := Options{TopK: 8, MaxBuckets: 64, RefetchSlots: 1 << 10, Samples: 100}
+	c := NewCollector(opt)
+	start := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 200000 {
+		// Every value unique, times spread over a year and out of order.
+		r := accesslog.Record{
+			Time:   start.Add(time.Duration((i*7919)%(365*24*60)) * time.Minute),
+			Client: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Key: fmt.Sprintf("key-%d", i),
+			Method: "GET", Path: fmt.Sprintf("/p%d/q%d.jpg", i, i), Status: 200 + i%300, BytesSent: int64(i),
+			Referer: fmt.Sprintf("https://site%d.example/", i), UserAgent: fmt.Sprintf("agent-%d bot", i),
+			RequestTime: time.Duration(i%9000) * time.Millisecond, Host: fmt.Sprintf("h%d", i),
+		}
+		c.Observe(&r)
+	}
+	if n := len(c.buckets); n > opt.MaxBuckets {
+		t.Errorf("%d buckets, bound %d", n, opt.MaxBuckets)
+	}
+	if span := c.maxIdx - c.minIdx + 1; span > int64(opt.MaxBuckets) {
+		t.Errorf("series spans %d buckets, bound %d", span, opt.MaxBuckets)
+	}
+	check := func(name string, tk *topK) {
+		if tk != nil && (len(tk.entries) > tk.k || len(tk.index) != len(tk.entries)) {
+			t.Errorf("%s: %d entries, %d indexed, capacity %d", name, len(tk.entries), len(tk.index), tk.k)
+		}
+	}
+	for _, b := range c.buckets {
+		for d := range numDims {
+			check("byReq", b.byReq[d])
+			check("byBytes", b.byBytes[d])
+		}
+		check("errWho", b.errWho)
+		check("slowWho", b.slowWho)
+	}
+	for name, tk := range map[string]*topK{"hosts": c.hosts, "referers": c.referers, "abortWho": c.abortWho, "bots": c.bots, "staticRef": c.staticRef, "staticRefPath": c.staticRefPath} {
+		check(name, tk)
+	}
+	if len(c.sample) > opt.Samples || len(c.recent) != opt.RefetchSlots {
+		t.Errorf("sample %d (bound %d), refetch table %d (want %d)", len(c.sample), opt.Samples, len(c.recent), opt.RefetchSlots)
+	}
+	if _, err := Analyze(c, AnalyzeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Splitting the log among workers must not change what is found.
+func TestMergeMatchesSingleCollector(t *testing.T) {
+	recs := findingstest.Generate(findingstest.Options{Seed: 43, Days: 3, PageViewsPerHour: 60, Exporter: true, Crawler: true})
+	one, err := Analyze(collect(t, recs, 1, Options{}), AnalyzeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	four, err := Analyze(collect(t, recs, 4, Options{}), AnalyzeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := kinds(one.Findings), kinds(four.Findings); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("kinds differ: one collector %v, four merged %v", a, b)
+	}
+	for i := range one.Findings {
+		a, b := one.Findings[i], four.Findings[i]
+		if len(a.Contributors) != len(b.Contributors) || len(a.Contributors) > 0 && a.Contributors[0].Value != b.Contributors[0].Value {
+			t.Errorf("%s: lead contributor %+v vs %+v", a.Kind, a.Contributors, b.Contributors)
+		}
+		if d := a.Impact - b.Impact; d > 0.02 || d < -0.02 {
+			t.Errorf("%s: impact %.3f vs %.3f", a.Kind, a.Impact, b.Impact)
+		}
+	}
+	if one.Records != four.Records {
+		t.Errorf("records %d vs %d", one.Records, four.Records)
 	}
 }

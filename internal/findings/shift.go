@@ -231,7 +231,22 @@ func abrupt(z []float64, cp changePoint, width int64) bool {
 		d[i] = math.Abs(z[i+1] - z[i])
 	}
 	sd := median(d) / 0.6745
-	return jump/cp.delta >= 0.7 && math.Abs(jump) >= 4*sd/math.Sqrt(float64(k))
+	if jump/cp.delta < 0.7 || math.Abs(jump) < 4*sd/math.Sqrt(float64(k)) {
+		return false
+	}
+	// A ramp rises as much in the half hour before and after as across
+	// the change; a step is flat on both sides.
+	if cp.at >= 2*k {
+		if pre := median(z[cp.at-k:cp.at]) - median(z[cp.at-2*k:cp.at-k]); math.Abs(pre) > 0.35*math.Abs(jump) {
+			return false
+		}
+	}
+	if cp.at+2*k <= len(z) {
+		if post := median(z[cp.at+k:cp.at+2*k]) - median(z[cp.at:cp.at+k]); math.Abs(post) > 0.35*math.Abs(jump) {
+			return false
+		}
+	}
+	return true
 }
 
 // daysAgree checks a seasonal change against day-to-day variation, which
@@ -264,6 +279,44 @@ func daysAgree(z []float64, cp changePoint, period int) bool {
 	sd := max(median(res)/0.6745, 0.02)
 	t := (ma - mb) / (sd * math.Sqrt(1/float64(len(before))+1/float64(len(after))))
 	return math.Abs(t) >= 4 && t*cp.delta > 0 && math.Abs(ma-mb) >= math.Log(minShiftRatio)*0.8
+}
+
+// refineChange locates the change in the share of traffic of one
+// contributor, within radius buckets of around, and returns the bucket it
+// began in.
+func refineChange(bs []*bucket, lead change, byBytes bool, around, radius int) (int, bool) {
+	lo, hi := max(around-radius, 0), min(around+radius, len(bs))
+	if hi-lo < 6 {
+		return 0, false
+	}
+	share := make([]float64, 0, hi-lo)
+	w := make([]float64, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		b := bs[i]
+		var tot, v float64
+		if b != nil {
+			tk := b.byReq[lead.dim]
+			tot = float64(b.req)
+			if byBytes {
+				tk, tot = b.byBytes[lead.dim], float64(b.bytes)
+			}
+			if e, ok := tk.get(lead.value); ok {
+				v = float64(e.W - e.Err)
+			}
+		}
+		if tot <= 0 {
+			share = append(share, 0)
+			w = append(w, 0)
+			continue
+		}
+		share = append(share, v/tot)
+		w = append(w, float64(b.req)) // a share of n requests varies as 1/√n
+	}
+	cp, ok := findChange(share, w, 2)
+	if !ok || cp.delta*lead.delta <= 0 {
+		return 0, false
+	}
+	return lo + cp.at, true
 }
 
 type detectedShift struct {
@@ -383,6 +436,18 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) Finding {
 		direction = "decrease"
 	}
 	changeAt := time.Unix(at, 0).In(c.loc)
+	precision := time.Duration(s.width) * time.Second
+	refinedBy := ""
+	if lead, ok := attr.lead(whoDims); ok {
+		// The total moves by a fraction; the leading contributor's share
+		// of traffic jumps, with no daily cycle to remove. Its own change
+		// point, on the native buckets, says more precisely when it began.
+		if i, ok := refineChange(bs, lead, d.byBytes, idx(at), int(86400/c.width)); ok {
+			changeAt = c.bucketTime(i)
+			precision = time.Duration(c.width) * time.Second
+			refinedBy = fmt.Sprintf(", from the share of %s %s", lead.dim.label(), quoteValue(lead.value))
+		}
+	}
 	title := fmt.Sprintf("%s %s from %s", capitalize(unit), factor(attr.rateA, attr.rateB), changeAt.Format("Mon 2006-01-02 15:04 MST"))
 	if h := attr.headline(direction); h != "" {
 		title += ": " + h
@@ -398,8 +463,8 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) Finding {
 		seasonal = "daily profile removed"
 	}
 	step := fmtSpan(time.Duration(s.width) * time.Second)
-	ev = append(ev, fmt.Sprintf("change point %s (±%s) on the %s %s series, %s; step %.2f× at %.0fσ of residual noise",
-		changeAt.Format("2006-01-02 15:04 MST"), step, step, metric, seasonal, math.Exp(d.cp.delta), d.cp.stat))
+	ev = append(ev, fmt.Sprintf("found on the %s %s series, %s: step %.2f× at %.0fσ of residual noise; began %s (±%s%s)",
+		step, metric, seasonal, math.Exp(d.cp.delta), d.cp.stat, changeAt.Format("2006-01-02 15:04 MST"), fmtSpan(precision), refinedBy))
 	for _, dim := range []Dimension{DimUserAgent, DimKey, DimClient, DimPath, DimReferer, DimStatus, DimMethod} {
 		n := 0
 		for _, ch := range attr.byDim[dim] {

@@ -279,6 +279,7 @@ func (c *Collector) abortAccounting(knee float64) []Finding {
 					fmt.Sprintf("on these lines $request_time < $upstream_response_time; %s of status 499 in the log", human(float64(c.status499))),
 					fmt.Sprintf("anything that charges the client-facing time under-counts by %s (%s of all upstream time)", seconds(gap), pct(gap/math.Max(work, 1e-9))),
 				},
+				Window: c.logWindow(),
 				Action: action,
 				Impact: round3(math.Min(gap/math.Max(work, 1e-9), 1)),
 			})
@@ -296,6 +297,7 @@ func (c *Collector) abortAccounting(knee float64) []Finding {
 		out = append(out, Finding{
 			Kind:     KindAbortAccounting,
 			Title:    fmt.Sprintf("%s aborted lines have no upstream time: the worker time they cost is not in the log", human(float64(c.missingUp))),
+			Window:   c.logWindow(),
 			Evidence: ev,
 			Action:   action,
 			Impact:   round3(math.Min(t/math.Max(work+t, 1e-9), 1)),
@@ -305,6 +307,7 @@ func (c *Collector) abortAccounting(knee float64) []Finding {
 		out = append(out, Finding{
 			Kind:     KindAbortAccounting,
 			Title:    "The log has no request or upstream times: worker time and client timeouts cannot be measured",
+			Window:   c.logWindow(),
 			Evidence: []string{fmt.Sprintf("none of %s lines has $request_time or $upstream_response_time", human(float64(c.records)))},
 			Action:   "Add $request_time $upstream_status $upstream_response_time to the log_format (headroom nginx-config prints one), with proxy_ignore_client_abort on.",
 			Impact:   0.01,

@@ -99,7 +99,12 @@ func (t *topK) merge(o *topK) {
 	if len(t.entries) <= t.k {
 		return
 	}
-	sort.Slice(t.entries, func(i, j int) bool { return t.entries[i].W > t.entries[j].W })
+	sort.Slice(t.entries, func(i, j int) bool {
+		if t.entries[i].W != t.entries[j].W {
+			return t.entries[i].W > t.entries[j].W
+		}
+		return t.entries[i].Key < t.entries[j].Key
+	})
 	t.entries = t.entries[:t.k]
 	clear(t.index)
 	for i, e := range t.entries {

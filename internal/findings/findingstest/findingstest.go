@@ -22,6 +22,8 @@ type Options struct {
 	Seed  uint64
 	Start time.Time
 	Days  int
+	// Hours, when set, is the log's length instead of Days.
+	Hours int
 	// PageViewsPerHour is the mean hourly rate; the daily profile swings
 	// from 25% of it at night to 175% in the afternoon.
 	PageViewsPerHour float64
@@ -97,15 +99,23 @@ func Generate(o Options) []accesslog.Record {
 	image := func() (string, int64) {
 		return fmt.Sprintf("/images/%08x.jpg", rng.Uint32()%50000), int64(40000 + rng.IntN(120000))
 	}
-	dayFactor := make([]float64, o.Days)
+	hours := o.Days * 24
+	if o.Hours > 0 {
+		hours = o.Hours
+	}
+	dayFactor := make([]float64, hours/24+1)
 	for d := range dayFactor {
 		dayFactor[d] = math.Exp(rng.NormFloat64() * o.DayNoise)
 	}
-	hours := o.Days * 24
 	for h := range hours {
 		hourStart := o.Start.Add(time.Duration(h) * time.Hour)
-		hod := float64(hourStart.Hour())
-		rate := o.PageViewsPerHour * (1 + 0.75*math.Sin(2*math.Pi*(hod-9)/24)) * dayFactor[h/24]
+		// Users follow a smooth daily curve; an hourly step function would
+		// put a small level shift at every hour.
+		profile := func(t time.Time) float64 {
+			hod := float64(t.Hour()) + float64(t.Minute())/60 + float64(t.Second())/3600
+			return 1 + 0.75*math.Sin(2*math.Pi*(hod-9)/24)
+		}
+		rate := o.PageViewsPerHour * profile(hourStart.Add(30*time.Minute)) * dayFactor[h/24]
 		if wd := hourStart.Weekday(); o.Weekly > 0 && (wd == time.Saturday || wd == time.Sunday) {
 			rate *= 1 - o.Weekly
 		}
@@ -113,6 +123,9 @@ func Generate(o Options) []accesslog.Record {
 		for range views {
 			u := users[rng.IntN(len(users))]
 			t := hourStart.Add(time.Duration(rng.Float64() * float64(time.Hour)))
+			for rng.Float64()*1.75 > profile(t) { // rejection: density ∝ profile
+				t = hourStart.Add(time.Duration(rng.Float64() * float64(time.Hour)))
+			}
 			topic := 1000 + rng.IntN(5000)
 			ut := time.Duration((0.04 + rng.ExpFloat64()*0.08) * float64(time.Second))
 			status, ust := 200, 200
