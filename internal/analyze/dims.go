@@ -88,7 +88,7 @@ func classifySegment(s string) segClass {
 		}
 	}
 	switch {
-	case digits == len(s):
+	case digits == len(s), digits > 0 && hex == 0 && letters == 0: // 123, 123_4, 2019-04-04
 		return segID
 	case letters == 0 && digits > 0 && len(s) >= 16: // hex digests, UUIDs
 		return segHash

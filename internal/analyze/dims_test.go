@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -21,6 +22,8 @@ func TestPathTemplate(t *testing.T) {
 		"/api/v1/items/":                                   "/api/v1/items/",
 		"/2019/04/04/hello-world":                          "/:id/:id/:id/hello-world",
 		"/deadbeefdeadbeef":                                "/deadbeefdeadbeef", // no digit: could be a word
+		"/media/thumb/642564_3.png":                        "/media/thumb/:id.png",
+		"/archive/2019-04-04":                              "/archive/:id",
 		"/version-2":                                       "/version-2",
 	}
 	for in, want := range cases {
@@ -132,5 +135,22 @@ func TestSeriesCoarsens(t *testing.T) {
 	}
 	if s.width < 86400 {
 		t.Errorf("width %d after three years, want days or coarser", s.width)
+	}
+}
+
+func TestKthLargest(t *testing.T) {
+	for n := 1; n < 60; n++ {
+		for k := 1; k <= n+1; k++ {
+			vals := make([]int64, n)
+			for i := range vals {
+				vals[i] = int64((i * 7919) % 13) // many ties
+			}
+			sorted := slices.Clone(vals)
+			slices.Sort(sorted)
+			want := sorted[max(n-k, 0)]
+			if got := kthLargest(vals, k); got != want {
+				t.Fatalf("n=%d k=%d: got %d want %d", n, k, got, want)
+			}
+		}
 	}
 }
