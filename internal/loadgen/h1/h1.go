@@ -131,12 +131,17 @@ type Conn struct {
 	Dialer Dialer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// DeadlineSlack lets a request's deadline run up to this much late so
+	// the connection's deadline is reset once per slack rather than on
+	// every request (a timer update each time). 0 means exact deadlines.
+	DeadlineSlack time.Duration
 
 	addr string
 	c    net.Conn
 	cr   countingReader
 	br   *bufio.Reader
 	used bool // a response was read on c: a failure may be a stale keep-alive
+	dl   time.Time
 }
 
 // Close closes the current connection, if any.
@@ -165,7 +170,7 @@ func (c *Conn) dial(addr string) error {
 	if err != nil {
 		return err
 	}
-	c.c, c.addr, c.used = nc, addr, false
+	c.c, c.addr, c.used, c.dl = nc, addr, false, time.Time{}
 	c.cr.r = nc
 	if c.br == nil {
 		c.br = bufio.NewReaderSize(&c.cr, 32<<10)
@@ -197,9 +202,17 @@ func (c *Conn) do(req *Request, deadline time.Time) (resp Response, err error, r
 		}
 	}
 	reused := c.used
-	if err := c.c.SetDeadline(deadline); err != nil {
-		c.Close()
-		return Response{}, err, reused
+	// Keep the connection's deadline within [deadline, deadline+slack].
+	if deadline.After(c.dl) || c.dl.Sub(deadline) > c.DeadlineSlack || deadline.IsZero() != c.dl.IsZero() {
+		set := deadline
+		if !set.IsZero() {
+			set = set.Add(c.DeadlineSlack)
+		}
+		if err := c.c.SetDeadline(set); err != nil {
+			c.Close()
+			return Response{}, err, reused
+		}
+		c.dl = set
 	}
 	if _, err := c.c.Write(req.wire); err != nil {
 		c.Close()

@@ -267,3 +267,40 @@ func BenchmarkReadResponse(b *testing.B) {
 		})
 	}
 }
+
+// cannedConn answers every request with the same response, without a
+// network: the client's own cost per request.
+type cannedConn struct {
+	net.Conn
+	resp    []byte
+	pending []byte
+}
+
+func (c *cannedConn) Write(p []byte) (int, error) { c.pending = c.resp; return len(p), nil }
+func (c *cannedConn) Read(p []byte) (int, error) {
+	if len(c.pending) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+func (c *cannedConn) SetDeadline(time.Time) error { return nil }
+func (c *cannedConn) Close() error                { return nil }
+
+type cannedDialer struct{ c *cannedConn }
+
+func (d cannedDialer) Dial(string, string) (net.Conn, error) { return d.c, nil }
+
+func BenchmarkConnDoNoNetwork(b *testing.B) {
+	cc := &cannedConn{resp: []byte("HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 22 Nov 2026 22:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: keep-alive\r\n\r\nhello, world!")}
+	r, _ := NewRequest(RequestOptions{URL: mustURL("http://127.0.0.1:8080/")})
+	c := &Conn{Dialer: cannedDialer{cc}}
+	deadline := time.Now().Add(time.Hour)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Do(r, deadline); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
