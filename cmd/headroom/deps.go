@@ -7,9 +7,7 @@ import (
 	_ "github.com/HdrHistogram/hdrhistogram-go"
 	_ "github.com/axiomhq/hyperloglog"
 	_ "github.com/klauspost/compress/gzip"
-	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/prometheus/procfs"
 	_ "github.com/redis/go-redis/v9"
-	_ "go.yaml.in/yaml/v3"
 	_ "golang.org/x/term"
 )

@@ -1,18 +1,275 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/guard"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/store"
 )
 
-// newProxyCmd is a placeholder until its issue lands.
+// proxyFlags are the command-line flags of `headroom proxy`; each one, when
+// given, overrides the same setting of the --config file.
+type proxyFlags struct {
+	configPath      string
+	listen          string
+	upstream        string
+	admin           string
+	adminToken      string
+	adminInsecure   bool
+	budget          time.Duration
+	window          time.Duration
+	restrictFor     time.Duration
+	maxInFlight     int
+	shadow          bool
+	keyHeaders      []string
+	keyQuery        []string
+	keyBearer       bool
+	trustedProxies  []string
+	pools           []string
+	accessLog       string
+	accessLogFormat string
+	store           string
+	snapshot        string
+	secretFile      string
+	logFormat       string
+}
+
 func newProxyCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "proxy",
-		Short: "(not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("proxy: not built yet")
+	var f proxyFlags
+	cmd := &cobra.Command{
+		Use:   "proxy --listen ADDR --upstream URL [flags]",
+		Short: "Reverse proxy that budgets upstream worker time per API key",
+		Long: `Run a reverse proxy in front of one upstream (gunicorn, unicorn, any HTTP
+server) that charges every request's upstream worker time to its key and
+restricts keys that use more than their budget.
+
+  key        the API key from X-Api-Key or Authorization: Bearer (configurable:
+             --key-header, --key-query, --key-bearer), else the client address;
+             X-Forwarded-For is believed only from --trusted-proxy addresses.
+             Keys are only ever shown as fingerprints (fp-…, a keyed HMAC).
+  budget     --budget worker-seconds per sliding --window; usage counts the
+             elapsed time of requests still running. A key over budget is
+             restricted for --restrict-for: 429 with Retry-After and the IETF
+             draft RateLimit-Policy / RateLimit fields, never reaching upstream.
+  abort      a client that gives up does not stop the bill: the upstream call
+             finishes, its real time is charged, and the access log shows 499
+             at the client's time next to the upstream's status and time.
+  pools      --pool gives a class of requests (by path prefix or host) its own
+             concurrency limit and bounded queue (503 + Retry-After when full),
+             so API traffic can never hold every upstream worker.
+  shadow     --shadow computes and logs decisions ("would restrict") without
+             enforcing them, to roll out on live traffic first.
+
+Admin API (--admin, loopback by default; --admin-token to require a bearer
+token, needed for a non-loopback address):
+  GET /healthz   GET /metrics (Prometheus, headroom_*)   GET /v1/keys
+  GET /v1/keys/{key}   POST /v1/keys/{key}/restrict[?for=10m]
+  DELETE /v1/keys/{key}/restriction
+{key} is a raw key, a fingerprint (fp-…) or addr:IP.
+
+Access log (--access-log PATH or -), one line per request in this nginx
+log_format (--access-log-format headroom, the default):
+
+  ` + accesslog.HeadroomFormat + `
+
+$status is 499 when the client gave up; $upstream_status and
+$upstream_response_time are '-' when the request never reached the upstream;
+$headroom_key is the key's fingerprint (or addr:IP); query parameters that carry
+keys are REDACTED. 'headroom logs analyze --format headroom' reads it.
+--access-log-format json writes JSON lines with the same fields.
+
+Signals: SIGHUP reloads --config (an invalid file is refused and the running
+configuration kept) and reopens the access log; SIGUSR1 reopens the access log
+(for logrotate); SIGTERM/SIGINT stop accepting, drain requests in flight, and
+write the usage snapshot.
+
+Usage and restrictions survive restarts with --snapshot PATH (the memory store
+saved every 10 s and at shutdown); the fingerprint secret is kept next to it
+(PATH.secret) unless keys.secret/--secret-file is given. Every setting, and
+more (tiers, per-key overrides, timeouts), is in the YAML --config file:
+see deploy/headroom.yaml, documented field by field.`,
+		Example: `  # Budget 60 worker-seconds per minute per key, restrict for 5 minutes
+  headroom proxy --listen :8080 --upstream http://127.0.0.1:8000 \
+      --budget 60s --window 1m --restrict-for 5m --access-log /var/log/headroom/access.log
+
+  # Keep 8 upstream workers for the API, the rest for the UI, shadow mode first
+  headroom proxy --listen :8080 --upstream http://127.0.0.1:8000 --shadow \
+      --pool name=api,prefix=/api/,max=8,queue=16,timeout=2s --pool name=ui,max=24
+
+  # Everything from a file, usage kept across restarts
+  headroom proxy --config /etc/headroom/headroom.yaml --snapshot /var/lib/headroom/usage.snapshot
+
+  # Who is using the most worker time right now?
+  curl -s 127.0.0.1:9091/v1/keys`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runProxy(cmd, &f)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.configPath, "config", "c", "", "YAML config `file` (see deploy/headroom.yaml); flags override it")
+	fl.StringVar(&f.listen, "listen", config.DefaultListen, "`address` to serve clients on")
+	fl.StringVar(&f.upstream, "upstream", "", "`URL` of the application to protect, e.g. http://127.0.0.1:8000")
+	fl.StringVar(&f.admin, "admin", config.DefaultAdminListen, "admin API `address` (health, metrics, keys), or off")
+	fl.StringVar(&f.adminToken, "admin-token", "", "require this bearer `token` on the admin API (or $HEADROOM_ADMIN_TOKEN)")
+	fl.BoolVar(&f.adminInsecure, "admin-insecure", false, "allow a non-loopback --admin without a token")
+	fl.DurationVar(&f.budget, "budget", config.DefaultWorkerTime, "worker time each key may use per window (0 = no budget)")
+	fl.DurationVar(&f.window, "window", config.DefaultWindow, "sliding window the budget is counted over")
+	fl.DurationVar(&f.restrictFor, "restrict-for", config.DefaultRestrictFor, "how long a key over budget is restricted")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "concurrent upstream requests per key (0 = no cap)")
+	fl.BoolVar(&f.shadow, "shadow", false, "compute and log decisions, but never refuse a request")
+	fl.StringSliceVar(&f.keyHeaders, "key-header", nil, "request `header` carrying the API key (repeatable; default X-Api-Key)")
+	fl.StringSliceVar(&f.keyQuery, "key-query", nil, "query `parameter` carrying the API key (repeatable; always redacted in the log)")
+	fl.BoolVar(&f.keyBearer, "key-bearer", false, "take the key from Authorization: Bearer (on by default when no key flag is given)")
+	fl.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil, "`CIDR` or address whose X-Forwarded-For is believed (repeatable)")
+	fl.StringArrayVar(&f.pools, "pool", nil, "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N[,queue=N,timeout=DUR] (repeatable; a pool with no prefix or host catches the rest)")
+	fl.StringVar(&f.accessLog, "access-log", "", "access log `file`, or - for standard output (default none)")
+	fl.StringVar(&f.accessLogFormat, "access-log-format", "headroom", "access log `format`: headroom (nginx log_format above) or json")
+	fl.StringVar(&f.store, "store", "memory", "usage store: memory, or redis://HOST:PORT/DB (not supported yet)")
+	fl.StringVar(&f.snapshot, "snapshot", "", "`file` the memory store is saved to and restored from")
+	fl.StringVar(&f.secretFile, "secret-file", "", "`file` holding the fingerprint secret (default: kept next to --snapshot)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "operational log `format` on stderr: text or json")
+	return cmd
+}
+
+// loadProxyConfig reads --config (if any), applies the flags that were
+// given, then defaults and validation. SIGHUP calls it again.
+func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) {
+	cfg := &config.Config{}
+	if f.configPath != "" {
+		data, err := os.ReadFile(f.configPath)
+		if err != nil {
+			return nil, fmt.Errorf("read --config: %w", err)
+		}
+		if cfg, err = config.Decode(data); err != nil {
+			return nil, fmt.Errorf("config %s: %w", f.configPath, err)
+		}
+	}
+	fl := cmd.Flags()
+	set := func(name string, apply func()) {
+		if fl.Changed(name) || (f.configPath == "" && fl.Lookup(name).DefValue != "") {
+			apply()
+		}
+	}
+	set("listen", func() { cfg.Listen = f.listen })
+	set("upstream", func() { cfg.Upstream = f.upstream })
+	set("admin", func() { cfg.Admin.Listen = f.admin })
+	if tok := os.Getenv("HEADROOM_ADMIN_TOKEN"); tok != "" && cfg.Admin.Token == "" && cfg.Admin.TokenFile == "" {
+		cfg.Admin.Token = tok
+	}
+	set("admin-token", func() { cfg.Admin.Token = f.adminToken })
+	set("admin-insecure", func() { cfg.Admin.AllowInsecure = f.adminInsecure })
+	dur := func(v time.Duration) *config.Duration { d := config.Duration(v); return &d }
+	set("budget", func() { cfg.Budget.WorkerTime = dur(f.budget) })
+	set("window", func() { cfg.Budget.Window = dur(f.window) })
+	set("restrict-for", func() { cfg.Budget.RestrictFor = dur(f.restrictFor) })
+	set("max-in-flight", func() { cfg.Budget.MaxInFlight = &f.maxInFlight })
+	set("shadow", func() { cfg.Shadow = f.shadow })
+	if fl.Changed("key-header") || fl.Changed("key-query") || fl.Changed("key-bearer") {
+		cfg.Keys.Sources = nil
+		for _, h := range f.keyHeaders {
+			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Header: h})
+		}
+		if f.keyBearer {
+			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Bearer: true})
+		}
+		for _, q := range f.keyQuery {
+			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Query: q})
+		}
+	}
+	set("trusted-proxy", func() { cfg.Keys.TrustedProxies = f.trustedProxies })
+	if fl.Changed("pool") {
+		cfg.Pools = nil
+		for _, s := range f.pools {
+			p, err := config.ParsePool(s)
+			if err != nil {
+				return nil, fmt.Errorf("--pool: %w", err)
+			}
+			cfg.Pools = append(cfg.Pools, p)
+		}
+	}
+	set("access-log", func() { cfg.AccessLog.Path = f.accessLog })
+	set("access-log-format", func() { cfg.AccessLog.Format = f.accessLogFormat })
+	set("store", func() {
+		switch {
+		case f.store == "memory", strings.Contains(f.store, "://"):
+			cfg.Store.Type = f.store
+		default: // --store PATH: the memory store snapshotted to PATH
+			cfg.Store.Type, cfg.Store.Snapshot = "memory", f.store
+		}
+	})
+	set("snapshot", func() { cfg.Store.Snapshot = f.snapshot })
+	set("secret-file", func() { cfg.Keys.SecretFile = f.secretFile })
+
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		var hint string
+		if cfg.Upstream == "" {
+			hint = " (give --upstream URL or upstream: in --config)"
+		}
+		if f.configPath != "" {
+			return nil, fmt.Errorf("config %s with flags: %w%s", f.configPath, err, hint)
+		}
+		return nil, fmt.Errorf("%w%s", err, hint)
+	}
+	return cfg, nil
+}
+
+func runProxy(cmd *cobra.Command, f *proxyFlags) error {
+	var h slog.Handler
+	switch f.logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, nil)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, nil)
+	default:
+		return fmt.Errorf("--log-format %q: use text or json", f.logFormat)
+	}
+	lg := slog.New(h)
+	cfg, err := loadProxyConfig(cmd, f)
+	if err != nil {
+		return err
+	}
+	opts := guard.ServerOptions{
+		Config:     cfg,
+		Logger:     lg,
+		LoadConfig: func() (*config.Config, error) { return loadProxyConfig(cmd, f) },
+	}
+	if cfg.Store.Snapshot != "" {
+		s, err := store.NewFile(store.FileOptions{Path: cfg.Store.Snapshot})
+		if err != nil {
+			return err
+		}
+		opts.Snapshots = s
+	} else {
+		lg.Warn("no --snapshot: usage and restrictions are lost when the proxy restarts")
+	}
+	reload, reopen := make(chan struct{}, 1), make(chan struct{}, 1)
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sig)
+	go func() {
+		for s := range sig {
+			ch := reopen
+			if s == syscall.SIGHUP {
+				ch = reload
+			}
+			select {
+			case ch <- struct{}{}:
+			default: // one is already pending
+			}
+		}
+	}()
+	opts.Reload, opts.Reopen = reload, reopen
+	return guard.Run(cmd.Context(), opts)
 }

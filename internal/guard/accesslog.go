@@ -1,0 +1,337 @@
+package guard
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+)
+
+// logFile is the access log: lines are appended to a buffer and written out
+// by a flusher every FlushInterval, when the buffer fills, and at Close, so a
+// request never waits on a disk write. Reopen closes and reopens the file for
+// logrotate (SIGHUP, SIGUSR1).
+type logFile struct {
+	mu   sync.Mutex
+	path string // "" when writing to a caller's io.Writer
+	f    *os.File
+	w    *bufio.Writer
+	out  io.Writer
+	err  error // last write error, reported once
+}
+
+func openLogFile(path string) (*logFile, error) {
+	l := &logFile{path: path}
+	if err := l.open(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func newLogWriter(w io.Writer) *logFile {
+	return &logFile{out: w, w: bufio.NewWriterSize(w, 64<<10)}
+}
+
+func (l *logFile) open() error {
+	if l.path == "-" {
+		l.out = os.Stdout
+		l.w = bufio.NewWriterSize(os.Stdout, 64<<10)
+		return nil
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open access log: %w", err)
+	}
+	l.f, l.out = f, f
+	l.w = bufio.NewWriterSize(f, 64<<10)
+	return nil
+}
+
+func (l *logFile) write(line []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err := l.w.Write(line)
+	return l.noteErr(err)
+}
+
+func (l *logFile) flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.noteErr(l.w.Flush())
+}
+
+// noteErr returns err only the first time in a row it happens, so a full
+// disk is logged once, not once per request.
+func (l *logFile) noteErr(err error) error {
+	if err == nil {
+		l.err = nil
+		return nil
+	}
+	if l.err != nil {
+		return nil
+	}
+	l.err = err
+	return err
+}
+
+// reopen flushes and reopens the file at the same path (after logrotate
+// moved it away). A no-op for standard output and caller writers.
+func (l *logFile) reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return l.w.Flush()
+	}
+	ferr := l.w.Flush()
+	cerr := l.f.Close()
+	if err := l.open(); err != nil {
+		return err
+	}
+	if ferr != nil {
+		return fmt.Errorf("flush access log before reopen: %w", ferr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("close access log before reopen: %w", cerr)
+	}
+	return nil
+}
+
+func (l *logFile) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.w.Flush()
+	if l.f != nil {
+		if cerr := l.f.Close(); err == nil {
+			err = cerr
+		}
+		l.f = nil
+	}
+	return err
+}
+
+// entry is one access log record: the shared accesslog.Record plus the
+// guard's decision, for the JSON format.
+type entry struct {
+	accesslog.Record
+	Outcome outcome
+}
+
+// TimeLocalLayout is nginx's $time_local.
+const TimeLocalLayout = "02/Jan/2006:15:04:05 -0700"
+
+// appendHeadroom appends e as one line of accesslog.HeadroomFormat:
+//
+//	$remote_addr - $remote_user [$time_local] "$request" $status
+//	$body_bytes_sent "$http_referer" "$http_user_agent" $request_time
+//	$upstream_status $upstream_response_time $headroom_key $headroom_pool
+//
+// Strings are escaped as nginx's default escape does (`"`, `\`, control and
+// non-ASCII bytes as \xHH), times are seconds with millisecond resolution,
+// and absent values are `-`.
+func appendHeadroom(b []byte, e *entry) []byte {
+	b = appendDash(b, e.Client)
+	b = append(b, " - - ["...)
+	b = e.Time.AppendFormat(b, TimeLocalLayout)
+	b = append(b, "] \""...)
+	b = appendEscaped(b, e.Method)
+	b = append(b, ' ')
+	b = appendEscaped(b, e.Path)
+	b = append(b, ' ')
+	b = appendEscaped(b, e.Proto)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, e.BytesSent, 10)
+	b = append(b, " \""...)
+	b = appendEscapedDash(b, e.Referer)
+	b = append(b, "\" \""...)
+	b = appendEscapedDash(b, e.UserAgent)
+	b = append(b, "\" "...)
+	b = appendSeconds(b, e.RequestTime)
+	b = append(b, ' ')
+	if e.UpstreamStatus > 0 {
+		b = strconv.AppendInt(b, int64(e.UpstreamStatus), 10)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, ' ')
+	if e.HasUpstreamTime {
+		b = appendSeconds(b, e.UpstreamTime)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, ' ')
+	b = appendDash(b, e.Key)
+	b = append(b, ' ')
+	b = appendDash(b, e.Pool)
+	return append(b, '\n')
+}
+
+// appendJSON appends e as one JSON line. Field names follow
+// accesslog.Record; times are RFC 3339 and seconds, absent upstream values
+// are null.
+func appendJSON(b []byte, e *entry) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","client":`...)
+	b = appendJSONString(b, e.Client)
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, e.Key)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, e.Method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, e.Path)
+	b = append(b, `,"proto":`...)
+	b = appendJSONString(b, e.Proto)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, e.Host)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `,"bytes_sent":`...)
+	b = strconv.AppendInt(b, e.BytesSent, 10)
+	b = append(b, `,"request_time":`...)
+	b = appendSeconds(b, e.RequestTime)
+	b = append(b, `,"upstream_status":`...)
+	if e.UpstreamStatus > 0 {
+		b = strconv.AppendInt(b, int64(e.UpstreamStatus), 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"upstream_time":`...)
+	if e.HasUpstreamTime {
+		b = appendSeconds(b, e.UpstreamTime)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"referer":`...)
+	b = appendJSONString(b, e.Referer)
+	b = append(b, `,"user_agent":`...)
+	b = appendJSONString(b, e.UserAgent)
+	b = append(b, `,"pool":`...)
+	b = appendJSONString(b, e.Pool)
+	b = append(b, `,"outcome":"`...)
+	b = append(b, e.Outcome.String()...)
+	return append(b, "\"}\n"...)
+}
+
+func appendSeconds(b []byte, d time.Duration) []byte {
+	if d < 0 {
+		d = 0
+	}
+	ms := d.Milliseconds()
+	b = strconv.AppendInt(b, ms/1000, 10)
+	b = append(b, '.')
+	frac := ms % 1000
+	if frac < 100 {
+		b = append(b, '0')
+	}
+	if frac < 10 {
+		b = append(b, '0')
+	}
+	return strconv.AppendInt(b, frac, 10)
+}
+
+func appendDash(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return appendEscaped(b, s)
+}
+
+func appendEscapedDash(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return appendEscaped(b, s)
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+// appendEscaped escapes like nginx's log_format escape=default.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' || c == '\\' || c < 0x20 || c >= 0x7f {
+			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, `\u00`...)
+				b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// redactQuery returns the request target with the values of the named
+// query parameters replaced by REDACTED, so keys passed in URLs never reach
+// the log. The rest of the target is kept byte for byte.
+func redactQuery(uri string, redact map[string]bool) string {
+	q := strings.IndexByte(uri, '?')
+	if q < 0 || len(redact) == 0 {
+		return uri
+	}
+	query := uri[q+1:]
+	needs := false
+	for part := range strings.SplitSeq(query, "&") {
+		name, _, _ := strings.Cut(part, "=")
+		if n, err := url.QueryUnescape(name); err == nil && redact[n] {
+			needs = true
+			break
+		}
+	}
+	if !needs {
+		return uri
+	}
+	var b strings.Builder
+	b.Grow(len(uri))
+	b.WriteString(uri[:q+1])
+	first := true
+	for part := range strings.SplitSeq(query, "&") {
+		if !first {
+			b.WriteByte('&')
+		}
+		first = false
+		name, _, hasValue := strings.Cut(part, "=")
+		if n, err := url.QueryUnescape(name); err == nil && redact[n] && hasValue {
+			b.WriteString(name)
+			b.WriteString("=REDACTED")
+			continue
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}

@@ -1,0 +1,151 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseRefusesBadConfigNamingTheField(t *testing.T) {
+	const up = "upstream: http://127.0.0.1:8000\n"
+	for _, c := range []struct {
+		name, yaml, want string
+	}{
+		{"no upstream", "listen: :8080\n", "upstream: required"},
+		{"upstream not http", "upstream: ftp://x\n", "upstream: \"ftp://x\" must be an http:// or https:// URL"},
+		{"bad listen", up + "listen: 8080\n", `listen: "8080" is not host:port`},
+		{"pool max", up + "pools:\n  - {name: api, path_prefixes: [/api/], max_concurrent: 4}\n  - {name: ui, max_concurrent: 0}\n", "pools[1].max_concurrent: must be > 0"},
+		{"pool name", up + "pools: [{name: 'API Pool', max_concurrent: 1}]\n", "pools[0].name: \"API Pool\" must be"},
+		{"duplicate pool", up + "pools: [{name: a, hosts: [x], max_concurrent: 1}, {name: a, max_concurrent: 1}]\n", `pools[1].name: duplicate pool "a"`},
+		{"two catch-alls", up + "pools: [{name: a, max_concurrent: 1}, {name: b, max_concurrent: 1}]\n", "pools[1]: pools[0] is already the catch-all"},
+		{"prefix without slash", up + "pools: [{name: a, path_prefixes: [api], max_concurrent: 1}]\n", `pools[0].path_prefixes[0]: "api" must start with /`},
+		{"negative queue", up + "pools: [{name: a, max_concurrent: 1, queue: -1}]\n", "pools[0].queue: must be >= 0"},
+		{"unknown field", up + "pools:\n  - name: a\n    max_concurent: 1\n", "pools[0].max_concurent: unknown field (line 4)"},
+		{"unknown top field", up + "budgets: {}\n", "budgets: unknown field (line 2)"},
+		{"unknown nested in tier", up + "tiers: [{name: t, worker_tim: 1s}]\n", "tiers[0].worker_tim: unknown field"},
+		{"duration without unit", up + "budget: {worker_time: 60}\n", `"60" is not a duration`},
+		{"negative budget", up + "budget: {worker_time: -1s}\n", "budget.worker_time: must be >= 0"},
+		{"window too short", up + "budget: {window: 10ms}\n", "budget.window: must be at least 1s"},
+		{"no restriction period", up + "budget: {restrict_for: 0s}\n", "budget.restrict_for: must be > 0 when worker_time is set"},
+		{"negative in flight", up + "tiers: [{name: t, max_in_flight: -2}]\n", "tiers[0].max_in_flight: must be >= 0"},
+		{"tier without name", up + "tiers: [{worker_time: 1s}]\n", "tiers[0].name: required"},
+		{"unknown tier", up + "overrides: [{key: k, tier: gold}]\n", `overrides[0].tier: unknown tier "gold"`},
+		{"override with two ids", up + "overrides: [{key: k, client: 10.0.0.1}]\n", "overrides[0]: set exactly one of key, fingerprint, client"},
+		{"bad fingerprint", up + "overrides: [{fingerprint: abc}]\n", `overrides[0].fingerprint: "abc" is not a fingerprint`},
+		{"bad client", up + "overrides: [{client: 10.0.0.0/8}]\n", `overrides[0].client: "10.0.0.0/8" is not an IP address`},
+		{"source with two kinds", up + "keys: {sources: [{header: X-Key, query: key}]}\n", "keys.sources[0]: set exactly one of header, bearer, query"},
+		{"authorization header", up + "keys: {sources: [{header: authorization}]}\n", "keys.sources[0].header: use bearer: true"},
+		{"bad trusted proxy", up + "keys: {trusted_proxies: [10.0.0.0/33]}\n", `keys.trusted_proxies[0]: "10.0.0.0/33" is not an address or CIDR`},
+		{"short secret", up + "keys: {secret: abc}\n", "keys.secret: too short"},
+		{"open admin", up + "admin: {listen: 0.0.0.0:9091}\n", "admin.listen: 0.0.0.0:9091 is not a loopback address"},
+		{"log format", up + "access_log: {format: xml}\n", `access_log.format: "xml" is not a format`},
+		{"redis", up + "store: {type: redis://127.0.0.1:6379/0}\n", "store.type: the Redis fleet store is not supported yet"},
+		{"timeout", up + "timeouts: {upstream: -1s}\n", "timeouts.upstream: must be > 0"},
+		{"not yaml", "upstream: [\n", "not valid YAML"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.yaml)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestParseAcceptsAndDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+upstream: http://127.0.0.1:8000
+admin: {listen: 0.0.0.0:9091, token: abc}
+pools:
+  - {name: api, path_prefixes: [/api/], max_concurrent: 8, queue: 16}
+  - {name: ui, max_concurrent: 24}
+tiers:
+  - {name: partner, worker_time: 5m}
+overrides:
+  - {fingerprint: fp-0123456789abcdef, tier: partner, max_in_flight: 4}
+  - {client: "::1", worker_time: 0s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != DefaultListen || c.Budget.WorkerTime.D() != DefaultWorkerTime || c.Budget.Window.D() != time.Minute ||
+		c.Budget.RestrictFor.D() != 5*time.Minute || c.AccessLog.Format != "headroom" || c.Store.Type != "memory" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if c.Pools[0].QueueTimeout.D() != time.Second {
+		t.Errorf("queue_timeout default = %s", c.Pools[0].QueueTimeout)
+	}
+	if len(c.Keys.Sources) != 2 || c.Keys.Sources[0].Header != "X-Api-Key" || !c.Keys.Sources[1].Bearer {
+		t.Errorf("default key sources = %+v", c.Keys.Sources)
+	}
+	if c.Tiers[0].WorkerTime.D() != 5*time.Minute || c.Tiers[0].Window != nil {
+		t.Errorf("tier fields must stay unset to inherit: %+v", c.Tiers[0])
+	}
+}
+
+// The example config in deploy/ must stay valid.
+func TestDeployExampleIsValid(t *testing.T) {
+	c, err := Load("../../../deploy/headroom.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Pools) == 0 || len(c.Tiers) == 0 {
+		t.Errorf("the example should show pools and tiers")
+	}
+}
+
+func TestParsePool(t *testing.T) {
+	p, err := ParsePool("name=api,prefix=/api/,prefix=/v2/,host=api.example.com,max=8,queue=16,timeout=2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "api" || len(p.PathPrefixes) != 2 || p.Hosts[0] != "api.example.com" || p.MaxConcurrent != 8 || p.Queue != 16 || p.QueueTimeout.D() != 2*time.Second {
+		t.Errorf("%+v", p)
+	}
+	for _, bad := range []string{"", "api", "name=api,max=x", "name=api,timeout=2", "max=3", "name=a,colour=red"} {
+		if _, err := ParsePool(bad); err == nil {
+			t.Errorf("ParsePool(%q) accepted", bad)
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9091": true, "[::1]:9091": true, "localhost:1": true,
+		":9091": false, "0.0.0.0:9091": false, "10.0.0.1:9091": false, "garbage": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v", addr, got)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("upstream: http://127.0.0.1:8000\npools: [{name: a, max_concurrent: 1}]\n"))
+	f.Add([]byte("upstream: http://x\ntiers: [{name: t, worker_time: 1s}]\noverrides: [{key: k, tier: t}]\n"))
+	f.Add([]byte("keys: {sources: [{header: X}], trusted_proxies: [10.0.0.0/8]}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		// Whatever Parse accepts must stay valid.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config Validate refuses: %v", err)
+		}
+	})
+}
+
+func FuzzParsePool(f *testing.F) {
+	f.Add("name=api,prefix=/api/,max=8,queue=16,timeout=2s")
+	f.Add("name=ui,max=1")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePool(s)
+		if err == nil && p.Name == "" {
+			t.Fatalf("accepted a pool without a name: %q", s)
+		}
+	})
+}

@@ -1,0 +1,432 @@
+// Package guard is headroom's reverse proxy: it charges every request's
+// upstream worker time to the caller's key, refuses keys that went over
+// their budget, keeps pools of upstream capacity apart (so API traffic can
+// never hold every worker the UI needs), and writes an access log that tells
+// both the client's and the upstream's side of each request.
+//
+// The model is DESIGN.md's "The guard's model"; the incident behind it is
+// seeds/03: an nginx+Lua guard that charged requests when the client gave up
+// instead of when the upstream finished, so a client with a 5 s timeout ran
+// 30 s requests nearly for free.
+//
+// A Guard is an http.Handler (the proxy) plus an admin handler (health,
+// metrics, keys); Run wires both to listeners, signals and the snapshot store
+// for `headroom proxy`, and `headroom demo` embeds a Guard directly.
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+)
+
+// Options configures a Guard. Only Config is required.
+type Options struct {
+	// Config is the configuration, already validated (config.Load or
+	// config.Parse; code that builds one calls SetDefaults and Validate).
+	Config *config.Config
+
+	// Ledger holds usage and restrictions. If nil, New creates one on
+	// Clock. Pass one to share it with a store that restores and snapshots
+	// it.
+	Ledger *budget.Ledger
+
+	// Clock measures worker time and dates log lines. If nil,
+	// budget.SystemClock is used. It must be the Ledger's clock.
+	Clock budget.Clock
+
+	// Secret keys the fingerprints of API keys. If nil, New uses
+	// Config.Keys.Secret, else the file Config.Keys.SecretFile, else a
+	// secret kept in Config.Store.Snapshot+".secret" (created on first use),
+	// else a random secret for this process only, with a warning:
+	// fingerprints then change at every start.
+	Secret []byte
+
+	// Transport carries requests upstream. If nil, an http.Transport with
+	// Config.Timeouts (dial, upstream_header, idle) and no proxy from the
+	// environment is used.
+	Transport http.RoundTripper
+
+	// AccessLog receives the access log. If nil, the log goes to
+	// Config.AccessLog.Path ("-" is standard output, "" means no access
+	// log).
+	AccessLog io.Writer
+
+	// Logger receives operational messages: upstream failures, keys
+	// restricted, reloads. If nil, slog.Default() is used.
+	Logger *slog.Logger
+
+	// Registry receives the metrics the admin handler serves at /metrics.
+	// If nil, New creates one (so several Guards in one process, as in
+	// tests, do not collide).
+	Registry *prometheus.Registry
+}
+
+// Guard is the proxy. Create it with New; it is safe for concurrent use.
+type Guard struct {
+	clock     budget.Clock
+	ledger    *budget.Ledger
+	fp        *Fingerprinter
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	m         *metrics
+	transport http.RoundTripper
+	admin     http.Handler
+
+	state atomic.Pointer[state]
+
+	mu    sync.Mutex // serializes reloads; guards poolM
+	poolM map[string]*poolMetrics
+
+	alog      *logFile // nil: no access log
+	flushStop chan struct{}
+	flushDone chan struct{}
+
+	// upstream is the parent of every upstream call's context: detached
+	// from the client (a client that leaves must not cancel the call), but
+	// cancelled by Shutdown when draining takes too long.
+	upstream       context.Context
+	cancelUpstream context.CancelFunc
+	active         sync.WaitGroup
+	closeOnce      sync.Once
+}
+
+// state is everything a reload replaces, swapped atomically so a request
+// sees one consistent configuration.
+type state struct {
+	cfg      *config.Config
+	keys     *keyFinder
+	policy   *policy
+	router   *router
+	proxy    *httputil.ReverseProxy
+	upstream *url.URL
+	json     bool
+}
+
+// New returns a Guard for opts. It opens the access log and starts its
+// flusher; call Shutdown or Close to flush and release them.
+func New(opts Options) (*Guard, error) {
+	cfg := opts.Config
+	if cfg == nil {
+		return nil, errors.New("guard: Options.Config is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("guard: invalid config: %w", err)
+	}
+	g := &Guard{
+		clock:     opts.Clock,
+		ledger:    opts.Ledger,
+		log:       opts.Logger,
+		reg:       opts.Registry,
+		transport: opts.Transport,
+		poolM:     map[string]*poolMetrics{},
+	}
+	if g.clock == nil {
+		g.clock = budget.SystemClock{}
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.ledger == nil {
+		g.ledger = budget.New(budget.Options{Clock: g.clock})
+	}
+	if g.reg == nil {
+		g.reg = prometheus.NewRegistry()
+	}
+	secret := opts.Secret
+	if secret == nil {
+		var err error
+		if secret, err = resolveSecret(cfg, g.log); err != nil {
+			return nil, err
+		}
+	}
+	g.fp = NewFingerprinter(secret)
+	g.m = newMetrics(g.reg, func() float64 { return float64(g.ledger.Len()) })
+	if g.transport == nil {
+		g.transport = newTransport(cfg.Timeouts)
+	}
+	st, err := g.buildState(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	g.state.Store(st)
+
+	switch {
+	case opts.AccessLog != nil:
+		g.alog = newLogWriter(opts.AccessLog)
+	case cfg.AccessLog.Path != "":
+		if g.alog, err = openLogFile(cfg.AccessLog.Path); err != nil {
+			return nil, err
+		}
+	}
+	g.upstream, g.cancelUpstream = context.WithCancel(context.Background())
+	g.admin = g.newAdmin()
+	if g.alog != nil {
+		g.flushStop, g.flushDone = make(chan struct{}), make(chan struct{})
+		go g.flushLoop(cfg.AccessLog.FlushInterval.D())
+	}
+	return g, nil
+}
+
+func resolveSecret(cfg *config.Config, lg *slog.Logger) ([]byte, error) {
+	switch {
+	case cfg.Keys.Secret != "":
+		return []byte(cfg.Keys.Secret), nil
+	case cfg.Keys.SecretFile != "":
+		b, err := os.ReadFile(cfg.Keys.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("keys.secret_file: %w", err)
+		}
+		s := strings.TrimSpace(string(b))
+		if len(s) < 16 {
+			return nil, fmt.Errorf("keys.secret_file: %s holds %d bytes; use at least 16 random bytes (openssl rand -hex 32)", cfg.Keys.SecretFile, len(s))
+		}
+		return []byte(s), nil
+	case cfg.Store.Snapshot != "":
+		path := cfg.Store.Snapshot + ".secret"
+		s, created, err := LoadOrCreateSecret(path)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			lg.Info("created the fingerprint secret; keep it with the snapshot so fingerprints stay the same", "path", path)
+		}
+		return s, nil
+	}
+	lg.Warn("no fingerprint secret configured (keys.secret, keys.secret_file or store.snapshot): using a random one, so key fingerprints change at every restart")
+	return RandomSecret(), nil
+}
+
+func newTransport(t config.Timeouts) *http.Transport {
+	return &http.Transport{
+		// Never the environment's HTTP_PROXY: the upstream is ours.
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   t.Dial.D(),
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       t.Idle.D(),
+		ResponseHeaderTimeout: t.UpstreamHeader.D(),
+		ExpectContinueTimeout: time.Second,
+		TLSHandshakeTimeout:   t.Dial.D(),
+	}
+}
+
+// buildState compiles cfg. Pools whose name and limits did not change keep
+// their slots, so a reload does not briefly double a pool's concurrency.
+func (g *Guard) buildState(cfg *config.Config, old *state) (*state, error) {
+	keys, err := newKeyFinder(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	up, err := url.Parse(cfg.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	st := &state{
+		cfg:      cfg,
+		keys:     keys,
+		policy:   compilePolicy(cfg, g.fp),
+		upstream: up,
+		json:     cfg.AccessLog.Format == "json",
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rt := &router{}
+	reuse := func(c config.Pool) *pool {
+		if old != nil {
+			for _, p := range old.router.pools {
+				if p.name == c.Name && p.sameLimits(c) {
+					return p
+				}
+			}
+		}
+		return newPool(c, g.poolMetricsLocked(c.Name))
+	}
+	for _, c := range cfg.Pools {
+		p := reuse(c)
+		if len(c.PathPrefixes) == 0 && len(c.Hosts) == 0 {
+			rt.catchAll = p
+			continue
+		}
+		rt.pools = append(rt.pools, p)
+		rt.rules = append(rt.rules, c)
+	}
+	if rt.catchAll == nil {
+		if old != nil && old.router.catchAll.slots == nil {
+			rt.catchAll = old.router.catchAll
+		} else {
+			rt.catchAll = &pool{name: "default", m: g.poolMetricsLocked("default")}
+		}
+	}
+	st.router = rt
+	st.proxy = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { g.rewrite(st, pr) },
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.upstreamError,
+		Transport:      g.transport,
+		BufferPool:     bufferPool{},
+		ErrorLog:       log.New(slogWriter{g.log}, "", 0),
+	}
+	return st, nil
+}
+
+func (g *Guard) poolMetricsLocked(name string) *poolMetrics {
+	pm, ok := g.poolM[name]
+	if !ok {
+		pm = g.m.pool(name)
+		g.poolM[name] = pm
+	}
+	return pm
+}
+
+// Ledger returns the ledger the Guard charges.
+func (g *Guard) Ledger() *budget.Ledger { return g.ledger }
+
+// Fingerprint returns the fingerprint of an API key as this Guard logs it.
+func (g *Guard) Fingerprint(key string) string { return g.fp.Fingerprint(key) }
+
+// Config returns the configuration in force.
+func (g *Guard) Config() *config.Config { return g.state.Load().cfg }
+
+// Reload replaces the configuration. An invalid cfg is refused with the
+// reason and the running configuration stays. Listen addresses, the admin
+// API, the store, the fingerprint secret and the connection timeouts are
+// fixed at start; changes to them are logged and take effect at restart.
+func (g *Guard) Reload(cfg *config.Config) error {
+	if err := cfg.Validate(); err != nil {
+		g.m.reloads.WithLabelValues("error").Inc()
+		return fmt.Errorf("keeping the running configuration: %w", err)
+	}
+	old := g.state.Load()
+	st, err := g.buildState(cfg, old)
+	if err != nil {
+		g.m.reloads.WithLabelValues("error").Inc()
+		return fmt.Errorf("keeping the running configuration: %w", err)
+	}
+	var fixed []string
+	if cfg.Listen != old.cfg.Listen {
+		fixed = append(fixed, "listen")
+	}
+	if cfg.Admin != old.cfg.Admin {
+		fixed = append(fixed, "admin")
+	}
+	if cfg.Store != old.cfg.Store {
+		fixed = append(fixed, "store")
+	}
+	if cfg.Keys.Secret != old.cfg.Keys.Secret || cfg.Keys.SecretFile != old.cfg.Keys.SecretFile {
+		fixed = append(fixed, "keys.secret")
+	}
+	if cfg.Timeouts != old.cfg.Timeouts {
+		fixed = append(fixed, "timeouts")
+	}
+	if cfg.AccessLog.Path != old.cfg.AccessLog.Path {
+		fixed = append(fixed, "access_log.path")
+	}
+	g.state.Store(st)
+	g.m.reloads.WithLabelValues("ok").Inc()
+	if len(fixed) > 0 {
+		g.log.Warn("configuration reloaded, but these fields only change at restart", "fields", strings.Join(fixed, ", "))
+	} else {
+		g.log.Info("configuration reloaded", "pools", len(cfg.Pools), "tiers", len(cfg.Tiers), "overrides", len(cfg.Overrides), "shadow", cfg.Shadow)
+	}
+	return nil
+}
+
+// ReopenAccessLog reopens the access log file (after logrotate moved it).
+func (g *Guard) ReopenAccessLog() error {
+	if g.alog == nil {
+		return nil
+	}
+	return g.alog.reopen()
+}
+
+func (g *Guard) flushLoop(every time.Duration) {
+	defer close(g.flushDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := g.alog.flush(); err != nil {
+				g.log.Error("write access log", "err", err)
+			}
+		case <-g.flushStop:
+			return
+		}
+	}
+}
+
+// Shutdown waits for requests in flight to finish (call it after the
+// http.Server stopped accepting), then flushes and closes the access log.
+// If ctx ends first, upstream calls still running are cancelled (and
+// charged the time they ran) and ctx's error is returned.
+func (g *Guard) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		g.active.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		g.cancelUpstream()
+		<-done
+	}
+	if cerr := g.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close cancels upstream calls still running, and flushes and closes the
+// access log. It does not wait for requests; Shutdown does.
+func (g *Guard) Close() error {
+	var err error
+	g.closeOnce.Do(func() {
+		g.cancelUpstream()
+		if g.alog != nil {
+			close(g.flushStop)
+			<-g.flushDone
+			err = g.alog.close()
+		}
+	})
+	return err
+}
+
+// bufferPool recycles ReverseProxy's copy buffers.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+// slogWriter routes ReverseProxy's own log lines to the Guard's logger.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

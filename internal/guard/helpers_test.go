@@ -1,0 +1,213 @@
+package guard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+)
+
+// syncBuffer is a goroutine-safe bytes.Buffer for logs written by servers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is a guard between a test client and an httptest upstream, all on
+// loopback.
+type env struct {
+	t        *testing.T
+	g        *Guard
+	clock    budget.Clock
+	proxy    *httptest.Server
+	admin    *httptest.Server
+	upstream *httptest.Server
+	alog     *syncBuffer
+	logs     *syncBuffer
+}
+
+type envOpts struct {
+	yaml     string // config body; upstream is filled in
+	clock    budget.Clock
+	upstream http.Handler
+}
+
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	e := &env{t: t, alog: &syncBuffer{}, logs: &syncBuffer{}, clock: o.clock}
+	e.upstream = httptest.NewServer(o.upstream)
+	t.Cleanup(e.upstream.Close)
+	cfg, err := config.Parse([]byte("upstream: " + e.upstream.URL + "\n" + o.yaml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	e.g, err = New(Options{
+		Config:    cfg,
+		Clock:     o.clock,
+		Secret:    []byte("test-secret-0123456789"),
+		AccessLog: e.alog,
+		Logger:    slog.New(slog.NewTextHandler(e.logs, nil)),
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	e.proxy = httptest.NewServer(e.g)
+	e.admin = httptest.NewServer(e.g.Admin())
+	t.Cleanup(func() {
+		e.proxy.Close()
+		e.admin.Close()
+		e.g.Close()
+	})
+	return e
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (e *env) do(method, path string, hdr ...string) resp {
+	e.t.Helper()
+	return e.doCtx(context.Background(), method, path, hdr...)
+}
+
+func (e *env) doCtx(ctx context.Context, method, path string, hdr ...string) resp {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, e.proxy.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if strings.EqualFold(hdr[i], "Host") {
+			req.Host = hdr[i+1]
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return resp{status: -1, body: err.Error()}
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{status: res.StatusCode, header: res.Header, body: string(b)}
+}
+
+func (e *env) adminDo(method, path string, out any) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.admin.URL+path, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("admin %s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("admin %s %s: %v\n%s", method, path, err, b)
+		}
+	}
+	return res.StatusCode
+}
+
+func (e *env) key(k string) KeyJSON {
+	e.t.Helper()
+	var kj KeyJSON
+	if st := e.adminDo("GET", "/v1/keys/"+k, &kj); st != 200 {
+		e.t.Fatalf("GET /v1/keys/%s: status %d", k, st)
+	}
+	return kj
+}
+
+// logLines waits until the access log has at least n lines and returns
+// them; lines are written when requests end, so tests wait for them rather
+// than sleep.
+func (e *env) logLines(n int) []string {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.g.alog.flush()
+		s := strings.TrimSpace(e.alog.String())
+		var lines []string
+		if s != "" {
+			lines = strings.Split(s, "\n")
+		}
+		if len(lines) >= n {
+			return lines
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("access log has %d lines, want %d:\n%s", len(lines), n, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds (bounded), for states reached by other
+// goroutines.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// recv waits for a value from ch, failing the test after 10 s instead of
+// hanging it.
+func recv[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// advancing is an upstream handler that takes the request's worker time
+// from ?d= by moving the manual clock, so worker time is exact without
+// sleeping.
+func advancing(clock *budget.ManualClock) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, err := time.ParseDuration(r.URL.Query().Get("d")); err == nil {
+			clock.Advance(d)
+		}
+		io.WriteString(w, "ok "+r.URL.Path+"\n")
+	})
+}
+
+func poolCfg(name string, max int) config.Pool {
+	return config.Pool{Name: name, PathPrefixes: []string{"/" + name + "/"}, MaxConcurrent: max}
+}
+
+func overrideCfg(key string, budget time.Duration) config.Override {
+	d := config.Duration(budget)
+	return config.Override{Key: key, Limits: config.Limits{WorkerTime: &d}}
+}

@@ -1,0 +1,219 @@
+package guard
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/headroom-dev/headroom/internal/guard/config"
+)
+
+// addrPrefix marks ledger keys that are client addresses (requests that
+// carried no key). Addresses are not secrets, so they stay readable in the
+// admin API and the access log; API keys never do.
+const addrPrefix = "addr:"
+
+// fingerprintPrefix marks ledger keys that are fingerprints of API keys.
+const fingerprintPrefix = "fp-"
+
+// Fingerprinter turns API keys into stable, non-reversible names: the first
+// 8 bytes of HMAC-SHA256(secret, key), hex, prefixed "fp-". A keyed hash,
+// not a plain one, because API keys are often short or structured enough to
+// brute-force from an unkeyed digest found in a log. Safe for concurrent use.
+type Fingerprinter struct {
+	pool sync.Pool // of *hasher, since hmac.New allocates several blocks
+}
+
+type hasher struct {
+	h   hash.Hash
+	buf []byte // the key copied in, as hmac has no WriteString
+}
+
+// NewFingerprinter returns a Fingerprinter keyed by secret.
+func NewFingerprinter(secret []byte) *Fingerprinter {
+	s := append([]byte(nil), secret...)
+	return &Fingerprinter{pool: sync.Pool{New: func() any { return &hasher{h: hmac.New(sha256.New, s)} }}}
+}
+
+// Fingerprint returns key's fingerprint, e.g. fp-3fa94c0d1e2b5a67.
+func (f *Fingerprinter) Fingerprint(key string) string {
+	hs := f.pool.Get().(*hasher)
+	hs.h.Reset()
+	hs.buf = append(hs.buf[:0], key...)
+	hs.h.Write(hs.buf)
+	var sum [sha256.Size]byte
+	hs.h.Sum(sum[:0])
+	f.pool.Put(hs)
+	var out [len(fingerprintPrefix) + 16]byte
+	copy(out[:], fingerprintPrefix)
+	hex.Encode(out[len(fingerprintPrefix):], sum[:8])
+	return string(out[:])
+}
+
+// LedgerKey turns what an admin typed (a raw key, a fingerprint, or an
+// addr:IP) into the key the ledger knows.
+func (f *Fingerprinter) LedgerKey(s string) string {
+	if config.IsFingerprint(s) || strings.HasPrefix(s, addrPrefix) {
+		return s
+	}
+	return f.Fingerprint(s)
+}
+
+// keyFinder finds a request's key and its client address.
+type keyFinder struct {
+	sources []config.KeySource // headers canonicalized
+	trusted []netip.Prefix
+	redact  map[string]bool // query parameters never logged
+}
+
+func newKeyFinder(k config.Keys) (*keyFinder, error) {
+	f := &keyFinder{redact: map[string]bool{}}
+	for _, s := range k.Sources {
+		if s.Header != "" {
+			s.Header = http.CanonicalHeaderKey(s.Header)
+		}
+		if s.Query != "" {
+			f.redact[s.Query] = true
+		}
+		f.sources = append(f.sources, s)
+	}
+	for _, q := range k.RedactQuery {
+		f.redact[q] = true
+	}
+	for i, p := range k.TrustedProxies {
+		pre, err := config.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("keys.trusted_proxies[%d]: %w", i, err)
+		}
+		f.trusted = append(f.trusted, pre)
+	}
+	return f, nil
+}
+
+// rawKey returns the API key the request carries, or "".
+func (f *keyFinder) rawKey(r *http.Request) string {
+	for _, s := range f.sources {
+		switch {
+		case s.Header != "":
+			if v := r.Header[s.Header]; len(v) > 0 && v[0] != "" {
+				return strings.TrimSpace(v[0])
+			}
+		case s.Bearer:
+			v := r.Header.Get("Authorization")
+			if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+				if t := strings.TrimSpace(v[7:]); t != "" {
+					return t
+				}
+			}
+		case s.Query != "":
+			if r.URL.RawQuery != "" {
+				if v := r.URL.Query().Get(s.Query); v != "" {
+					return v
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func (f *keyFinder) isTrusted(a netip.Addr) bool {
+	for _, p := range f.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr is the address the request came from. X-Forwarded-For is
+// believed only when the peer is a trusted proxy, and then only as far as
+// the chain of trusted proxies goes: the rightmost address that is not one
+// of ours is the client (anything to its left was written by the client and
+// can be forged).
+func (f *keyFinder) clientAddr(r *http.Request) netip.Addr {
+	peer := peerAddr(r.RemoteAddr)
+	if len(f.trusted) == 0 || !peer.IsValid() || !f.isTrusted(peer) {
+		return peer
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	client := peer
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return client // garbage: stop at the last hop we could read
+			}
+			a = a.Unmap()
+			client = a
+			if !f.isTrusted(a) {
+				return a
+			}
+		}
+	}
+	return client
+}
+
+func peerAddr(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap()
+	}
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// LoadOrCreateSecret returns the fingerprint secret kept in path, creating
+// it (32 random bytes, hex, mode 0600) when the file does not exist, so
+// fingerprints stay the same across restarts without an operator having to
+// choose a secret.
+func LoadOrCreateSecret(path string) (secret []byte, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 16 {
+			return nil, false, fmt.Errorf("fingerprint secret %s is too short (%d bytes); delete it to have a new one generated", path, len(s))
+		}
+		return []byte(s), false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, false, fmt.Errorf("read fingerprint secret: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, false, fmt.Errorf("generate fingerprint secret: %w", err)
+	}
+	s := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, false, fmt.Errorf("create fingerprint secret: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s+"\n"), 0o600); err != nil {
+		return nil, false, fmt.Errorf("create fingerprint secret: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, false, fmt.Errorf("create fingerprint secret: %w", err)
+	}
+	return []byte(s), true, nil
+}
+
+// RandomSecret returns a fresh secret, for a proxy with nowhere to keep one.
+func RandomSecret() []byte {
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	return []byte(hex.EncodeToString(raw[:]))
+}

@@ -1,0 +1,101 @@
+package guard
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// outcome is what happened to a request, one label value per request. The
+// set is fixed, so with pools (from config) it bounds every label: keys are
+// never labels.
+type outcome uint8
+
+const (
+	outcomeOK                 outcome = iota // proxied, upstream answered, client got it
+	outcomeShadowRestricted                  // proxied, but would have been refused (shadow mode)
+	outcomeClientAbort                       // proxied, the client left before the answer (499)
+	outcomeUpstreamError                     // proxied, the upstream failed or timed out (502/504)
+	outcomeRestricted                        // refused: over budget / restricted (429)
+	outcomeConcurrencyLimited                // refused: too many in flight for the key (429)
+	outcomeQueueFull                         // refused: pool queue full (503)
+	outcomeQueueTimeout                      // refused: waited too long in the pool queue (503)
+	outcomeAbortedInQueue                    // the client left while queued (499)
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{
+	"ok", "shadow_restricted", "client_abort", "upstream_error",
+	"restricted", "concurrency_limited", "queue_full", "queue_timeout", "aborted_in_queue",
+}
+
+func (o outcome) String() string { return outcomeNames[o] }
+
+// metrics are the guard's Prometheus collectors, all prefixed headroom_.
+type metrics struct {
+	requests     *prometheus.CounterVec
+	workerSecs   *prometheus.CounterVec
+	restrictions *prometheus.CounterVec
+	inFlight     *prometheus.GaugeVec
+	queueDepth   *prometheus.GaugeVec
+	reloads      *prometheus.CounterVec
+}
+
+// poolMetrics are one pool's children, resolved once so the hot path does
+// no label lookups.
+type poolMetrics struct {
+	requests   [numOutcomes]prometheus.Counter
+	workerSecs [numOutcomes]prometheus.Counter
+	restricted [2]prometheus.Counter // enforced, shadow
+	inFlight   prometheus.Gauge
+	queueDepth prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, keys func() float64) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_requests_total",
+			Help: "Requests by pool and outcome (ok, shadow_restricted, client_abort, upstream_error, restricted, concurrency_limited, queue_full, queue_timeout, aborted_in_queue).",
+		}, []string{"pool", "outcome"}),
+		workerSecs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_worker_seconds_total",
+			Help: "Upstream worker time charged, by pool and outcome; a client abort is charged its real upstream time.",
+		}, []string{"pool", "outcome"}),
+		restrictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_restrictions_total",
+			Help: "Keys newly restricted for going over budget, by the pool of the request that tipped them and mode (enforced, or shadow: would restrict).",
+		}, []string{"pool", "mode"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "headroom_in_flight",
+			Help: "Requests upstream now, by pool.",
+		}, []string{"pool"}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "headroom_queue_depth",
+			Help: "Requests waiting for a pool slot now, by pool.",
+		}, []string{"pool"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_config_reloads_total",
+			Help: "Configuration reloads by result (ok, error: the old configuration was kept).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.requests, m.workerSecs, m.restrictions, m.inFlight, m.queueDepth, m.reloads,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "headroom_keys_tracked",
+			Help: "Keys the ledger holds (recently active or restricted).",
+		}, keys))
+	return m
+}
+
+func (m *metrics) pool(name string) *poolMetrics {
+	pm := &poolMetrics{
+		inFlight:   m.inFlight.WithLabelValues(name),
+		queueDepth: m.queueDepth.WithLabelValues(name),
+		restricted: [2]prometheus.Counter{
+			m.restrictions.WithLabelValues(name, "enforced"),
+			m.restrictions.WithLabelValues(name, "shadow"),
+		},
+	}
+	for o := range numOutcomes {
+		pm.requests[o] = m.requests.WithLabelValues(name, o.String())
+		pm.workerSecs[o] = m.workerSecs.WithLabelValues(name, o.String())
+	}
+	return pm
+}
