@@ -2,6 +2,8 @@ package accesslog
 
 import (
 	"bufio"
+	"bytes"
+	"compress/bzip2"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Stdin is the path that names standard input.
@@ -123,7 +126,7 @@ func OrderRotated(paths []string) []string {
 type Input struct {
 	Name    string
 	Size    int64 // raw (compressed) size; 0 when unknown (stdin)
-	Gzipped bool
+	Gzipped bool  // compressed (gzip, zstd or bzip2)
 	*bufio.Reader
 	raw    *countingReader
 	closer io.Closer
@@ -155,9 +158,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // check the format.
 const inputBufSize = 1 << 20
 
-// Open opens path ("-" for stdin), decompressing gzip whatever the file is
-// called (detected by its magic bytes, so "access.log.2.gz" and a gzip file
-// without the suffix both work).
+// Open opens path ("-" for stdin), decompressing gzip, zstd and bzip2
+// whatever the file is called (detected by magic bytes, so "access.log.2.gz"
+// and a compressed file without the suffix both work).
 func Open(path string, stdin io.Reader) (*Input, error) {
 	var r io.Reader
 	in := &Input{Name: path}
@@ -176,8 +179,9 @@ func Open(path string, stdin io.Reader) (*Input, error) {
 	}
 	in.raw = &countingReader{r: r}
 	br := bufio.NewReaderSize(in.raw, 64<<10)
-	magic, _ := br.Peek(2)
-	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+	magic, _ := br.Peek(6)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			in.Close()
@@ -185,10 +189,41 @@ func Open(path string, stdin io.Reader) (*Input, error) {
 		}
 		in.Gzipped = true
 		in.Reader = bufio.NewReaderSize(zr, inputBufSize)
-	} else {
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			in.Close()
+			return nil, fmt.Errorf("%s: zstd: %w", in.Name, err)
+		}
+		in.Gzipped = true
+		in.Reader = bufio.NewReaderSize(zr, inputBufSize)
+		in.closer = closers{zr.IOReadCloser(), in.closer}
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		in.Gzipped = true
+		in.Reader = bufio.NewReaderSize(bzip2.NewReader(br), inputBufSize)
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		in.Close()
+		return nil, fmt.Errorf("%s is xz-compressed, which headroom does not read: xzcat %s | headroom logs analyze -", in.Name, path)
+	default:
 		in.Reader = bufio.NewReaderSize(br, inputBufSize)
 	}
 	return in, nil
+}
+
+// closers closes several things, in order, returning the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if c == nil {
+			continue
+		}
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // Head returns up to n complete lines from the start of in without
@@ -213,14 +248,7 @@ func (in *Input) Head(n int) ([][]byte, error) {
 	return lines, nil
 }
 
-func indexNL(b []byte) int {
-	for i, c := range b {
-		if c == '\n' {
-			return i
-		}
-	}
-	return -1
-}
+func indexNL(b []byte) int { return bytes.IndexByte(b, '\n') }
 
 func trimCR(b []byte) []byte {
 	if len(b) > 0 && b[len(b)-1] == '\r' {

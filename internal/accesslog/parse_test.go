@@ -6,11 +6,16 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -349,5 +354,45 @@ func TestExpandAndOrderRotated(t *testing.T) {
 	}
 	if _, err := ExpandPaths([]string{dir}); err == nil || !strings.Contains(err.Error(), "directory") {
 		t.Errorf("directory: err = %v", err)
+	}
+}
+
+// TestOpenCompressed reads the same lines plain, gzip, zstd and bzip2
+// (bzip2 made by the system's bzip2 when present).
+func TestOpenCompressed(t *testing.T) {
+	dir := t.TempDir()
+	text := "line one\nline two\n"
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var gz, zs bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write([]byte(text))
+	gw.Close()
+	zw, _ := zstd.NewWriter(&zs)
+	zw.Write([]byte(text))
+	zw.Close()
+	paths := []string{write("plain.log", []byte(text)), write("a.log.1.gz", gz.Bytes()), write("no-suffix", zs.Bytes())}
+	if bz, err := exec.Command("bzip2", "-c", paths[0]).Output(); err == nil {
+		paths = append(paths, write("a.log.2.bz2", bz))
+	}
+	for _, p := range paths {
+		in, err := Open(p, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		got, err := io.ReadAll(in)
+		in.Close()
+		if err != nil || string(got) != text {
+			t.Errorf("%s: %q, %v", p, got, err)
+		}
+	}
+	xz := write("x.log.xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0, 1, 2})
+	if _, err := Open(xz, nil); err == nil || !strings.Contains(err.Error(), "xzcat") {
+		t.Errorf("xz: err = %v", err)
 	}
 }
