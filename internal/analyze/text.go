@@ -226,18 +226,21 @@ func table(b *strings.Builder, title string, header []string, rows [][]string, n
 			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
+	var line strings.Builder
 	for _, r := range append([][]string{header}, rows...) {
-		b.WriteString(" ")
+		line.Reset()
+		line.WriteString(" ")
 		for i, c := range r {
 			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
-			b.WriteString(" ")
+			line.WriteString(" ")
 			if i < nameCols {
-				b.WriteString(c + pad)
+				line.WriteString(c + pad)
 			} else {
-				b.WriteString(pad + c)
+				line.WriteString(pad + c)
 			}
-			b.WriteString(" ")
+			line.WriteString(" ")
 		}
+		b.WriteString(strings.TrimRight(line.String(), " "))
 		b.WriteString("\n")
 	}
 }
