@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
@@ -22,7 +23,8 @@ type Options struct {
 	RefetchWindow time.Duration
 	// RefetchSlots sizes the table of recent fetches (rounded up to a power
 	// of two). A collision forgets a fetch, so repeats are undercounted,
-	// never invented; 0 means 1<<18 (4 MiB).
+	// never invented, and when it overflows the collector samples pairs
+	// instead; 0 means 1<<17 (2 MiB).
 	RefetchSlots int
 	// Samples is how many (client-facing, upstream) time points the scatter
 	// plot keeps; 0 means 2000.
@@ -45,7 +47,7 @@ func (o Options) withDefaults() Options {
 		o.RefetchWindow = 5 * time.Minute
 	}
 	if o.RefetchSlots <= 0 {
-		o.RefetchSlots = 1 << 18
+		o.RefetchSlots = 1 << 17
 	}
 	o.RefetchSlots = 1 << bitsFor(o.RefetchSlots)
 	if o.Samples <= 0 {
@@ -156,6 +158,8 @@ type Collector struct {
 	recent                []recentFetch
 	repeatReq, repeatByte int64
 	repeatWho             [3]*topK // user agent, client, path; by bytes
+	sampleShift, maxShift uint     // repeat tracking samples 1 in 2^shift pairs
+	tracked, clobbered    int64
 
 	// Scatter sample (reservoir).
 	sample []Point
@@ -163,6 +167,7 @@ type Collector struct {
 	rng    *rand.Rand
 
 	buf, scratch []byte
+	botCache     map[string]bool
 }
 
 // NewCollector returns an empty Collector.
@@ -186,6 +191,7 @@ func NewCollector(opt Options) *Collector {
 		recent:        make([]recentFetch, opt.RefetchSlots),
 		repeatWho:     [3]*topK{newTopK(32), newTopK(32), newTopK(32)},
 		rng:           rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15)),
+		botCache:      make(map[string]bool),
 	}
 }
 
@@ -486,8 +492,15 @@ func appendUint(dst []byte, v uint64) []byte {
 }
 
 func (c *Collector) observeStatic(r *accesslog.Record) {
-	var bot bool
-	bot, c.scratch = isBot(r.UserAgent, c.scratch)
+	// Agents repeat from line to line: remember the verdicts (bounded).
+	bot, ok := c.botCache[truncate(r.UserAgent)]
+	if !ok {
+		bot, c.scratch = isBot(r.UserAgent, c.scratch)
+		if len(c.botCache) >= 4096 {
+			clear(c.botCache)
+		}
+		c.botCache[strings.Clone(truncate(r.UserAgent))] = bot
+	}
 	if bot {
 		c.botReq++
 		c.botBytes += r.BytesSent
@@ -511,34 +524,69 @@ func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64) {
 	if r.Method != "GET" || (r.Status != 200 && r.Status != 206) || r.BytesSent <= 0 {
 		return
 	}
-	// FNV-1a rather than a seeded hash: the same log gives the same
-	// findings on every run, and a collision only forgets a fetch.
-	h := uint64(14695981039346656037)
-	for _, s := range [3]string{r.Client, r.UserAgent, r.Path} {
-		for i := 0; i < len(s); i++ {
-			h = (h ^ uint64(s[i])) * 1099511628211
-		}
-		h = (h ^ 0xff) * 1099511628211
+	h := hashString(hashString(hashString(0x9e3779b97f4a7c15, r.Client), r.UserAgent), r.Path)
+	// Busy sites fetch more distinct objects per window than the table
+	// holds: then only a 1-in-2^shift sample of (client, object) pairs is
+	// tracked, chosen by hash so a pair is always in or always out, and
+	// each repeat found counts 2^shift times.
+	if h>>(64-16)&(1<<c.sampleShift-1) != 0 {
+		return
 	}
 	fp := h | 1 // 0 marks an empty slot
 	slot := &c.recent[fp&uint64(len(c.recent)-1)]
+	window := int64(c.opt.RefetchWindow)
 	if slot.fp == fp {
 		gap := ns - slot.at
 		if gap < 0 {
 			gap = -gap
 		}
-		if gap <= int64(c.opt.RefetchWindow) {
-			c.repeatReq++
-			c.repeatByte += r.BytesSent
-			b.repReq++
-			b.repBytes += r.BytesSent
+		if gap <= window {
+			scale := int64(1) << c.sampleShift
+			c.repeatReq += scale
+			c.repeatByte += r.BytesSent * scale
+			b.repReq += scale
+			b.repBytes += r.BytesSent * scale
 			for i, d := range []Dimension{DimUserAgent, DimClient, DimPath} {
 				c.buf, _ = appendValue(c.buf[:0], d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
-				c.repeatWho[i].addBytes(c.buf, r.BytesSent, 1, 0)
+				c.repeatWho[i].addBytes(c.buf, r.BytesSent*scale, scale, 0)
 			}
 		}
+	} else if slot.fp != 0 && ns-slot.at < window && slot.at-ns < window {
+		c.clobbered++ // a pair still inside its window was forgotten
 	}
 	slot.fp, slot.at = fp, ns
+	c.tracked++
+	if c.tracked == int64(len(c.recent)) { // judge once per table's worth of inserts
+		// More than 10% forgotten: sample less, by as many halvings as it
+		// takes (each roughly halves the losses), so a busy log is not half
+		// read before the table copes.
+		for c.clobbered*10 > c.tracked && c.sampleShift < 12 {
+			c.sampleShift++
+			c.clobbered /= 2
+		}
+		c.maxShift = max(c.maxShift, c.sampleShift)
+		c.tracked, c.clobbered = 0, 0
+	}
+}
+
+// hashString mixes s into h eight bytes at a time. Not a seeded hash: the
+// same log gives the same findings on every run, and a collision only
+// forgets a fetch.
+func hashString(h uint64, s string) uint64 {
+	const m = 0xff51afd7ed558ccd
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		v := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		h = (h ^ v) * m
+		h ^= h >> 32
+	}
+	var v uint64
+	for j := 0; i < len(s); i, j = i+1, j+8 {
+		v |= uint64(s[i]) << j
+	}
+	h = (h ^ v ^ uint64(len(s))<<56) * m
+	return h ^ h>>29
 }
 
 func (c *Collector) observeSample(r *accesslog.Record) {
@@ -628,6 +676,7 @@ func (c *Collector) Merge(o *Collector) {
 	c.staticRefPath.merge(o.staticRefPath)
 	c.repeatReq += o.repeatReq
 	c.repeatByte += o.repeatByte
+	c.maxShift = max(c.maxShift, o.maxShift)
 	for i := range c.repeatWho {
 		c.repeatWho[i].merge(o.repeatWho[i])
 	}

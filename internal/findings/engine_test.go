@@ -132,3 +132,49 @@ func TestEngineCleanLogHasNoLevelShift(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEngine reads one generated log through the engine alone and with
+// the findings collector plugged in, to show what the findings cost.
+func BenchmarkEngine(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "access.log")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	recs := findingstest.Generate(findingstest.Options{Seed: 1, Days: 2, PageViewsPerHour: 300, Exporter: true, Crawler: true})
+	for i := range recs {
+		w.WriteString(findingstest.FormatHeadroom(&recs[i]))
+		w.WriteByte('\n')
+	}
+	w.Flush()
+	f.Close()
+	st, _ := os.Stat(path)
+	for _, withFindings := range []bool{false, true} {
+		name := "engine"
+		if withFindings {
+			name = "engine+findings"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(st.Size())
+			for i := 0; i < b.N; i++ {
+				opt := analyze.Options{Inputs: []string{path}, Format: "headroom"}
+				if withFindings {
+					opt.NewSink = func() analyze.Sink { return sink{findings.NewCollector(findings.Options{})} }
+				}
+				res, err := analyze.Run(context.Background(), opt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if withFindings {
+					if _, err := findings.Analyze(res.Sink.(sink).Collector, findings.AnalyzeOptions{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(res.Lines)*float64(b.N)/b.Elapsed().Seconds()/float64(i+1), "lines/s")
+			}
+		})
+	}
+}

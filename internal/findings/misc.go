@@ -26,6 +26,9 @@ func (c *Collector) repeatedFetch() *Finding {
 	var ev []string
 	ev = append(ev, fmt.Sprintf("%s repeat fetches (%s of requests) sent %s (%s of bytes out) for objects the same client had fetched within %s",
 		human(float64(c.repeatReq)), pct(reqShare), humanBytes(float64(c.repeatByte)), pct(byteShare), fmtSpan(c.opt.RefetchWindow)))
+	if c.maxShift > 0 {
+		ev = append(ev, fmt.Sprintf("estimated from a 1-in-%d sample of (client, object) pairs: the log has more distinct fetches per %s than the table tracks", 1<<c.maxShift, fmtSpan(c.opt.RefetchWindow)))
+	}
 	lead := ""
 	for i, t := range c.repeatWho {
 		for j, e := range t.sorted() {

@@ -230,10 +230,10 @@ func TestCollectorMemoryIsBounded(t *testing.T) {
 	opt := Options{TopK: 8, MaxBuckets: 64, RefetchSlots: 1 << 10, Samples: 100}
 	c := NewCollector(opt)
 	start := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range 200000 {
+	for i := range 50000 {
 		// Every value unique, times spread over a year and out of order.
 		r := accesslog.Record{
-			Time:   start.Add(time.Duration((i*7919)%(365*24*60)) * time.Minute),
+			Time:   start.Add(time.Duration((i*7919)%(365*24*60)) * time.Minute), // a year, shuffled
 			Client: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Key: fmt.Sprintf("key-%d", i),
 			Method: "GET", Path: fmt.Sprintf("/p%d/q%d.jpg", i, i), Status: 200 + i%300, BytesSent: int64(i),
 			Referer: fmt.Sprintf("https://site%d.example/", i), UserAgent: fmt.Sprintf("agent-%d bot", i),
@@ -296,5 +296,40 @@ func TestMergeMatchesSingleCollector(t *testing.T) {
 	}
 	if one.Records != four.Records {
 		t.Errorf("records %d vs %d", one.Records, four.Records)
+	}
+}
+
+// When more distinct objects are fetched per window than the table holds,
+// repeats are estimated from a sample of (client, object) pairs instead of
+// lost to collisions.
+func TestRepeatedFetchEstimateUnderPressure(t *testing.T) {
+	c := NewCollector(Options{RefetchSlots: 1 << 10})
+	start := time.Date(2019, 4, 4, 0, 0, 0, 0, time.UTC)
+	const pairs = 200000
+	recs := make([]accesslog.Record, 0, 2*pairs)
+	for i := range pairs {
+		// Every pair fetched twice, 10 s apart, in time order: 20,000
+		// fetches come between the two, far more than 1,024 slots hold.
+		at := start.Add(time.Duration(i) * time.Millisecond)
+		for _, dt := range []time.Duration{0, 10 * time.Second} {
+			recs = append(recs, accesslog.Record{Time: at.Add(dt), Client: fmt.Sprintf("10.1.%d.%d", i>>8&255, i&255), Method: "GET",
+				Path: fmt.Sprintf("/img/%d.jpg", i), Status: 200, BytesSent: 1000, UserAgent: "Refetcher/1.0"})
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+	for i := range recs {
+		c.Observe(&recs[i])
+	}
+	got := float64(c.repeatReq)
+	if got < 0.75*pairs || got > 1.25*pairs {
+		t.Errorf("estimated %0.f repeats, true %d (sample 1 in %d)", got, pairs, 1<<c.maxShift)
+	}
+	t.Logf("estimated %.0f repeats of %d (sample 1 in %d)", got, pairs, 1<<c.maxShift)
+	if c.maxShift == 0 {
+		t.Error("the table never switched to sampling")
+	}
+	f := c.repeatedFetch()
+	if f == nil || !strings.Contains(strings.Join(f.Evidence, " "), "sample") {
+		t.Errorf("finding does not say it is estimated from a sample: %+v", f)
 	}
 }
