@@ -18,21 +18,23 @@ const (
 	policyConcurrency = "concurrency"
 )
 
-// partitionKey is the draft's "pk" Byte Sequence for a ledger key: the
-// fingerprint's 8 bytes, or the address text. Never the API key itself:
-// the draft asks servers not to return sensitive partition keys.
-func partitionKey(key string) string {
-	var raw []byte
-	if strings.HasPrefix(key, fingerprintPrefix) {
-		if b, err := hex.DecodeString(key[len(fingerprintPrefix):]); err == nil {
-			raw = b
+// appendPartitionKey appends the draft's "pk" Byte Sequence for a ledger
+// key: the fingerprint's 8 bytes, or the address text. Never the API key
+// itself: the draft asks servers not to return sensitive partition keys.
+func appendPartitionKey(b []byte, key string) []byte {
+	b = append(b, ':')
+	var raw [8]byte
+	if len(key) == len(fingerprintPrefix)+16 && strings.HasPrefix(key, fingerprintPrefix) {
+		if _, err := hex.Decode(raw[:], []byte(key[len(fingerprintPrefix):])); err == nil {
+			b = base64.StdEncoding.AppendEncode(b, raw[:])
+			return append(b, ':')
 		}
 	}
-	if raw == nil {
-		raw = []byte(key)
-	}
-	return ":" + base64.StdEncoding.EncodeToString(raw) + ":"
+	b = base64.StdEncoding.AppendEncode(b, []byte(key))
+	return append(b, ':')
 }
+
+func partitionKey(key string) string { return string(appendPartitionKey(nil, key)) }
 
 // setRateLimit writes the RateLimit-Policy and RateLimit fields of
 // draft-ietf-httpapi-ratelimit-headers (draft 10) for key, replacing any the
@@ -49,46 +51,57 @@ func partitionKey(key string) string {
 // t (seconds until quota returns) is given only while the key is
 // restricted: under a sliding window quota comes back continuously.
 func setRateLimit(h http.Header, key string, lim budget.Limits, used time.Duration, inFlight int, until, now time.Time) {
-	h.Del("RateLimit-Policy")
-	h.Del("RateLimit")
+	delete(h, "Ratelimit-Policy")
+	delete(h, "Ratelimit")
 	if lim.Budget <= 0 && lim.MaxInFlight <= 0 {
 		return
 	}
-	pk := partitionKey(key)
-	var pol, cur []byte
+	// Both fields are built in one stack buffer and become one string, so
+	// the headers cost two allocations per response.
+	var arr [512]byte
+	b := arr[:0]
 	if lim.Budget > 0 {
-		pol = append(pol, `"`+policyWorkerTime+`";q=`...)
-		pol = strconv.AppendInt(pol, int64(lim.Budget/time.Second), 10)
-		pol = append(pol, ";w="...)
-		pol = strconv.AppendInt(pol, int64(math.Ceil(lim.Window.Seconds())), 10)
-		pol = append(pol, `;headroom-qu="worker-seconds";pk=`...)
-		pol = append(pol, pk...)
-
-		cur = append(cur, `"`+policyWorkerTime+`";r=`...)
-		cur = strconv.AppendInt(cur, int64(max(lim.Budget-used, 0)/time.Second), 10)
-		if !until.IsZero() && until.After(now) {
-			cur = append(cur, ";t="...)
-			cur = strconv.AppendInt(cur, retryAfter(until, now), 10)
-		}
-		cur = append(cur, ";pk="...)
-		cur = append(cur, pk...)
+		b = append(b, `"`+policyWorkerTime+`";q=`...)
+		b = strconv.AppendInt(b, int64(lim.Budget/time.Second), 10)
+		b = append(b, ";w="...)
+		b = strconv.AppendInt(b, int64(math.Ceil(lim.Window.Seconds())), 10)
+		b = append(b, `;headroom-qu="worker-seconds";pk=`...)
+		b = appendPartitionKey(b, key)
 	}
 	if lim.MaxInFlight > 0 {
-		if len(pol) > 0 {
-			pol = append(pol, ", "...)
-			cur = append(cur, ", "...)
+		if len(b) > 0 {
+			b = append(b, ", "...)
 		}
-		pol = append(pol, `"`+policyConcurrency+`";q=`...)
-		pol = strconv.AppendInt(pol, int64(lim.MaxInFlight), 10)
-		pol = append(pol, `;qu="concurrent-requests";pk=`...)
-		pol = append(pol, pk...)
-		cur = append(cur, `"`+policyConcurrency+`";r=`...)
-		cur = strconv.AppendInt(cur, int64(max(lim.MaxInFlight-inFlight, 0)), 10)
-		cur = append(cur, ";pk="...)
-		cur = append(cur, pk...)
+		b = append(b, `"`+policyConcurrency+`";q=`...)
+		b = strconv.AppendInt(b, int64(lim.MaxInFlight), 10)
+		b = append(b, `;qu="concurrent-requests";pk=`...)
+		b = appendPartitionKey(b, key)
 	}
-	h["Ratelimit-Policy"] = []string{string(pol)}
-	h["Ratelimit"] = []string{string(cur)}
+	split := len(b)
+	if lim.Budget > 0 {
+		b = append(b, `"`+policyWorkerTime+`";r=`...)
+		b = strconv.AppendInt(b, int64(max(lim.Budget-used, 0)/time.Second), 10)
+		if !until.IsZero() && until.After(now) {
+			b = append(b, ";t="...)
+			b = strconv.AppendInt(b, retryAfter(until, now), 10)
+		}
+		b = append(b, ";pk="...)
+		b = appendPartitionKey(b, key)
+	}
+	if lim.MaxInFlight > 0 {
+		if len(b) > split {
+			b = append(b, ", "...)
+		}
+		b = append(b, `"`+policyConcurrency+`";r=`...)
+		b = strconv.AppendInt(b, int64(max(lim.MaxInFlight-inFlight, 0)), 10)
+		b = append(b, ";pk="...)
+		b = appendPartitionKey(b, key)
+	}
+	s := string(b)
+	vals := make([]string, 2)
+	vals[0], vals[1] = s[:split], s[split:]
+	h["Ratelimit-Policy"] = vals[0:1:1]
+	h["Ratelimit"] = vals[1:2:2]
 }
 
 // retryAfter is the whole seconds from now until t, at least 1.

@@ -1,0 +1,136 @@
+package guard
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -update to accept):\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}
+
+func sampleEntries() []entry {
+	at := time.Date(2017, 2, 5, 6, 49, 2, 0, time.FixedZone("", -8*3600))
+	return []entry{
+		{Record: accesslog.Record{ // seeds/03: the client gave up at 4.668 s, the upstream worked 29.9 s
+			Time: at, Client: "203.0.113.7", Key: "fp-3fa94c0d1e2b5a67", Method: "GET",
+			Path: "/v2/applications/33591900/metrics.json?api_key=REDACTED", Proto: "HTTP/1.1", Host: "api.example.com",
+			Status: 499, BytesSent: 0, RequestTime: 4668 * time.Millisecond,
+			UpstreamStatus: 200, UpstreamTime: 29904 * time.Millisecond, HasUpstreamTime: true,
+			UserAgent: "NewRelic Exporter", Pool: "api",
+		}, Outcome: outcomeClientAbort},
+		{Record: accesslog.Record{ // refused: never reached the upstream
+			Time: at, Client: "203.0.113.7", Key: "fp-3fa94c0d1e2b5a67", Method: "GET", Path: "/v2/x", Proto: "HTTP/1.1",
+			Status: 429, BytesSent: 312, RequestTime: 0, Pool: "api",
+		}, Outcome: outcomeRestricted},
+		{Record: accesslog.Record{ // odd bytes are escaped as nginx does
+			Time: at, Client: "::1", Key: "addr:::1", Method: "POST", Path: "/ui/\"quoted\"\\path\x01", Proto: "HTTP/2.0",
+			Status: 200, BytesSent: 1234, RequestTime: 12 * time.Millisecond, UpstreamStatus: 200,
+			UpstreamTime: 11 * time.Millisecond, HasUpstreamTime: true, Referer: "https://example.com/é", UserAgent: "Mozilla/5.0", Pool: "ui",
+		}, Outcome: outcomeOK},
+	}
+}
+
+func TestAccessLogFormats(t *testing.T) {
+	var h, j []byte
+	for _, e := range sampleEntries() {
+		h = appendHeadroom(h, &e)
+		j = appendJSON(j, &e)
+	}
+	golden(t, "access.headroom.log", h)
+	golden(t, "access.jsonl", j)
+	for line := range strings.SplitSeq(strings.TrimSpace(string(j)), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Errorf("not JSON: %v: %s", err, line)
+		}
+	}
+	// Every headroom line has the fields of accesslog.HeadroomFormat.
+	for line := range strings.SplitSeq(strings.TrimSpace(string(h)), "\n") {
+		parseLine(t, line)
+	}
+}
+
+func TestRedactQuery(t *testing.T) {
+	red := map[string]bool{"api_key": true, "token": true}
+	for in, want := range map[string]string{
+		"/a":                        "/a",
+		"/a?page=2":                 "/a?page=2",
+		"/a?api_key=sk_123":         "/a?api_key=REDACTED",
+		"/a?x=1&api_key=sk_123&y=2": "/a?x=1&api_key=REDACTED&y=2",
+		"/a?api%5Fkey=sk_123":       "/a?api%5Fkey=REDACTED",
+		"/a?token=1&token=2":        "/a?token=REDACTED&token=REDACTED",
+		"/a?api_key":                "/a?api_key",
+		"/a?api_key=&b=c":           "/a?api_key=REDACTED&b=c",
+		"/a?tokenizer=on":           "/a?tokenizer=on",
+		"/a?x=%zz&token=sk_1":       "/a?x=%zz&token=REDACTED",
+	} {
+		if got := redactQuery(in, red); got != want {
+			t.Errorf("redactQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzRedactQuery(f *testing.F) {
+	f.Add("/a?api_key=sk_live_123&x=1")
+	f.Add("/a?%61pi_key=secret")
+	f.Add("/?&&=&api_key=a=b")
+	red := map[string]bool{"api_key": true}
+	f.Fuzz(func(t *testing.T, uri string) {
+		out := redactQuery(uri, red)
+		q := strings.IndexByte(out, '?')
+		if q < 0 {
+			if out != uri {
+				t.Fatalf("changed a URI without a query: %q -> %q", uri, out)
+			}
+			return
+		}
+		if out[:q] != uri[:q] {
+			t.Fatalf("changed the path: %q -> %q", uri, out)
+		}
+		for part := range strings.SplitSeq(out[q+1:], "&") {
+			name, value, ok := strings.Cut(part, "=")
+			if n, err := url.QueryUnescape(name); err == nil && n == "api_key" && ok && value != "REDACTED" {
+				t.Fatalf("api_key value kept: %q -> %q", uri, out)
+			}
+		}
+	})
+}
+
+func TestAppendSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0.000", 4668 * time.Millisecond: "4.668", 5 * time.Millisecond: "0.005",
+		50 * time.Millisecond: "0.050", 90 * time.Second: "90.000", -time.Second: "0.000",
+	} {
+		if got := string(appendSeconds(nil, d)); got != want {
+			t.Errorf("appendSeconds(%s) = %s, want %s", d, got, want)
+		}
+	}
+}
