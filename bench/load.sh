@@ -102,7 +102,7 @@ JS
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-all_wrk=() all_hr=() all_veg=() all_k6=()
+all_wrk=() all_hr=() all_veg=() all_k6=() r_wrk=() r_veg=() r_k6=()
 for round in $(seq "$ROUNDS"); do
   wrk_rps=$(run_wrk); sleep 1
   hr_rps=$(run_headroom); sleep 1
@@ -119,12 +119,14 @@ for round in $(seq "$ROUNDS"); do
   if [ "$have_k6" = 1 ]; then echo "  headroom/k6     $(ratio "$hr_rps" "$k6_rps")"; fi
   echo "  headroom's verdict: $(jq -r '.verdict' "$work/hr.json") ($(jq -r '.reasons[0]' "$work/hr.json"))"
   all_wrk+=("$wrk_rps") all_hr+=("$hr_rps") all_veg+=("$veg_rps")
-  if [ "$have_k6" = 1 ]; then all_k6+=("$k6_rps"); fi
+  r_wrk+=("$(ratio "$hr_rps" "$wrk_rps")") r_veg+=("$(ratio "$hr_rps" "$veg_rps")")
+  if [ "$have_k6" = 1 ]; then all_k6+=("$k6_rps") r_k6+=("$(ratio "$hr_rps" "$k6_rps")"); fi
 done
 
 m_wrk=$(median "${all_wrk[@]}") m_hr=$(median "${all_hr[@]}") m_veg=$(median "${all_veg[@]}")
 echo
 echo "median of $ROUNDS round(s), requests/s: wrk $m_wrk, headroom $m_hr, vegeta $m_veg$( [ "$have_k6" = 1 ] && echo ", k6 $(median "${all_k6[@]}")")"
-echo "  headroom/wrk    $(ratio "$m_hr" "$m_wrk")   (goal >= 0.8)"
-echo "  headroom/vegeta $(ratio "$m_hr" "$m_veg")   (goal > 1)"
-if [ "$have_k6" = 1 ]; then echo "  headroom/k6     $(ratio "$m_hr" "$(median "${all_k6[@]}")")   (goal > 1)"; fi
+echo "ratios: median of the per-round ratios (each round's tools ran back to back, under the same load)"
+echo "  headroom/wrk    $(median "${r_wrk[@]}")   (goal >= 0.8; rounds: ${r_wrk[*]})"
+echo "  headroom/vegeta $(median "${r_veg[@]}")   (goal > 1; rounds: ${r_veg[*]})"
+if [ "$have_k6" = 1 ]; then echo "  headroom/k6     $(median "${r_k6[@]}")   (goal > 1; rounds: ${r_k6[*]})"; fi

@@ -240,3 +240,17 @@ func FuzzParseTargets(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseHeader(f *testing.F) {
+	f.Add("X-Api-Key: abc")
+	f.Add("Authorization: Bearer a:b")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, v, err := ParseHeader(s)
+		if err != nil {
+			return
+		}
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(v, "\r\n") {
+			t.Fatalf("ParseHeader(%q) = %q, %q", s, k, v)
+		}
+	})
+}

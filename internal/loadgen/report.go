@@ -214,7 +214,10 @@ func (res *Result) WriteText(w io.Writer) error {
 		row("response", res.Latency)
 	}
 	b.WriteString("\nstatus      ")
-	for _, k := range sortedKeys(res.Status) {
+	for i, k := range sortedKeys(res.Status) {
+		if i > 0 {
+			b.WriteString(",")
+		}
 		fmt.Fprintf(&b, " %d: %d", k, res.Status[k])
 	}
 	if len(res.Status) == 0 {
@@ -228,7 +231,10 @@ func (res *Result) WriteText(w io.Writer) error {
 			kinds = append(kinds, k)
 		}
 		sort.Strings(kinds)
-		for _, k := range kinds {
+		for i, k := range kinds {
+			if i > 0 {
+				b.WriteString(",")
+			}
 			fmt.Fprintf(&b, " %s: %d", k, res.ErrorKinds[k])
 		}
 		b.WriteString("\n")
