@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -50,6 +52,10 @@ the same way.`,
 			res, err := demo.Run(cmd.Context(), o)
 			if res != nil {
 				res.WriteSummary(out)
+			}
+			if errors.Is(err, context.Canceled) && res != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "headroom demo: interrupted; the summary above covers the run so far")
+				return exitError{130}
 			}
 			if err != nil {
 				return fmt.Errorf("demo: %w", err)
