@@ -121,7 +121,8 @@ func (c *Collector) compare(cmp Compare) (Finding, error) {
 	ev = append([]string{
 		fmt.Sprintf("requests/hour: %s → %s; bytes out/hour: %s → %s", human(reqAt.rateA), human(reqAt.rateB), humanBytes(byteAt.rateA), humanBytes(byteAt.rateB)),
 	}, ev...)
-	if c.width > 60 {
+	aligned := func(t time.Time) bool { return t.Unix()%c.width == 0 && t.Nanosecond() == 0 }
+	if !aligned(cmp.Period.Start) || !aligned(cmp.Period.End) || !aligned(cmp.Baseline.Start) || !aligned(cmp.Baseline.End) {
 		ev = append(ev, fmt.Sprintf("windows rounded to the series' %s buckets", fmtSpan(time.Duration(c.width)*time.Second)))
 	}
 	for _, dim := range []Dimension{DimUserAgent, DimKey, DimClient, DimPath, DimReferer, DimStatus, DimMethod} {

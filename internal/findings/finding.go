@@ -79,11 +79,11 @@ const (
 	KindLatencyBurst    = "latency_burst"
 )
 
-// kindWeight ranks kinds of equal impact: a lasting shift or the comparison
-// the user asked for is the headline; accounting gaps matter through the
-// timeouts that cause them.
+// kindWeight ranks kinds of equal impact: the comparison the user asked
+// for comes first, a lasting shift is the headline; accounting gaps matter
+// through the timeouts that cause them.
 var kindWeight = map[string]float64{
-	KindComparison:      3,
+	KindComparison:      1000,
 	KindLevelShift:      2,
 	KindClientTimeout:   1.5,
 	KindErrorBurst:      1.2,

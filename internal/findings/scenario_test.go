@@ -333,3 +333,31 @@ func TestRepeatedFetchEstimateUnderPressure(t *testing.T) {
 		t.Errorf("finding does not say it is estimated from a sample: %+v", f)
 	}
 }
+
+func TestLatencyBurstIsFound(t *testing.T) {
+	at := time.Date(2019, 3, 28, 15, 0, 0, 0, time.UTC)
+	recs := findingstest.Generate(findingstest.Options{Seed: 44, Days: 1, SlowBurst: at})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	var burst *Finding
+	for i := range rep.Findings {
+		if rep.Findings[i].Kind == KindLatencyBurst {
+			burst = &rep.Findings[i]
+			break
+		}
+	}
+	if burst == nil {
+		t.Fatalf("no latency_burst; kinds %v", kinds(rep.Findings))
+	}
+	if !hasContributor(*burst, "path", "/t/:id") {
+		t.Errorf("latency burst does not name /t/:id: %+v", burst.Contributors)
+	}
+	if burst.Window.Start.Sub(at).Abs() > 15*time.Minute || burst.Window.End.Sub(at.Add(30*time.Minute)).Abs() > 15*time.Minute {
+		t.Errorf("burst window %v – %v, want ~%v – %v", burst.Window.Start, burst.Window.End, at, at.Add(30*time.Minute))
+	}
+	for _, f := range rep.Findings {
+		if f.Kind == KindLevelShift {
+			t.Errorf("a 30-minute slowdown is not a level shift: %s", f.Title)
+		}
+	}
+}

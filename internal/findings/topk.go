@@ -138,16 +138,3 @@ func (t *topK) get(key string) (tkEntry, bool) {
 	}
 	return t.entries[i], true
 }
-
-// floor is the most an untracked key can weigh: the lightest entry when the
-// summary is full, else 0 (every key seen is tracked).
-func (t *topK) floor() int64 {
-	if t == nil || len(t.entries) < t.k {
-		return 0
-	}
-	m := t.entries[0].W
-	for _, e := range t.entries[1:] {
-		m = min(m, e.W)
-	}
-	return m
-}

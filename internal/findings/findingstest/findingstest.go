@@ -50,6 +50,8 @@ type Options struct {
 	Hotlink bool
 	// ErrorBurst makes the upstream fail on /t/:id for 30 minutes at this time.
 	ErrorBurst time.Time
+	// SlowBurst makes /t/:id take 3-9 s for 30 minutes at this time.
+	SlowBurst time.Time
 }
 
 // The injected causes' names, for tests to look for.
@@ -128,6 +130,9 @@ func Generate(o Options) []accesslog.Record {
 			}
 			topic := 1000 + rng.IntN(5000)
 			ut := time.Duration((0.04 + rng.ExpFloat64()*0.08) * float64(time.Second))
+			if !o.SlowBurst.IsZero() && !t.Before(o.SlowBurst) && t.Before(o.SlowBurst.Add(30*time.Minute)) {
+				ut = time.Duration((3 + 6*rng.Float64()) * float64(time.Second))
+			}
 			status, ust := 200, 200
 			if !o.ErrorBurst.IsZero() && !t.Before(o.ErrorBurst) && t.Before(o.ErrorBurst.Add(30*time.Minute)) && rng.Float64() < 0.6 {
 				status, ust = 502, 502
