@@ -6,8 +6,6 @@ import (
 	_ "github.com/DataDog/sketches-go/ddsketch"
 	_ "github.com/HdrHistogram/hdrhistogram-go"
 	_ "github.com/axiomhq/hyperloglog"
-	_ "github.com/klauspost/compress/gzip"
-	_ "github.com/prometheus/procfs"
 	_ "github.com/redis/go-redis/v9"
 	_ "golang.org/x/term"
 )

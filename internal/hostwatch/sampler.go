@@ -279,7 +279,12 @@ func (s *Sampler) listeners(smp *Sample, now time.Time, fail func(string, error)
 		proto string
 		read  func() ([]sockLine, error)
 	}{
+		// procfs deprecates the /proc/net/tcp readers in favour of netlink
+		// sock_diag; /proc is kept on purpose, because it is what a fixture
+		// tree (and a copied /proc from another host) can stand in for.
+		//lint:ignore SA1019 /proc/net/tcp is read on purpose (fixtures), see above
 		{"tcp", func() ([]sockLine, error) { l, err := s.fs.NetTCP(); return tcpLines(l), err }},
+		//lint:ignore SA1019 as above
 		{"tcp6", func() ([]sockLine, error) { l, err := s.fs.NetTCP6(); return tcpLines(l), err }},
 		{"udp", func() ([]sockLine, error) { l, err := s.fs.NetUDP(); return udpLines(l), err }},
 		{"udp6", func() ([]sockLine, error) { l, err := s.fs.NetUDP6(); return udpLines(l), err }},

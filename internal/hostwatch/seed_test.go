@@ -151,7 +151,7 @@ func (p *procTree) write(t *testing.T, now time.Time, dt float64, st fstate) {
 			"   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 14514 1 0000000000000000 100 0 0 10 0\n",
 		"net/udp": "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n" +
 			"  101: 3500007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   101        0 13801 2 0000000000000000 0\n",
-		"net/udp6": "   sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n",
+		"net/udp6":        "   sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n",
 		"pressure/memory": fmt.Sprintf("some avg10=%.2f avg60=0.00 avg300=0.00 total=%d\nfull avg10=%.2f avg60=0.00 avg300=0.00 total=%d\n", st.memSome*100, int64(p.psi[0]), st.memFull*100, int64(p.psi[1])),
 		"pressure/io":     fmt.Sprintf("some avg10=%.2f avg60=0.00 avg300=0.00 total=%d\nfull avg10=%.2f avg60=0.00 avg300=0.00 total=%d\n", st.ioSome*100, int64(p.psi[2]), st.ioSome*50, int64(p.psi[3])),
 		"pressure/cpu":    fmt.Sprintf("some avg10=%.2f avg60=0.00 avg300=0.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", st.user*50, int64(p.psi[4])),

@@ -18,6 +18,10 @@ import (
 // with the samples it has.
 var ErrUnavailable = errors.New("journal unavailable")
 
+// ErrNoSystemd means systemctl could not list units: not a systemd host,
+// or no access to its bus.
+var ErrNoSystemd = errors.New("systemd unavailable")
+
 // Reader runs journalctl. The zero value uses journalctl from PATH.
 type Reader struct {
 	// Binary is the journalctl to run; "" means "journalctl".
@@ -91,7 +95,7 @@ func warnings(stderr string) []string {
 
 // explainStderr turns journalctl's complaint into what to do about it.
 func explainStderr(s string) string {
-	s = strings.TrimSpace(s)
+	s = strings.Join(warnings(s), "; ")
 	switch {
 	case strings.Contains(s, "insufficient permissions"), strings.Contains(s, "Permission denied"):
 		return s + " (run as root or add the user to the systemd-journal or adm group)"
@@ -114,14 +118,14 @@ type Unit struct {
 func FailedUnits(ctx context.Context) ([]Unit, error) {
 	path, err := exec.LookPath("systemctl")
 	if err != nil {
-		return nil, fmt.Errorf("%w: systemctl not found (not a systemd host)", ErrUnavailable)
+		return nil, fmt.Errorf("%w: systemctl not found (not a systemd host)", ErrNoSystemd)
 	}
 	cmd := exec.CommandContext(ctx, path, "list-units", "--state=failed", "--no-legend", "--plain", "--no-pager")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%w: systemctl: %v: %s", ErrUnavailable, err, explainStderr(stderr.String()))
+		return nil, fmt.Errorf("%w: systemctl: %v: %s", ErrNoSystemd, err, explainStderr(stderr.String()))
 	}
 	return ParseUnits(bytes.NewReader(out))
 }

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/headroom-dev/headroom/internal/hostwatch"
+)
+
+// runHost runs the real command tree in process, as main would.
+func runHost(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+const seedDir = "../../internal/hostwatch/testdata/seed"
+
+func TestHostExplainSeed(t *testing.T) {
+	out, err := runHost(t, "host", "explain", "--data", filepath.Join(seedDir, "recording"),
+		"--journal", filepath.Join(seedDir, "journal.json"), "--at", "2025-08-28T06:25:00Z", "--utc",
+		"--proc", filepath.Join(t.TempDir(), "no-proc"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"cause: apt-daily-upgrade.service (by apt-daily-upgrade.timer)", "06:20 apt-daily-upgrade.service started", "no swap", "no live /proc to read"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runHost(t, "host", "explain", "--json", "--data", filepath.Join(seedDir, "recording"),
+		"--journal", filepath.Join(seedDir, "journal.json"), "--since", "2025-08-28 06:00", "--until", "2025-08-28T06:50:00Z")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var rep struct {
+		Episodes []struct {
+			Cause struct{ Unit string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Episodes) != 1 || rep.Episodes[0].Cause.Unit != "apt-daily-upgrade.service" {
+		t.Fatalf("json: %v %+v\n%s", err, rep, out)
+	}
+}
+
+func TestHostBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"host", "explain", "--at", "10m", "--since", "1h"}, "either --at"},
+		{[]string{"host", "explain", "--since", "yesterday-ish"}, "--since: time"},
+		{[]string{"host", "watch", "--retention", "forever"}, "retention"},
+		{[]string{"host", "watch", "--max-size", "huge"}, "size"},
+		{[]string{"host", "watch", "--interval", "1ms"}, "too short"},
+		{[]string{"host", "snapshot", "--proc", "/nonexistent/proc"}, "--proc"},
+	} {
+		_, err := runHost(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestHostServiceUnitFlags checks that the systemd unit's ExecStart names
+// flags the watch command knows, with values it accepts.
+func TestHostServiceUnitFlags(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/headroom-host.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exec string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
+			exec = v
+		}
+	}
+	f := strings.Fields(exec)
+	if len(f) < 3 || f[1] != "host" || f[2] != "watch" {
+		t.Fatalf("ExecStart %q does not run 'headroom host watch'", exec)
+	}
+	watch := newHostWatchCmd()
+	if err := watch.ParseFlags(f[3:]); err != nil {
+		t.Fatalf("ExecStart flags: %v", err)
+	}
+	for _, name := range []string{"retention", "max-size"} {
+		v := watch.Flag(name).Value.String()
+		var err error
+		if name == "retention" {
+			_, err = hostwatch.ParseSpan(v)
+		} else {
+			_, err = hostwatch.ParseSize(v)
+		}
+		if err != nil {
+			t.Errorf("--%s %s: %v", name, v, err)
+		}
+	}
+}
+
+// TestHostServiceUnitVerifies runs systemd-analyze verify on the unit, with
+// ExecStart pointed at an executable that exists here.
+func TestHostServiceUnitVerifies(t *testing.T) {
+	bin, err := osexec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	b, err := os.ReadFile("../../deploy/headroom-host.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	unit := filepath.Join(t.TempDir(), "headroom-host.service")
+	os.WriteFile(unit, bytes.ReplaceAll(b, []byte("/usr/local/bin/headroom"), []byte(self)), 0o644)
+	out, err := osexec.Command(bin, "verify", unit).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
