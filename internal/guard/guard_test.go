@@ -146,6 +146,9 @@ budget: {worker_time: 60s, window: 10m, restrict_for: 5m}
 	if f.status != 499 || f.upstreamStatus != "201" {
 		t.Errorf("status %d upstream %s, want 499 and 201: %s", f.status, f.upstreamStatus, line)
 	}
+	if f.bytes != 0 {
+		t.Errorf("bytes_sent %d to a client that was gone before the response", f.bytes)
+	}
 	if f.upstreamTime < 1.5 || f.requestTime >= f.upstreamTime {
 		t.Errorf("request_time %.3f upstream_time %.3f: want the client's short time and the upstream's >= 1.5 s: %s", f.requestTime, f.upstreamTime, line)
 	}
@@ -302,6 +305,59 @@ func TestUpstreamDownIs502NotAHang(t *testing.T) {
 	}
 	if kj := e.key("k"); kj.InFlight != 0 {
 		t.Errorf("in flight after failure: %d", kj.InFlight)
+	}
+}
+
+// A client that leaves while its request waits in a pool's queue is logged
+// 499 without an upstream part, and leaves the queue.
+func TestClientAbortWhileQueued(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, envOpts{yaml: `
+pools: [{name: api, path_prefixes: [/api/], max_concurrent: 1, queue: 5, queue_timeout: 1m}]
+`, upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	})})
+	api := e.g.state.Load().router.pools[0]
+	first := make(chan int, 1)
+	go func() { first <- e.do("GET", "/api/a").status }()
+	waitFor(t, "the first request upstream", func() bool { return api.active.Load() == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	queued := make(chan resp, 1)
+	go func() { queued <- e.doCtx(ctx, "GET", "/api/b") }()
+	waitFor(t, "the second request queued", func() bool { return api.waiting.Load() == 1 })
+	cancel()
+	recv(t, "the queued client to give up", queued)
+	waitFor(t, "the queue to empty", func() bool { return api.waiting.Load() == 0 })
+	f := parseLine(t, e.logLines(1)[0])
+	if f.status != 499 || f.upstreamStatus != "-" || f.pool != "api" {
+		t.Errorf("queued abort logged as %+v", f)
+	}
+	close(release)
+	if st := recv(t, "the first request", first); st != 200 {
+		t.Errorf("first request: %d", st)
+	}
+	if m := metricsText(t, e); !strings.Contains(m, `headroom_requests_total{outcome="aborted_in_queue",pool="api"} 1`) {
+		t.Errorf("aborted_in_queue not counted")
+	}
+}
+
+// An upstream that accepts but never answers gets 504 after
+// timeouts.upstream_header, not a hang.
+func TestUpstreamHeaderTimeoutIs504(t *testing.T) {
+	stop := make(chan struct{})
+	e := newEnv(t, envOpts{yaml: "timeouts: {upstream_header: 200ms}\n", upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	})})
+	defer close(stop)
+	r := e.do("GET", "/hang")
+	if r.status != 504 {
+		t.Errorf("status %d, want 504: %s", r.status, r.body)
+	}
+	if !strings.Contains(e.logs.String(), "status=504") {
+		t.Errorf("no log line for the timeout:\n%s", e.logs.String())
 	}
 }
 
@@ -488,6 +544,7 @@ func grep(s, sub string) string {
 // logFields are the parts of a HeadroomFormat line tests look at.
 type logFields struct {
 	status         int
+	bytes          int64
 	requestTime    float64
 	upstreamStatus string
 	upstreamTime   float64
@@ -504,6 +561,7 @@ func parseLine(t *testing.T, line string) logFields {
 	}
 	var f logFields
 	f.status, _ = strconv.Atoi(m[2])
+	f.bytes, _ = strconv.ParseInt(m[3], 10, 64)
 	f.requestTime, _ = strconv.ParseFloat(m[4], 64)
 	f.upstreamStatus = m[5]
 	f.upstreamTime, _ = strconv.ParseFloat(m[6], 64)

@@ -43,7 +43,7 @@ type metrics struct {
 // no label lookups.
 type poolMetrics struct {
 	requests   [numOutcomes]prometheus.Counter
-	workerSecs [numOutcomes]prometheus.Counter
+	workerSecs [numOutcomes]prometheus.Counter // nil for outcomes that never reach the upstream
 	restricted [2]prometheus.Counter // enforced, shadow
 	inFlight   prometheus.Gauge
 	queueDepth prometheus.Gauge
@@ -95,6 +95,10 @@ func (m *metrics) pool(name string) *poolMetrics {
 	}
 	for o := range numOutcomes {
 		pm.requests[o] = m.requests.WithLabelValues(name, o.String())
+	}
+	// Only requests that reached the upstream cost worker time; the other
+	// outcomes get no worker-seconds series.
+	for _, o := range []outcome{outcomeOK, outcomeShadowRestricted, outcomeClientAbort, outcomeUpstreamError} {
 		pm.workerSecs[o] = m.workerSecs.WithLabelValues(name, o.String())
 	}
 	return pm

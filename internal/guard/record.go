@@ -20,12 +20,21 @@ const StatusClientClosed = 499
 // to the upstream's real status and time: both truths (seeds/03).
 func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *exchange, client string, o outcome) {
 	end := g.clock.Now()
-	status := rw.status
+	status, sent := rw.status, rw.bytes
 	ex.mu.Lock()
 	gone := ex.goneAt
 	ex.mu.Unlock()
+	if gone.IsZero() && (r.Context().Err() != nil || o == outcomeAbortedInQueue) {
+		// The client left, but the AfterFunc noting when has not run yet.
+		gone = end
+	}
 	if !gone.IsZero() && !gone.After(end) {
 		status, end = StatusClientClosed, gone
+		if ex.respAt.IsZero() || gone.Before(ex.respAt) {
+			// Gone before there was anything to send: whatever was
+			// written went into a dead connection's buffer.
+			sent = 0
+		}
 		if o == outcomeOK || o == outcomeShadowRestricted {
 			o = outcomeClientAbort
 		}
@@ -35,7 +44,9 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 	pm.requests[o].Inc()
 	if !ex.upStart.IsZero() && !ex.upEnd.IsZero() {
 		upTime = ex.upEnd.Sub(ex.upStart).Seconds()
-		pm.workerSecs[o].Add(upTime)
+		if c := pm.workerSecs[o]; c != nil {
+			c.Add(upTime)
+		}
 	}
 	if g.alog == nil {
 		return
@@ -50,7 +61,7 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 			Proto:           r.Proto,
 			Host:            r.Host,
 			Status:          status,
-			BytesSent:       rw.bytes,
+			BytesSent:       sent,
 			RequestTime:     end.Sub(ex.start),
 			UpstreamStatus:  ex.upStatus,
 			HasUpstreamTime: !ex.upStart.IsZero(),

@@ -25,6 +25,7 @@ type exchange struct {
 
 	// Upstream side; written only by the handler goroutine.
 	upStart, upEnd time.Time
+	respAt         time.Time // when the upstream's response headers came back
 	upStatus       int
 	upErr          error
 
@@ -216,6 +217,7 @@ func (g *Guard) modifyResponse(res *http.Response) error {
 		return nil
 	}
 	ex.upStatus = res.StatusCode
+	ex.respAt = g.clock.Now()
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// The connection becomes a tunnel; the worker's part ends here.
 		ex.upEnd = g.clock.Now()

@@ -222,3 +222,27 @@ func TestRunReloadBadFileKeepsOldConfig(t *testing.T) {
 		t.Errorf("reload metrics:\n%s", grep(m, "reloads"))
 	}
 }
+
+// A client that sends its headers too slowly (slowloris) is cut off after
+// timeouts.read_header.
+func TestSlowHeadersAreCutOff(t *testing.T) {
+	up := httptest.NewServer(http.NotFoundHandler())
+	defer up.Close()
+	cfgPath := filepath.Join(t.TempDir(), "headroom.yaml")
+	writeConfig(t, cfgPath, "listen: 127.0.0.1:0\nupstream: "+up.URL+"\nadmin: {listen: 127.0.0.1:0}\ntimeouts: {read_header: 200ms}\n")
+	r := startRun(t, cfgPath, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.proxy, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ") // and never finish
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after 10 s with read_header 200ms")
+	}
+	if len(b) > 0 && !strings.Contains(string(b), "408") {
+		t.Errorf("unexpected answer: %q", b)
+	}
+}
