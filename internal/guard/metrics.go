@@ -44,7 +44,7 @@ type metrics struct {
 type poolMetrics struct {
 	requests   [numOutcomes]prometheus.Counter
 	workerSecs [numOutcomes]prometheus.Counter // nil for outcomes that never reach the upstream
-	restricted [2]prometheus.Counter // enforced, shadow
+	restricted [2]prometheus.Counter           // enforced, shadow
 	inFlight   prometheus.Gauge
 	queueDepth prometheus.Gauge
 }
