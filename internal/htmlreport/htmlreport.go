@@ -137,7 +137,8 @@ type builtChart struct {
 	r           render.Renderer
 }
 
-func init3(id string) opts.Initialization {
+// chartInit sizes a chart to the page width; the ID names its <div>.
+func chartInit(id string) opts.Initialization {
 	return opts.Initialization{ChartID: id, Width: "100%", Height: "380px", Renderer: "canvas"}
 }
 
@@ -182,7 +183,7 @@ func nearestLabel(c findings.Charts, labels []string, t time.Time) string {
 func seriesChart(c findings.Charts, labels []string) render.Renderer {
 	line := charts.NewLine()
 	line.SetGlobalOptions(
-		charts.WithInitializationOpts(init3("traffic")),
+		charts.WithInitializationOpts(chartInit("traffic")),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
 		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}, opts.DataZoom{Type: "slider"}),
@@ -219,7 +220,7 @@ func seriesChart(c findings.Charts, labels []string) render.Renderer {
 func stackChart(c findings.Charts, labels []string) render.Renderer {
 	line := charts.NewLine()
 	line.SetGlobalOptions(
-		charts.WithInitializationOpts(init3("stack")),
+		charts.WithInitializationOpts(chartInit("stack")),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0", Type: "scroll"}),
 		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}, opts.DataZoom{Type: "slider"}),
@@ -253,7 +254,7 @@ func shorten(s string, n int) string {
 func scatterChart(c findings.Charts) render.Renderer {
 	sc := charts.NewScatter()
 	sc.SetGlobalOptions(
-		charts.WithInitializationOpts(init3("scatter")),
+		charts.WithInitializationOpts(chartInit("scatter")),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "item"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
 		charts.WithXAxisOpts(opts.XAxis{Name: "client-facing s", Type: "value"}),
@@ -265,19 +266,21 @@ func scatterChart(c findings.Charts) render.Renderer {
 		pt := opts.ScatterData{Value: []float64{round3(p.Request), round3(p.Upstream)}, SymbolSize: 5}
 		switch {
 		case !p.HasUpstream:
+			pt.Symbol, pt.SymbolSize = "diamond", 8
 			missing = append(missing, pt)
 		case p.Status == 499:
+			pt.Symbol, pt.SymbolSize = "triangle", 7
 			aborted = append(aborted, pt)
 		default:
 			ok = append(ok, pt)
 		}
 	}
-	sc.AddSeries("completed", ok)
+	sc.AddSeries("completed", ok, charts.WithItemStyleOpts(opts.ItemStyle{Color: "#5470c6", Opacity: opts.Float(0.6)}))
 	if len(aborted) > 0 {
-		sc.AddSeries("499 (client left)", aborted)
+		sc.AddSeries("499 (client left)", aborted, charts.WithItemStyleOpts(opts.ItemStyle{Color: "#ef8f00"}))
 	}
 	if len(missing) > 0 {
-		sc.AddSeries("no upstream time", missing)
+		sc.AddSeries("no upstream time", missing, charts.WithItemStyleOpts(opts.ItemStyle{Color: "#c62828"}))
 	}
 	return sc
 }
@@ -288,7 +291,7 @@ func histogramChart(c findings.Charts) render.Renderer {
 	h := c.Histogram
 	bar := charts.NewBar()
 	bar.SetGlobalOptions(
-		charts.WithInitializationOpts(init3("histogram")),
+		charts.WithInitializationOpts(chartInit("histogram")),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0"}),
 		charts.WithXAxisOpts(opts.XAxis{Name: "s"}),

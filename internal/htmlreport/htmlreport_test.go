@@ -154,13 +154,25 @@ func TestChartsRenderInChromium(t *testing.T) {
 	if err != nil || st.Size() < 20_000 {
 		t.Fatalf("screenshot %s missing or nearly empty (%v, %d bytes)", shot, err, sizeOf(st))
 	}
-	if keep := os.Getenv("HEADROOM_SCREENSHOT_DIR"); keep != "" {
-		if b, err := os.ReadFile(shot); err == nil {
-			_ = os.WriteFile(filepath.Join(keep, "report.png"), b, 0o644)
-			_ = os.WriteFile(filepath.Join(keep, "report.html"), []byte(renderHTML(t, report(t, nil))), 0o644)
+	// Keep the screenshot and the page past the test's temporary directory
+	// (one fixed place, overwritten each run) for a person to look at.
+	keep := os.Getenv("HEADROOM_SCREENSHOT_DIR")
+	if keep == "" {
+		keep = filepath.Join(os.TempDir(), "headroom-htmlreport")
+	}
+	if err := os.MkdirAll(keep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"report.png", "report.html"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(keep, name), b, 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	t.Logf("screenshot: %s (%d bytes)", shot, st.Size())
+	t.Logf("screenshot: %s (%d bytes), page: %s", filepath.Join(keep, "report.png"), st.Size(), filepath.Join(keep, "report.html"))
 }
 
 func sizeOf(st os.FileInfo) int64 {
