@@ -161,6 +161,9 @@ type Result struct {
 	AdminURL  string
 	KeyFP     string // the API key's fingerprint (the key itself is never shown)
 
+	Crossed         bool          // the key's usage passed its budget
+	CrossedAt       time.Duration // since Start
+	RunningAtCross  int
 	Restricted      bool
 	RestrictedAt    time.Duration // since Start
 	UsedAtRestrict  float64       // the key's worker-seconds (in-flight included) when restricted
@@ -434,6 +437,9 @@ func (m *monitor) observe(now time.Time) string {
 	at := now.Sub(r.Start)
 	st := m.up.Stats()
 	ks := m.ledger.Status(r.KeyFP, m.lim)
+	if !r.Crossed && m.lim.Budget > 0 && ks.WorkerSeconds >= m.lim.Budget.Seconds() {
+		r.Crossed, r.CrossedAt, r.RunningAtCross = true, at, ks.InFlight
+	}
 	if !r.Restricted && !ks.RestrictedUntil.IsZero() {
 		r.Restricted, r.RestrictedAt = true, at
 		r.UsedAtRestrict, r.RunningAtLimit = ks.WorkerSeconds, ks.InFlight

@@ -123,6 +123,10 @@ func (r *Result) WriteSummary(w io.Writer) {
 		add(iv.From, "the key's requests hold all %d workers: the UI waits in the backlog", o.Workers)
 		add(iv.To, "a worker is free again")
 	}
+	if r.Crossed && (!r.Restricted || r.CrossedAt+100*time.Millisecond < r.RestrictedAt) {
+		add(r.CrossedAt, "the key's usage passes its budget (%s), %d of its requests running:\n"+
+			"           the guard acts on its next request", o.Budget, r.RunningAtCross)
+	}
 	if r.Restricted {
 		add(r.RestrictedAt, "the key's next request finds it at %.1f worker-seconds, in-flight included (budget %s): restricted;\n"+
 			"           %d of its requests still run upstream, new ones get 429",
