@@ -43,12 +43,14 @@ func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
 
 // BenchmarkReverseProxyBaseline is httputil.ReverseProxy alone on the same
-// fake upstream: what any Go proxy pays, for the ratio with ServeHTTP.
+// fake upstream, with the same copy-buffer pool the Guard uses: what any
+// Go proxy pays, so the ratio with ServeHTTP is the guard's own cost.
 func BenchmarkReverseProxyBaseline(b *testing.B) {
 	up, _ := url.Parse("http://127.0.0.1:1")
 	rp := &httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() },
-		Transport: fakeUpstream{body: "hello, world\n"},
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() },
+		Transport:  fakeUpstream{body: "hello, world\n"},
+		BufferPool: bufferPool{},
 	}
 	r := httptest.NewRequest("GET", "http://api.example.com/api/v2/applications/33591900/metrics.json?page=2", nil)
 	r.RemoteAddr = "203.0.113.7:51234"

@@ -61,6 +61,13 @@ func (c *upstreamCtx) Value(k any) any {
 	if _, ok := k.(exchangeKey); ok {
 		return c.ex
 	}
+	// The Guard's context first: it answers the context package's own
+	// lookup for its cancelCtx, so context.WithTimeout on top of this one
+	// registers as its child instead of starting a goroutine per request
+	// to watch Done. It holds no other values.
+	if v := c.Context.Value(k); v != nil {
+		return v
+	}
 	return c.values.Value(k)
 }
 
