@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/findings/findingstest"
@@ -22,17 +23,37 @@ func collect(t testing.TB, recs []accesslog.Record, workers int, opt Options) *C
 		cs[i] = NewCollector(opt)
 	}
 	chunk := (len(recs) + workers - 1) / workers
+	buf := make([]byte, 0, 64<<10)
 	for i := range recs {
-		// Observe a copy whose strings are then clobbered, as the engine's
-		// reused line buffer would: the collector must have cloned them.
-		r := recs[i]
+		// Observe a copy whose strings live in a buffer that is then
+		// overwritten, as the engine's reused line buffer is: whatever the
+		// collector kept without cloning would read as garbage.
+		r := aliasRecord(&buf, recs[i])
 		cs[i/chunk].Observe(&r)
-		r = accesslog.Record{}
+		for j := range buf {
+			buf[j] = '#'
+		}
+		buf = buf[:0]
 	}
 	for _, c := range cs[1:] {
 		cs[0].Merge(c)
 	}
 	return cs[0]
+}
+
+// aliasRecord returns r with its strings moved into buf.
+func aliasRecord(buf *[]byte, r accesslog.Record) accesslog.Record {
+	alias := func(s string) string {
+		if s == "" || len(*buf)+len(s) > cap(*buf) {
+			return s
+		}
+		start := len(*buf)
+		*buf = append(*buf, s...)
+		return unsafe.String(&(*buf)[start], len(s))
+	}
+	r.Client, r.Key, r.Method, r.Path = alias(r.Client), alias(r.Key), alias(r.Method), alias(r.Path)
+	r.Proto, r.Host, r.Referer, r.UserAgent, r.Pool = alias(r.Proto), alias(r.Host), alias(r.Referer), alias(r.UserAgent), alias(r.Pool)
+	return r
 }
 
 func analyzeRecords(t testing.TB, recs []accesslog.Record, opt AnalyzeOptions) *Report {
