@@ -44,8 +44,10 @@ type proxyFlags struct {
 	logFormat       string
 }
 
-func newProxyCmd() *cobra.Command {
-	var f proxyFlags
+func newProxyCmd() *cobra.Command { return newProxyCmdWith(&proxyFlags{}) }
+
+// newProxyCmdWith binds the command's flags to f (tests read them back).
+func newProxyCmdWith(f *proxyFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "proxy --listen ADDR --upstream URL [flags]",
 		Short: "Reverse proxy that budgets upstream worker time per API key",
@@ -113,7 +115,7 @@ see deploy/headroom.yaml, documented field by field.`,
   curl -s 127.0.0.1:9091/v1/keys`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runProxy(cmd, &f)
+			return runProxy(cmd, f)
 		},
 	}
 	fl := cmd.Flags()
