@@ -18,6 +18,7 @@ type topK struct {
 	k       int
 	entries []tkEntry
 	index   map[string]int
+	last    int // entry of the last addBytes hit
 }
 
 type tkEntry struct {
@@ -33,7 +34,17 @@ func newTopK(k int) *topK {
 // addBytes counts key (which may alias a reused buffer: it is cloned only
 // when it enters the summary) with weight w and auxiliary sums a and b.
 func (t *topK) addBytes(key []byte, w, a, b int64) {
+	// Consecutive lines often repeat a value (status 200, GET, the same
+	// agent fetching a page's images): check the last hit before hashing.
+	if l := t.last; l < len(t.entries) && t.entries[l].Key == string(key) {
+		e := &t.entries[l]
+		e.W += w
+		e.A += a
+		e.B += b
+		return
+	}
 	if i, ok := t.index[string(key)]; ok {
+		t.last = i
 		e := &t.entries[i]
 		e.W += w
 		e.A += a
