@@ -71,6 +71,14 @@ prefix, key, user_agent, ua_family, referer, referer_domain, pool, and any
 variable of your log_format. Status classes (status=5xx), durations
 (request_time>1.5s) and times (time>=2019-04-04T00:00:00Z, time>=2h) work.
 
+Findings come first: what changed and who did it, each with evidence and an
+action. A lasting change in requests or bytes (daily cycle removed) and the
+agents, keys, networks and paths behind it; client timeouts (aborted lines
+piling up at one request time) and the worker time they hide; lines that
+under-report upstream work; repeated fetches; crawlers; hotlinking; error and
+latency bursts. --compare attributes the change between two periods;
+--html writes them with charts to a self-contained page.
+
 Malformed lines are counted and shown with file and line number; a file that
 is not a log (or not in the --format given) is reported and skipped.`,
 		Example: `  # What is in this log?
@@ -81,6 +89,12 @@ is not a log (or not in the --format given) is reported and skipped.`,
 
   # Only server errors on the API, grouped by endpoint and status
   headroom logs analyze access.log --where 'status>=500 and path~^/api/' --by template,status
+
+  # What changed and who did it, with charts in a page that opens offline
+  headroom logs analyze '/var/log/nginx/access.log*' --html report.html
+
+  # What changed on April 4th compared with the day before
+  headroom logs analyze access.log --compare 2019-04-04..2019-04-05
 
   # Which agents fetched what on the day traffic doubled, as JSON
   headroom logs analyze access.log.1 --since 2019-04-04T00:00:00Z --until 2019-04-05T00:00:00Z --by ua_family --json
