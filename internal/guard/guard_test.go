@@ -1,9 +1,11 @@
 package guard
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -358,6 +360,48 @@ func TestUpstreamHeaderTimeoutIs504(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "status=504") {
 		t.Errorf("no log line for the timeout:\n%s", e.logs.String())
+	}
+}
+
+// Protocol upgrades (WebSocket) pass through: the guard's response writer
+// lets ReverseProxy hijack the client connection.
+func TestUpgradePassesThrough(t *testing.T) {
+	e := newEnv(t, envOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString(line)
+		brw.Flush()
+	})})
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.proxy.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	io.WriteString(c, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo through the tunnel: %q %v", line, err)
+	}
+	c.Close()
+	if f := parseLine(t, e.logLines(1)[0]); f.status != 101 || f.upstreamStatus != "101" {
+		t.Errorf("upgrade logged as %+v", f)
 	}
 }
 

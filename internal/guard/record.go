@@ -21,6 +21,10 @@ const StatusClientClosed = 499
 func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *exchange, client string, o outcome) {
 	end := g.clock.Now()
 	status, sent := rw.status, rw.bytes
+	if status == 0 && ex.upStatus == http.StatusSwitchingProtocols {
+		// ReverseProxy writes a 101 straight to the hijacked connection.
+		status = http.StatusSwitchingProtocols
+	}
 	ex.mu.Lock()
 	gone := ex.goneAt
 	ex.mu.Unlock()
