@@ -109,6 +109,9 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 		} else {
 			reasons = append(reasons, fmt.Sprintf("bytes received held at %s", fmtBytes(st.bytes)))
 		}
+		if cfg.LinkCapacity > 0 {
+			reasons = append(reasons, fmt.Sprintf("that is %.0f%% of the %s link capacity given: the path is slower than the link you named, or shared", 100*bytesRate/cfg.LinkCapacity, fmtBits(cfg.LinkCapacity)))
+		}
 		reasons = append(reasons, fmt.Sprintf("%.0f%% of each request's time was spent receiving the response after its first byte: the bytes are slow to arrive, not the server to answer", 100*st.receive))
 		if st.latGrowth >= latencyGrowth {
 			reasons = append(reasons, fmt.Sprintf("latency grew: p95 %s → %s", fmtSeconds(st.firstP95), fmtSeconds(st.lastP95)))
@@ -121,6 +124,9 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 	}
 	if st.netKnown {
 		evidence = append(evidence, fmt.Sprintf("%s received %s", ifaceName(cfg.Iface), fmtBytes(st.netRx)))
+	}
+	if cfg.LinkCapacity > 0 {
+		evidence = append(evidence, fmt.Sprintf("%.0f%% of the %s link capacity given", 100*bytesRate/cfg.LinkCapacity, fmtBits(cfg.LinkCapacity)))
 	}
 	spare := "the generator had CPU and link to spare"
 	if len(evidence) > 0 {

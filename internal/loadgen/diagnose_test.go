@@ -112,6 +112,19 @@ func TestDiagnose(t *testing.T) {
 			reasons: []string{"bytes received flat at 10.0 MB/s on eth0 while offered load rose 5× (200 → 1000)", "80% of each request's time", "latency grew", "run the generator closer to the server"},
 		},
 		{
+			name: "slow bodies below a named link capacity",
+			samples: sec(6, func(i int, s *Sample) {
+				s.Target, s.Completed, s.Sent = 16, 24, 24
+				s.BytesReceived = 6_000_000
+				s.NetRx = 6_100_000
+				s.P50, s.P95 = 0.6, 0.9
+				s.ReceiveShare = 0.75
+			}),
+			cfg:     DiagnoseConfig{LinkCapacity: 10e6},
+			want:    ClientNetworkBound,
+			reasons: []string{"61% of the 80Mbit/s link capacity given", "75% of each request's time"},
+		},
+		{
 			name: "fixed worker pool",
 			samples: sec(8, func(i int, s *Sample) {
 				steady(400)(i, s)

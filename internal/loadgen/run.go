@@ -270,16 +270,20 @@ func (r *run) exchange(t *preparedTarget, o *outcome) {
 	o.sent = r.now()
 	r.sent.Add(1)
 	dl := r.deadline(o.sent)
-	resp, err := r.sender.send(t, dl)
+	resp, err := r.sender.send(t, dl, r.endBound(dl, o.sent))
 	o.done = r.now()
 	o.status, o.bytes, o.firstByte, o.err = resp.Status, resp.Bytes, resp.FirstByte, err
 	o.cut = err != nil && r.cutBy(dl, o.sent)
 }
 
+// endBound reports whether deadline dl is the run's end rather than the
+// request's own timeout.
+func (r *run) endBound(dl, sent time.Time) bool { return dl.Before(sent.Add(r.o.Timeout)) }
+
 // cutBy reports whether deadline dl, for a request sent at sent, was the
 // run's end rather than the request's timeout.
 func (r *run) cutBy(dl, sent time.Time) bool {
-	return dl.Before(sent.Add(r.o.Timeout)) && !r.now().Before(dl)
+	return r.endBound(dl, sent) && !r.now().Before(dl)
 }
 
 // users is the closed model: virtual users that send, wait, think and send
@@ -350,7 +354,7 @@ func (r *run) user(ctx context.Context, id int, end time.Time) {
 		o.intended = o.sent
 		r.sent.Add(1)
 		dl := r.deadline(o.sent)
-		resp, err := conn.send(t, dl)
+		resp, err := conn.send(t, dl, r.endBound(dl, o.sent))
 		o.done = r.now()
 		o.status, o.bytes, o.firstByte, o.err = resp.Status, resp.Bytes, resp.FirstByte, err
 		o.cut = err != nil && r.cutBy(dl, o.sent)

@@ -53,8 +53,10 @@ func prepareTargets(o *Options) ([]*preparedTarget, error) {
 }
 
 // sender sends requests; a conn is one virtual user's connection.
+// exact asks for the deadline to the nanosecond (the end of the run), where
+// otherwise a keep-alive connection may let it slip by its slack.
 type sender interface {
-	send(t *preparedTarget, deadline time.Time) (h1.Response, error)
+	send(t *preparedTarget, deadline time.Time, exact bool) (h1.Response, error)
 	conn() senderConn
 	// bytesSince returns response bytes counted outside the per-request
 	// figures since the last call (net/http's connections).
@@ -64,7 +66,7 @@ type sender interface {
 }
 
 type senderConn interface {
-	send(t *preparedTarget, deadline time.Time) (h1.Response, error)
+	send(t *preparedTarget, deadline time.Time, exact bool) (h1.Response, error)
 	release()
 }
 
@@ -129,11 +131,15 @@ func (s *mixedSender) putConn(c *h1.Conn) {
 	s.mu.Unlock()
 }
 
-func (s *mixedSender) send(t *preparedTarget, deadline time.Time) (h1.Response, error) {
+func (s *mixedSender) send(t *preparedTarget, deadline time.Time, exact bool) (h1.Response, error) {
 	if t.h1 == nil {
 		return s.std.send(t, deadline)
 	}
 	c := s.getConn()
+	c.DeadlineSlack = s.slack
+	if exact {
+		c.DeadlineSlack = 0
+	}
 	resp, err := c.Do(t.h1, deadline)
 	s.putConn(c)
 	return resp, err
@@ -168,9 +174,13 @@ func (s *mixedSender) conn() senderConn {
 	return &userConn{s: s, c: h1.Conn{Dialer: s.dialer, Now: s.now, DeadlineSlack: s.slack}}
 }
 
-func (u *userConn) send(t *preparedTarget, deadline time.Time) (h1.Response, error) {
+func (u *userConn) send(t *preparedTarget, deadline time.Time, exact bool) (h1.Response, error) {
 	if t.h1 == nil {
 		return u.s.std.send(t, deadline)
+	}
+	u.c.DeadlineSlack = u.s.slack
+	if exact {
+		u.c.DeadlineSlack = 0
 	}
 	return u.c.Do(t.h1, deadline)
 }
