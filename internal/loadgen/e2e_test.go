@@ -31,7 +31,10 @@ func TestMain(m *testing.M) {
 				x ^= i
 			}
 		}
-		os.Exit(x & 0)
+		if x == -1 { // keeps the loop from being optimised away
+			fmt.Println(x)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
