@@ -225,6 +225,7 @@ pools:
 		`headroom_requests_total{outcome="queue_timeout",pool="api"} 1`,
 		`headroom_in_flight{pool="api"} 0`,
 		`headroom_queue_depth{pool="api"} 0`,
+		`headroom_upstream_duration_seconds_count{pool="ui"} 10`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)

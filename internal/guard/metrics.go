@@ -37,6 +37,7 @@ type metrics struct {
 	inFlight     *prometheus.GaugeVec
 	queueDepth   *prometheus.GaugeVec
 	reloads      *prometheus.CounterVec
+	upstream     *prometheus.HistogramVec
 }
 
 // poolMetrics are one pool's children, resolved once so the hot path does
@@ -47,6 +48,7 @@ type poolMetrics struct {
 	restricted [2]prometheus.Counter           // enforced, shadow
 	inFlight   prometheus.Gauge
 	queueDepth prometheus.Gauge
+	upstream   prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer, keys func() float64) *metrics {
@@ -71,12 +73,18 @@ func newMetrics(reg prometheus.Registerer, keys func() float64) *metrics {
 			Name: "headroom_queue_depth",
 			Help: "Requests waiting for a pool slot now, by pool.",
 		}, []string{"pool"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "headroom_upstream_duration_seconds",
+			Help: "Worker time per request that reached the upstream (handed upstream to end of its response), by pool.",
+			// Up to the long requests of seeds/03 (30 s) and beyond.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"pool"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headroom_config_reloads_total",
 			Help: "Configuration reloads by result (ok, error: the old configuration was kept).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.workerSecs, m.restrictions, m.inFlight, m.queueDepth, m.reloads,
+	reg.MustRegister(m.requests, m.workerSecs, m.restrictions, m.inFlight, m.queueDepth, m.reloads, m.upstream,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "headroom_keys_tracked",
 			Help: "Keys the ledger holds (recently active or restricted).",
@@ -88,6 +96,7 @@ func (m *metrics) pool(name string) *poolMetrics {
 	pm := &poolMetrics{
 		inFlight:   m.inFlight.WithLabelValues(name),
 		queueDepth: m.queueDepth.WithLabelValues(name),
+		upstream:   m.upstream.WithLabelValues(name),
 		restricted: [2]prometheus.Counter{
 			m.restrictions.WithLabelValues(name, "enforced"),
 			m.restrictions.WithLabelValues(name, "shadow"),

@@ -51,6 +51,7 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 		if c := pm.workerSecs[o]; c != nil {
 			c.Add(upTime)
 		}
+		pm.upstream.Observe(upTime)
 	}
 	if g.alog == nil {
 		return
