@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/proxy.sh: what headroom's proxy costs in front of a fast upstream,
-# side by side with a direct connection and with nginx's proxy_pass, in one
+# side by side with a direct connection, nginx's proxy_pass and a bare Go
+# httputil.ReverseProxy (bench/goproxy: the floor for any Go proxy), in one
 # run on loopback. Reports requests/s (and the ratio to direct) and latency
 # percentiles from wrk.
 #
@@ -9,7 +10,7 @@
 #              ROUNDS=2 (targets are measured in turn, ROUNDS times; the
 #              best round of each is reported, which filters out moments
 #              when something else on the machine took the CPU)
-#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+3 on 127.0.0.1)
+#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
 #
 # Besides wrk's figures it reports the CPU time each server process used
 # per request (from /proc: user+system, nginx's workers included), which
@@ -40,6 +41,7 @@ UP_PORT=$PORT_BASE
 NGINX_PORT=$((PORT_BASE + 1))
 HR_PORT=$((PORT_BASE + 2))
 HR_ADMIN=$((PORT_BASE + 3))
+GO_PORT=$((PORT_BASE + 4))
 
 need() {
   if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
@@ -53,7 +55,7 @@ need nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN"; do
+for p in "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT"; do
   if port_busy "$p"; then
     echo "bench/proxy.sh: port $p on 127.0.0.1 is in use; set PORT_BASE to a free range" >&2
     exit 1
@@ -81,6 +83,7 @@ wait_port() {
 echo "building headroom and the bench upstream..." >&2
 go build -o "$tmp/headroom" ./cmd/headroom
 go build -o "$tmp/upstream" ./bench/upstream
+go build -o "$tmp/goproxy" ./bench/goproxy
 
 "$tmp/upstream" -listen "127.0.0.1:$UP_PORT" -size "$BODY" &
 pids+=($!)
@@ -126,6 +129,11 @@ wait_port "$NGINX_PORT" nginx
 pids+=($!)
 HR_PID=$!
 wait_port "$HR_PORT" "headroom proxy; its log: $(cat "$tmp/headroom.log" 2>/dev/null)"
+
+"$tmp/goproxy" -listen "127.0.0.1:$GO_PORT" -upstream "http://127.0.0.1:$UP_PORT" &
+pids+=($!)
+GO_PID=$!
+wait_port "$GO_PORT" goproxy
 
 # to_ms converts wrk's latency (e.g. 812.00us, 1.23ms, 2.01s) to milliseconds.
 to_ms() {
@@ -177,11 +185,12 @@ echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $BODY-byte responses, on $(
 for _ in $(seq "$ROUNDS"); do
   run direct "$UP_PORT" "$UP_PID"
   run nginx "$NGINX_PORT" "$NGINX_PID"
+  run go-rp "$GO_PORT" "$GO_PID"
   run headroom "$HR_PORT" "$HR_PID"
 done
 
 printf '\n%-10s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"
-for t in direct nginx headroom; do
+for t in direct nginx go-rp headroom; do
   printf '%-10s %12.0f %10.2f %10.3f %10.3f %14s %10s\n' "$t" "${RPS[$t]}" \
     "$(awk -v a="${RPS[$t]}" -v b="${RPS[direct]}" 'BEGIN {printf "%.2f", a / b}')" \
     "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${ERRS[$t]}"
@@ -190,4 +199,7 @@ printf '\nheadroom / nginx: req/s %.2f, p99 %.2fx, CPU per request %.2fx\n' \
   "$(awk -v a="${RPS[headroom]}" -v b="${RPS[nginx]}" 'BEGIN {print a / b}')" \
   "$(awk -v a="${P99[headroom]}" -v b="${P99[nginx]}" 'BEGIN {print a / b}')" \
   "$(awk -v a="${CPU[headroom]}" -v b="${CPU[nginx]}" 'BEGIN {print a / b}')"
+printf 'headroom / bare Go ReverseProxy (go-rp): req/s %.2f, CPU per request %.2fx\n' \
+  "$(awk -v a="${RPS[headroom]}" -v b="${RPS[go-rp]}" 'BEGIN {print a / b}')" \
+  "$(awk -v a="${CPU[headroom]}" -v b="${CPU[go-rp]}" 'BEGIN {print a / b}')"
 echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's)"
