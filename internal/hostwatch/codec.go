@@ -11,8 +11,10 @@ import (
 
 // codecJSONZstd is the first payload byte of a sample record: JSON,
 // zstd-compressed. JSON keeps the recording readable by other tools after
-// `zstd -d`; compression brings a sample with its process list from ~3 KiB
-// to well under 1 KiB, so a week at 5 s fits the 64 MB default.
+// `zstd -d`; compression halves a sample (measured: 1.6 KiB of JSON to
+// ~750 bytes), so the 64 MB default holds about 4-5 days at 5 s and the
+// size bound, not the 7-day retention, decides what is kept. Stronger
+// levels gain under 7% for 2-5x the CPU; the counters are what is left.
 const codecJSONZstd = 1
 
 // maxDecoded bounds a decompressed sample; a real one is a few KiB.

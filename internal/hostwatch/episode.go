@@ -40,12 +40,16 @@ type episodeInput struct {
 	lookback   time.Duration
 	interval   time.Duration
 	loc        *time.Location
+	// haveJournal is false when the journal was unavailable or empty, so
+	// the summary does not blame "no unit start" on a missing journal.
+	haveJournal bool
 }
 
-func buildEpisode(g []hot, samples []Sample, entries []journal.Entry, host HostFacts, opts ExplainOptions, interval time.Duration) Episode {
+func buildEpisode(g []hot, samples []Sample, entries []journal.Entry, host HostFacts, opts ExplainOptions, interval time.Duration, haveJournal bool) Episode {
 	return explainEpisode(episodeInput{
 		start: g[0].a.Time, end: g[len(g)-1].b.Time, signals: signals(g), hot: g,
 		samples: samples, entries: entries, host: host, lookback: opts.Lookback, interval: interval, loc: opts.Location,
+		haveJournal: haveJournal,
 	})
 }
 
@@ -390,10 +394,16 @@ func summary(ep Episode, in episodeInput) string {
 		if len(names) > 0 {
 			parts = append(parts, fmt.Sprintf("then %s +%s", joinAnd(names), mib(total)))
 		}
-	} else {
+	} else if in.haveJournal {
 		parts = append(parts, hhmm(ep.Start, in.loc)+" no unit start in the journal explains it")
+	} else {
+		parts = append(parts, hhmm(ep.Start, in.loc)+" (no journal to say what started)")
 	}
-	if in.host.MemTotal > 0 && in.host.SwapTotal == 0 {
+	if g := topGrowth(ep.Processes); ep.Cause == nil && g != "" {
+		parts = append(parts, g)
+	}
+	_, memSig := sig[SigMemory]
+	if in.host.MemTotal > 0 && in.host.SwapTotal == 0 && (memSig || in.host.MemTotal <= smallHost) {
 		parts = append(parts, "no swap")
 	}
 	if s, ok := sig[SigMemory]; ok {
@@ -453,7 +463,7 @@ func journalEpisodes(entries []journal.Entry, host HostFacts, opts ExplainOption
 		}
 		sig := Signal{Kind: "journal", Unit: "entries", Peak: float64(len(cur)), First: cur[0].Time, Duration: cur[len(cur)-1].Time.Sub(cur[0].Time)}
 		out = append(out, explainEpisode(episodeInput{start: cur[0].Time, end: cur[len(cur)-1].Time, signals: []Signal{sig},
-			entries: entries, host: host, lookback: opts.Lookback, loc: opts.Location}))
+			entries: entries, host: host, lookback: opts.Lookback, loc: opts.Location, haveJournal: true}))
 		cur = nil
 	}
 	for _, e := range entries {
@@ -529,3 +539,39 @@ func inLoc(t time.Time, loc *time.Location) time.Time {
 
 func clock(t time.Time, loc *time.Location) string { return inLoc(t, loc).Format("15:04:05") }
 func hhmm(t time.Time, loc *time.Location) string  { return inLoc(t, loc).Format("15:04") }
+
+// topGrowth names the processes that grew most, for an episode with no
+// unit to blame: "chromium +1.2 GiB (5 processes), link +466 MiB".
+func topGrowth(ps []ProcChange) string {
+	type agg struct {
+		comm  string
+		bytes uint64
+		n     int
+	}
+	var order []string
+	by := map[string]*agg{}
+	for _, p := range ps {
+		a, ok := by[p.Comm]
+		if !ok {
+			a = &agg{comm: p.Comm}
+			by[p.Comm] = a
+			order = append(order, p.Comm)
+		}
+		a.bytes += growth(p)
+		a.n++
+	}
+	sort.SliceStable(order, func(i, j int) bool { return by[order[i]].bytes > by[order[j]].bytes })
+	var out []string
+	for _, c := range order[:min(3, len(order))] {
+		a := by[c]
+		if a.bytes < procGrowth {
+			continue
+		}
+		s := fmt.Sprintf("%s +%s", c, mib(a.bytes))
+		if a.n > 1 {
+			s += fmt.Sprintf(" (%d processes)", a.n)
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ", ")
+}

@@ -217,7 +217,7 @@ func Explain(ctx context.Context, opts ExplainOptions) (*Report, error) {
 	if len(samples) > 0 {
 		last := samples[len(samples)-1]
 		rep.Host = HostFacts{MemTotal: last.Mem.Total, SwapTotal: last.Mem.SwapTotal, CPUs: last.CPUs, BootTime: bootTime(last.BootTime)}
-		rep.Interval = Duration(typicalInterval(samples))
+		rep.Interval = Duration(typicalInterval(samples).Round(time.Millisecond))
 		rep.Source = fmt.Sprintf("recording %s", opts.Data)
 		rep.Listeners = allInterfaces(last.Listeners)
 	} else {
@@ -238,13 +238,15 @@ func Explain(ctx context.Context, opts ExplainOptions) (*Report, error) {
 
 	var groups [][]hot
 	if len(ivs) > 0 {
-		groups = episodes(flagIntervals(ivs), 2*time.Duration(rep.Interval)+time.Second)
+		// Merge bursts a few samples apart into one episode: at short
+		// intervals one incident otherwise reads as a dozen.
+		groups = episodes(flagIntervals(ivs), max(2*time.Duration(rep.Interval)+time.Second, 15*time.Second))
 	}
 	for _, g := range groups {
 		if g[len(g)-1].b.Time.Before(opts.Since) || g[0].a.Time.After(opts.Until) {
 			continue
 		}
-		rep.Episodes = append(rep.Episodes, buildEpisode(g, samples, entries, rep.Host, opts, time.Duration(rep.Interval)))
+		rep.Episodes = append(rep.Episodes, buildEpisode(g, samples, entries, rep.Host, opts, time.Duration(rep.Interval), len(entries) > 0))
 	}
 	if len(samples) == 0 {
 		rep.Episodes = append(rep.Episodes, journalEpisodes(entries, rep.Host, opts)...)
