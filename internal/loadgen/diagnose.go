@@ -78,7 +78,7 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 		reasons = append(reasons, "these numbers describe the generator, not the server: give it more CPU (more cores, GOMAXPROCS, no competing processes) or run several generators")
 		return Verdict{Verdict: ClientCPUBound, Reasons: reasons}
 	} else if st.cpuKnown {
-		evidence = append(evidence, fmt.Sprintf("generator CPU %.0f%% of %s", 100*st.demand, cores(st.avail)))
+		evidence = append(evidence, fmt.Sprintf("the generator needed %.0f%% of %s: %.2f running, %.2f waiting", 100*st.demand, cores(st.avail), st.proc, st.wait))
 	}
 
 	// 2. The generator's link.
@@ -102,7 +102,7 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 	}
 	behind := cfg.Open && st.offered > 0 && st.achieved < keptUp*st.offered
 	flat := st.stagesRose >= 2 && st.bytesGrowth < 1.25
-	if st.receive >= receiveDominant && (behind || flat || !cfg.Open || st.latGrowth >= latencyGrowth) {
+	if st.receive >= receiveDominant && (behind || flat || !cfg.Open || st.latencyGrew()) {
 		reasons := []string{}
 		if flat {
 			reasons = append(reasons, fmt.Sprintf("bytes received flat at %s%s while offered load rose %s", fmtBytes(st.lastBytes), st.on(cfg.Iface), st.rose()))
@@ -113,7 +113,7 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 			reasons = append(reasons, fmt.Sprintf("that is %.0f%% of the %s link capacity given: the path is slower than the link you named, or shared", 100*bytesRate/cfg.LinkCapacity, fmtBits(cfg.LinkCapacity)))
 		}
 		reasons = append(reasons, fmt.Sprintf("%.0f%% of each request's time was spent receiving the response after its first byte: the bytes are slow to arrive, not the server to answer", 100*st.receive))
-		if st.latGrowth >= latencyGrowth {
+		if st.latencyGrew() {
 			reasons = append(reasons, fmt.Sprintf("latency grew: p95 %s → %s", fmtSeconds(st.firstP95), fmtSeconds(st.lastP95)))
 		}
 		if behind {
@@ -141,7 +141,7 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 	if cfg.Open && st.dropShare > 0.01 {
 		server = append(server, fmt.Sprintf("%.0f%% of arrivals were dropped because every in-flight request was still waiting for the server", 100*st.dropShare))
 	}
-	if st.latGrowth >= latencyGrowth && st.lastP95 >= 0.005 {
+	if st.latencyGrew() {
 		server = append(server, fmt.Sprintf("latency grew: p95 %s → %s", fmtSeconds(st.firstP95), fmtSeconds(st.lastP95)))
 	}
 	if st.errShare >= 0.01 {
@@ -229,8 +229,9 @@ func summarize(use []Sample) summary {
 		bytes = append(bytes, s.Bytes())
 		recv = append(recv, s.ReceiveShare)
 		lag = append(lag, s.LagP99)
-		secs := s.Interval.Seconds()
-		offered = append(offered, float64(s.Scheduled)/secs)
+		// The asked rate, not the arrivals the pacer got round to: a late
+		// pacer must not lower the bar it is judged against.
+		offered = append(offered, s.Target)
 		achieved = append(achieved, s.Rate())
 		p50 = append(p50, s.P50)
 		sched += s.Scheduled
@@ -297,7 +298,7 @@ func summarize(use []Sample) summary {
 		}
 		// The summary's offered/achieved describe the last stage, where a
 		// limit shows first.
-		st.offered = medianOf(ls, func(s Sample) float64 { return float64(s.Scheduled) / s.Interval.Seconds() })
+		st.offered = ls[0].Target
 		st.achieved = st.lastRate
 	}
 	return st
@@ -308,10 +309,17 @@ func (st summary) growthPhrase() []string {
 	if st.stagesRose >= 2 && st.bytesGrowth < 1.25 {
 		out = append(out, fmt.Sprintf("it stayed flat while offered load rose %s", st.rose()))
 	}
-	if st.latGrowth >= latencyGrowth {
+	if st.latencyGrew() {
 		out = append(out, fmt.Sprintf("latency grew: p95 %s → %s", fmtSeconds(st.firstP95), fmtSeconds(st.lastP95)))
 	}
 	return out
+}
+
+// latencyGrew reports a rise in p95 that means queueing: at least double,
+// and by at least 50 ms, so a fast server's 2 ms → 10 ms under a sustained
+// rate is not read as its limit.
+func (st summary) latencyGrew() bool {
+	return st.latGrowth >= latencyGrowth && st.lastP95-st.firstP95 >= 0.05
 }
 
 // on names where flat bytes were measured.

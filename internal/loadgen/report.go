@@ -165,6 +165,7 @@ func (res *Result) generator() JSONGenerator {
 func (res *Result) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // thresholds read p95<500ms, not p95\u003c500ms
 	return enc.Encode(res.JSON())
 }
 
