@@ -260,7 +260,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	lineEvery := max(o.Duration/10, 2*time.Second)
 	view := func(phase string) {
 		now := time.Now()
-		line := mon.observe(now)
+		line := mon.observe(now, false)
 		switch {
 		case o.Live && now.Sub(lastLine) >= 200*time.Millisecond:
 			width := o.Width
@@ -309,7 +309,7 @@ run:
 		view("draining: ")
 		<-tick.C
 	}
-	mon.observe(time.Now())
+	mon.observe(time.Now(), true)
 	if o.Live {
 		fmt.Fprint(o.Out, "\r\x1b[K")
 	}
@@ -429,10 +429,11 @@ type monitor struct {
 	lim    budget.Limits
 
 	heldSince time.Duration
+	freedAt   time.Duration // when a worker came free in a held stretch; 0 = none
 	held      bool
 }
 
-func (m *monitor) observe(now time.Time) string {
+func (m *monitor) observe(now time.Time, final bool) string {
 	r := m.res
 	at := now.Sub(r.Start)
 	st := m.up.Stats()
@@ -447,17 +448,30 @@ func (m *monitor) observe(now time.Time) string {
 	if r.Restricted && !r.Drained && ks.InFlight == 0 && st.BusyAPI == 0 {
 		r.Drained, r.DrainedAt = true, at
 	}
+	// Stretches when API requests held every worker. A worker freed for
+	// an instant and taken by the next API request from the backlog does
+	// not end a stretch: it must stay free for heldGap.
+	const heldGap = 300 * time.Millisecond
 	all := st.BusyAPI >= m.up.Workers()
 	switch {
 	case all && !m.held:
 		m.held, m.heldSince = true, at
-	case !all && m.held:
+	case all:
+		m.freedAt = 0
+	case m.held && m.freedAt == 0:
+		m.freedAt = at
+	case m.held && at-m.freedAt >= heldGap:
 		m.held = false
-		r.HeldAllWorkers = append(r.HeldAllWorkers, Interval{m.heldSince, at})
+		r.HeldAllWorkers = append(r.HeldAllWorkers, Interval{m.heldSince, m.freedAt})
+		m.freedAt = 0
 	}
-	if m.held && at >= r.Ran && r.Ran > 0 { // close an open stretch at the end
-		r.HeldAllWorkers = append(r.HeldAllWorkers, Interval{m.heldSince, at})
-		m.held = false
+	if m.held && final {
+		to := at
+		if m.freedAt != 0 {
+			to = m.freedAt
+		}
+		r.HeldAllWorkers = append(r.HeldAllWorkers, Interval{m.heldSince, to})
+		m.held, m.freedAt = false, 0
 	}
 
 	bar := make([]byte, 0, 2*m.up.Workers())

@@ -129,7 +129,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	if r.Restricted {
 		add(r.RestrictedAt, "the key's next request finds it at %.1f worker-seconds, in-flight included (budget %s): restricted;\n"+
-			"           %d of its requests still run upstream, new ones get 429",
+			"           %d of its requests still running upstream, new ones get 429",
 			r.UsedAtRestrict, o.Budget, r.RunningAtLimit)
 		if r.Drained {
 			add(r.DrainedAt, "the key's last running request finished upstream")
