@@ -36,10 +36,10 @@ type Signal struct {
 	Kind string `json:"kind"`
 	// Peak is in Unit: "%" for shares, "B/s" for network, "B" for memory
 	// available (where the peak is the lowest value).
-	Peak     float64       `json:"peak"`
-	Unit     string        `json:"unit"`
-	First    time.Time     `json:"first"`
-	Duration time.Duration `json:"duration"`
+	Peak     float64   `json:"peak"`
+	Unit     string    `json:"unit"`
+	First    time.Time `json:"first"`
+	Duration Seconds   `json:"duration_s"`
 	// Detail names the interface of a network spike, or the system share
 	// of a CPU saturation.
 	Detail string `json:"detail,omitempty"`
@@ -149,7 +149,7 @@ func signals(ep []hot) []Signal {
 				}
 				by[kind] = s
 			}
-			s.Duration += dur
+			s.Duration += Seconds(dur)
 			if kind == SigMemory {
 				s.Peak = min(s.Peak, v) // lowest available
 			} else if v > s.Peak {
@@ -171,6 +171,9 @@ func signals(ep []hot) []Signal {
 	}
 	out := make([]Signal, 0, len(by))
 	for _, s := range by {
+		if s.Unit == "%" {
+			s.Peak = round2(s.Peak)
+		}
 		out = append(out, *s)
 	}
 	order := map[string]int{SigMemory: 0, SigMemoryPressure: 1, SigCPU: 2, SigSteal: 3, SigIOPressure: 4, SigSwap: 5, SigNetwork: 6}

@@ -89,7 +89,7 @@ func explainEpisode(in episodeInput) Episode {
 			}
 		case journal.UnitResources:
 			u := use(e.Unit)
-			u.CPU, u.MemoryPeak = max(u.CPU, e.CPU), max(u.MemoryPeak, e.MemoryPeak)
+			u.CPU, u.MemoryPeak = max(u.CPU, Seconds(e.CPU)), max(u.MemoryPeak, e.MemoryPeak)
 		}
 	}
 	for u, t := range started {
@@ -241,7 +241,7 @@ func causeEvidence(c *Cause, in episodeInput) []string {
 			parts = append(parts, fmt.Sprintf("its processes (%s) grew %s in the samples", strings.Join(dedupe(u.Comms), ", "), mib(u.RSSGrowth)))
 		}
 		if u.MemoryPeak > 0 || u.CPU > 0 {
-			parts = append(parts, fmt.Sprintf("systemd accounted %s CPU and a %s memory peak when it stopped", u.CPU.Round(100*time.Millisecond), mib(u.MemoryPeak)))
+			parts = append(parts, fmt.Sprintf("systemd accounted %s CPU and a %s memory peak when it stopped", time.Duration(u.CPU).Round(100*time.Millisecond), mib(u.MemoryPeak)))
 		}
 		if len(parts) > 0 {
 			who := u.Unit
@@ -410,10 +410,10 @@ func summary(ep Episode, in episodeInput) string {
 		parts = append(parts, fmt.Sprintf("memory available down to %s of %s", mib(uint64(s.Peak)), mib(in.host.MemTotal)))
 	}
 	if s, ok := sig[SigMemoryPressure]; ok {
-		parts = append(parts, fmt.Sprintf("memory pressure %s for %s", pctString(s.Peak), human(s.Duration)))
+		parts = append(parts, fmt.Sprintf("memory pressure %s for %s", pctString(s.Peak), human(time.Duration(s.Duration))))
 	}
 	if s, ok := sig[SigCPU]; ok {
-		t := fmt.Sprintf("CPU %s for %s", pctString(s.Peak), human(s.Duration))
+		t := fmt.Sprintf("CPU %s for %s", pctString(s.Peak), human(time.Duration(s.Duration)))
 		if _, mp := sig[SigMemoryPressure]; mp {
 			t += " in reclaim (" + s.Detail + ")"
 		}
@@ -461,7 +461,7 @@ func journalEpisodes(entries []journal.Entry, host HostFacts, opts ExplainOption
 		if len(cur) == 0 {
 			return
 		}
-		sig := Signal{Kind: "journal", Unit: "entries", Peak: float64(len(cur)), First: cur[0].Time, Duration: cur[len(cur)-1].Time.Sub(cur[0].Time)}
+		sig := Signal{Kind: "journal", Unit: "entries", Peak: float64(len(cur)), First: cur[0].Time, Duration: Seconds(cur[len(cur)-1].Time.Sub(cur[0].Time))}
 		out = append(out, explainEpisode(episodeInput{start: cur[0].Time, end: cur[len(cur)-1].Time, signals: []Signal{sig},
 			entries: entries, host: host, lookback: opts.Lookback, loc: opts.Location, haveJournal: true}))
 		cur = nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,7 +74,7 @@ type Report struct {
 	Window   Window    `json:"window"`
 	Source   string    `json:"source"`
 	Samples  int       `json:"samples"`
-	Interval Duration  `json:"interval,omitempty"`
+	Interval Seconds   `json:"interval_s,omitempty"`
 	Host     HostFacts `json:"host"`
 	Episodes []Episode `json:"episodes"`
 	// Listeners are the sockets open on all interfaces.
@@ -88,11 +89,24 @@ type Window struct {
 	End   time.Time `json:"end"`
 }
 
-// Duration prints as Go duration text in JSON.
-type Duration time.Duration
+// Seconds is a duration that JSON shows as seconds (a number), the unit
+// every headroom --json output uses for time spans.
+type Seconds time.Duration
 
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+// MarshalJSON implements json.Marshaler.
+func (d Seconds) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatFloat(time.Duration(d).Seconds(), 'f', -1, 64)), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Seconds) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("seconds: %w", err)
+	}
+	*d = Seconds(f * float64(time.Second))
+	return nil
+}
 
 // HostFacts are what the report knows about the machine.
 type HostFacts struct {
@@ -139,12 +153,12 @@ type Cause struct {
 // UnitUse is what a unit used: from systemd's resource summary when it
 // stopped, and from the growth of its processes in the samples.
 type UnitUse struct {
-	Unit       string        `json:"unit"`
-	Started    time.Time     `json:"started,omitzero"`
-	MemoryPeak uint64        `json:"memory_peak,omitempty"`
-	CPU        time.Duration `json:"cpu,omitempty"`
-	RSSGrowth  uint64        `json:"rss_growth,omitempty"`
-	Comms      []string      `json:"processes,omitempty"`
+	Unit       string    `json:"unit"`
+	Started    time.Time `json:"started,omitzero"`
+	MemoryPeak uint64    `json:"memory_peak,omitempty"`
+	CPU        Seconds   `json:"cpu_s,omitempty"`
+	RSSGrowth  uint64    `json:"rss_growth,omitempty"`
+	Comms      []string  `json:"processes,omitempty"`
 }
 
 // ProcChange is a process that grew or burned CPU during the episode.
@@ -217,7 +231,7 @@ func Explain(ctx context.Context, opts ExplainOptions) (*Report, error) {
 	if len(samples) > 0 {
 		last := samples[len(samples)-1]
 		rep.Host = HostFacts{MemTotal: last.Mem.Total, SwapTotal: last.Mem.SwapTotal, CPUs: last.CPUs, BootTime: bootTime(last.BootTime)}
-		rep.Interval = Duration(typicalInterval(samples).Round(time.Millisecond))
+		rep.Interval = Seconds(typicalInterval(samples).Round(time.Millisecond))
 		rep.Source = fmt.Sprintf("recording %s", opts.Data)
 		rep.Listeners = allInterfaces(last.Listeners)
 	} else {

@@ -62,7 +62,7 @@ func WriteExplain(w io.Writer, rep *Report, loc *time.Location) error {
 		if len(ep.Signals) > 0 {
 			b.WriteString("  signals:\n")
 			for _, s := range ep.Signals {
-				fmt.Fprintf(b, "    %-16s %s from %s for %s", s.Kind, signalPeak(s), clock(s.First, loc), human(s.Duration))
+				fmt.Fprintf(b, "    %-16s %s from %s for %s", s.Kind, signalPeak(s), clock(s.First, loc), human(time.Duration(s.Duration)))
 				if s.Detail != "" {
 					fmt.Fprintf(b, " (%s)", s.Detail)
 				}

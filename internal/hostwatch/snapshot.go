@@ -55,12 +55,12 @@ type Snapshot struct {
 
 // CPUShare is CPU use over the snapshot's wait, in percent of all CPUs.
 type CPUShare struct {
-	Over   Duration `json:"over"`
-	Busy   float64  `json:"busy"`
-	User   float64  `json:"user"`
-	System float64  `json:"system"`
-	Iowait float64  `json:"iowait"`
-	Steal  float64  `json:"steal"`
+	Over   Seconds `json:"over_s"`
+	Busy   float64 `json:"busy"`
+	User   float64 `json:"user"`
+	System float64 `json:"system"`
+	Iowait float64 `json:"iowait"`
+	Steal  float64 `json:"steal"`
 }
 
 // NetRate is an interface's counters and its current rates.
@@ -109,7 +109,7 @@ func TakeSnapshot(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) 
 		snap.Listeners = []Listener{}
 	}
 	if r, ok := RatesBetween(a, b); ok {
-		snap.CPU = CPUShare{Over: Duration(b.Time.Sub(a.Time).Round(time.Millisecond)), Busy: r.Busy, User: r.User, System: r.System, Iowait: r.Iowait, Steal: r.Steal}
+		snap.CPU = CPUShare{Over: Seconds(b.Time.Sub(a.Time).Round(time.Millisecond)), Busy: r.Busy, User: r.User, System: r.System, Iowait: r.Iowait, Steal: r.Steal}
 	}
 	prev := map[string]NetIf{}
 	for _, n := range a.Net {
