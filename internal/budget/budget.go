@@ -328,6 +328,10 @@ func (e *entry) requests(abs int64) int64 {
 	return n
 }
 
+// inFlightElapsed is the summed elapsed time of the entry's requests in
+// flight: n×now − Σstart. Both terms may wrap around int64 after a long
+// uptime with many requests in flight; Go's signed arithmetic wraps, so the
+// difference, which is small, is still exact.
 func (e *entry) inFlightElapsed(off int64) int64 {
 	if e.inFlight == 0 {
 		return 0
@@ -559,7 +563,7 @@ func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
 		until int64
 	}
 	// A bounded selection: keep the n best seen so far, sorted descending.
-	best := make([]cand, 0, n)
+	best := make([]cand, 0, min(n, 1024))
 	better := func(a, b cand) bool {
 		if a.used != b.used {
 			return a.used > b.used

@@ -358,3 +358,27 @@ func TestConcurrentAccounting(t *testing.T) {
 		t.Fatalf("total charged %.6fs, want %.6fs", total, want)
 	}
 }
+
+// TestInFlightAfterLongUptime: n×now and Σstart overflow int64 after a long
+// uptime with many requests in flight; their difference must stay exact.
+func TestInFlightAfterLongUptime(t *testing.T) {
+	clk := NewManualClock(t0)
+	l := New(Options{Clock: clk, Shards: 1})
+	clk.Advance(200 * 365 * 24 * time.Hour) // offsets near 6.3e18 ns
+	lim := Limits{Window: time.Minute}
+	var tickets []Ticket
+	for range 3 {
+		_, tk := l.Admit("k", lim)
+		tickets = append(tickets, tk)
+	}
+	clk.Advance(2 * time.Second)
+	if st := l.Status("k", lim); st.WorkerSeconds != 6 || st.InFlight != 3 {
+		t.Fatalf("status %+v, want 6 worker-seconds from 3 requests of 2 s", st)
+	}
+	for _, tk := range tickets {
+		l.Cancel(tk)
+	}
+	if st := l.Status("k", lim); st.WorkerSeconds != 0 || st.InFlight != 0 {
+		t.Fatalf("status after cancel %+v", st)
+	}
+}
