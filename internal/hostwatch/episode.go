@@ -261,7 +261,7 @@ func timeline(in episodeInput, ep Episode) []Event {
 		if e.Time.Before(from) || e.Time.After(to) {
 			continue
 		}
-		if e.Kind == journal.Other && (e.Priority < 0 || e.Priority > 3) && !(e.Kernel && strings.HasPrefix(e.Message, "Linux version")) {
+		if !notable(e) {
 			continue
 		}
 		text := e.Message
@@ -574,4 +574,17 @@ func topGrowth(ps []ProcChange) string {
 		out = append(out, s)
 	}
 	return strings.Join(out, ", ")
+}
+
+// notable says whether a journal entry belongs in a timeline: anything
+// classified, errors and worse, and the kernel's boot banner (which shows a
+// reboot when the samples cannot).
+func notable(e journal.Entry) bool {
+	if e.Kind != journal.Other {
+		return true
+	}
+	if e.Priority >= 0 && e.Priority <= 3 {
+		return true
+	}
+	return e.Kernel && strings.HasPrefix(e.Message, "Linux version")
 }

@@ -317,7 +317,11 @@ func readJournal(ctx context.Context, opts ExplainOptions, rep *Report) []journa
 	}
 	var out []journal.Entry
 	res, err := opts.Journal.Entries(ctx, opts.Since.Add(-opts.Lookback), opts.Until.Add(opts.Lookback), func(e journal.Entry) error {
-		out = append(out, e)
+		// A day of a busy host's journal is mostly chatter; keep only what
+		// a timeline can use, so memory stays bounded by the incidents.
+		if notable(e) {
+			out = append(out, e)
+		}
 		return nil
 	})
 	rep.Journal = JournalStatus{Entries: res.Entries, Malformed: res.Malformed, Warnings: res.Warnings}
