@@ -95,7 +95,11 @@ func warnings(stderr string) []string {
 
 // explainStderr turns journalctl's complaint into what to do about it.
 func explainStderr(s string) string {
-	s = strings.Join(warnings(s), "; ")
+	lines := warnings(s)
+	for i, l := range lines {
+		lines[i] = strings.TrimSuffix(l, ".")
+	}
+	s = strings.Join(lines, "; ")
 	switch {
 	case strings.Contains(s, "insufficient permissions"), strings.Contains(s, "Permission denied"):
 		return s + " (run as root or add the user to the systemd-journal or adm group)"
