@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -380,5 +381,47 @@ func TestLatencyBurstIsFound(t *testing.T) {
 		if f.Kind == KindLevelShift {
 			t.Errorf("a 30-minute slowdown is not a level shift: %s", f.Title)
 		}
+	}
+}
+
+// The fix lands: the client stops fetching twice, traffic falls back, and
+// the finding names the same client as the cause of the decrease.
+func TestLevelShiftDownNamesTheClient(t *testing.T) {
+	start := time.Date(2019, 3, 28, 0, 0, 0, 0, time.UTC)
+	fixed := time.Date(2019, 4, 3, 18, 0, 0, 0, time.UTC)
+	recs := findingstest.Generate(findingstest.Options{Seed: 45, Days: 12, PageViewsPerHour: 80, DayNoise: 0.05,
+		DoubleUA: findingstest.PicViewerUA, DoubleFrom: start, DoubleUntil: fixed})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	top := rep.Findings[0]
+	if top.Kind != KindLevelShift || !hasContributor(top, "user_agent", findingstest.PicViewerUA) || !strings.Contains(top.Title, "decrease") {
+		t.Fatalf("top finding %s %q %+v; want a level shift down naming %q", top.Kind, top.Title, top.Contributors, findingstest.PicViewerUA)
+	}
+	if top.ChangeAt == nil || top.ChangeAt.Sub(fixed).Abs() > 2*time.Hour {
+		t.Errorf("change at %v, want %v ± 2h", top.ChangeAt, fixed)
+	}
+}
+
+// A rise that a fix undid six days later: over the whole log it is a small
+// step at either end, but judged between its neighbours each change stands.
+func TestLevelShiftUpThenDown(t *testing.T) {
+	up := time.Date(2019, 3, 31, 12, 0, 0, 0, time.UTC)
+	down := time.Date(2019, 4, 6, 12, 0, 0, 0, time.UTC)
+	recs := findingstest.Generate(findingstest.Options{Seed: 46, Days: 14, PageViewsPerHour: 80, DayNoise: 0.05,
+		DoubleUA: findingstest.PicViewerUA, DoubleFrom: up, DoubleUntil: down})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	var got []time.Time
+	for _, f := range rep.Findings {
+		if f.Kind == KindLevelShift {
+			if !hasContributor(f, "user_agent", findingstest.PicViewerUA) {
+				t.Errorf("%q does not name %q", f.Title, findingstest.PicViewerUA)
+			}
+			got = append(got, *f.ChangeAt)
+		}
+	}
+	slices.SortFunc(got, time.Time.Compare)
+	if len(got) != 2 || got[0].Sub(up).Abs() > 2*time.Hour || got[1].Sub(down).Abs() > 2*time.Hour {
+		t.Errorf("level shifts at %v, want %v and %v (± 2h)", got, up, down)
 	}
 }

@@ -3,6 +3,7 @@ package findings
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -11,15 +12,19 @@ import (
 //
 // Seed 01's traffic "doubled while precisely following the signature of our
 // daily user-traffic": the change is multiplicative and rides on a daily
-// cycle. So the hourly series is taken in log space, its daily profile (the
-// median deviation of each hour of day from a centred one-day moving
-// average) is subtracted, and a single change point is searched on what
-// remains with the CUSUM statistic of binary segmentation. A change is
-// reported only when it is large (≥ 25%), significant against the
-// residual noise, and lasting: both the first and the last third of the
-// period after it differ from before in the same direction.
+// cycle. So the hourly series is taken in log space and its daily profile
+// (the median deviation of each hour of day from a centred one-day moving
+// average) is subtracted; change points are searched on what remains by
+// binary segmentation with a count-weighted CUSUM statistic, and the profile
+// is learnt again with the steps taken out. Each change, judged between its
+// neighbours, is reported only when it is large (≥ 20%), significant against
+// the residual noise, lasting (the first and last thirds after it both
+// differ from before), clear of day-to-day variation (daily means, t ≥ 4),
+// and either explained by some client, key, network or referer out of
+// proportion or larger than 1.5×. Logs shorter than two days have no profile
+// to learn: only abrupt steps count there.
 const (
-	minShiftRatio = 1.25
+	minShiftRatio = 1.2
 	minShiftStat  = 8.0
 )
 
@@ -157,9 +162,9 @@ type changePoint struct {
 // minSeg points on each side. w weighs each point by its count: the log of
 // a count of n varies by about 1/√n, so quiet night hours must not move
 // the change point as much as busy ones.
-func findChange(z, w []float64, minSeg int) (changePoint, bool) {
+func findChange(z, w []float64, minSeg int, fixed ...int) (changePoint, bool) {
 	n := len(z)
-	if n < 2*minSeg || minSeg < 1 {
+	if len(fixed) == 0 && (n < 2*minSeg || minSeg < 1) {
 		return changePoint{}, false
 	}
 	pz := make([]float64, n+1)
@@ -169,7 +174,11 @@ func findChange(z, w []float64, minSeg int) (changePoint, bool) {
 		pw[i+1] = pw[i] + w[i]
 	}
 	best, bestC := -1, 0.0
-	for t := minSeg; t <= n-minSeg; t++ {
+	from, to := minSeg, n-minSeg
+	if len(fixed) > 0 {
+		from, to = fixed[0], fixed[0] // measure this point only
+	}
+	for t := from; t <= to; t++ {
 		w1, w2 := pw[t], pw[n]-pw[t]
 		if w1 <= 0 || w2 <= 0 {
 			continue
@@ -322,6 +331,7 @@ func refineChange(bs []*bucket, lead change, byBytes bool, around, radius int) (
 type detectedShift struct {
 	cp      changePoint
 	byBytes bool
+	lo, hi  int // the neighbouring changes (or the series' ends)
 }
 
 func (c *Collector) levelShifts() []Finding {
@@ -337,6 +347,10 @@ func (c *Collector) levelShifts() []Finding {
 	if s.period > 0 {
 		minSeg = max(s.period/2, 3)
 	}
+	w := make([]float64, len(s.req))
+	for i, v := range s.req {
+		w[i] = v + 1 // bytes vary with requests: weigh both by requests
+	}
 	var found []detectedShift
 	for _, byBytes := range []bool{false, true} {
 		x := s.req
@@ -344,64 +358,140 @@ func (c *Collector) levelShifts() []Finding {
 			x = s.bytes
 		}
 		z := deseasonalize(x, s.period, phase)
-		w := make([]float64, len(x))
-		for i, v := range s.req {
-			w[i] = v + 1 // bytes vary with requests: weigh both by requests
-		}
-		cp, ok := findChange(z, w, minSeg)
-		if ok && s.period > 0 {
-			// The moving average smears the step over a day, which bends
-			// the profile near it; learn the profile again with the step
+		cps := segment(z, w, 0, len(z), minSeg, 3, nil)
+		if len(cps) > 0 && s.period > 0 {
+			// The moving average smears each step over a day, which bends
+			// the profile near it; learn the profile again with the steps
 			// taken out, and look once more.
-			y := make([]float64, len(x))
-			adj := make([]float64, len(x))
-			for i, v := range x {
-				y[i] = math.Log1p(v)
-				adj[i] = y[i]
-				if i >= cp.at {
-					adj[i] -= cp.delta
+			z = reseasonalize(x, z, cps, s.period, phase)
+			cps = segment(z, w, 0, len(z), minSeg, 3, nil)
+		}
+		slices.Sort(cps)
+		// Judge each change against its neighbours only (a rise that a
+		// fix undid a week later is still a change, for that week); drop
+		// the candidates that fail and judge the rest again, since a
+		// spurious split shortens its neighbours' evidence.
+		judge := func(i int) (detectedShift, bool) {
+			at, lo, hi := cps[i], 0, len(z)
+			if i > 0 {
+				lo = cps[i-1]
+			}
+			if i+1 < len(cps) {
+				hi = cps[i+1]
+			}
+			cp, ok := stepAt(z[lo:hi], w[lo:hi], at-lo)
+			if !ok || cp.stat < minShiftStat || math.Abs(cp.delta) < math.Log(minShiftRatio) || !lasting(z[lo:hi], cp) {
+				return detectedShift{}, false
+			}
+			if s.period == 0 && !abrupt(z[lo:hi], cp, s.width) {
+				// Without two days to learn the daily cycle from, the
+				// morning rise is a change too; only a step that happens
+				// at once is told apart from it.
+				return detectedShift{}, false
+			}
+			if s.period > 0 && !daysAgree(z[lo:hi], cp, s.period) {
+				return detectedShift{}, false
+			}
+			cp.at = at
+			return detectedShift{cp: cp, byBytes: byBytes, lo: lo, hi: hi}, true
+		}
+		for dropped := true; dropped; {
+			dropped = false
+			for i := range cps {
+				if _, ok := judge(i); !ok {
+					cps = slices.Delete(cps, i, i+1)
+					dropped = true
+					break
 				}
 			}
-			za := deseasonalizeLog(adj, s.period, phase)
-			z2 := make([]float64, len(x))
-			for i := range y {
-				z2[i] = y[i] - (adj[i] - za[i])
-			}
-			if cp2, ok2 := findChange(z2, w, minSeg); ok2 {
-				z, cp = z2, cp2
+		}
+		for i := range cps {
+			if d, ok := judge(i); ok {
+				found = append(found, d)
 			}
 		}
-		if !ok || cp.stat < minShiftStat || math.Abs(cp.delta) < math.Log(minShiftRatio) || !lasting(z, cp) {
-			continue
-		}
-		if s.period == 0 && !abrupt(z, cp, s.width) {
-			// Without two days to learn the daily cycle from, the morning
-			// rise is a change too; only a step that happens at once is
-			// told apart from it.
-			continue
-		}
-		if s.period > 0 && !daysAgree(z, cp, s.period) {
-			continue
-		}
-		found = append(found, detectedShift{cp: cp, byBytes: byBytes})
 	}
-	if len(found) == 0 {
-		return nil
-	}
-	// Requests and bytes usually move together: one finding, led by the
-	// larger step, unless they changed at clearly different times.
-	if len(found) == 2 && abs(found[0].cp.at-found[1].cp.at) <= max(s.period/4, 2) {
-		if math.Abs(found[1].cp.delta) > math.Abs(found[0].cp.delta) {
-			found = found[1:]
-		} else {
-			found = found[:1]
+	// Requests and bytes usually move together: one finding per change,
+	// led by the larger step.
+	tol := max(s.period/4, 2)
+	var keep []detectedShift
+	for _, d := range found {
+		dup := false
+		for j, k := range keep {
+			if abs(k.cp.at-d.cp.at) <= tol && k.cp.delta*d.cp.delta > 0 {
+				dup = true
+				if math.Abs(d.cp.delta) > math.Abs(k.cp.delta) {
+					keep[j] = d
+				}
+			}
+		}
+		if !dup {
+			keep = append(keep, d)
 		}
 	}
 	var out []Finding
-	for _, d := range found {
-		out = append(out, c.shiftFinding(s, d))
+	for _, d := range keep {
+		if f, ok := c.shiftFinding(s, d); ok {
+			out = append(out, f)
+		}
 	}
 	return out
+}
+
+// segment is binary segmentation: the most significant change in
+// z[lo:hi], then the same on each side, depth levels deep. It returns the
+// candidates; levelShifts judges each against its neighbours.
+func segment(z, w []float64, lo, hi, minSeg, depth int, out []int) []int {
+	if depth == 0 || hi-lo < 2*minSeg {
+		return out
+	}
+	cp, ok := findChange(z[lo:hi], w[lo:hi], minSeg)
+	// Significance alone decides whether to split: a rise undone a week
+	// later shows, over the whole log, as one small step at either end;
+	// its size is judged once its neighbours are known.
+	if !ok || cp.stat < minShiftStat {
+		return out
+	}
+	out = append(out, lo+cp.at)
+	out = segment(z, w, lo, lo+cp.at, minSeg, depth-1, out)
+	return segment(z, w, lo+cp.at, hi, minSeg, depth-1, out)
+}
+
+// reseasonalize learns the daily profile of x again with the steps at cps
+// taken out (a piecewise-constant level from z) and returns x's log minus
+// that profile.
+func reseasonalize(x, z []float64, cps []int, period, phase int) []float64 {
+	bounds := append([]int{0}, cps...)
+	slices.Sort(bounds)
+	bounds = append(bounds, len(z))
+	level := make([]float64, len(z))
+	for i := 0; i+1 < len(bounds); i++ {
+		m := mean(z[bounds[i]:bounds[i+1]])
+		for j := bounds[i]; j < bounds[i+1]; j++ {
+			level[j] = m
+		}
+	}
+	y := make([]float64, len(x))
+	adj := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = math.Log1p(v)
+		adj[i] = y[i] - level[i]
+	}
+	za := deseasonalizeLog(adj, period, phase)
+	out := make([]float64, len(x))
+	for i := range y {
+		out[i] = y[i] - (adj[i] - za[i])
+	}
+	return out
+}
+
+// stepAt measures the step at a given point of z: its size and statistic,
+// as findChange would.
+func stepAt(z, w []float64, at int) (changePoint, bool) {
+	if at <= 0 || at >= len(z) {
+		return changePoint{}, false
+	}
+	return findChange(z, w, 0, at)
 }
 
 func abs(i int) int {
@@ -411,12 +501,16 @@ func abs(i int) int {
 	return i
 }
 
-func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) Finding {
+// shiftFinding attributes a detected change and writes it up. ok is false
+// for a modest change (under 1.5×) that no client, key, network or referer
+// explains out of proportion: day-to-day swings scale everyone alike, while
+// the changes worth a finding (seed 01's client fetching twice, a new
+// integration, a crawler) have a "who".
+func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) (Finding, bool) {
 	at := s.start + int64(d.cp.at)*s.width
-	n := len(s.req)
 	// Compare equal stretches on both sides, whole days when seasonal, so
 	// the daily cycle weighs the same on both.
-	l := min(d.cp.at, n-d.cp.at)
+	l := min(d.cp.at-d.lo, d.hi-d.cp.at)
 	if s.period > 0 && l >= s.period {
 		l -= l % s.period
 	}
@@ -447,6 +541,9 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) Finding {
 			precision = time.Duration(c.width) * time.Second
 			refinedBy = fmt.Sprintf(", from the share of %s %s", lead.dim.label(), quoteValue(lead.value))
 		}
+	}
+	if _, ok := attr.lead(whoDims); !ok && math.Abs(d.cp.delta) < math.Log(1.5) {
+		return Finding{}, false
 	}
 	title := fmt.Sprintf("%s %s from %s", capitalize(unit), factor(attr.rateA, attr.rateB), changeAt.Format("Mon 2006-01-02 15:04 MST"))
 	if h := attr.headline(direction); h != "" {
@@ -510,18 +607,24 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) Finding {
 			action = "The same clients now fetch the same objects again within minutes: check the caching headers (Cache-Control, ETag) of those paths and the leading client's cache; a client fetching everything twice doubles traffic while users stay the same."
 		}
 	}
+	// The change lasts until the next one, or to the end of the log.
+	end := time.Unix(0, c.last).In(c.loc)
+	if d.hi < len(s.req) {
+		end = time.Unix(s.start+int64(d.hi)*s.width, 0).In(c.loc)
+		ev = append(ev, fmt.Sprintf("until about %s, when traffic changed again (see the other level_shift finding)", end.Format("2006-01-02 15:04 MST")))
+	}
 	impact := math.Abs(attr.rateB-attr.rateA) / math.Max(math.Max(attr.rateA, attr.rateB), 1)
 	return Finding{
 		Kind:         KindLevelShift,
 		Title:        title,
-		Window:       Window{Start: changeAt, End: time.Unix(0, c.last).In(c.loc)},
+		Window:       Window{Start: changeAt, End: end},
 		Contributors: attr.contributors(),
 		Evidence:     ev,
 		Action:       action,
 		Impact:       round3(impact),
 		ChangeAt:     &changeAt,
 		Metric:       metric,
-	}
+	}, true
 }
 
 func capitalize(s string) string {

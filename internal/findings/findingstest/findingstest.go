@@ -36,6 +36,8 @@ type Options struct {
 	// DoubleUA starts fetching every image twice from DoubleFrom on (seed 01).
 	DoubleUA   string
 	DoubleFrom time.Time
+	// DoubleUntil, when set, ends the double fetching (a fixed client).
+	DoubleUntil time.Time
 
 	// Exporter adds an API client with a 5 s timeout on long requests
 	// (seed 03), logged the way nginx did: 404 with upstream '-'.
@@ -155,7 +157,7 @@ func Generate(o Options) []accesslog.Record {
 					Referer: ref, UserAgent: u.ua,
 				}
 				add(img)
-				if o.DoubleUA != "" && u.ua == o.DoubleUA && !it.Before(o.DoubleFrom) {
+				if o.DoubleUA != "" && u.ua == o.DoubleUA && !it.Before(o.DoubleFrom) && (o.DoubleUntil.IsZero() || it.Before(o.DoubleUntil)) {
 					img.Time = it.Add(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
 					add(img)
 				}
