@@ -43,6 +43,11 @@ the same way.`,
   headroom demo --duration 10s --access-log ./demo-access.log`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Zero means "default" in demo.Options; on the command line it
+			// is a mistake.
+			if o.Workers < 1 || o.APIConcurrency < 1 {
+				return fmt.Errorf("demo: --workers and --api-concurrency must be at least 1")
+			}
 			out := cmd.OutOrStdout()
 			o.Out = out
 			if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {

@@ -129,9 +129,9 @@ func (u *UIUser) Run(ctx context.Context) {
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				url := fmt.Sprintf("%s/ui/dashboard?work=%s", u.Base, u.Work)
-				if s := do(ctx, c, url, "ui-"+strconv.Itoa(i), "", u.Work); s.Err != "stopped" {
-					u.rec.add(s)
-				}
+				// Pages still waiting when the demo stops are kept: they are
+				// the starved ones.
+				u.rec.add(do(ctx, c, url, "ui-"+strconv.Itoa(i), "", u.Work))
 			}()
 		default: // too many waiting: this visitor gives up before asking
 		}

@@ -119,8 +119,12 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	add(0, "the UI users start clicking")
 	add(o.APIStart, "the exporter starts: %d reports at a time, each abandoned after %s", o.APIConcurrency, o.ClientTimeout)
+	every := fmt.Sprintf("all %d workers", o.Workers)
+	if o.Workers == 1 {
+		every = "the only worker"
+	}
 	for _, iv := range r.HeldAllWorkers {
-		add(iv.From, "the key's requests hold all %d workers: the UI waits in the backlog", o.Workers)
+		add(iv.From, "the key's requests hold %s: the UI waits in the backlog", every)
 		add(iv.To, "a worker is free again")
 	}
 	if r.Crossed && (!r.Restricted || r.CrossedAt+100*time.Millisecond < r.RestrictedAt) {
@@ -156,9 +160,12 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 
 	fmt.Fprintf(w, "\nUI latency (a page every %s, %s of work each)\n", o.UIEvery, o.UIWork)
-	fmt.Fprintf(w, "  %-44s %6s %8s %8s %8s %7s\n", "", "pages", "p50", "p95", "max", "errors")
+	fmt.Fprintf(w, "  %-44s %6s %8s %8s %8s %7s %10s\n", "", "pages", "p50", "p95", "max", "errors", "unanswered")
 	for _, ph := range r.uiPhases() {
-		fmt.Fprintf(w, "  %-44s %6d %8s %8s %8s %7d\n", ph.name, ph.n, fmtDur(ph.p50), fmtDur(ph.p95), fmtDur(ph.max), ph.errors)
+		fmt.Fprintf(w, "  %-44s %6d %8s %8s %8s %7d %10d\n", ph.name, ph.n, fmtDur(ph.p50), fmtDur(ph.p95), fmtDur(ph.max), ph.errors, ph.unanswered)
+	}
+	if n := r.uiUnanswered(); n > 0 {
+		fmt.Fprintf(w, "  (%d pages were still waiting for a worker when the clients stopped: not in the percentiles)\n", n)
 	}
 
 	a := r.apiStats()
@@ -203,9 +210,20 @@ func (r *Result) firstAPIFinish() (time.Duration, bool) {
 }
 
 type phase struct {
-	name          string
-	n, errors     int
-	p50, p95, max time.Duration
+	name                  string
+	n, errors, unanswered int
+	p50, p95, max         time.Duration
+}
+
+// uiUnanswered counts pages still waiting when the clients stopped.
+func (r *Result) uiUnanswered() int {
+	n := 0
+	for _, s := range r.UI {
+		if s.Err == "stopped" {
+			n++
+		}
+	}
+	return n
 }
 
 // uiPhases splits the UI's pages by when they were requested.
@@ -245,7 +263,11 @@ func (r *Result) uiPhases() []phase {
 				continue
 			}
 			ph.n++
-			if s.Status != http.StatusOK {
+			switch {
+			case s.Err == "stopped":
+				ph.unanswered++
+				continue
+			case s.Status != http.StatusOK:
 				ph.errors++
 			}
 			lat = append(lat, s.Latency)
