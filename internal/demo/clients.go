@@ -89,13 +89,16 @@ func (r *recorder) all() []Sample {
 	return append([]Sample(nil), r.samples...)
 }
 
-func (r *recorder) last() (Sample, bool) {
+// lastAnswered returns the most recent request that got a response.
+func (r *recorder) lastAnswered() (Sample, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.samples) == 0 {
-		return Sample{}, false
+	for i := len(r.samples) - 1; i >= 0; i-- {
+		if r.samples[i].Status != 0 {
+			return r.samples[i], true
+		}
 	}
-	return r.samples[len(r.samples)-1], true
+	return Sample{}, false
 }
 
 // UIUser is the application's people clicking through its pages: a new

@@ -486,7 +486,7 @@ func (m *monitor) observe(now time.Time, final bool) string {
 		}
 	}
 	uiLast := "-"
-	if s, ok := m.ui.rec.last(); ok {
+	if s, ok := m.ui.rec.lastAnswered(); ok {
 		uiLast = fmtDur(s.Latency)
 	}
 	state := "allowed"

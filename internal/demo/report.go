@@ -165,7 +165,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "  %-44s %6d %8s %8s %8s %7d %10d\n", ph.name, ph.n, fmtDur(ph.p50), fmtDur(ph.p95), fmtDur(ph.max), ph.errors, ph.unanswered)
 	}
 	if n := r.uiUnanswered(); n > 0 {
-		fmt.Fprintf(w, "  (%d pages were still waiting for a worker when the clients stopped: not in the percentiles)\n", n)
+		fmt.Fprintf(w, "  (%d still waiting for a worker when the clients stopped: not in the percentiles)\n", n)
 	}
 
 	a := r.apiStats()
@@ -215,11 +215,17 @@ type phase struct {
 	p50, p95, max         time.Duration
 }
 
-// uiUnanswered counts pages still waiting when the clients stopped.
+// starved reports whether s is a page still waiting, for long, when the
+// clients stopped; pages sent a moment before the stop are not news.
+func (r *Result) starved(s Sample) bool {
+	return s.Err == "stopped" && s.Latency >= max(10*r.Opts.UIWork, 250*time.Millisecond)
+}
+
+// uiUnanswered counts the starved pages.
 func (r *Result) uiUnanswered() int {
 	n := 0
 	for _, s := range r.UI {
-		if s.Err == "stopped" {
+		if r.starved(s) {
 			n++
 		}
 	}
@@ -259,7 +265,7 @@ func (r *Result) uiPhases() []phase {
 		var lat []time.Duration
 		for _, s := range r.UI {
 			at := s.Start.Sub(r.Start)
-			if at < sp.from || at >= sp.to {
+			if at < sp.from || at >= sp.to || s.Err == "stopped" && !r.starved(s) {
 				continue
 			}
 			ph.n++

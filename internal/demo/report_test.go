@@ -44,6 +44,13 @@ func syntheticResult(restricted bool) *Result {
 	for i := range 10 {
 		r.API = append(r.API, Sample{ID: "r", Start: at(13.1 + float64(i)), Latency: time.Millisecond, Status: 429})
 	}
+	if !restricted {
+		// Pages still waiting at the stop: one starved for 6 s, one sent
+		// a moment before (not news).
+		r.UI = append(r.UI,
+			Sample{ID: "ui-w", Start: at(24), Latency: 6 * time.Second, Err: "stopped"},
+			Sample{ID: "ui-x", Start: at(29.99), Latency: 10 * time.Millisecond, Err: "stopped"})
+	}
 	r.Log = LogSummary{Lines: 189, KeyRequests: 14, KeyRefused: 10, KeyAborted: 4, AbortedClient: 20 * time.Second,
 		AbortedUpstream: 82600 * time.Millisecond, AbortedAnswered: 4}
 	r.GuardLog = []string{`level=WARN msg="key over its worker-time budget" key=fp-0123456789abcdef used=30.2s`}
