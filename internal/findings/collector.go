@@ -122,7 +122,9 @@ type Collector struct {
 	maxIdx  int64
 
 	records  int64
-	untimed  int64
+	untimed  int64 // no time, or one too far from the rest (maxSpan)
+	timed    int64
+	anchor   int64 // unix ns of the 100th timed record
 	bytes    int64
 	first    int64 // unix ns
 	last     int64
@@ -246,6 +248,10 @@ func abortedLike(r *accesslog.Record) bool {
 	return r.Status >= 400 && !r.HasUpstreamTime && r.UpstreamStatus == 0 && r.RequestTime >= time.Second
 }
 
+// maxSpan is how far from the log's bulk (the 100th timed record) a record
+// may be and still be charted: a year of logs either way.
+const maxSpan = int64(366 * 24 * time.Hour)
+
 // Observe adds one record. r's strings may alias a reused buffer: whatever
 // the collector keeps is copied.
 func (c *Collector) Observe(r *accesslog.Record) {
@@ -264,6 +270,15 @@ func (c *Collector) Observe(r *accesslog.Record) {
 	if c.loc == nil {
 		c.loc = r.Time.Location()
 		c.first, c.last = ns, ns
+	}
+	if c.timed++; c.timed == 100 {
+		c.anchor = ns // well inside the bulk of the log, most likely
+	}
+	if d := ns - c.anchor; c.timed > 100 && (d > maxSpan || d < -maxSpan) {
+		// A stray timestamp years away (a broken clock, a mangled line)
+		// would widen every bucket to days; it is counted, not charted.
+		c.untimed++
+		return
 	}
 	c.first, c.last = min(c.first, ns), max(c.last, ns)
 	b := c.bucketFor(r.Time.Unix())
@@ -617,8 +632,9 @@ func (c *Collector) Merge(o *Collector) {
 	c.referers.merge(o.referers)
 	if o.loc != nil {
 		if c.loc == nil {
-			c.loc, c.first, c.last = o.loc, o.first, o.last
+			c.loc, c.first, c.last, c.anchor = o.loc, o.first, o.last, o.anchor
 		}
+		c.timed += o.timed
 		c.first, c.last = min(c.first, o.first), max(c.last, o.last)
 	}
 	// Bring both series to a common width, then to a span that fits.

@@ -425,3 +425,18 @@ func TestLevelShiftUpThenDown(t *testing.T) {
 		t.Errorf("level shifts at %v, want %v and %v (± 2h)", got, up, down)
 	}
 }
+
+// One line with a broken clock must not coarsen the whole series.
+func TestStrayTimestampIsNotCharted(t *testing.T) {
+	recs := findingstest.Generate(findingstest.Options{Seed: 47, Hours: 6, PageViewsPerHour: 100})
+	stray := recs[len(recs)/2]
+	stray.Time = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs = append(recs, stray)
+	c := collect(t, recs, 1, Options{})
+	if c.width != 60 {
+		t.Errorf("bucket width %ds, want 60s: the stray line widened the series", c.width)
+	}
+	if c.untimed != 1 || c.records != int64(len(recs)) {
+		t.Errorf("untimed %d of %d records, want the stray one", c.untimed, c.records)
+	}
+}
