@@ -131,7 +131,10 @@ func Sniff(sample [][]byte, opts FormatOptions) (SniffResult, error) {
 			res.Format, res.Parsed = f, n
 		}
 	}
-	if res.Format == nil || res.Parsed*2 < res.Lines {
+	if res.Format == nil {
+		return res, fmt.Errorf("not a log format headroom recognizes: none of the first %d lines parses as %s", res.Lines, strings.Join(sniffOrder, ", "))
+	}
+	if res.Parsed*2 < res.Lines {
 		return res, fmt.Errorf("not a log format headroom recognizes (best: %s)", res.describeScores())
 	}
 	return res, nil

@@ -237,7 +237,10 @@ func (in *Input) Head(n int) ([][]byte, error) {
 	for len(buf) > 0 && len(lines) < n {
 		i := indexNL(buf)
 		if i < 0 {
-			if errors.Is(err, io.EOF) { // last line without a newline
+			// The last line without a newline, or a first "line" longer
+			// than the whole window (binary data): either way it is a
+			// sample the format check must see.
+			if errors.Is(err, io.EOF) || len(lines) == 0 {
 				lines = append(lines, trimCR(buf))
 			}
 			break
