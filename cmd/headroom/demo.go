@@ -38,8 +38,9 @@ The story is timed for 30 s; a shorter --duration compresses every timing
 --window and --restrict-for values are for the 30 s story and are scaled
 the same way.`,
 		Example: `  headroom demo
-  headroom demo --workers 8 --budget 40s
-  headroom demo --api-pool 3           # also keep a worker for the UI with pools
+  headroom demo --max-in-flight 2        # per-key cap: the key never holds more than 2 workers
+  headroom demo --api-pool 3             # pools: /api/ may use at most 3 of the 4 workers
+  headroom demo --api-concurrency 4 --budget 60s
   headroom demo --duration 10s --access-log ./demo-access.log`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
