@@ -205,8 +205,8 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 	}
 	title := fmt.Sprintf("Client timeout at %.2f s: %s gives up on %s requests the upstream keeps working on", knee, who, human(float64(inWin)))
 	ev = append(ev,
-		fmt.Sprintf("%s aborted or upstream-less lines%s pile up at %.2f–%.2f s, %.0f× the surrounding density",
-			human(float64(inWin)), statuses, float64(lo)*histStep.Seconds(), float64(hi+1)*histStep.Seconds(), pileRatio(c.abortHist, lo, hi)),
+		fmt.Sprintf("%s aborted or upstream-less lines%s pile up at %.2f–%.2f s, %s the surrounding density",
+			human(float64(inWin)), statuses, float64(lo)*histStep.Seconds(), float64(hi+1)*histStep.Seconds(), times(pileRatio(c.abortHist, lo, hi))),
 		fmt.Sprintf("logged client-facing time of those lines: %s; %s", seconds(logged), realNote),
 	)
 	for _, t := range tops(DimPath) {
@@ -234,6 +234,13 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 		f.Window = Window{Start: time.Unix(first, 0).In(c.locOrUTC()), End: time.Unix(last, 0).In(c.locOrUTC())}
 	}
 	return f, knee
+}
+
+func times(r float64) string {
+	if r > 100 {
+		return "over 100×"
+	}
+	return fmt.Sprintf("%.0f×", r)
 }
 
 func pileRatio(h []int64, lo, hi int) float64 {
