@@ -12,8 +12,11 @@ import (
 // strings, UUIDs and opaque tokens become :hash; a short file extension is
 // kept (/img/33591900.jpg → /img/:id.jpg).
 func appendPathTemplate(dst []byte, path string) []byte {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
+	for i := 0; i < len(path); i++ { // IndexAny("?#") without its setup cost
+		if path[i] == '?' || path[i] == '#' {
+			path = path[:i]
+			break
+		}
 	}
 	if path == "" {
 		return append(dst, "(none)"...)
@@ -137,8 +140,11 @@ func refererDomain(ref string) string {
 	if i := strings.Index(ref, "://"); i >= 0 {
 		ref = ref[i+3:]
 	}
-	if i := strings.IndexAny(ref, "/?#"); i >= 0 {
-		ref = ref[:i]
+	for i := 0; i < len(ref); i++ {
+		if c := ref[i]; c == '/' || c == '?' || c == '#' {
+			ref = ref[:i]
+			break
+		}
 	}
 	if i := strings.LastIndexByte(ref, '@'); i >= 0 {
 		ref = ref[i+1:]
