@@ -51,11 +51,15 @@ func writeLog(t *testing.T, name string, o findingstest.Options) string {
 
 // runEngine reads the log through the real engine (parallel workers, each
 // with its own collector) and analyzes the merged collector.
-func runEngine(t *testing.T, path string, aopt findings.AnalyzeOptions) (*findings.Report, *analyze.Result) {
+func runEngine(t *testing.T, path string, aopt findings.AnalyzeOptions, format ...string) (*findings.Report, *analyze.Result) {
 	t.Helper()
+	f := "headroom"
+	if len(format) > 0 {
+		f = format[0]
+	}
 	res, err := analyze.Run(context.Background(), analyze.Options{
 		Inputs:    []string{path},
-		Format:    "headroom",
+		Format:    f,
 		Workers:   3,
 		ChunkSize: 256 << 10, // several chunks per worker, so merging matters
 		NewSink:   func() analyze.Sink { return sink{findings.NewCollector(findings.Options{})} },
@@ -178,5 +182,32 @@ func BenchmarkEngine(b *testing.B) {
 			}
 			b.ReportMetric(float64(lines)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 		})
+	}
+}
+
+// A real log: four days of a personal site's traffic with its own daily
+// cycle, crawlers and scripts. No level shift or client timeout may be
+// invented; the crawlers must be named; the missing timings must be said.
+func TestEngineOnARealLog(t *testing.T) {
+	rep, res := runEngine(t, filepath.Join("testdata", "real", "elastic-apache-combined-2015.log.gz"), findings.AnalyzeOptions{}, "auto")
+	if res.Records() != 10000 {
+		t.Fatalf("%d records, want 10000", res.Records())
+	}
+	var crawler, noTimes bool
+	for _, f := range rep.Findings {
+		switch f.Kind {
+		case findings.KindLevelShift, findings.KindClientTimeout, findings.KindErrorBurst:
+			t.Errorf("invented finding on a real log: %s %s", f.Kind, f.Title)
+		case findings.KindCrawler:
+			crawler = contributes(f, "user_agent", "Mozilla/5.0 (compatible; Yahoo! Slurp; http://help.yahoo.com/help/us/ysearch/slurp)")
+		case findings.KindAbortAccounting:
+			noTimes = strings.Contains(f.Title, "no request or upstream times")
+		}
+	}
+	if !crawler {
+		t.Error("no crawler finding naming Yahoo! Slurp, the log's heaviest crawler")
+	}
+	if !noTimes {
+		t.Error("the report should say the log has no request times")
 	}
 }
