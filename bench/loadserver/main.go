@@ -31,7 +31,13 @@ func main() {
 	length := strconv.Itoa(len(body))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if pool != nil {
-			pool <- struct{}{}
+			// A client that gave up must not leave work queued behind it,
+			// or the next run meets the last one's backlog.
+			select {
+			case pool <- struct{}{}:
+			case <-r.Context().Done():
+				return
+			}
 			defer func() { <-pool }()
 		}
 		if *delay > 0 {

@@ -60,6 +60,12 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 	}
 	st := summarize(use)
 	var evidence []string
+	if st.failShare >= 0.9 {
+		return Verdict{Verdict: Inconclusive, Reasons: []string{
+			fmt.Sprintf("%.0f%% of requests got no response at all (see the failures): check that the server is up and reachable from here", 100*st.failShare),
+			"nothing can be said about its capacity from a run it did not answer",
+		}}
+	}
 
 	// 1. The generator's CPU.
 	if st.cpuKnown && st.demand >= cpuSaturated {
@@ -168,7 +174,7 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 		}}
 	}
 	return Verdict{Verdict: Inconclusive, Reasons: []string{
-		fmt.Sprintf("the server kept up with %.0f/s (p95 %s, %.1f%% errors) and nothing on the generator was near a limit", st.achieved, fmtSeconds(st.lastP95), 100*st.errShare),
+		fmt.Sprintf("the server kept up with the asked %.0f/s (answered %.0f/s, p95 %s, %.1f%% errors) and nothing on the generator was near a limit", st.offered, st.achieved, fmtSeconds(st.lastP95), 100*st.errShare),
 		"no limit was reached: raise --rate or use --stages to find one",
 	}}
 }
@@ -198,6 +204,7 @@ type summary struct {
 	lag                 float64
 	offered, achieved   float64
 	dropShare, errShare float64
+	failShare           float64
 	p50                 float64
 	firstP95, lastP95   float64
 	latGrowth           float64
@@ -213,7 +220,7 @@ type summary struct {
 func summarize(use []Sample) summary {
 	var st summary
 	var demand, proc, wait, avail, netRx, bytes, recv, lag, offered, achieved, p50 []float64
-	var sched, dropped, completed, errs int64
+	var sched, dropped, completed, errs, failed int64
 	for _, s := range use {
 		if s.CPUKnown && s.AvailCores > 0 {
 			st.cpuKnown = true
@@ -238,6 +245,7 @@ func summarize(use []Sample) summary {
 		dropped += s.Dropped
 		completed += s.Completed
 		errs += s.Errors
+		failed += s.Failed
 	}
 	st.demand, st.proc, st.wait, st.avail = median(demand), median(proc), median(wait), median(avail)
 	st.netRx, st.bytes, st.receive, st.lag = median(netRx), median(bytes), median(recv), median(lag)
@@ -247,6 +255,7 @@ func summarize(use []Sample) summary {
 	}
 	if completed > 0 {
 		st.errShare = float64(errs) / float64(completed)
+		st.failShare = float64(failed) / float64(completed)
 	}
 	// Latency growth: first third against last third.
 	third := max(1, len(use)/3)

@@ -52,7 +52,7 @@ func TestDiagnose(t *testing.T) {
 			samples: sec(10, steady(100)),
 			cfg:     DiagnoseConfig{Open: true},
 			want:    Inconclusive,
-			reasons: []string{"kept up with 100/s", "raise --rate"},
+			reasons: []string{"kept up with the asked 100/s (answered 100/s", "raise --rate"},
 		},
 		{
 			name: "generator starved of CPU",
@@ -175,6 +175,16 @@ func TestDiagnose(t *testing.T) {
 			cfg:     DiagnoseConfig{Open: true, IfaceSpeed: 125e6, Iface: "eth0"},
 			want:    ClientNetworkBound,
 			reasons: []string{"interface eth0 received 120.0 MB/s, 96% of its nominal 1Gbit/s"},
+		},
+		{
+			name: "nothing answered",
+			samples: sec(6, func(i int, s *Sample) {
+				steady(100)(i, s)
+				s.Failed, s.Errors = 100, 100
+			}),
+			cfg:     DiagnoseConfig{Open: true},
+			want:    Inconclusive,
+			reasons: []string{"100% of requests got no response at all"},
 		},
 		{
 			name: "drain seconds do not count",

@@ -497,7 +497,8 @@ func (a *aggregator) sample(now time.Time) {
 	if s.Interval > 0 {
 		a.samples = append(a.samples, s)
 	}
-	if a.r.o.Progress != nil {
+	// The run's last sliver of a second would show as a rate near zero.
+	if a.r.o.Progress != nil && s.Interval >= 500*time.Millisecond {
 		a.r.o.Progress(Progress{
 			Elapsed: s.At, Total: a.r.total, Last: s,
 			Completed: a.totals.completed, Errors: a.totals.errors, Dropped: dropped,
