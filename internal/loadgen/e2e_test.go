@@ -12,7 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -221,13 +221,15 @@ func TestStarvedGeneratorIsClientCPUBound(t *testing.T) {
 		t.Skip("-short: the CPU test takes about 10 s")
 	}
 	taskset := testenv.RequireBinary(t, "taskset")
-	if runtime.NumCPU() < 2 {
+	cpus := allowedCPUs(t)
+	if len(cpus) < 2 {
 		t.Skip("needs two CPUs: one for the starved generator, one for the server")
 	}
+	genCPU, srvCPU := strconv.Itoa(cpus[0]), strconv.Itoa(cpus[1])
 	binaries(t)
-	url := startServer(t, []string{taskset, "-c", "1"}, "-addr", "127.0.0.1:0")
+	url := startServer(t, []string{taskset, "-c", srvCPU}, "-addr", "127.0.0.1:0")
 
-	hog := exec.Command(taskset, "-c", "0", os.Args[0], "-test.run=^$")
+	hog := exec.Command(taskset, "-c", genCPU, os.Args[0], "-test.run=^$")
 	hog.Env = append(os.Environ(), "HR_LOADGEN_HELPER=hog")
 	if err := hog.Start(); err != nil {
 		t.Fatal(err)
@@ -236,13 +238,46 @@ func TestStarvedGeneratorIsClientCPUBound(t *testing.T) {
 		hog.Process.Kill()
 		hog.Wait()
 	})
-	r := runLoad(t, []string{"GOMAXPROCS=1"}, []string{taskset, "-c", "0"}, url, "--vus", "20", "--duration", "5s")
+	r := runLoad(t, []string{"GOMAXPROCS=1"}, []string{taskset, "-c", genCPU}, url, "--vus", "20", "--duration", "5s")
 	if r.Verdict != "client-cpu-bound" {
 		t.Errorf("verdict %s, want client-cpu-bound; reasons: %q", r.Verdict, r.Reasons)
 	}
 	if r.Requests == 0 || r.Errors != 0 {
 		t.Errorf("%d requests, %d errors", r.Requests, r.Errors)
 	}
+}
+
+// allowedCPUs lists the CPUs this process may run on (a container's cpuset
+// need not start at 0), from /proc/self/status.
+func allowedCPUs(t *testing.T) []int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc/self/status: %v", err)
+	}
+	var cpus []int
+	for _, line := range strings.Split(string(b), "\n") {
+		list, ok := strings.CutPrefix(line, "Cpus_allowed_list:")
+		if !ok {
+			continue
+		}
+		for _, part := range strings.Split(strings.TrimSpace(list), ",") {
+			lo, hi, isRange := strings.Cut(part, "-")
+			a, err1 := strconv.Atoi(lo)
+			b := a
+			var err2 error
+			if isRange {
+				b, err2 = strconv.Atoi(hi)
+			}
+			if err1 != nil || err2 != nil {
+				t.Fatalf("Cpus_allowed_list %q", list)
+			}
+			for c := a; c <= b; c++ {
+				cpus = append(cpus, c)
+			}
+		}
+	}
+	return cpus
 }
 
 // TestBinaryServerBoundAndThreshold is the worker-pool case through the

@@ -60,7 +60,9 @@ func stageResults(stages []Stage, samples []Sample, hists []*hdrhistogram.Histog
 	out := make([]StageResult, len(stages))
 	elapsed := make([]time.Duration, len(stages))
 	scheduled := make([]int64, len(stages))
-	failed := make([]int64, len(stages))
+	// Rates come from the stage's own seconds: the drain after the last
+	// stage says how fast the backlog cleared, not what the stage achieved.
+	answered := make([]int64, len(stages))
 	for i, st := range stages {
 		out[i] = StageResult{Stage: i, Target: st.Target, Duration: st.Duration}
 	}
@@ -70,15 +72,17 @@ func stageResults(stages []Stage, samples []Sample, hists []*hdrhistogram.Histog
 		r.Dropped += s.Dropped
 		r.Completed += s.Completed
 		r.Errors += s.Errors
-		failed[s.Stage] += s.Failed
 		scheduled[s.Stage] += s.Scheduled
-		elapsed[s.Stage] += s.Interval
+		if !s.Drain {
+			answered[s.Stage] += s.Completed - s.Failed
+			elapsed[s.Stage] += s.Interval
+		}
 	}
 	for i := range out {
 		r := &out[i]
 		r.Latency = quantiles(hists[i])
 		if secs := elapsed[i].Seconds(); secs > 0 {
-			r.RPS = float64(r.Completed-failed[i]) / secs
+			r.RPS = float64(answered[i]) / secs
 		}
 		if r.Completed == 0 {
 			r.Why = "no request completed"
