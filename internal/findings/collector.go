@@ -170,6 +170,32 @@ type Collector struct {
 
 	buf, scratch []byte
 	botCache     map[string]bool
+	intern       *interner
+
+	// The record's value in each dimension, computed once per record.
+	vals   []byte
+	valEnd [numDims]int
+	valOK  [numDims]bool
+}
+
+// computeValues fills the per-record dimension values that every part of
+// Observe slices from.
+func (c *Collector) computeValues(r *accesslog.Record) {
+	c.vals = c.vals[:0]
+	for d := range numDims {
+		c.vals, c.valOK[d] = appendValue(c.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
+		c.valEnd[d] = len(c.vals)
+	}
+}
+
+// value is the current record's value in dimension d (valid until the next
+// record) and whether it has one.
+func (c *Collector) value(d Dimension) ([]byte, bool) {
+	start := 0
+	if d > 0 {
+		start = c.valEnd[d-1]
+	}
+	return c.vals[start:c.valEnd[d]], c.valOK[d]
 }
 
 // NewCollector returns an empty Collector.
@@ -194,6 +220,7 @@ func NewCollector(opt Options) *Collector {
 		repeatWho:     [3]*topK{newTopK(32), newTopK(32), newTopK(32)},
 		rng:           rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15)),
 		botCache:      make(map[string]bool),
+		intern:        newInterner(1 << 15),
 	}
 }
 
@@ -260,6 +287,7 @@ func (c *Collector) Observe(r *accesslog.Record) {
 	if r.Host != "" {
 		c.hosts.add(r.Host, 1, 0, 0)
 	}
+	c.computeValues(r)
 	c.observeTimes(r)
 	c.observeStatic(r)
 	if r.Time.IsZero() {
@@ -393,45 +421,45 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 	}
 	k := c.opt.TopK
 	for d := range numDims {
-		var ok bool
-		c.buf, ok = appendValue(c.buf[:0], d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
+		v, ok := c.value(d)
 		if !ok {
 			continue
 		}
 		if b.byReq[d] == nil {
 			b.byReq[d], b.byBytes[d] = newTopK(k), newTopK(k)
+			b.byReq[d].in, b.byBytes[d].in = c.intern, c.intern
 		}
-		b.byReq[d].addBytes(c.buf, 1, r.BytesSent, 0)
+		b.byReq[d].addBytes(v, 1, r.BytesSent, 0)
 		if r.BytesSent > 0 {
-			b.byBytes[d].addBytes(c.buf, r.BytesSent, 1, 0)
+			b.byBytes[d].addBytes(v, r.BytesSent, 1, 0)
 		}
 		if d == DimReferer {
-			c.referers.addBytes(c.buf, 1, r.BytesSent, 0)
+			c.referers.addBytes(v, 1, r.BytesSent, 0)
 		}
 	}
 	if isServerError(r.Status) {
 		if b.errWho == nil {
 			b.errWho = newTopK(2 * k)
+			b.errWho.in = c.intern
 		}
-		c.addComposite(b.errWho, r, 1, DimPath, DimStatus, DimUserAgent, DimClient, DimKey)
+		c.addComposite(b.errWho, 1, DimPath, DimStatus, DimUserAgent, DimClient, DimKey)
 	}
 	if r.RequestTime >= slowFloor {
 		if b.slowWho == nil {
 			b.slowWho = newTopK(2 * k)
+			b.slowWho.in = c.intern
 		}
-		c.addComposite(b.slowWho, r, r.RequestTime.Milliseconds(), DimPath, DimUserAgent, DimClient, DimKey)
+		c.addComposite(b.slowWho, r.RequestTime.Milliseconds(), DimPath, DimUserAgent, DimClient, DimKey)
 	}
 }
 
 // addComposite counts r under "dimension\x00value" for each of dims in one
 // summary, for attributing rare events (errors, slow requests) without a
 // summary per dimension.
-func (c *Collector) addComposite(t *topK, r *accesslog.Record, w int64, dims ...Dimension) {
+func (c *Collector) addComposite(t *topK, w int64, dims ...Dimension) {
 	for _, d := range dims {
-		c.buf = append(c.buf[:0], byte('0'+d), 0)
-		var ok bool
-		c.buf, ok = appendValue(c.buf, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
-		if ok {
+		if v, ok := c.value(d); ok {
+			c.buf = append(append(c.buf[:0], byte('0'+d), 0), v...)
 			t.addBytes(c.buf, w, 0, 0)
 		}
 	}
@@ -484,9 +512,8 @@ func (c *Collector) observeTimes(r *accesslog.Record) {
 		c.buf = append(c.buf[:0], byte('0'+d), 0)
 		c.buf = appendUint(c.buf, uint64(wb))
 		c.buf = append(c.buf, 0)
-		var ok bool
-		c.buf, ok = appendValue(c.buf, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
-		if ok {
+		if v, ok := c.value(d); ok {
+			c.buf = append(c.buf, v...)
 			c.abortWho.addBytes(c.buf, 1, rt.Microseconds(), up)
 		}
 	}
@@ -528,10 +555,10 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 	}
 	c.staticReq++
 	c.staticBytes += r.BytesSent
-	c.buf = appendRefererDomain(c.buf[:0], r.Referer)
-	c.staticRef.addBytes(c.buf, r.BytesSent, 1, 0)
-	c.buf = append(c.buf, 0)
-	c.buf = appendPathTemplate(c.buf, r.Path)
+	ref, _ := c.value(DimReferer)
+	path, _ := c.value(DimPath)
+	c.staticRef.addBytes(ref, r.BytesSent, 1, 0)
+	c.buf = append(append(append(c.buf[:0], ref...), 0), path...)
 	c.staticRefPath.addBytes(c.buf, r.BytesSent, 1, 0)
 }
 
@@ -562,8 +589,8 @@ func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64) {
 			b.repReq += scale
 			b.repBytes += r.BytesSent * scale
 			for i, d := range []Dimension{DimUserAgent, DimClient, DimPath} {
-				c.buf, _ = appendValue(c.buf[:0], d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
-				c.repeatWho[i].addBytes(c.buf, r.BytesSent*scale, scale, 0)
+				v, _ := c.value(d)
+				c.repeatWho[i].addBytes(v, r.BytesSent*scale, scale, 0)
 			}
 		}
 	} else if slot.fp != 0 && ns-slot.at < window && slot.at-ns < window {

@@ -170,7 +170,7 @@ func appendRefererDomain(dst []byte, ref string) []byte {
 // application's metrics count as one endpoint, and all images in a folder as
 // "/images/*.jpg".
 func appendPathTemplate(dst []byte, path string) []byte {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
+	if i := indexAny2(path, '?', '#'); i >= 0 {
 		path = path[:i]
 	}
 	if path == "" || path == "-" {
@@ -239,6 +239,17 @@ func isIdentifier(seg string) bool {
 	return false
 }
 
+// indexAny2 is strings.IndexAny for two bytes, without building a set on
+// every call (it runs several times per log line).
+func indexAny2(s string, a, b byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == a || s[i] == b {
+			return i
+		}
+	}
+	return -1
+}
+
 // staticClass says what kind of static object a path's last segment is:
 // "image", "media", "download", "asset", or "" when it is not static.
 func staticClass(seg string) string {
@@ -268,7 +279,7 @@ func staticClass(seg string) string {
 
 // staticPath is staticClass for a whole request target.
 func staticPath(path string) string {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
+	if i := indexAny2(path, '?', '#'); i >= 0 {
 		path = path[:i]
 	}
 	if i := strings.LastIndexByte(path, '/'); i >= 0 {

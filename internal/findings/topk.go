@@ -18,7 +18,33 @@ type topK struct {
 	k       int
 	entries []tkEntry
 	index   map[string]int
-	last    int // entry of the last addBytes hit
+	last    int       // entry of the last addBytes hit
+	in      *interner // nil: every new key is copied
+}
+
+// interner shares the strings of dimension values among a collector's
+// summaries. The same network or path recurs in every time bucket, and a
+// full Space-Saving summary takes in a new key on every miss, so copying
+// each one would allocate on most log lines. Bounded: forgotten when full.
+type interner struct {
+	m   map[string]string
+	max int
+}
+
+func newInterner(max int) *interner {
+	return &interner{m: make(map[string]string), max: max}
+}
+
+func (in *interner) get(b []byte) string {
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(in.m) >= in.max {
+		clear(in.m)
+	}
+	in.m[s] = s
+	return s
 }
 
 type tkEntry struct {
@@ -28,7 +54,7 @@ type tkEntry struct {
 }
 
 func newTopK(k int) *topK {
-	return &topK{k: k, index: make(map[string]int, k)}
+	return &topK{k: k, index: make(map[string]int, k), entries: make([]tkEntry, 0, k)}
 }
 
 // addBytes counts key (which may alias a reused buffer: it is cloned only
@@ -51,7 +77,11 @@ func (t *topK) addBytes(key []byte, w, a, b int64) {
 		e.B += b
 		return
 	}
-	t.insert(string(key), true, w, a, b)
+	if t.in != nil {
+		t.insert(t.in.get(key), w, a, b)
+		return
+	}
+	t.insert(string(key), w, a, b)
 }
 
 // add is addBytes for a string key.
@@ -63,13 +93,11 @@ func (t *topK) add(key string, w, a, b int64) {
 		e.B += b
 		return
 	}
-	t.insert(key, true, w, a, b)
+	t.insert(strings.Clone(key), w, a, b)
 }
 
-func (t *topK) insert(key string, clone bool, w, a, b int64) {
-	if clone {
-		key = strings.Clone(key)
-	}
+// insert adds a key the summary may keep (a copy, not an alias).
+func (t *topK) insert(key string, w, a, b int64) {
 	if len(t.entries) < t.k {
 		t.index[key] = len(t.entries)
 		t.entries = append(t.entries, tkEntry{Key: key, W: w, A: a, B: b})
