@@ -261,10 +261,9 @@ func (e *entry) rewindow(width, abs int64) {
 	e.reqs[e.head%ringSize] = uint32(min(reqs, math.MaxUint32))
 }
 
-// advance moves the ring's head to the bucket holding abs, clearing buckets
-// that slid out. A clock that went backwards leaves the head where it is.
-func (e *entry) advance(abs int64) {
-	cur := abs / e.width
+// advanceTo moves the ring's head to bucket cur, clearing buckets that
+// slid out. A clock that went backwards leaves the head where it is.
+func (e *entry) advanceTo(cur int64) {
 	if cur <= e.head {
 		return
 	}
@@ -280,6 +279,24 @@ func (e *entry) advance(abs int64) {
 		}
 	}
 	e.head = cur
+}
+
+// settle advances the ring to abs and returns the completed worker time in
+// the window ending there: the hot path, with one division.
+func (e *entry) settle(abs int64) int64 {
+	cur := abs / e.width
+	if cur < e.head { // clock went backwards
+		return e.completed(abs)
+	}
+	e.advanceTo(cur)
+	// The ring now holds exactly the window's buckets plus the one sliding
+	// out, oldest = cur-subBuckets, which shares cur+1's slot.
+	w := e.work[(cur+1)%ringSize]
+	if w == 0 {
+		return e.total
+	}
+	within := abs - cur*e.width
+	return e.total - w + int64(float64(w)*float64(e.width-within)/float64(e.width))
 }
 
 // completed is the worker time charged in the window ending at abs, without
@@ -388,8 +405,7 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	if e.width != width {
 		e.rewindow(width, abs)
 	}
-	e.advance(abs)
-	used := e.completed(abs) + e.inFlightElapsed(off)
+	used := e.settle(abs) + e.inFlightElapsed(off)
 
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
 	switch {
@@ -463,7 +479,7 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		return Decision{}
 	}
 	e := &s.entries[t.slot]
-	e.advance(abs)
+	completed := e.settle(abs)
 	if e.inFlight > 0 {
 		e.inFlight--
 		e.sumStart -= t.start
@@ -471,8 +487,9 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 	if worker > 0 {
 		e.work[e.head%ringSize] += int64(worker)
 		e.total += int64(worker)
+		completed += int64(worker)
 	}
-	used := e.completed(abs) + e.inFlightElapsed(off)
+	used := completed + e.inFlightElapsed(off)
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
 	if t.budget > 0 {
 		d.Remaining = max(time.Duration(t.budget-used), 0)
