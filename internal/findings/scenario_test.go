@@ -440,3 +440,14 @@ func TestStrayTimestampIsNotCharted(t *testing.T) {
 		t.Errorf("untimed %d of %d records, want the stray one", c.untimed, c.records)
 	}
 }
+
+// --site names the site's own hosts: referers from them are not hotlinks.
+func TestSiteHostsSilenceHotlink(t *testing.T) {
+	recs := findingstest.Generate(findingstest.Options{Seed: 7, Days: 2, Hotlink: true})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{SiteHosts: []string{"forum.example.com", "www." + findingstest.HotlinkSite}})
+	for _, f := range rep.Findings {
+		if f.Kind == KindHotlink {
+			t.Errorf("hotlink from a site given as our own: %s", f.Title)
+		}
+	}
+}
