@@ -3,6 +3,7 @@ package findings
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -67,8 +68,9 @@ type Histogram struct {
 	KneeSeconds float64 // 0 when there is no knee
 }
 
-// Analyze runs every detector over c and ranks the findings. c must not be
-// observed into afterwards.
+// Analyze runs every detector over c and ranks the findings. It only reads
+// c (the report shares nothing with it), so a collector may go on observing
+// and be analyzed again, as `logs analyze --follow` does; not concurrently.
 func Analyze(c *Collector, opt AnalyzeOptions) (*Report, error) {
 	rep := &Report{Records: c.records, Location: c.loc}
 	if c.loc != nil {
@@ -344,7 +346,7 @@ func factor(a, b float64) string {
 
 func (c *Collector) charts(fs []Finding, knee float64) Charts {
 	bs := c.series()
-	ch := Charts{BucketWidth: time.Duration(c.width) * time.Second, Scatter: c.sample}
+	ch := Charts{BucketWidth: time.Duration(c.width) * time.Second, Scatter: slices.Clone(c.sample)}
 	for i, b := range bs {
 		ch.Times = append(ch.Times, c.bucketTime(i))
 		if b == nil {
