@@ -103,6 +103,8 @@ func TestEngineFindsTheInjectedCause(t *testing.T) {
 			findings.KindLevelShift, "user_agent", findingstest.PicViewerUA},
 		{"exporter", findingstest.Options{Seed: 22, Days: 2, Exporter: true},
 			findings.KindClientTimeout, "user_agent", findingstest.ExporterUA},
+		{"exporter-guarded", findingstest.Options{Seed: 26, Days: 2, Exporter: true, ExporterGuarded: true},
+			findings.KindClientTimeout, "key", findingstest.ExporterKey},
 		{"crawler", findingstest.Options{Seed: 23, Days: 2, Crawler: true},
 			findings.KindCrawler, "user_agent", findingstest.CrawlerUA},
 		{"hotlink", findingstest.Options{Seed: 24, Days: 2, Hotlink: true},
