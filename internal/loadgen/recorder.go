@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/headroom-dev/headroom/internal/loadgen/h1"
 )
 
 // Latencies are recorded in microseconds from 1 µs to 10 minutes with three
@@ -145,6 +148,8 @@ func (s *shard) drain(corrected, raw, lag *hdrhistogram.Histogram, c *intervalCo
 func errorKind(err error) string {
 	var ne net.Error
 	switch {
+	case errors.Is(err, h1.ErrInterrupted), errors.Is(err, context.Canceled):
+		return "interrupted"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.Is(err, syscall.ECONNREFUSED):

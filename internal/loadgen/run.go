@@ -160,6 +160,15 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	r.start = r.now()
 	agg.begin(r.start)
 	done := make(chan struct{})
+	// Stopped by the caller (Ctrl-C): requests in progress fail at once
+	// rather than each waiting out its timeout.
+	go func() {
+		select {
+		case <-ctx.Done():
+			r.sender.interrupt()
+		case <-done:
+		}
+	}()
 	go func() {
 		if r.open {
 			r.pace(runCtx)

@@ -380,15 +380,36 @@ func TestOptionErrors(t *testing.T) {
 }
 
 func TestCancelStopsTheRun(t *testing.T) {
-	srv, _ := okServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	res, err := Run(ctx, Options{Targets: []Target{target(t, srv.URL)}, Rate: 100, Duration: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if time.Since(start) > 15*time.Second || res.Completed == 0 {
-		t.Errorf("cancelled run took %s and completed %d", time.Since(start), res.Completed)
+	// A server that never answers: cancelling the run (Ctrl-C) must not
+	// wait out the 30 s timeout of the requests in progress.
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	for _, o := range []Options{
+		{Rate: 20, Duration: time.Hour},
+		{VUs: 3, Duration: time.Hour},
+		{Rate: 20, Duration: time.Hour, HTTP2: true},
+	} {
+		o.Targets = []Target{target(t, hang.URL)}
+		o.Timeout = 30 * time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		start := time.Now()
+		res, err := Run(ctx, o)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("%s model (http2 %v): cancelled run took %s", res.Model, o.HTTP2, took)
+		}
+		if res.Sent == 0 || res.ErrorKinds["interrupted"] != res.Sent {
+			t.Errorf("%s model (http2 %v): sent %d, failures %v: want every request interrupted", res.Model, o.HTTP2, res.Sent, res.ErrorKinds)
+		}
 	}
 }

@@ -62,6 +62,9 @@ type sender interface {
 	// figures since the last call (net/http's connections).
 	bytesSince() int64
 	protocol() string
+	// interrupt fails every request in progress and every later one at
+	// once: the run was stopped (Ctrl-C) and must not wait for them.
+	interrupt()
 	close()
 }
 
@@ -79,6 +82,32 @@ type mixedSender struct {
 	std    *stdSender
 	proto  string
 	slack  time.Duration
+
+	allMu       sync.Mutex
+	all         []*h1.Conn // every connection made, for interrupt
+	interrupted bool
+}
+
+func (s *mixedSender) track(c *h1.Conn) *h1.Conn {
+	s.allMu.Lock()
+	s.all = append(s.all, c)
+	if s.interrupted {
+		c.Interrupt()
+	}
+	s.allMu.Unlock()
+	return c
+}
+
+func (s *mixedSender) interrupt() {
+	s.allMu.Lock()
+	s.interrupted = true
+	for _, c := range s.all {
+		c.Interrupt()
+	}
+	s.allMu.Unlock()
+	if s.std != nil {
+		s.std.cancel()
+	}
 }
 
 var _ sender = (*mixedSender)(nil)
@@ -122,7 +151,7 @@ func (s *mixedSender) getConn() *h1.Conn {
 		return c
 	}
 	s.mu.Unlock()
-	return &h1.Conn{Dialer: s.dialer, Now: s.now, DeadlineSlack: s.slack}
+	return s.track(&h1.Conn{Dialer: s.dialer, Now: s.now, DeadlineSlack: s.slack})
 }
 
 func (s *mixedSender) putConn(c *h1.Conn) {
@@ -160,6 +189,7 @@ func (s *mixedSender) close() {
 	s.idle = nil
 	s.mu.Unlock()
 	if s.std != nil {
+		s.std.cancel()
 		s.std.tr.CloseIdleConnections()
 	}
 }
@@ -167,11 +197,11 @@ func (s *mixedSender) close() {
 // userConn is a virtual user's own connection.
 type userConn struct {
 	s *mixedSender
-	c h1.Conn
+	c *h1.Conn
 }
 
 func (s *mixedSender) conn() senderConn {
-	return &userConn{s: s, c: h1.Conn{Dialer: s.dialer, Now: s.now, DeadlineSlack: s.slack}}
+	return &userConn{s: s, c: s.track(&h1.Conn{Dialer: s.dialer, Now: s.now, DeadlineSlack: s.slack})}
 }
 
 func (u *userConn) send(t *preparedTarget, deadline time.Time, exact bool) (h1.Response, error) {
@@ -194,6 +224,9 @@ type stdSender struct {
 	tr     *http.Transport
 	client *http.Client
 	bytes  atomic.Int64
+	// base is cancelled by interrupt.
+	base   context.Context
+	cancel context.CancelFunc
 }
 
 type countingConn struct {
@@ -209,6 +242,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 
 func newStdSender(o *Options) *stdSender {
 	s := &stdSender{o: o}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	d := &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}
 	s.tr = &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -241,7 +275,7 @@ func newStdSender(o *Options) *stdSender {
 }
 
 func (s *stdSender) send(t *preparedTarget, deadline time.Time) (h1.Response, error) {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(s.base, deadline)
 	defer cancel()
 	var resp h1.Response
 	trace := &httptrace.ClientTrace{GotFirstResponseByte: func() { resp.FirstByte = time.Now() }}

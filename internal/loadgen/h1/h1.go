@@ -21,6 +21,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -137,7 +139,11 @@ type Conn struct {
 	DeadlineSlack time.Duration
 
 	addr string
-	c    net.Conn
+	// mu guards c against Interrupt, which runs on another goroutine; the
+	// owner takes it only to dial, close and move the deadline.
+	mu          sync.Mutex
+	interrupted atomic.Bool
+	c           net.Conn
 	cr   countingReader
 	br   *bufio.Reader
 	used bool // a response was read on c: a failure may be a stale keep-alive
@@ -146,12 +152,29 @@ type Conn struct {
 
 // Close closes the current connection, if any.
 func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.c == nil {
 		return nil
 	}
 	err := c.c.Close()
 	c.c = nil
 	return err
+}
+
+// ErrInterrupted is returned by Do once Interrupt was called.
+var ErrInterrupted = errors.New("h1: interrupted")
+
+// Interrupt makes the request in progress, if any, and every later one fail
+// at once with ErrInterrupted. It is safe to call from any goroutine: it is
+// how a run stopped by the user (Ctrl-C) stops waiting for slow servers.
+func (c *Conn) Interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.interrupted.Store(true)
+	if c.c != nil {
+		c.c.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 func (c *Conn) now() time.Time {
@@ -170,7 +193,14 @@ func (c *Conn) dial(addr string) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	if c.interrupted.Load() {
+		c.mu.Unlock()
+		nc.Close()
+		return ErrInterrupted
+	}
 	c.c, c.addr, c.used, c.dl = nc, addr, false, time.Time{}
+	c.mu.Unlock()
 	c.cr.r = nc
 	if c.br == nil {
 		c.br = bufio.NewReaderSize(&c.cr, 32<<10)
@@ -186,13 +216,16 @@ func (c *Conn) dial(addr string) error {
 // keep-alive connection, which says nothing about its capacity.
 func (c *Conn) Do(req *Request, deadline time.Time) (Response, error) {
 	resp, err, retry := c.do(req, deadline)
-	if err != nil && retry {
+	if err != nil && retry && !c.interrupted.Load() {
 		resp, err, _ = c.do(req, deadline)
 	}
 	return resp, err
 }
 
 func (c *Conn) do(req *Request, deadline time.Time) (resp Response, err error, retry bool) {
+	if c.interrupted.Load() {
+		return Response{}, ErrInterrupted, false
+	}
 	if c.c != nil && c.addr != req.Addr {
 		c.Close()
 	}
@@ -208,7 +241,14 @@ func (c *Conn) do(req *Request, deadline time.Time) (resp Response, err error, r
 		if !set.IsZero() {
 			set = set.Add(c.DeadlineSlack)
 		}
-		if err := c.c.SetDeadline(set); err != nil {
+		c.mu.Lock()
+		if c.interrupted.Load() {
+			c.mu.Unlock()
+			return Response{}, ErrInterrupted, false
+		}
+		err := c.c.SetDeadline(set)
+		c.mu.Unlock()
+		if err != nil {
 			c.Close()
 			return Response{}, err, reused
 		}
@@ -216,6 +256,9 @@ func (c *Conn) do(req *Request, deadline time.Time) (resp Response, err error, r
 	}
 	if _, err := c.c.Write(req.wire); err != nil {
 		c.Close()
+		if c.interrupted.Load() {
+			return Response{}, ErrInterrupted, false
+		}
 		return Response{}, err, reused && !isTimeout(err)
 	}
 	c.cr.n = 0
@@ -225,6 +268,9 @@ func (c *Conn) do(req *Request, deadline time.Time) (resp Response, err error, r
 	if err != nil {
 		noBytes := c.cr.n == 0
 		c.Close()
+		if c.interrupted.Load() {
+			return resp, ErrInterrupted, false
+		}
 		return resp, err, reused && noBytes && !isTimeout(err)
 	}
 	c.used = true

@@ -304,3 +304,36 @@ func BenchmarkConnDoNoNetwork(b *testing.B) {
 		}
 	}
 }
+
+func TestInterrupt(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	r, _ := NewRequest(RequestOptions{URL: mustURL(srv.URL)})
+	c := &Conn{DeadlineSlack: time.Second}
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Do(r, time.Now().Add(time.Minute))
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.Interrupt()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrInterrupted) {
+			t.Errorf("err = %v, want ErrInterrupted", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Interrupt did not stop the request")
+	}
+	if _, err := c.Do(r, time.Now().Add(time.Minute)); !errors.Is(err, ErrInterrupted) {
+		t.Errorf("after Interrupt: err = %v, want ErrInterrupted", err)
+	}
+}
