@@ -144,10 +144,10 @@ type Conn struct {
 	mu          sync.Mutex
 	interrupted atomic.Bool
 	c           net.Conn
-	cr   countingReader
-	br   *bufio.Reader
-	used bool // a response was read on c: a failure may be a stale keep-alive
-	dl   time.Time
+	cr          countingReader
+	br          *bufio.Reader
+	used        bool // a response was read on c: a failure may be a stale keep-alive
+	dl          time.Time
 }
 
 // Close closes the current connection, if any.
