@@ -72,7 +72,7 @@ func appendValue(dst []byte, d Dimension, client, key, ua, method, path, referer
 		if key == "" || key == "-" {
 			return dst, false
 		}
-		return append(dst, truncate(key)...), true
+		return appendKey(dst, key), true
 	case DimClient:
 		return appendClientPrefix(dst, client), true
 	case DimPath:
@@ -91,6 +91,41 @@ func appendValue(dst []byte, d Dimension, client, key, ua, method, path, referer
 		return append(dst, truncate(method)...), true
 	}
 	return dst, false
+}
+
+// appendKey appends a key as reports may show it. headroom's own log
+// carries fingerprints (fp-…) or client addresses (addr:…), shown as they
+// are; anything else may be an API key in clear (a JSON log's api_key, a
+// log_format with $http_x_api_key), and API keys never appear in clear in
+// headroom's output: it becomes its first characters and a hash, enough to
+// tell keys apart and to find one in the log, not to use it.
+func appendKey(dst []byte, key string) []byte {
+	if isFingerprint(key) || strings.HasPrefix(key, "addr:") {
+		return append(dst, truncate(key)...)
+	}
+	if n := len(key) / 4; n > 0 {
+		dst = append(dst, key[:min(n, 4)]...)
+	}
+	dst = append(dst, "…"...)
+	const hexdigits = "0123456789abcdef"
+	h := hashString(0x6b6579, key)
+	for i := 60; i >= 32; i -= 4 {
+		dst = append(dst, hexdigits[h>>uint(i)&0xf])
+	}
+	return dst
+}
+
+// isFingerprint matches the guard's key fingerprints, fp- and 16 hex digits.
+func isFingerprint(s string) bool {
+	if len(s) != 19 || !strings.HasPrefix(s, "fp-") {
+		return false
+	}
+	for i := 3; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string) string {

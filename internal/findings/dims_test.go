@@ -60,6 +60,30 @@ func TestRefererDomain(t *testing.T) {
 	}
 }
 
+// API keys never appear in clear; fingerprints and addresses do.
+func TestKeyValues(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"fp-3fa94c0d1e2b5a67", "fp-3fa94c0d1e2b5a67"},
+		{"addr:203.0.113.5", "addr:203.0.113.5"},
+		{"fp-3FA94C0D1E2B5A67", "fp-3…"},
+		{"sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_l…"},
+		{"abc", "…"},
+	} {
+		got, ok := appendValue(nil, DimKey, "", tc.in, "", "", "", "", 0)
+		if !ok || !strings.HasPrefix(string(got), tc.want) {
+			t.Errorf("key %q shown as %q, want it to start with %q", tc.in, got, tc.want)
+		}
+		if tc.want != tc.in && (strings.Contains(string(got), tc.in) || len(got) != len(tc.want)+8) {
+			t.Errorf("key %q shown as %q: not masked to a prefix and 8 hex digits", tc.in, got)
+		}
+	}
+	a, _ := appendValue(nil, DimKey, "", "key-one-aaaaaaaa", "", "", "", "", 0)
+	b, _ := appendValue(nil, DimKey, "", "key-one-bbbbbbbb", "", "", "", "", 0)
+	if string(a) == string(b) {
+		t.Errorf("two keys masked alike: %q", a)
+	}
+}
+
 func TestIsBot(t *testing.T) {
 	for _, tc := range []struct {
 		ua   string

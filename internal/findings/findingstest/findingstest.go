@@ -60,7 +60,7 @@ type Options struct {
 const (
 	SiteHost    = "forum.example.com"
 	ExporterUA  = "NewRelic Exporter"
-	ExporterKey = "k-4f2a9c"
+	ExporterKey = "fp-4f2a9c0d1e2b5a67" // a fingerprint, as headroom's log writes keys
 	CrawlerUA   = "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"
 	HotlinkSite = "pics-mirror.example.net"
 	PicViewerUA = "PicViewer/2.3 (Android 9; SM-G960F)"
