@@ -219,23 +219,24 @@ func (r *run) pace(ctx context.Context) {
 	max := int64(r.o.MaxInFlight)
 	for si, st := range r.stages {
 		r.stage.Store(int32(si))
-		interval := time.Duration(float64(time.Second) / st.Target)
-		count := int64(float64(st.Duration) / float64(interval))
-		if time.Duration(count)*interval < st.Duration {
-			count++
-		}
+		// Offsets in floating point: an integer interval (333333333 ns at
+		// 3/s) would fit a fourth arrival into the first second.
+		count := int64(math.Ceil(st.Duration.Seconds()*st.Target - 1e-9))
 		base := r.start.Add(stageStart)
+		at := func(j int64) time.Time {
+			return base.Add(time.Duration(float64(j) * float64(time.Second) / st.Target))
+		}
 		for j := int64(0); j < count; {
 			now := r.now()
 			due := j
-			for due < count && !base.Add(time.Duration(due)*interval).After(now) {
+			for due < count && !at(due).After(now) {
 				due++
 			}
 			for ; j < due; j++ {
 				if !r.take() {
 					return
 				}
-				intended := base.Add(time.Duration(j) * interval)
+				intended := at(j)
 				r.scheduled.Add(1)
 				if r.inFlight.Load() >= max {
 					r.dropped.Add(1)
@@ -248,7 +249,7 @@ func (r *run) pace(ctx context.Context) {
 			if j >= count {
 				break
 			}
-			wait := base.Add(time.Duration(j) * interval).Sub(r.now())
+			wait := at(j).Sub(r.now())
 			if wait > 0 {
 				t := time.NewTimer(wait)
 				select {

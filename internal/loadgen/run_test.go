@@ -413,3 +413,20 @@ func TestCancelStopsTheRun(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduleCountsAreExact(t *testing.T) {
+	srv, _ := okServer(t)
+	for _, tc := range []struct {
+		stages []Stage
+		want   int64
+	}{
+		{[]Stage{{time.Second, 3}}, 3},
+		{[]Stage{{2 * time.Second, 1 / 1.5}}, 2},
+		{[]Stage{{time.Second, 7}, {500 * time.Millisecond, 10}}, 12},
+	} {
+		res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, Stages: tc.stages})
+		if res.Scheduled != tc.want {
+			t.Errorf("stages %v: scheduled %d, want %d", tc.stages, res.Scheduled, tc.want)
+		}
+	}
+}
