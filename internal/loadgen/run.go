@@ -561,11 +561,17 @@ func (a *aggregator) result() *Result {
 		BytesReceived:      a.totals.bytes,
 		MonitorErrors:      a.monErrs,
 	}
+	// With stages, the stage results carry the targets; Rate and VUs hold
+	// the single target of an unstaged run.
+	if len(r.stages) == 1 {
+		if r.open {
+			res.Rate = r.stages[0].Target
+		} else {
+			res.VUs = int(r.stages[0].Target)
+		}
+	}
 	if !r.open {
 		res.Model = "closed"
-		res.VUs = int(r.stages[0].Target)
-	} else {
-		res.Rate = r.stages[0].Target
 	}
 	for _, t := range r.targets {
 		res.Targets = append(res.Targets, t.display)
