@@ -290,7 +290,9 @@ func (c *Collector) Observe(r *accesslog.Record) {
 	c.computeValues(r)
 	c.observeTimes(r)
 	c.observeStatic(r)
-	if r.Time.IsZero() {
+	if y := r.Time.Year(); y < 1970 || y > 2200 {
+		// No time, or one no access log holds: beyond 2262 nanoseconds
+		// since 1970 overflow, and JSON cannot write years past 9999.
 		c.untimed++
 		return
 	}

@@ -1,10 +1,14 @@
 package findings
 
 import (
+	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
 )
 
 func TestPathTemplate(t *testing.T) {
@@ -194,5 +198,48 @@ func FuzzDimensionValues(f *testing.F) {
 		_ = siteDomain(s)
 		_, _ = isBot(s, nil)
 		_ = staticPath(s)
+	})
+}
+
+// FuzzCollector feeds arbitrary records (any bytes in any field, negative or
+// huge numbers, any time) through Observe, Merge, Analyze and the renderers:
+// nothing may panic, and the JSON must encode.
+func FuzzCollector(f *testing.F) {
+	f.Add("203.0.113.5", "k", "GET", "/a/1.jpg?x", "https://x.example/", "curl/8", "h", 200, int64(100), int64(4668), int64(30000), true, int64(1554357600))
+	f.Add("", "", "", "", "", "", "", 0, int64(-1), int64(-5), int64(0), false, int64(0))
+	f.Add("::ffff:1.2.3.4", "fp-0123456789abcdef", "\xff", "*", "-", "\x00", "_", 499, int64(1<<62), int64(1<<40), int64(-1), true, int64(-62135596800))
+	f.Add("1.2.3.4", "", "GET", "/x.jpg", "", "curl/8", "", 200, int64(10), int64(1), int64(1), false, int64(1<<39))
+	f.Fuzz(func(t *testing.T, client, key, method, path, ref, ua, host string, status int, bytes, rtMs, utMs int64, hasUT bool, sec int64) {
+		c, o := NewCollector(Options{MaxBuckets: 16, RefetchSlots: 64, Samples: 8}), NewCollector(Options{MaxBuckets: 16, RefetchSlots: 64, Samples: 8})
+		base := time.Unix(sec%(1<<40), 0).UTC()
+		for i := range 5 {
+			r := accesslog.Record{
+				Time: base.Add(time.Duration(i) * time.Minute), Client: client, Key: key, Method: method, Path: path,
+				Host: host, Status: status, BytesSent: bytes, RequestTime: time.Duration(rtMs) * time.Millisecond,
+				UpstreamTime: time.Duration(utMs) * time.Millisecond, HasUpstreamTime: hasUT, Referer: ref, UserAgent: ua,
+			}
+			if i == 3 {
+				r.Time = time.Time{}
+			}
+			if i%2 == 0 {
+				c.Observe(&r)
+			} else {
+				o.Observe(&r)
+			}
+		}
+		c.Merge(o)
+		cmp := Compare{Period: Window{base, base.Add(time.Hour)}, Baseline: Window{base.Add(-time.Hour), base}}
+		for _, opt := range []AnalyzeOptions{{}, {Compare: &cmp, SiteHosts: []string{host}}} {
+			rep, err := Analyze(c, opt)
+			if err != nil {
+				continue // a comparison outside the log is a user error, reported
+			}
+			if err := WriteText(io.Discard, rep.Findings, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := json.Marshal(rep.Findings); err != nil {
+				t.Fatalf("findings do not encode: %v", err)
+			}
+		}
 	})
 }
