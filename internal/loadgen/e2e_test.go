@@ -293,8 +293,9 @@ func allowedCPUs(t *testing.T) []int {
 func TestBinaryServerBoundAndThreshold(t *testing.T) {
 	headroom, _ := binaries(t)
 	url := startServer(t, nil, "-addr", "127.0.0.1:0", "-workers", "4", "-delay", "25ms")
+	csvPath := filepath.Join(t.TempDir(), "s.csv")
 	cmd := exec.Command(headroom, "load", url, "--rate", "400/s", "--duration", "4s", "--graceful-stop", "1s",
-		"--threshold", "p95<100ms", "--out", filepath.Join(t.TempDir(), "s.csv"))
+		"--threshold", "p95<100ms", "--out", csvPath)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	err := cmd.Run()
@@ -307,5 +308,13 @@ func TestBinaryServerBoundAndThreshold(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+	b, err := os.ReadFile(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(rows) < 5 || !strings.HasPrefix(rows[0], "second,stage,target,scheduled,sent,dropped,completed,errors") {
+		t.Errorf("--out wrote %d rows:\n%s", len(rows), b)
 	}
 }
