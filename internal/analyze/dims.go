@@ -95,8 +95,10 @@ func classifySegment(s string) segClass {
 		return segID
 	case letters == 0 && digits > 0 && len(s) >= 16: // hex digests, UUIDs
 		return segHash
-	case digits > 0 && len(s) >= 20 && digits+hex+letters >= len(s)-other && other <= len(s)/4:
-		return segHash // opaque tokens: base64url ids, session keys
+	case digits > 0 && len(s) >= 20 && (other == 0 || digits >= len(s)/4):
+		// Opaque tokens (base64url ids, session keys), but not slugs:
+		// "logstash-monitorama-2013" is words joined by dashes.
+		return segHash
 	}
 	return segName
 }

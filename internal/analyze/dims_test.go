@@ -24,6 +24,9 @@ func TestPathTemplate(t *testing.T) {
 		"/deadbeefdeadbeef":                                "/deadbeefdeadbeef", // no digit: could be a word
 		"/media/thumb/642564_3.png":                        "/media/thumb/:id.png",
 		"/archive/2019-04-04":                              "/archive/:id",
+		"/presentations/logstash-monitorama-2013/":         "/presentations/logstash-monitorama-2013/",
+		"/t/a1b2c3d4-e5f6-a7b8-c9d0-e1f2a3b4c5d6":          "/t/:hash",
+		"/s/x9_k2-p8_Q7_z1-m3_n4-r5":                       "/s/:hash",
 		"/version-2":                                       "/version-2",
 	}
 	for in, want := range cases {
