@@ -354,6 +354,50 @@ func (rn *run) chooseFormat(i int, head [][]byte, fixed *accesslog.Format) (*acc
 	return fixed, nil
 }
 
+// warnUnknownFields says when --where or --by names a field that neither
+// headroom nor this input's format has: a typo (stauts>=500) would
+// otherwise silently match nothing.
+func (rn *run) warnUnknownFields(i int, f *accesslog.Format, head [][]byte) {
+	var names []string
+	if rn.opts.Where != nil {
+		names = append(names, rn.opts.Where.extras...)
+	}
+	for _, b := range rn.by {
+		if b.extra {
+			names = append(names, b.name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	p := f.NewParser()
+	var r accesslog.Record
+	for _, l := range head {
+		if p.Parse(l, &r) == nil {
+			for _, x := range r.Extra {
+				seen[x.Name] = true
+			}
+		}
+	}
+	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		have := make([]string, 0, len(seen))
+		for k := range seen {
+			have = append(have, k)
+		}
+		slices.Sort(have)
+		extra := ""
+		if len(have) > 0 {
+			extra = "; this log also has " + strings.Join(have, ", ")
+		}
+		fmt.Fprintf(rn.opts.Log, "headroom: warning: %s has no field %q (built-in fields: %s%s)\n",
+			rn.inputs[i].Name, n, strings.Join(FieldNames(), ", "), extra)
+	}
+}
+
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -387,6 +431,7 @@ func (rn *run) readInput(ctx context.Context, i int, path string, fixed *accessl
 	rn.formats[i] = f
 	rn.inputs[i].Format = f.Name
 	rn.inputs[i].Size = in.Size
+	rn.warnUnknownFields(i, f, head)
 
 	var carry []byte
 	line := int64(1)

@@ -465,3 +465,21 @@ func TestFollowAcrossRotation(t *testing.T) {
 		t.Errorf("no rotation notice in %q", log.String())
 	}
 }
+
+func TestWarnsAboutUnknownField(t *testing.T) {
+	if _, err := os.Stat(realCombined); err != nil {
+		t.Skip("real sample not available")
+	}
+	f, err := CompileFilter("stauts>=500", time.Now(), time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	res := mustRun(t, Options{Inputs: []string{realCombined}, Where: f, By: []string{"remote_user"}, Log: &log})
+	if res.Records() != 0 || !strings.Contains(log.String(), `has no field "stauts"`) {
+		t.Errorf("records %d, log %q", res.Records(), log.String())
+	}
+	if strings.Contains(log.String(), `"remote_user"`) {
+		t.Errorf("warned about remote_user, which combined has: %q", log.String())
+	}
+}

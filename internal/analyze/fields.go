@@ -22,8 +22,9 @@ const (
 // values (template, prefix, ua_family…) are written into the caller's
 // scratch buffer, so reading a field does not allocate.
 type field struct {
-	name string
-	kind valueKind
+	name  string
+	extra bool // not built in: a variable of the log's format
+	kind  valueKind
 	num  func(r *accesslog.Record) (float64, bool)
 	str  func(r *accesslog.Record, scratch []byte) (string, []byte)
 }
@@ -131,7 +132,7 @@ func lookupField(name string) (field, error) {
 			return field{}, fmt.Errorf("field %q: names are letters, digits and _ (built-in: %s; or a variable of your log_format)", name, strings.Join(FieldNames(), ", "))
 		}
 	}
-	return field{name: name, str: func(r *accesslog.Record, b []byte) (string, []byte) {
+	return field{name: name, extra: true, str: func(r *accesslog.Record, b []byte) (string, []byte) {
 		v, _ := r.Get(name)
 		return v, b
 	}, num: func(r *accesslog.Record) (float64, bool) {

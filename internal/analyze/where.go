@@ -19,8 +19,9 @@ import (
 // (status=4xx); durations take units (request_time>1.5s) or seconds; time
 // takes RFC 3339 or a duration ago (time>=2h); VALUE may be quoted.
 type Filter struct {
-	src  string
-	eval func(r *accesslog.Record, scratch []byte) bool
+	src    string
+	eval   func(r *accesslog.Record, scratch []byte) bool
+	extras []string // non-built-in fields it reads, to warn about typos
 }
 
 // Match reports whether r passes the filter; scratch is a reusable buffer.
@@ -44,7 +45,7 @@ func CompileFilter(expr string, now time.Time, loc *time.Location) (*Filter, err
 	if err != nil {
 		return nil, fmt.Errorf("--where %q: %w (example: --where 'status>=500 and path~^/api/')", expr, err)
 	}
-	return &Filter{src: expr, eval: ev}, nil
+	return &Filter{src: expr, eval: ev, extras: p.extras}, nil
 }
 
 type tokKind uint8
@@ -136,8 +137,9 @@ func lexWhere(s string) ([]token, error) {
 type pred = func(r *accesslog.Record, scratch []byte) bool
 
 type whereParser struct {
-	toks []token
-	pos  int
+	extras []string
+	toks   []token
+	pos    int
 	now  time.Time
 	loc  *time.Location
 }
@@ -223,6 +225,9 @@ func (p *whereParser) comparison(name, op, val string) (pred, error) {
 	f, err := lookupField(name)
 	if err != nil {
 		return nil, err
+	}
+	if f.extra {
+		p.extras = append(p.extras, f.name)
 	}
 	switch op {
 	case "==":
