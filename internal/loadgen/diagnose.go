@@ -126,6 +126,10 @@ func Diagnose(samples []Sample, cfg DiagnoseConfig) Verdict {
 			reasons = append(reasons, fmt.Sprintf("achieved %.0f/s of the %.0f/s asked", st.achieved, st.offered))
 		}
 		reasons = append(reasons, "this is a link limit: run the generator closer to the server, or pass --link-capacity to name the known limit")
+		if !flat && cfg.LinkCapacity == 0 {
+			// The weakest form of the evidence: say what else it could be.
+			reasons = append(reasons, "unless the server streams its responses slowly on purpose, in which case this is the server's pace")
+		}
 		return Verdict{Verdict: ClientNetworkBound, Reasons: reasons}
 	}
 	if st.netKnown {
