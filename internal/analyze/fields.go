@@ -25,8 +25,8 @@ type field struct {
 	name  string
 	extra bool // not built in: a variable of the log's format
 	kind  valueKind
-	num  func(r *accesslog.Record) (float64, bool)
-	str  func(r *accesslog.Record, scratch []byte) (string, []byte)
+	num   func(r *accesslog.Record) (float64, bool)
+	str   func(r *accesslog.Record, scratch []byte) (string, []byte)
 }
 
 func secs(d time.Duration) float64 { return d.Seconds() }

@@ -140,8 +140,8 @@ type whereParser struct {
 	extras []string
 	toks   []token
 	pos    int
-	now  time.Time
-	loc  *time.Location
+	now    time.Time
+	loc    *time.Location
 }
 
 func (p *whereParser) peekWord(w string) bool {
