@@ -1,7 +1,6 @@
 package analyze
 
 import (
-	"hash/maphash"
 	"slices"
 	"strings"
 	"time"
@@ -28,10 +27,6 @@ const (
 
 // dimNames are the dimensions' names in reports and JSON.
 var dimNames = [numDims]string{"client", "prefix", "key", "ua_family", "user_agent", "referer_domain", "path_template", "method", "pool"}
-
-// hllSeed is shared by every shard so their HyperLogLog sketches hash
-// clients alike and can be merged.
-var hllSeed = maphash.MakeSeed()
 
 // sketchAccuracy is DDSketch's relative accuracy: quantiles within 1%.
 const (
@@ -123,7 +118,7 @@ func (a *aggregate) observe(r *accesslog.Record) {
 		// once (inserting again after a prune is harmless).
 		a.scratch = appendClientPrefix(a.scratch[:0], r.Client)
 		cl.aux = string(a.scratch)
-		a.clients.InsertHash(maphash.String(hllSeed, r.Client))
+		a.clients.Insert([]byte(r.Client))
 	}
 	cl.add(&c)
 	a.tops[dimPrefix].observe(cl.aux, &c)

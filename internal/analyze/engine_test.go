@@ -363,9 +363,17 @@ func TestTextReportGolden(t *testing.T) {
 	if out.String() != string(want) {
 		t.Errorf("text report differs:\n%s", firstDiff(string(want), out.String()))
 	}
-	// The JSON has the fields DESIGN.md promises, findings as a list.
+	// The JSON has the fields DESIGN.md promises, findings as a list, and
+	// is pinned as a whole too.
 	var js bytes.Buffer
 	rep.WriteJSON(&js)
+	goldenJSON := "testdata/report.json"
+	if *update {
+		os.WriteFile(goldenJSON, js.Bytes(), 0o644)
+	}
+	if want, err := os.ReadFile(goldenJSON); err != nil || js.String() != string(want) {
+		t.Errorf("JSON report differs from %s (%v):\n%s", goldenJSON, err, firstDiff(string(want), js.String()))
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(js.Bytes(), &m); err != nil {
 		t.Fatal(err)
