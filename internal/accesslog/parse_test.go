@@ -181,6 +181,7 @@ func TestSniff(t *testing.T) {
 		"testdata/golden/alb-oddities.log":                 "alb",
 		"testdata/golden/headroom-crafted.log":             "headroom",
 		"testdata/golden/json-crafted.log":                 "json",
+		"testdata/golden/json-guard.log":                   "json",
 	}
 	for path, want := range cases {
 		data, err := os.ReadFile(path)
