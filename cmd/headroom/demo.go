@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/headroom-dev/headroom/internal/demo"
+	"github.com/headroom-dev/headroom/internal/findings"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -66,7 +68,7 @@ the same way.`,
 			if err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
-			return nil
+			return analyzeDemoLog(cmd, res.AccessLog)
 		},
 	}
 	f := cmd.Flags()
@@ -82,4 +84,16 @@ the same way.`,
 	f.StringVar(&o.AccessLog, "access-log", "", "write the proxy's access log here (default: access.log in a new temporary directory)")
 	f.DurationVar(&o.Drain, "drain", d.Drain, "after the run, wait at most this long for requests still running upstream")
 	return cmd
+}
+
+// analyzeDemoLog ends the story the way an operator would: the analyzer
+// reads the access log the guard just wrote and says what it sees.
+func analyzeDemoLog(cmd *cobra.Command, path string) error {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "\n$ headroom logs analyze --format headroom %s   (findings only)\n\n", path)
+	rep, err := findingsOf(cmd.Context(), []string{path}, "headroom")
+	if err != nil {
+		return fmt.Errorf("demo: analyzing its access log: %w", err)
+	}
+	return findings.WriteText(out, rep.Findings, time.Local)
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -76,7 +78,7 @@ action. A lasting change in requests or bytes (daily cycle removed) and the
 agents, keys, networks and paths behind it; client timeouts (aborted lines
 piling up at one request time) and the worker time they hide; lines that
 under-report upstream work; repeated fetches; crawlers; hotlinking; error and
-latency bursts. --compare attributes the change between two periods;
+latency bursts; clients refused with 429 (rate limited). --compare attributes the change between two periods;
 --html writes them with charts to a self-contained page.
 
 Malformed lines are counted and shown with file and line number; a file that
@@ -154,7 +156,7 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 		Follow:        f.follow,
 		Refresh:       f.refresh,
 		Now:           func() time.Time { return now },
-		NewSink:       func() analyze.Sink { return findingsSink{findings.NewCollector(findings.Options{})} },
+		NewSink:       newFindingsSink,
 	}
 	var err error
 	if f.since != "" {
@@ -233,6 +235,18 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 
 // findingsSink plugs the findings collector into the engine's workers.
 type findingsSink struct{ *findings.Collector }
+
+func newFindingsSink() analyze.Sink { return findingsSink{findings.NewCollector(findings.Options{})} }
+
+// findingsOf reads whole logs and returns only what the detectors make of
+// them, for commands that show findings without the aggregate tables.
+func findingsOf(ctx context.Context, inputs []string, format string) (*findings.Report, error) {
+	res, err := analyze.Run(ctx, analyze.Options{Inputs: inputs, Format: format, Log: io.Discard, NewSink: newFindingsSink})
+	if err != nil {
+		return nil, err
+	}
+	return findings.Analyze(res.Sink.(findingsSink).Collector, findings.AnalyzeOptions{})
+}
 
 func (s findingsSink) Merge(o analyze.Sink) { s.Collector.Merge(o.(findingsSink).Collector) }
 

@@ -102,6 +102,9 @@ func Analyze(c *Collector, opt AnalyzeOptions) (*Report, error) {
 		fs = append(fs, *f)
 	}
 	fs = append(fs, c.errorBursts()...)
+	if f := c.rateLimited(); f != nil {
+		fs = append(fs, *f)
+	}
 	fs = append(fs, c.latencyBursts()...)
 	rank(fs)
 	if fs == nil {

@@ -84,6 +84,7 @@ type bucket struct {
 	req, bytes int64
 	errs       int64 // 5xx
 	aborted    int64 // 499
+	limited    int64 // 429
 	rtSum      int64 // µs
 	lat        [latBins]uint32
 	repReq     int64
@@ -92,6 +93,7 @@ type bucket struct {
 	byBytes    [numDims]*topK // weight bytes, A requests
 	errWho     *topK          // "dim\x00value" of 5xx lines
 	slowWho    *topK          // "dim\x00value" weighted by client-facing ms
+	limWho     *topK          // "dim\x00value" of 429 lines
 }
 
 // recentFetch is one slot of the repeated-fetch table.
@@ -383,6 +385,7 @@ func (b *bucket) merge(o *bucket, k int) {
 	b.bytes += o.bytes
 	b.errs += o.errs
 	b.aborted += o.aborted
+	b.limited += o.limited
 	b.rtSum += o.rtSum
 	for i := range b.lat {
 		b.lat[i] += o.lat[i]
@@ -395,6 +398,7 @@ func (b *bucket) merge(o *bucket, k int) {
 	}
 	b.errWho = mergeTopK(b.errWho, o.errWho, 2*k)
 	b.slowWho = mergeTopK(b.slowWho, o.slowWho, 2*k)
+	b.limWho = mergeTopK(b.limWho, o.limWho, 2*k)
 }
 
 func mergeTopK(a, b *topK, k int) *topK {
@@ -445,6 +449,14 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 			b.errWho.in = c.intern
 		}
 		c.addComposite(b.errWho, 1, DimPath, DimStatus, DimUserAgent, DimClient, DimKey)
+	}
+	if r.Status == 429 {
+		b.limited++
+		if b.limWho == nil {
+			b.limWho = newTopK(2 * k)
+			b.limWho.in = c.intern
+		}
+		c.addComposite(b.limWho, 1, DimKey, DimClient, DimUserAgent, DimPath)
 	}
 	if r.RequestTime >= slowFloor {
 		if b.slowWho == nil {

@@ -77,6 +77,7 @@ const (
 	KindHotlink         = "hotlink"
 	KindErrorBurst      = "error_burst"
 	KindLatencyBurst    = "latency_burst"
+	KindRateLimited     = "rate_limited"
 )
 
 // kindWeight ranks kinds of equal impact: the comparison the user asked
@@ -90,6 +91,7 @@ var kindWeight = map[string]float64{
 	KindRepeatedFetch:   1,
 	KindHotlink:         1,
 	KindLatencyBurst:    1,
+	KindRateLimited:     1,
 	KindCrawler:         0.8,
 	KindAbortAccounting: 0.6,
 }

@@ -451,3 +451,55 @@ func TestSiteHostsSilenceHotlink(t *testing.T) {
 		}
 	}
 }
+
+// guardLog is a minute of the guard's own log: a UI user reloading one small
+// page every second, and a key refused with 429 once over its budget.
+func guardLog(refusals int) []accesslog.Record {
+	t0 := time.Date(2026, 11, 30, 11, 0, 0, 0, time.UTC)
+	var recs []accesslog.Record
+	for i := range 120 {
+		recs = append(recs, accesslog.Record{Time: t0.Add(time.Duration(i) * 500 * time.Millisecond), Client: "10.0.0.5",
+			Method: "GET", Path: "/ui/dashboard", Status: 200, BytesSent: 24, RequestTime: 50 * time.Millisecond,
+			HasUpstreamTime: true, UpstreamTime: 50 * time.Millisecond, UpstreamStatus: 200, UserAgent: "Mozilla/5.0"})
+	}
+	for i := range 10 + refusals {
+		status := 200
+		if i >= 10 {
+			status = 429
+		}
+		recs = append(recs, accesslog.Record{Time: t0.Add(time.Duration(i) * time.Second), Client: "192.0.2.7", Key: "fp-00112233aabbccdd",
+			Method: "GET", Path: "/api/v2/applications/33591900/metrics.json", Status: status, BytesSent: 300, UserAgent: "exporter/1.0"})
+	}
+	return recs
+}
+
+func TestRateLimitedNamesTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		refusals int
+		want     bool
+	}{{0, false}, {5, false}, {40, true}} {
+		rep := analyzeRecords(t, guardLog(tc.refusals), AnalyzeOptions{})
+		var got *Finding
+		for i := range rep.Findings {
+			if rep.Findings[i].Kind == KindRateLimited {
+				got = &rep.Findings[i]
+			}
+			if rep.Findings[i].Kind == KindRepeatedFetch {
+				t.Errorf("%d refusals: a user reloading a 24-byte page is reported as repeated fetches: %q", tc.refusals, rep.Findings[i].Title)
+			}
+		}
+		if (got != nil) != tc.want {
+			t.Fatalf("%d refusals: rate_limited finding %v, want %v (kinds %v)", tc.refusals, got != nil, tc.want, kinds(rep.Findings))
+		}
+		if got == nil {
+			continue
+		}
+		logFindings(t, rep)
+		if !hasContributor(*got, "key", "fp-00112233aabbccdd") || got.Contributors[0].Dimension != "key" {
+			t.Errorf("rate_limited does not name the key first: %+v", got.Contributors)
+		}
+		if !strings.Contains(strings.Join(got.Evidence, "\n"), "80% of its 50 requests") {
+			t.Errorf("evidence does not give the key's refused share of its own requests: %q", got.Evidence)
+		}
+	}
+}
