@@ -134,6 +134,7 @@ type Ledger struct {
 	seed     maphash.Seed
 	mask     uint64
 	shards   []shard
+	fleetCursors
 }
 
 type shard struct {
@@ -156,8 +157,17 @@ type entry struct {
 	inFlight int32
 	gen      uint32
 	total    int64            // sum of work, so usage is O(1) on the hot path
-	work     [ringSize]int64  // worker ns completed, by bucket
+	work     [ringSize]int64  // worker ns completed, by bucket: this ledger's own plus the fleet's merged in
 	reqs     [ringSize]uint32 // requests admitted, by bucket
+	// Fleet sharing (fleet.go). own is this ledger's part of work, what a
+	// fleet store pushes; the rest of work is other proxies' usage merged in
+	// by MergeRemote. since is when the restriction state last changed
+	// (restrict or lift, Unix ns), so fleet events apply newest-wins;
+	// lifted is the last lift, whose forgiveness remote usage must not undo.
+	own    [ringSize]int64
+	since  int64
+	lifted int64
+	dirty  uint8 // dirtyUsage | dirtyRestriction: changed since the last ExportChanges
 }
 
 // New returns an empty Ledger.
@@ -252,12 +262,16 @@ func (e *entry) rewindow(width, abs int64) {
 	for _, r := range e.reqs {
 		reqs += uint64(r)
 	}
+	mine := e.ownCompleted(abs)
 	e.work = [ringSize]int64{}
+	e.own = [ringSize]int64{}
 	e.reqs = [ringSize]uint32{}
 	e.width = width
 	e.head = abs / width
 	e.work[e.head%ringSize] = used
+	e.own[e.head%ringSize] = mine
 	e.total = used
+	e.dirty |= dirtyUsage
 	e.reqs[e.head%ringSize] = uint32(min(reqs, math.MaxUint32))
 }
 
@@ -269,12 +283,14 @@ func (e *entry) advanceTo(cur int64) {
 	}
 	if cur-e.head >= ringSize {
 		e.work = [ringSize]int64{}
+		e.own = [ringSize]int64{}
 		e.reqs = [ringSize]uint32{}
 		e.total = 0
 	} else {
 		for i := e.head + 1; i <= cur; i++ {
 			e.total -= e.work[i%ringSize]
 			e.work[i%ringSize] = 0
+			e.own[i%ringSize] = 0
 			e.reqs[i%ringSize] = 0
 		}
 	}
@@ -327,6 +343,18 @@ func (e *entry) completed(abs int64) int64 {
 		if w := e.work[oldest%ringSize]; w > 0 {
 			// The part of the oldest bucket still inside the window.
 			sum += int64(float64(w) * float64(e.width-within) / float64(e.width))
+		}
+	}
+	return sum
+}
+
+// ownCompleted is completed() over own: this ledger's part of the usage.
+func (e *entry) ownCompleted(abs int64) int64 {
+	cur := max(abs/e.width, e.head)
+	var sum int64
+	for i := cur - subBuckets + 1; i <= cur; i++ {
+		if i <= e.head && i > e.head-ringSize {
+			sum += e.own[i%ringSize]
 		}
 	}
 	return sum
@@ -415,6 +443,8 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 		d.Outcome = Restricted
 		if lim.RestrictFor > 0 {
 			e.until = abs + int64(lim.RestrictFor)
+			e.since = abs
+			e.dirty |= dirtyRestriction
 			d.NewlyRestricted = true
 		}
 	case lim.MaxInFlight > 0 && int(e.inFlight) >= lim.MaxInFlight:
@@ -433,6 +463,7 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	}
 	e.inFlight++
 	e.sumStart += off
+	e.dirty |= dirtyUsage // its in-flight time is usage the fleet should see
 	if r := &e.reqs[e.head%ringSize]; *r < math.MaxUint32 {
 		*r++
 	}
@@ -486,15 +517,19 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 	}
 	if worker > 0 {
 		e.work[e.head%ringSize] += int64(worker)
+		e.own[e.head%ringSize] += int64(worker)
 		e.total += int64(worker)
 		completed += int64(worker)
 	}
+	e.dirty |= dirtyUsage
 	used := completed + e.inFlightElapsed(off)
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
 	if t.budget > 0 {
 		d.Remaining = max(time.Duration(t.budget-used), 0)
 		if used >= t.budget && e.until <= abs && t.restrictFor > 0 {
 			e.until = abs + t.restrictFor
+			e.since = abs
+			e.dirty |= dirtyRestriction
 			d.NewlyRestricted = true
 		}
 	}
@@ -518,6 +553,7 @@ func (l *Ledger) Cancel(t Ticket) {
 		if e := &s.entries[t.slot]; e.gen == t.gen && e.inFlight > 0 {
 			e.inFlight--
 			e.sumStart -= t.start
+			e.dirty |= dirtyUsage
 		}
 	}
 	s.mu.Unlock()
@@ -640,24 +676,37 @@ func (l *Ledger) Restrict(key string, until time.Time) {
 	_, s := l.shardOf(key)
 	s.mu.Lock()
 	slot, _ := s.lookup(key, widthOf(0), abs, true)
-	s.entries[slot].until = until.UnixNano()
+	e := &s.entries[slot]
+	e.until = until.UnixNano()
+	e.since = abs
+	e.dirty |= dirtyRestriction
 	s.mu.Unlock()
 }
 
 // Lift ends key's restriction and forgives its completed usage in the
 // window: otherwise a key still over budget would be restricted again by
 // its next request, and lifting would do nothing. Requests still in flight
-// keep counting.
+// keep counting. A key the ledger does not hold is recorded anyway, so a
+// fleet store can carry the lift to the proxies that do hold it.
 func (l *Ledger) Lift(key string) {
+	_, abs := l.now()
 	_, s := l.shardOf(key)
 	s.mu.Lock()
-	if slot, ok := s.index[key]; ok {
-		e := &s.entries[slot]
-		e.until = 0
-		e.work = [ringSize]int64{}
-		e.total = 0
-	}
+	slot, _ := s.lookup(key, widthOf(0), abs, true)
+	s.entries[slot].lift(abs)
+	s.entries[slot].dirty |= dirtyRestriction
 	s.mu.Unlock()
+}
+
+// lift ends the restriction and forgives the completed usage, at abs.
+func (e *entry) lift(abs int64) {
+	e.until = 0
+	e.work = [ringSize]int64{}
+	e.own = [ringSize]int64{}
+	e.total = 0
+	e.since = abs
+	e.lifted = abs
+	e.dirty |= dirtyUsage
 }
 
 // Len returns the number of keys the ledger holds (idle keys are forgotten

@@ -161,6 +161,7 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 			idx := rec.head - ringSize + 1 + int64(i)
 			e.total += rec.work[i]
 			e.work[idx%ringSize] = rec.work[i]
+			e.own[idx%ringSize] = rec.work[i] // restored usage is this ledger's own
 			e.reqs[idx%ringSize] = rec.reqs[i]
 		}
 		s.mu.Unlock()
