@@ -42,6 +42,8 @@ Start with 'headroom demo' to see the guard at work on this machine.`,
 	}
 	root.AddCommand(
 		newProxyCmd(),
+		newSidecarCmd(),
+		newNginxConfigCmd(),
 		newDemoCmd(),
 		newLogsCmd(),
 		newLoadCmd(),

@@ -42,6 +42,10 @@ type Config struct {
 	AccessLog AccessLog  `yaml:"access_log"`
 	Store     Store      `yaml:"store"`
 	Timeouts  Timeouts   `yaml:"timeouts"`
+
+	// NoUpstream is set by `headroom sidecar`: nginx proxies to the
+	// application, so Validate does not require Upstream.
+	NoUpstream bool `yaml:"-"`
 }
 
 // Admin is the admin HTTP API (health, metrics, keys).
@@ -337,7 +341,9 @@ func (c *Config) Validate() error {
 	var es Errors
 	checkAddr(&es, "listen", c.Listen)
 	if c.Upstream == "" {
-		es.add("upstream", "required: the URL of the application to protect, e.g. http://127.0.0.1:8000")
+		if !c.NoUpstream {
+			es.add("upstream", "required: the URL of the application to protect, e.g. http://127.0.0.1:8000")
+		}
 	} else if u, err := url.Parse(c.Upstream); err != nil {
 		es.add("upstream", "not a URL: %v", err)
 	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/headroom-dev/headroom/internal/guard"
+)
+
+func newNginxConfigCmd() *cobra.Command {
+	var o guard.NginxConfigOptions
+	cmd := &cobra.Command{
+		Use:   "nginx-config [--sidecar ADDR] [--syslog ADDR] [--upstream URL] [--listen PORT]",
+		Short: "Print the nginx snippet that puts headroom sidecar beside nginx",
+		Long: `Print an nginx configuration snippet, for inside the http { } block, that
+proxies to the application and lets 'headroom sidecar' guard it:
+
+  - auth_request to the sidecar's check endpoint for every request, passing
+    the original headers (X-Api-Key, Authorization), $request_id, the client
+    address, URI and host;
+  - error_page turning the sidecar's refusal into 429 with Retry-After, the
+    RateLimit fields and a JSON body; if the sidecar is down, requests pass
+    unguarded (delete the marked line for fail-closed);
+  - proxy_ignore_client_abort on, so a client that gives up is charged what
+    the upstream really spent;
+  - the access log, in the format the sidecar parses, sent to it over syslog.
+
+With no flags it matches a sidecar started with no flags. The snippet is
+also in deploy/nginx-headroom.conf.`,
+		Example: `  headroom nginx-config --upstream http://127.0.0.1:8000 --listen 80 \
+      > /etc/nginx/conf.d/headroom.conf
+  nginx -t && nginx -s reload`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := guard.NginxConfig(o)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write([]byte(s))
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Sidecar, "sidecar", guard.DefaultSidecarListen, "`address` of the sidecar's check endpoint (its --listen)")
+	fl.StringVar(&o.Syslog, "syslog", guard.DefaultSyslogListen, "UDP `address` of the sidecar's syslog listener (its --syslog)")
+	fl.StringVar(&o.Tag, "syslog-tag", guard.DefaultSyslogTag, "syslog `tag` (the sidecar's --syslog-tag)")
+	fl.StringVar(&o.Upstream, "upstream", guard.DefaultNginxUpstream, "`URL` of the application nginx proxies to")
+	fl.StringVar(&o.Listen, "listen", guard.DefaultNginxListen, "nginx's listen: a `port` or host:port")
+	return cmd
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/headroom-dev/headroom/internal/guard"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/store"
+)
+
+// sidecarFlags are the flags of `headroom sidecar`. Those it shares with
+// `headroom proxy` mean the same and override the same --config fields.
+type sidecarFlags struct {
+	configPath     string
+	listen         string
+	syslog         string
+	tag            string
+	admin          string
+	adminToken     string
+	adminInsecure  bool
+	budget         time.Duration
+	window         time.Duration
+	restrictFor    time.Duration
+	maxInFlight    int
+	shadow         bool
+	keyHeaders     []string
+	keyQuery       []string
+	keyBearer      bool
+	trustedProxies []string
+	pools          []string
+	ticketTTL      time.Duration
+	snapshot       string
+	secretFile     string
+	logFormat      string
+}
+
+func newSidecarCmd() *cobra.Command { return newSidecarCmdWith(&sidecarFlags{}) }
+
+func newSidecarCmdWith(f *sidecarFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sidecar [--listen ADDR] [--syslog ADDR] [flags]",
+		Short: "Budget upstream worker time per API key beside a real nginx",
+		Long: `Guard an application that nginx already proxies, without putting another
+proxy in the path. nginx asks the sidecar about every request (auth_request)
+and sends it its access log over syslog; 'headroom nginx-config' prints the
+nginx snippet that does both.
+
+  check   nginx calls --listen for each request with the original headers,
+          $request_id and the client address. The sidecar finds the key (the
+          same key sources, trusted proxies and budgets as 'headroom proxy'),
+          admits the request and answers 204, or 403 for a key over its budget,
+          which nginx turns into 429 with Retry-After, the RateLimit fields and
+          a JSON body. From the check on, the request's elapsed time counts
+          against its key.
+  charge  nginx sends each request's access log line to --syslog (UDP). With
+          proxy_ignore_client_abort on, nginx logs a client abort (499) only
+          once the upstream finished, so the line's $upstream_response_time
+          is what the request really cost, and that is what is charged.
+  lost    a request whose line never comes (UDP loss) is charged --ticket-ttl
+          when that has passed; a line with no check behind it (a sidecar
+          restart) is charged directly to the key nginx logged.
+
+Pools (--pool) sort requests for the metrics and the log; their concurrency
+limits are not enforced here: use nginx's limit_conn or upstream max_conns.
+
+Admin API and metrics as 'headroom proxy' (--admin): GET /v1/keys,
+GET /v1/keys/{key}, POST /v1/keys/{key}/restrict, DELETE
+/v1/keys/{key}/restriction, GET /metrics (headroom_*, and
+headroom_sidecar_syslog_lines_total{result=matched|late|unmatched|no_upstream|malformed},
+headroom_sidecar_checks_total, headroom_sidecar_tickets_pending,
+headroom_sidecar_tickets_expired_total).
+
+--config reads the same YAML file as 'headroom proxy' (budget, tiers,
+overrides, keys, pools, store, admin); its listen, upstream and access_log
+are the proxy's and are ignored. SIGHUP reloads it; SIGTERM stops, charges
+requests still pending their time so far, and writes the --snapshot.`,
+		Example: `  # nginx in front of the app on :8000, the sidecar beside it
+  headroom nginx-config --upstream http://127.0.0.1:8000 > /etc/nginx/conf.d/headroom.conf
+  headroom sidecar --budget 60s --window 1m --restrict-for 5m \
+      --snapshot /var/lib/headroom/sidecar.snapshot
+  nginx -t && nginx -s reload
+
+  # Who used the most worker time in the last minute?
+  curl -s 127.0.0.1:9091/v1/keys`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSidecar(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.configPath, "config", "c", "", "YAML config `file` shared with headroom proxy; flags override it")
+	fl.StringVar(&f.listen, "listen", guard.DefaultSidecarListen, "`address` of the check endpoint nginx's auth_request calls")
+	fl.StringVar(&f.syslog, "syslog", guard.DefaultSyslogListen, "UDP `address` nginx's access_log syslog:server= sends to")
+	fl.StringVar(&f.tag, "syslog-tag", guard.DefaultSyslogTag, "syslog `tag` to accept (nginx's tag=); other tags are ignored")
+	fl.StringVar(&f.admin, "admin", config.DefaultAdminListen, "admin API `address` (health, metrics, keys), or off")
+	fl.StringVar(&f.adminToken, "admin-token", "", "require this bearer `token` on the admin API (or $HEADROOM_ADMIN_TOKEN)")
+	fl.BoolVar(&f.adminInsecure, "admin-insecure", false, "allow a non-loopback --admin without a token")
+	fl.DurationVar(&f.budget, "budget", config.DefaultWorkerTime, "worker time each key may use per window (0 = no budget)")
+	fl.DurationVar(&f.window, "window", config.DefaultWindow, "sliding window the budget is counted over")
+	fl.DurationVar(&f.restrictFor, "restrict-for", config.DefaultRestrictFor, "how long a key over budget is restricted")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "concurrent requests per key (0 = no cap)")
+	fl.BoolVar(&f.shadow, "shadow", false, "compute and log decisions, but never refuse a request")
+	fl.StringSliceVar(&f.keyHeaders, "key-header", nil, "request `header` carrying the API key (repeatable; default X-Api-Key)")
+	fl.StringSliceVar(&f.keyQuery, "key-query", nil, "query `parameter` carrying the API key (repeatable)")
+	fl.BoolVar(&f.keyBearer, "key-bearer", false, "take the key from Authorization: Bearer (on by default when no key flag is given)")
+	fl.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil, "`CIDR` or address (in front of nginx) whose X-Forwarded-For is believed (repeatable)")
+	fl.StringArrayVar(&f.pools, "pool", nil, "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N (repeatable; labels only, see above)")
+	fl.DurationVar(&f.ticketTTL, "ticket-ttl", 5*time.Minute, "charge a request this long when its log line never comes (timeouts.upstream)")
+	fl.StringVar(&f.snapshot, "snapshot", "", "`file` usage is saved to and restored from")
+	fl.StringVar(&f.secretFile, "secret-file", "", "`file` holding the fingerprint secret (default: kept next to --snapshot)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "operational log `format` on stderr: text or json")
+	return cmd
+}
+
+// loadSidecarConfig reads --config (if any) and applies the flags given.
+// It does not reuse loadProxyConfig: that one validates before returning,
+// and a sidecar configuration has no upstream.
+func loadSidecarConfig(cmd *cobra.Command, f *sidecarFlags) (*config.Config, error) {
+	cfg := &config.Config{}
+	if f.configPath != "" {
+		data, err := os.ReadFile(f.configPath)
+		if err != nil {
+			return nil, fmt.Errorf("read --config: %w", err)
+		}
+		if cfg, err = config.Decode(data); err != nil {
+			return nil, fmt.Errorf("config %s: %w", f.configPath, err)
+		}
+	}
+	fl := cmd.Flags()
+	set := func(name string, apply func()) {
+		if fl.Changed(name) || (f.configPath == "" && fl.Lookup(name).DefValue != "") {
+			apply()
+		}
+	}
+	dur := func(v time.Duration) *config.Duration { d := config.Duration(v); return &d }
+	// The file's listen, upstream and access log belong to the proxy.
+	cfg.Listen, cfg.Upstream, cfg.AccessLog = f.listen, "", config.AccessLog{}
+	cfg.NoUpstream = true
+	set("admin", func() { cfg.Admin.Listen = f.admin })
+	if tok := os.Getenv("HEADROOM_ADMIN_TOKEN"); tok != "" && cfg.Admin.Token == "" && cfg.Admin.TokenFile == "" {
+		cfg.Admin.Token = tok
+	}
+	set("admin-token", func() { cfg.Admin.Token = f.adminToken })
+	set("admin-insecure", func() { cfg.Admin.AllowInsecure = f.adminInsecure })
+	set("budget", func() { cfg.Budget.WorkerTime = dur(f.budget) })
+	set("window", func() { cfg.Budget.Window = dur(f.window) })
+	set("restrict-for", func() { cfg.Budget.RestrictFor = dur(f.restrictFor) })
+	set("max-in-flight", func() { cfg.Budget.MaxInFlight = &f.maxInFlight })
+	set("shadow", func() { cfg.Shadow = f.shadow })
+	if fl.Changed("key-header") || fl.Changed("key-query") || fl.Changed("key-bearer") {
+		cfg.Keys.Sources = nil
+		for _, h := range f.keyHeaders {
+			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Header: h})
+		}
+		if f.keyBearer {
+			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Bearer: true})
+		}
+		for _, q := range f.keyQuery {
+			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Query: q})
+		}
+	}
+	set("trusted-proxy", func() { cfg.Keys.TrustedProxies = f.trustedProxies })
+	if fl.Changed("pool") {
+		cfg.Pools = nil
+		for _, s := range f.pools {
+			p, err := config.ParsePool(s)
+			if err != nil {
+				return nil, fmt.Errorf("--pool: %w", err)
+			}
+			cfg.Pools = append(cfg.Pools, p)
+		}
+	}
+	set("ticket-ttl", func() { cfg.Timeouts.Upstream = config.Duration(f.ticketTTL) })
+	set("snapshot", func() { cfg.Store.Snapshot = f.snapshot })
+	set("secret-file", func() { cfg.Keys.SecretFile = f.secretFile })
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		if f.configPath != "" {
+			return nil, fmt.Errorf("config %s with flags: %w", f.configPath, err)
+		}
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
+	var h slog.Handler
+	switch f.logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, nil)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, nil)
+	default:
+		return fmt.Errorf("--log-format %q: use text or json", f.logFormat)
+	}
+	lg := slog.New(h)
+	cfg, err := loadSidecarConfig(cmd, f)
+	if err != nil {
+		return err
+	}
+	opts := guard.SidecarServerOptions{
+		Config:     cfg,
+		Syslog:     f.syslog,
+		Tag:        f.tag,
+		Logger:     lg,
+		LoadConfig: func() (*config.Config, error) { return loadSidecarConfig(cmd, f) },
+	}
+	if cfg.Store.Snapshot != "" {
+		s, err := store.NewFile(store.FileOptions{Path: cfg.Store.Snapshot})
+		if err != nil {
+			return err
+		}
+		opts.Snapshots = s
+	} else {
+		lg.Warn("no --snapshot: usage and restrictions are lost when the sidecar restarts")
+	}
+	reload := make(chan struct{}, 1)
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	go func() {
+		for range sig {
+			select {
+			case reload <- struct{}{}:
+			default: // one is already pending
+			}
+		}
+	}()
+	opts.Reload = reload
+	return guard.RunSidecar(cmd.Context(), opts)
+}

@@ -1,0 +1,230 @@
+package guard
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+)
+
+// Defaults of `headroom sidecar` and `headroom nginx-config`: the snippet
+// nginx-config prints with no flags talks to a sidecar started with none.
+const (
+	DefaultSidecarListen = "127.0.0.1:9092" // the check endpoint nginx's auth_request calls
+	DefaultSyslogListen  = "127.0.0.1:9093" // UDP: nginx's access_log syslog:server=
+	DefaultSyslogTag     = "headroom"
+	DefaultNginxListen   = "8080"
+	DefaultNginxUpstream = "http://127.0.0.1:8000"
+)
+
+// SidecarLogFormat is the nginx log_format the sidecar reads from nginx's
+// syslog access log: headroom's own access log format (so `headroom logs
+// analyze --format headroom` reads a file written with it too) plus
+// $request_id, which ties each line to the ticket the check opened.
+// $headroom_key and $headroom_pool are set in nginx by auth_request_set from
+// the check's answer: the key's fingerprint, never the key. NginxConfig
+// prints this text and the sidecar compiles it, so the two cannot drift.
+const SidecarLogFormat = accesslog.HeadroomFormat + ` $request_id`
+
+// Header fields between nginx and the sidecar's check endpoint.
+const (
+	hdrRequestID = "X-Headroom-Request-Id" // nginx's $request_id
+	hdrClient    = "X-Headroom-Client"     // nginx's $remote_addr
+	hdrURI       = "X-Headroom-Uri"        // $request_uri, for pools and query key sources
+	hdrHost      = "X-Headroom-Host"       // $host, for pools by host
+	hdrKey       = "X-Headroom-Key"        // answer: the ledger key (fingerprint or addr:IP)
+	hdrPool      = "X-Headroom-Pool"       // answer: the pool
+	hdrDenial    = "X-Headroom-Denial"     // answer on refusal: the 429's JSON body
+)
+
+// CheckPath is the sidecar's check endpoint.
+const CheckPath = "/check"
+
+// NginxConfigOptions are the addresses the snippet names. Zero fields take
+// the defaults above.
+type NginxConfigOptions struct {
+	Sidecar  string // host:port of the sidecar's check endpoint
+	Syslog   string // host:port of the sidecar's syslog (UDP) listener
+	Tag      string // syslog tag; the sidecar ignores other tags
+	Upstream string // URL of the application nginx proxies to
+	Listen   string // what nginx's listen directive gets (port or host:port)
+}
+
+func (o *NginxConfigOptions) setDefaults() {
+	if o.Sidecar == "" {
+		o.Sidecar = DefaultSidecarListen
+	}
+	if o.Syslog == "" {
+		o.Syslog = DefaultSyslogListen
+	}
+	if o.Tag == "" {
+		o.Tag = DefaultSyslogTag
+	}
+	if o.Upstream == "" {
+		o.Upstream = DefaultNginxUpstream
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultNginxListen
+	}
+}
+
+// NginxConfig returns the nginx snippet (for inside http {}) that puts
+// nginx in front of the application with the sidecar guarding it.
+func NginxConfig(o NginxConfigOptions) (string, error) {
+	o.setDefaults()
+	for name, a := range map[string]string{"sidecar": o.Sidecar, "syslog": o.Syslog} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", fmt.Errorf("--%s %q: want host:port, e.g. 127.0.0.1:9092", name, a)
+		}
+	}
+	if !validTag(o.Tag) {
+		// nginx accepts only these in syslog tags; anything else fails nginx -t.
+		return "", fmt.Errorf("tag %q: nginx allows 1-32 letters, digits and underscores", o.Tag)
+	}
+	u, err := url.Parse(o.Upstream)
+	if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return "", fmt.Errorf("--upstream %q: want http://HOST:PORT (the application nginx proxies to)", o.Upstream)
+	}
+	if o.Listen == "" || strings.ContainsAny(o.Listen, " ;{}") {
+		return "", fmt.Errorf("--listen %q: want a port or host:port", o.Listen)
+	}
+	r := strings.NewReplacer(
+		"@FORMAT@", strings.ReplaceAll(SidecarLogFormat, `"`, `\"`),
+		"@UPSTREAM@", u.Host,
+		"@SIDECAR@", o.Sidecar,
+		"@SYSLOG@", o.Syslog,
+		"@TAG@", o.Tag,
+		"@LISTEN@", o.Listen,
+		"@CHECK@", CheckPath,
+		"@H_ID@", hdrRequestID,
+		"@H_CLIENT@", hdrClient,
+		"@H_URI@", hdrURI,
+		"@H_HOST@", hdrHost,
+		"@V_KEY@", headerVar(hdrKey),
+		"@V_POOL@", headerVar(hdrPool),
+		"@V_DENIAL@", headerVar(hdrDenial),
+	)
+	return r.Replace(nginxTemplate), nil
+}
+
+func validTag(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if c != '_' && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// headerVar is nginx's variable for a response header of the auth
+// subrequest: $upstream_http_ and the name lowercased, - as _.
+func headerVar(h string) string {
+	return "$upstream_http_" + strings.ReplaceAll(strings.ToLower(h), "-", "_")
+}
+
+// nginxTemplate is the snippet. Why each directive is there is said in the
+// comments nginx operators will read.
+const nginxTemplate = `# headroom sidecar: nginx asks ` + "`headroom sidecar`" + ` before each request
+# whether the caller's key is within its upstream worker-time budget
+# (auth_request), and sends its access log to the sidecar over syslog, which
+# charges each request's real upstream time to the key.
+# Generated by ` + "`headroom nginx-config`" + `; include it inside http { }.
+
+# The sidecar parses exactly this format: headroom's access log format plus
+# $request_id. Do not edit it; regenerate the snippet instead. The same
+# format in a file is read by ` + "`headroom logs analyze --format headroom`" + `.
+log_format headroom_sidecar "@FORMAT@";
+
+upstream headroom_app {
+    server @UPSTREAM@;
+    keepalive 32;
+}
+
+upstream headroom_sidecar {
+    server @SIDECAR@;
+    keepalive 16;
+}
+
+server {
+    listen @LISTEN@;
+
+    # Every request's line goes to the sidecar (UDP; a lost line is charged
+    # the sidecar's ticket bound, timeouts.upstream). Add a file access_log
+    # with the same format to keep the lines.
+    access_log syslog:server=@SYSLOG@,tag=@TAG@,nohostname headroom_sidecar;
+
+    location / {
+        # Ask the sidecar first. It answers 204 (go on) or 403 (the key is
+        # over its budget), which error_page turns into the 429 below.
+        auth_request /_headroom@CHECK@;
+        auth_request_set $headroom_key @V_KEY@;
+        auth_request_set $headroom_pool @V_POOL@;
+        auth_request_set $headroom_denial @V_DENIAL@;
+        auth_request_set $headroom_retry_after $upstream_http_retry_after;
+        auth_request_set $headroom_ratelimit_policy $upstream_http_ratelimit_policy;
+        auth_request_set $headroom_ratelimit $upstream_http_ratelimit;
+        error_page 403 = @headroom_denied;
+        # Sidecar down or failing: let requests through unguarded rather
+        # than fail them all. For fail-closed, delete this line.
+        error_page 500 = @headroom_unguarded;
+
+        # The budget's RateLimit fields on every answer (empty: not sent).
+        add_header RateLimit-Policy $headroom_ratelimit_policy always;
+        add_header RateLimit $headroom_ratelimit always;
+
+        # A client that gives up does not stop the bill (seeds/03): nginx
+        # waits for the upstream to finish before it logs the 499, so the
+        # line carries the upstream's real time.
+        proxy_ignore_client_abort on;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Request-Id $request_id;
+        proxy_pass http://headroom_app;
+    }
+
+    location = /_headroom@CHECK@ {
+        internal;
+        # The original request's headers (X-Api-Key, Authorization) go to
+        # the sidecar as they are; the body does not.
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+        proxy_set_header Connection "";
+        proxy_http_version 1.1;
+        proxy_set_header @H_ID@ $request_id;
+        proxy_set_header @H_CLIENT@ $remote_addr;
+        proxy_set_header @H_URI@ $request_uri;
+        proxy_set_header @H_HOST@ $host;
+        proxy_connect_timeout 1s;
+        proxy_read_timeout 2s;
+        proxy_pass http://headroom_sidecar@CHECK@;
+    }
+
+    # A key over its budget: 429 with Retry-After, the RateLimit fields and
+    # the sidecar's JSON body, as ` + "`headroom proxy`" + ` answers.
+    location @headroom_denied {
+        default_type application/json;
+        add_header Retry-After $headroom_retry_after always;
+        add_header RateLimit-Policy $headroom_ratelimit_policy always;
+        add_header RateLimit $headroom_ratelimit always;
+        add_header Cache-Control no-store always;
+        return 429 "$headroom_denial\n";
+    }
+
+    location @headroom_unguarded {
+        proxy_ignore_client_abort on;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Request-Id $request_id;
+        proxy_pass http://headroom_app;
+    }
+}
+`

@@ -1,0 +1,477 @@
+package guard
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/budget"
+)
+
+// Sidecar is the guard beside a real nginx (`headroom sidecar`): nginx asks
+// its check endpoint before every request (auth_request), and sends its
+// access log to it over syslog. The check admits the request in the ledger
+// and keeps the ticket under nginx's $request_id, so the request's time
+// counts while it runs; the log line, which nginx writes only once the
+// upstream finished (proxy_ignore_client_abort on), charges the upstream's
+// real time. It shares the Guard's key sources, budgets, ledger, admin API
+// and metrics; the Guard's proxy is unused.
+//
+// The seed's nginx+UDP guard (seeds/03) charged only on completion, and a
+// client abort at the moment the client left. Here a request is in flight
+// from the check, and an abort is charged what the upstream really spent.
+type Sidecar struct {
+	g   *Guard
+	log *slog.Logger
+	tag string
+	m   sidecarMetrics
+
+	parsers sync.Pool // of accesslog.Parser for SidecarLogFormat
+
+	mu      sync.Mutex
+	pending map[string]*pendingReq // by $request_id
+	expired map[string]expiredReq  // charged at expiry; kept one bound longer
+}
+
+// pendingReq is a request nginx was told to let through, whose log line
+// has not come yet.
+type pendingReq struct {
+	ticket   budget.Ticket
+	key      string
+	lim      budget.Limits
+	pool     *pool
+	admitted time.Time
+	shadowed bool
+	dec      budget.Decision // for answering a repeated check the same way
+}
+
+// expiredReq remembers what an expired ticket was charged, so a line that
+// arrives after all charges only the rest instead of charging twice.
+type expiredReq struct {
+	key     string
+	lim     budget.Limits
+	pool    *pool
+	charged time.Duration
+	at      time.Time
+}
+
+// SidecarOptions configures a Sidecar.
+type SidecarOptions struct {
+	// Guard supplies the configuration, key sources, ledger, admin API and
+	// metrics registry. Required.
+	Guard *Guard
+	// Tag is the syslog tag of nginx's access_log; datagrams with another
+	// tag are ignored. "" accepts any tag.
+	Tag string
+}
+
+// sidecarMetrics are the sidecar's own collectors, beside the Guard's.
+type sidecarMetrics struct {
+	checks  *prometheus.CounterVec
+	lines   *prometheus.CounterVec
+	expired prometheus.Counter
+}
+
+// Results of a syslog datagram, the values of headroom_sidecar_syslog_lines_total.
+const (
+	LineMatched    = "matched"     // finished a pending ticket with the upstream's time
+	LineLate       = "late"        // came after its ticket expired; charged what the bound had not
+	LineUnmatched  = "unmatched"   // no ticket (a sidecar restart, a check without $request_id): charged directly
+	LineNoUpstream = "no_upstream" // no ticket and no upstream time (refused by the check, served by nginx itself)
+	LineMalformed  = "malformed"   // not syslog, another tag, or not SidecarLogFormat
+)
+
+// NewSidecar returns a Sidecar over o.Guard and registers its metrics.
+func NewSidecar(o SidecarOptions) (*Sidecar, error) {
+	if o.Guard == nil {
+		return nil, errors.New("sidecar: SidecarOptions.Guard is required")
+	}
+	f, err := accesslog.CompileNginx(SidecarLogFormat)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: compile log format: %w", err)
+	}
+	s := &Sidecar{
+		g:       o.Guard,
+		log:     o.Guard.log,
+		tag:     o.Tag,
+		pending: map[string]*pendingReq{},
+		expired: map[string]expiredReq{},
+	}
+	s.parsers.New = func() any { return f.NewParser() }
+	s.m = sidecarMetrics{
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_sidecar_checks_total",
+			Help: "nginx auth_request checks by result (allowed, refused, repeated: the same $request_id again, untracked: no $request_id).",
+		}, []string{"result"}),
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_sidecar_syslog_lines_total",
+			Help: "nginx access log lines received over syslog by result (matched, late, unmatched, no_upstream, malformed).",
+		}, []string{"result"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "headroom_sidecar_tickets_expired_total",
+			Help: "Requests whose log line did not come within the bound (timeouts.upstream; UDP loss): charged the bound.",
+		}),
+	}
+	for _, r := range []string{"allowed", "refused", "repeated", "untracked"} {
+		s.m.checks.WithLabelValues(r)
+	}
+	for _, r := range []string{LineMatched, LineLate, LineUnmatched, LineNoUpstream, LineMalformed} {
+		s.m.lines.WithLabelValues(r)
+	}
+	if err := registerAll(o.Guard.reg, s.m.checks, s.m.lines, s.m.expired,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "headroom_sidecar_tickets_pending",
+			Help: "Requests nginx let through whose log line has not come yet.",
+		}, func() float64 { return float64(s.Pending()) })); err != nil {
+		return nil, fmt.Errorf("sidecar: register metrics: %w", err)
+	}
+	return s, nil
+}
+
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Guard returns the Guard the Sidecar charges (its Admin handler serves the
+// admin API).
+func (s *Sidecar) Guard() *Guard { return s.g }
+
+// Pending returns the number of tickets waiting for their log line.
+func (s *Sidecar) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// bound is how long a ticket waits for its log line.
+func (s *Sidecar) bound() time.Duration { return s.g.Config().Timeouts.Upstream.D() }
+
+// ServeHTTP is the check endpoint nginx's auth_request calls. It answers
+// 204 to let the request through, or 403 for a key that is restricted or
+// has too many requests in flight: auth_request only passes on 2xx, 401 and
+// 403 (anything else becomes a 500), so nginx's error_page turns the 403
+// into the client's 429, with the Retry-After, RateLimit fields and JSON
+// body carried here in response headers.
+func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != CheckPath {
+		http.NotFound(w, r)
+		return
+	}
+	st := s.g.state.Load()
+	view := originalRequest(r)
+	ex := &exchange{start: s.g.clock.Now()}
+	client := st.keys.clientAddr(view)
+	if raw := st.keys.rawKey(view); raw != "" {
+		ex.key = s.g.fp.Fingerprint(raw)
+	} else if client.IsValid() {
+		ex.key = addrPrefix + client.String()
+	}
+	ex.lim = st.policy.limits(ex.key)
+	ex.pool = st.router.pick(view)
+	id := r.Header.Get(hdrRequestID)
+
+	h := w.Header()
+	h.Set(hdrKey, ex.key)
+	h.Set(hdrPool, ex.pool.name)
+	h.Set("Cache-Control", "no-store")
+
+	if id != "" {
+		s.mu.Lock()
+		p, ok := s.pending[id]
+		s.mu.Unlock()
+		if ok {
+			// The same request checked again (an internal redirect into
+			// another guarded location): already admitted, once.
+			s.m.checks.WithLabelValues("repeated").Inc()
+			setRateLimit(h, p.key, p.lim, p.dec.Used, p.dec.InFlight, p.dec.RestrictedUntil, ex.start)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+
+	d, t := s.g.ledger.Admit(ex.key, ex.lim)
+	ex.dec = d
+	if d.NewlyRestricted {
+		s.g.restricted(ex, d)
+	}
+	if !d.Proceed() {
+		o := outcomeRestricted
+		if d.Outcome == budget.TooManyInFlight {
+			o = outcomeConcurrencyLimited
+		}
+		ex.pool.m.requests[o].Inc()
+		s.m.checks.WithLabelValues("refused").Inc()
+		s.deny(w, ex, d)
+		return
+	}
+	setRateLimit(h, ex.key, ex.lim, d.Used, d.InFlight, d.RestrictedUntil, ex.start)
+	if id == "" {
+		// Without $request_id no log line can find the ticket: end it now;
+		// the line will be charged directly (unmatched).
+		s.g.ledger.Cancel(t)
+		s.m.checks.WithLabelValues("untracked").Inc()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	p := &pendingReq{ticket: t, key: ex.key, lim: ex.lim, pool: ex.pool, admitted: ex.start, shadowed: d.Shadowed, dec: d}
+	s.mu.Lock()
+	if _, dup := s.pending[id]; dup {
+		// A concurrent check for the same id won the race.
+		s.mu.Unlock()
+		s.g.ledger.Cancel(t)
+		s.m.checks.WithLabelValues("repeated").Inc()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.pending[id] = p
+	s.mu.Unlock()
+	ex.pool.m.inFlight.Inc()
+	s.m.checks.WithLabelValues("allowed").Inc()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deny answers the check with 403 and everything nginx needs to give the
+// client the same 429 `headroom proxy` gives: the Guard's own refusal is
+// rendered and its headers and body handed over in header fields.
+func (s *Sidecar) deny(w http.ResponseWriter, ex *exchange, d budget.Decision) {
+	rec := &capture{h: http.Header{}}
+	s.g.refuse(rec, ex, d)
+	h := w.Header()
+	for _, k := range []string{"Retry-After", "Ratelimit-Policy", "Ratelimit"} {
+		if v := rec.h.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	body := bytes.TrimSpace(rec.body.Bytes()) // one line: json.Encoder without indent
+	h.Set(hdrDenial, string(body))
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// capture is a ResponseWriter that keeps what was written.
+type capture struct {
+	h    http.Header
+	body bytes.Buffer
+	code int
+}
+
+func (c *capture) Header() http.Header         { return c.h }
+func (c *capture) Write(p []byte) (int, error) { return c.body.Write(p) }
+func (c *capture) WriteHeader(code int)        { c.code = code }
+
+// originalRequest rebuilds, from the check subrequest, the request nginx is
+// asking about: its headers are the original's (auth_request passes them),
+// and the snippet adds the client address, URI and host nginx saw. The key
+// sources, trusted proxies and pools then apply as in `headroom proxy`.
+func originalRequest(r *http.Request) *http.Request {
+	v := &http.Request{Method: r.Method, Header: r.Header, RemoteAddr: r.RemoteAddr, Host: r.Host, URL: &url.URL{Path: "/"}}
+	if c := r.Header.Get(hdrClient); c != "" {
+		v.RemoteAddr = c
+	}
+	if h := r.Header.Get(hdrHost); h != "" {
+		v.Host = h
+	}
+	if uri := r.Header.Get(hdrURI); uri != "" {
+		if u, err := url.ParseRequestURI(uri); err == nil {
+			v.URL = u
+		} else {
+			// nginx passes $request_uri as the client sent it; a path
+			// that does not parse still routes by its prefix.
+			path, q, _ := strings.Cut(uri, "?")
+			v.URL = &url.URL{Path: path, RawQuery: q}
+		}
+	}
+	return v
+}
+
+// Ingest reads one syslog datagram from nginx: the access log line of one
+// request. It returns which Line* result it was, and for malformed lines
+// why. b is not kept.
+func (s *Sidecar) Ingest(b []byte) (string, error) {
+	res, err := s.ingest(b)
+	s.m.lines.WithLabelValues(res).Inc()
+	return res, err
+}
+
+func (s *Sidecar) ingest(b []byte) (string, error) {
+	msg, err := ParseSyslog(b, s.tag)
+	if err != nil {
+		return LineMalformed, err
+	}
+	p := s.parsers.Get().(accesslog.Parser)
+	defer s.parsers.Put(p)
+	var rec accesslog.Record
+	if err := p.Parse(msg, &rec); err != nil {
+		return LineMalformed, fmt.Errorf("access log line: %w", err)
+	}
+	id, _ := rec.Get("request_id")
+	if id == "-" {
+		id = ""
+	}
+	var upTime time.Duration
+	if rec.HasUpstreamTime {
+		upTime = rec.UpstreamTime
+	}
+
+	s.mu.Lock()
+	pr, ok := s.pending[id] // id aliases b: looked up, never stored
+	var late expiredReq
+	var wasExpired bool
+	if ok {
+		delete(s.pending, id)
+	} else if late, wasExpired = s.expired[id]; wasExpired {
+		delete(s.expired, id)
+	}
+	s.mu.Unlock()
+
+	switch {
+	case ok:
+		pr.pool.m.inFlight.Dec()
+		o := lineOutcome(&rec, pr.shadowed)
+		if !rec.HasUpstreamTime {
+			s.g.ledger.Cancel(pr.ticket)
+		} else if d := s.g.ledger.Finish(pr.ticket, upTime); d.NewlyRestricted {
+			s.g.restricted(&exchange{key: pr.key, lim: pr.lim, pool: pr.pool}, d)
+		}
+		s.count(pr.pool, o, &rec)
+		return LineMatched, nil
+	case wasExpired:
+		o := lineOutcome(&rec, false)
+		if rest := upTime - late.charged; rest > 0 {
+			s.chargeDirect(late.key, late.lim, late.pool, rest)
+		}
+		s.count(late.pool, o, &rec)
+		return LineLate, nil
+	}
+	if !rec.HasUpstreamTime || upTime <= 0 {
+		return LineNoUpstream, nil
+	}
+	key := rec.Key
+	if key == "" {
+		// A location without the check logging to the sidecar: there is
+		// no key to charge.
+		return LineNoUpstream, nil
+	}
+	key = strings.Clone(key) // the ledger may keep it; rec.Key aliases b
+	st := s.g.state.Load()
+	pl := st.router.catchAll
+	for _, cand := range st.router.pools {
+		if cand.name == rec.Pool {
+			pl = cand
+		}
+	}
+	s.chargeDirect(key, st.policy.limits(key), pl, upTime)
+	s.count(pl, lineOutcome(&rec, false), &rec)
+	return LineUnmatched, nil
+}
+
+// chargeDirect charges worker time for which no ticket is in flight. The
+// work was done whatever the key's state, so it is admitted as shadow (a
+// restricted key is still charged) and finished at once.
+func (s *Sidecar) chargeDirect(key string, lim budget.Limits, pl *pool, d time.Duration) {
+	shadow := lim
+	shadow.Shadow = true
+	a, t := s.g.ledger.Admit(key, shadow)
+	f := s.g.ledger.Finish(t, d)
+	if a.NewlyRestricted || f.NewlyRestricted {
+		if f.RestrictedUntil.IsZero() {
+			f = a
+		}
+		s.g.restricted(&exchange{key: key, lim: lim, pool: pl}, f)
+	}
+}
+
+// lineOutcome reads the request's outcome from nginx's line, as the proxy
+// would have recorded it.
+func lineOutcome(rec *accesslog.Record, shadowed bool) outcome {
+	switch {
+	case rec.Status == StatusClientClosed:
+		return outcomeClientAbort
+	case (rec.Status == http.StatusBadGateway || rec.Status == http.StatusGatewayTimeout) &&
+		(rec.UpstreamStatus == 0 || rec.UpstreamStatus == rec.Status):
+		return outcomeUpstreamError
+	case shadowed:
+		return outcomeShadowRestricted
+	}
+	return outcomeOK
+}
+
+func (s *Sidecar) count(pl *pool, o outcome, rec *accesslog.Record) {
+	pm := pl.m
+	pm.requests[o].Inc()
+	if rec.HasUpstreamTime {
+		t := rec.UpstreamTime.Seconds()
+		if c := pm.workerSecs[o]; c != nil {
+			c.Add(t)
+		}
+		pm.upstream.Observe(t)
+	}
+}
+
+// Expire charges the tickets whose log line has not come within the bound
+// (lost in UDP, or nginx never logged) the bound itself, and forgets
+// expired tickets one bound later. Run calls it every second.
+func (s *Sidecar) Expire() int {
+	now := s.g.clock.Now()
+	bound := s.bound()
+	type exp struct {
+		id string
+		p  *pendingReq
+	}
+	var due []exp
+	s.mu.Lock()
+	for id, p := range s.pending {
+		if now.Sub(p.admitted) >= bound {
+			due = append(due, exp{id, p})
+			delete(s.pending, id)
+			s.expired[id] = expiredReq{key: p.key, lim: p.lim, pool: p.pool, charged: bound, at: now}
+		}
+	}
+	for id, e := range s.expired {
+		if now.Sub(e.at) >= bound {
+			delete(s.expired, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, e := range due {
+		e.p.pool.m.inFlight.Dec()
+		if d := s.g.ledger.Finish(e.p.ticket, bound); d.NewlyRestricted {
+			s.g.restricted(&exchange{key: e.p.key, lim: e.p.lim, pool: e.p.pool}, d)
+		}
+		s.m.expired.Inc()
+	}
+	if len(due) > 0 {
+		s.log.Warn("requests without a log line charged the bound (lost syslog datagrams, or nginx did not log them)",
+			"requests", len(due), "bound", bound.String())
+	}
+	return len(due)
+}
+
+// Close charges every ticket still pending its elapsed time (at shutdown:
+// the snapshot then keeps what those requests used so far).
+func (s *Sidecar) Close() {
+	now := s.g.clock.Now()
+	s.mu.Lock()
+	pend := s.pending
+	s.pending = map[string]*pendingReq{}
+	s.mu.Unlock()
+	for _, p := range pend {
+		p.pool.m.inFlight.Dec()
+		s.g.ledger.Finish(p.ticket, min(now.Sub(p.admitted), s.bound()))
+	}
+}

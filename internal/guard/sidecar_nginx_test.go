@@ -1,0 +1,369 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/testenv"
+)
+
+// nginxMain wraps an http {} snippet into a whole nginx.conf that runs from
+// dir: temp paths there, and as root the workers stay root so they can
+// read t.TempDir().
+func nginxMain(dir, snippetPath string) string {
+	var b strings.Builder
+	if os.Geteuid() == 0 {
+		b.WriteString("user root;\n")
+	}
+	b.WriteString("worker_processes 1;\nevents { worker_connections 256; }\nhttp {\n")
+	for _, p := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		fmt.Fprintf(&b, "    %s_temp_path %s;\n", p, filepath.Join(dir, p+"_temp"))
+	}
+	fmt.Fprintf(&b, "    access_log off;\n    include %s;\n}\n", snippetPath)
+	return b.String()
+}
+
+func nginxArgs(dir, conf string) []string {
+	return []string{"-p", dir, "-c", conf, "-g", "daemon off; pid " + filepath.Join(dir, "nginx.pid") + "; error_log stderr notice;"}
+}
+
+func TestNginxConfigAcceptedByNginx(t *testing.T) {
+	bin := testenv.RequireBinary(t, "nginx")
+	dir := t.TempDir()
+	snippet, err := NginxConfig(NginxConfigOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := filepath.Join(dir, "headroom.conf")
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(sp, []byte(snippet), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(nginxMain(dir, sp)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, append([]string{"-t"}, nginxArgs(dir, conf)...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t refused the default snippet: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "test is successful") {
+		t.Fatalf("nginx -t: %s", out)
+	}
+}
+
+// TestSidecarWithNginx runs the whole arrangement: a real nginx with the
+// snippet nginx-config prints, an upstream whose handlers take time, and
+// the sidecar.
+func TestSidecarWithNginx(t *testing.T) {
+	bin := testenv.RequireBinary(t, "nginx")
+	dir := t.TempDir()
+
+	// The upstream: /sleep?ms=N takes N ms; /block waits until released.
+	release := make(chan struct{})
+	var completed atomic.Int64 // requests the upstream finished without being cancelled
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var wait <-chan time.Time
+		var released <-chan struct{}
+		switch r.URL.Path {
+		case "/sleep":
+			ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+			wait = time.After(time.Duration(ms) * time.Millisecond)
+		case "/block":
+			wait = time.After(30 * time.Second) // bound, in case the test fails first
+			released = release
+		}
+		select {
+		case <-wait:
+		case <-released:
+		case <-r.Context().Done():
+			return // nginx gave up on us: not completed
+		}
+		completed.Add(1)
+		fmt.Fprintln(w, "done", r.URL.Path)
+	}))
+	t.Cleanup(up.Close)
+
+	// The sidecar, on ports the kernel picks.
+	cfg := &config.Config{
+		Listen:     "127.0.0.1:0",
+		NoUpstream: true,
+		Admin:      config.Admin{Listen: "127.0.0.1:0"},
+		Keys:       config.Keys{Secret: "0123456789abcdef0123456789abcdef"},
+	}
+	wt, win, rf := config.Duration(200*time.Millisecond), config.Duration(time.Minute), config.Duration(5*time.Minute)
+	cfg.Budget = config.Limits{WorkerTime: &wt, Window: &win, RestrictFor: &rf}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	type addrs struct{ check, syslog, admin net.Addr }
+	ready := make(chan addrs, 1)
+	runErr := make(chan error, 1)
+	var sidecarLog syncBuffer
+	go func() {
+		runErr <- RunSidecar(ctx, SidecarServerOptions{
+			Config: cfg, Syslog: "127.0.0.1:0", Tag: DefaultSyslogTag,
+			Logger: slogTo(&sidecarLog),
+			Ready:  func(c, s, a net.Addr) { ready <- addrs{c, s, a} },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-runErr:
+			if err != nil {
+				t.Errorf("sidecar: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("sidecar did not stop")
+		}
+	})
+	var a addrs
+	select {
+	case a = <-ready:
+	case err := <-runErr:
+		t.Fatalf("sidecar: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar did not start")
+	}
+	admin := "http://" + a.admin.String()
+
+	// nginx, with the snippet nginx-config prints for these ports.
+	nginxAddr := testenv.FreePort(t)
+	snippet, err := NginxConfig(NginxConfigOptions{
+		Sidecar: a.check.String(), Syslog: a.syslog.String(), Upstream: up.URL, Listen: nginxAddr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, conf := filepath.Join(dir, "headroom.conf"), filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(sp, []byte(snippet), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(nginxMain(dir, sp)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var nginxOut syncBuffer
+	cmd := exec.Command(bin, nginxArgs(dir, conf)...)
+	cmd.Stdout, cmd.Stderr = &nginxOut, &nginxOut
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	nginxDone := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(nginxDone) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT) // graceful: workers finish, then exit
+		select {
+		case <-nginxDone:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-nginxDone
+		}
+		if t.Failed() {
+			t.Logf("nginx output:\n%s\nsidecar log:\n%s", nginxOut.String(), sidecarLog.String())
+		}
+	})
+	testenv.WaitForPort(t, nginxAddr, 10*time.Second)
+	base := "http://" + nginxAddr
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(t *testing.T, c *http.Client, path, key string) (*http.Response, string, error) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b), nil
+	}
+	keyState := func(t *testing.T, key string) KeyJSON {
+		t.Helper()
+		res, err := client.Get(admin + "/v1/keys/" + key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var k KeyJSON
+		if err := json.NewDecoder(res.Body).Decode(&k); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	// waitKey polls the admin API until cond holds (the log line travels
+	// by UDP, asynchronously), with a bound.
+	waitKey := func(t *testing.T, key, what string, cond func(KeyJSON) bool) KeyJSON {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			k := keyState(t, key)
+			if cond(k) {
+				return k
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("key %s: %s never held; last state %+v", key, what, k)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	t.Run("over budget gets 429 through nginx, other keys do not", func(t *testing.T) {
+		res, body, err := get(t, client, "/sleep?ms=250", "alpha-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != 200 || !strings.Contains(body, "done /sleep") {
+			t.Fatalf("first request: %d %q", res.StatusCode, body)
+		}
+		if p := res.Header.Get("RateLimit-Policy"); !strings.Contains(p, `"worker-time";q=0;w=60`) {
+			t.Errorf("RateLimit-Policy on an allowed answer = %q", p)
+		}
+		// 250 ms against a 200 ms budget: whether the line has been
+		// charged yet or the request still counts in flight, alpha is over.
+		res, body, err = get(t, client, "/sleep?ms=1", "alpha-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("alpha over budget: status %d, body %q", res.StatusCode, body)
+		}
+		ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
+		if err != nil || ra < 1 || ra > 300 {
+			t.Errorf("Retry-After = %q, want 1..300 seconds", res.Header.Get("Retry-After"))
+		}
+		if !strings.Contains(res.Header.Get("RateLimit"), `"worker-time";r=0;t=`) {
+			t.Errorf("RateLimit = %q", res.Header.Get("RateLimit"))
+		}
+		if res.Header.Get("RateLimit-Policy") == "" {
+			t.Error("no RateLimit-Policy on the 429")
+		}
+		if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type = %q", ct)
+		}
+		var denial map[string]any
+		if err := json.Unmarshal([]byte(body), &denial); err != nil {
+			t.Fatalf("429 body is not JSON: %v: %q", err, body)
+		}
+		if denial["error"] != "worker_time_budget_exceeded" || !strings.HasPrefix(fmt.Sprint(denial["key"]), "fp-") {
+			t.Errorf("429 body = %v", denial)
+		}
+		if strings.Contains(body, "alpha-key") {
+			t.Error("the 429 body shows the key in clear")
+		}
+		res, body, err = get(t, client, "/sleep?ms=1", "beta-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != 200 {
+			t.Fatalf("beta, within budget: %d %q", res.StatusCode, body)
+		}
+	})
+
+	t.Run("in-flight time counts before the request completes", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() {
+			res, body, err := get(t, client, "/block", "gamma-key")
+			if err == nil && res.StatusCode != 200 {
+				err = fmt.Errorf("status %d: %q", res.StatusCode, body)
+			}
+			done <- err
+		}()
+		k := waitKey(t, "gamma-key", "in_flight 1 and worker_seconds > 0", func(k KeyJSON) bool {
+			return k.InFlight == 1 && k.WorkerSeconds > 0
+		})
+		if k.Requests != 1 {
+			t.Errorf("requests = %d", k.Requests)
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatalf("blocked request: %v", err)
+		}
+		waitKey(t, "gamma-key", "in_flight 0 after the log line", func(k KeyJSON) bool { return k.InFlight == 0 })
+	})
+
+	t.Run("a client that aborts is charged the real upstream time", func(t *testing.T) {
+		before := completed.Load()
+		impatient := &http.Client{Timeout: 100 * time.Millisecond}
+		if res, body, err := get(t, impatient, "/sleep?ms=600", "delta-key"); err == nil {
+			t.Fatalf("the impatient client got an answer (%d %q); it should have timed out", res.StatusCode, body)
+		}
+		k := waitKey(t, "delta-key", "the log line charged (in_flight 0)", func(k KeyJSON) bool { return k.InFlight == 0 && k.Requests == 1 })
+		// The upstream worked 600 ms; the client left after 100 ms. The
+		// seed's guard charged the 100 ms (or less); nginx's line, written
+		// once the upstream finished, carries the 600 ms.
+		if k.WorkerSeconds < 0.6 {
+			t.Errorf("worker_seconds = %.3f after an abort, want the upstream's >= 0.6", k.WorkerSeconds)
+		}
+		if completed.Load() != before+1 {
+			t.Error("the upstream request was cancelled when the client left (proxy_ignore_client_abort)")
+		}
+		// nginx 1.22 logs such a request as 200, not 499: the small answer
+		// went into the closed connection's socket buffer without an
+		// error, so nginx never learnt the client had left. The charge is
+		// right either way; only the outcome label cannot say "abort".
+	})
+
+	// Every line the sidecar got matched a ticket (none lost or unmatched
+	// on loopback), and keys never appear in clear in the metrics.
+	m := adminMetrics(t, client, admin)
+	for _, want := range []string{
+		`headroom_sidecar_syslog_lines_total{result="matched"} 4`,
+		`headroom_sidecar_syslog_lines_total{result="no_upstream"} 1`, // the 429
+		`headroom_sidecar_syslog_lines_total{result="malformed"} 0`,
+		`headroom_sidecar_syslog_lines_total{result="unmatched"} 0`,
+		`headroom_sidecar_checks_total{result="refused"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "headroom_sidecar"))
+		}
+	}
+	for _, k := range []string{"alpha-key", "beta-key", "gamma-key", "delta-key"} {
+		if strings.Contains(m, k) || strings.Contains(sidecarLog.String(), k) {
+			t.Errorf("%s appears in clear in the metrics or the sidecar's log", k)
+		}
+	}
+}
+
+func adminMetrics(t *testing.T, c *http.Client, admin string) string {
+	t.Helper()
+	res, err := c.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

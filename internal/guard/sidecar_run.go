@@ -1,0 +1,224 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+)
+
+// SidecarServerOptions configures RunSidecar. Config is required; its
+// Listen is the check endpoint's address.
+type SidecarServerOptions struct {
+	// Config is the validated starting configuration (NoUpstream set).
+	Config *config.Config
+	// Syslog is the UDP address nginx's access_log syslog:server= sends
+	// to. "" means DefaultSyslogListen.
+	Syslog string
+	// Tag is the syslog tag to accept; "" accepts any.
+	Tag string
+
+	// LoadConfig, Reload, Snapshots, Logger and Clock are as in
+	// ServerOptions.
+	LoadConfig func() (*config.Config, error)
+	Reload     <-chan struct{}
+	Snapshots  Snapshotter
+	Logger     *slog.Logger
+	Clock      budget.Clock
+
+	// Ready, if set, is called once the listeners are open (admin is nil
+	// when the admin API is off).
+	Ready func(check, syslog, admin net.Addr)
+}
+
+// RunSidecar serves the check endpoint, the syslog listener and the admin
+// API until ctx is cancelled, then stops accepting checks, reads the log
+// lines still queued, charges the tickets still pending their elapsed time,
+// and writes a last snapshot.
+func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
+	cfg := o.Config
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	clock := o.Clock
+	if clock == nil {
+		clock = budget.SystemClock{}
+	}
+	syslogAddr := o.Syslog
+	if syslogAddr == "" {
+		syslogAddr = DefaultSyslogListen
+	}
+	ledger := budget.New(budget.Options{Clock: clock})
+	if o.Snapshots != nil {
+		if err := o.Snapshots.Restore(ledger); err != nil {
+			lg.Error("restore usage snapshot; starting with empty usage", "err", err)
+		} else if n := ledger.Len(); n > 0 {
+			lg.Info("usage restored from snapshot", "keys", n, "path", cfg.Store.Snapshot)
+		}
+	}
+	g, err := New(Options{Config: cfg, Ledger: ledger, Clock: clock, Logger: lg})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	sc, err := NewSidecar(SidecarOptions{Guard: g, Tag: o.Tag})
+	if err != nil {
+		return err
+	}
+
+	pc, err := net.ListenPacket("udp", syslogAddr)
+	if err != nil {
+		return fmt.Errorf("listen for nginx's syslog (--syslog %s): %w", syslogAddr, err)
+	}
+	defer pc.Close()
+	if uc, ok := pc.(*net.UDPConn); ok {
+		// Bursts of lines must wait in the kernel, not be dropped, while
+		// the reader works: every lost line is charged the bound instead
+		// of the real time.
+		_ = uc.SetReadBuffer(4 << 20)
+	}
+	if !config.IsLoopback(syslogAddr) {
+		lg.Warn("the syslog listener is not on loopback: anyone who can send it UDP can charge keys", "syslog", syslogAddr)
+	}
+	cl, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for nginx's checks (--listen %s): %w", cfg.Listen, err)
+	}
+	errLog := log.New(slogWriter{lg}, "", 0)
+	checkSrv := &http.Server{
+		Handler:           sc,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
+		IdleTimeout:       cfg.Timeouts.Idle.D(),
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          errLog,
+	}
+	errc := make(chan error, 3)
+	go func() { errc <- checkSrv.Serve(cl) }()
+
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		if err := readSyslog(pc, sc, lg); err != nil {
+			errc <- err
+		}
+	}()
+
+	var adminSrv *http.Server
+	var adminAddr net.Addr
+	if cfg.Admin.Listen != "off" {
+		al, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			cl.Close()
+			return fmt.Errorf("listen for the admin API (admin %s): %w", cfg.Admin.Listen, err)
+		}
+		adminAddr = al.Addr()
+		adminSrv = &http.Server{
+			Handler:           g.Admin(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       cfg.Timeouts.Idle.D(),
+			ErrorLog:          errLog,
+		}
+		go func() { errc <- adminSrv.Serve(al) }()
+	}
+	lg.Info("headroom sidecar listening", "check", cl.Addr().String(), "syslog", pc.LocalAddr().String(),
+		"admin", addrString(adminAddr), "bound", cfg.Timeouts.Upstream.String(), "shadow", cfg.Shadow)
+	if o.Ready != nil {
+		o.Ready(cl.Addr(), pc.LocalAddr(), adminAddr)
+	}
+
+	var snap <-chan time.Time
+	if o.Snapshots != nil {
+		t := time.NewTicker(cfg.Store.SnapshotInterval.D())
+		defer t.Stop()
+		snap = t.C
+	}
+	expire := time.NewTicker(time.Second)
+	defer expire.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = fmt.Errorf("serve: %w", err)
+			break loop
+		case <-o.Reload:
+			if o.LoadConfig == nil {
+				continue
+			}
+			if next, err := o.LoadConfig(); err != nil {
+				g.m.reloads.WithLabelValues("error").Inc()
+				lg.Error("reload refused; keeping the running configuration", "err", err)
+			} else if err := g.Reload(next); err != nil {
+				lg.Error("reload refused", "err", err)
+			}
+		case <-expire.C:
+			sc.Expire()
+		case <-snap:
+			if err := o.Snapshots.Save(ledger); err != nil {
+				lg.Error("save usage snapshot", "err", err)
+			}
+		}
+	}
+
+	lg.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown.D())
+	defer cancel()
+	if err := checkSrv.Shutdown(sctx); err != nil {
+		checkSrv.Close()
+	}
+	// Lines already in the socket's buffer are read before the reader
+	// stops: a short deadline, not an immediate close.
+	_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	<-readDone
+	sc.Close()
+	if adminSrv != nil {
+		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = adminSrv.Shutdown(actx)
+		acancel()
+	}
+	if o.Snapshots != nil {
+		if err := o.Snapshots.Save(ledger); err != nil {
+			lg.Error("save usage snapshot at shutdown", "err", err)
+			if runErr == nil {
+				runErr = fmt.Errorf("save usage snapshot: %w", err)
+			}
+		} else {
+			lg.Info("usage snapshot written", "path", cfg.Store.Snapshot, "keys", ledger.Len())
+		}
+	}
+	return runErr
+}
+
+// readSyslog reads datagrams until the connection is closed or its read
+// deadline passes (nil), or reading fails. Malformed lines are counted (and
+// logged at most once a minute, so junk cannot flood the log).
+func readSyslog(pc net.PacketConn, sc *Sidecar, lg *slog.Logger) error {
+	buf := make([]byte, 64<<10) // the largest UDP datagram
+	var lastWarn time.Time
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout() {
+				return nil
+			}
+			return fmt.Errorf("read syslog: %w", err)
+		}
+		if _, err := sc.Ingest(buf[:n]); err != nil && time.Since(lastWarn) > time.Minute {
+			lastWarn = time.Now()
+			lg.Warn("malformed syslog line from nginx (is the log_format the one `headroom nginx-config` prints?)", "err", err, "bytes", n)
+		}
+	}
+}
