@@ -1,0 +1,309 @@
+package guard
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+)
+
+// sidecarEnv is a Sidecar on a manual clock, driven without nginx: checks
+// through its handler, log lines through Ingest.
+type sidecarEnv struct {
+	t     *testing.T
+	sc    *Sidecar
+	clock *budget.ManualClock
+	logs  *syncBuffer
+}
+
+func newSidecarEnv(t *testing.T, yaml string) *sidecarEnv {
+	t.Helper()
+	cfg, err := config.Decode([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.NoUpstream = DefaultSidecarListen, true
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := &sidecarEnv{t: t, clock: budget.NewManualClock(time.Date(2026, 11, 30, 11, 0, 0, 0, time.UTC)), logs: &syncBuffer{}}
+	g, err := New(Options{Config: cfg, Clock: e.clock, Secret: []byte("test-secret-0123456789"),
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if e.sc, err = NewSidecar(SidecarOptions{Guard: g, Tag: DefaultSyslogTag}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// check asks the sidecar as nginx's auth_request does; hdr are extra
+// headers of the original request ("X-Api-Key: k").
+func (e *sidecarEnv) check(id, uri string, hdr ...string) *httptest.ResponseRecorder {
+	e.t.Helper()
+	r := httptest.NewRequest("GET", "http://127.0.0.1:9092"+CheckPath, nil)
+	r.RemoteAddr = "127.0.0.1:40000" // nginx
+	if id != "" {
+		r.Header.Set(hdrRequestID, id)
+	}
+	r.Header.Set(hdrClient, "203.0.113.7")
+	r.Header.Set(hdrURI, uri)
+	r.Header.Set(hdrHost, "api.example.com")
+	for _, h := range hdr {
+		k, v, _ := strings.Cut(h, ": ")
+		r.Header.Add(k, v)
+	}
+	w := httptest.NewRecorder()
+	e.sc.ServeHTTP(w, r)
+	return w
+}
+
+// line is the syslog datagram nginx sends for one request.
+func line(id, key string, status int, upstream string) []byte {
+	upStatus := "200"
+	if upstream == "-" {
+		upStatus = "-"
+	}
+	return fmt.Appendf(nil, `<190>Nov 30 11:00:04 headroom: 203.0.113.7 - - [30/Nov/2026:11:00:04 +0000] "GET /api/report?x=1 HTTP/1.1" %d 12 "-" "curl/8.5.0" 0.254 %s %s %s default %s`+"\n",
+		status, upStatus, upstream, key, id)
+}
+
+func (e *sidecarEnv) status(key string) budget.KeyStatus {
+	lk := e.sc.g.fp.LedgerKey(key)
+	return e.sc.g.ledger.Status(lk, e.sc.g.state.Load().policy.limits(lk))
+}
+
+func (e *sidecarEnv) ingest(b []byte, want string) {
+	e.t.Helper()
+	got, err := e.sc.Ingest(b)
+	if got != want {
+		e.t.Fatalf("Ingest(%q) = %s (%v), want %s", b, got, err, want)
+	}
+}
+
+func TestSidecarChargesTheLoggedUpstreamTime(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {worker_time: 60s}\n")
+	w := e.check("req-1", "/api/report", "X-Api-Key: k1")
+	if w.Code != http.StatusNoContent {
+		t.Fatalf("check = %d %s", w.Code, w.Body)
+	}
+	fp := e.sc.g.Fingerprint("k1")
+	if got := w.Header().Get(hdrKey); got != fp {
+		t.Errorf("%s = %q, want the fingerprint %s", hdrKey, got, fp)
+	}
+	if !strings.Contains(w.Header().Get("RateLimit-Policy"), `"worker-time";q=60;w=60`) {
+		t.Errorf("RateLimit-Policy = %q", w.Header().Get("RateLimit-Policy"))
+	}
+
+	// In flight: the elapsed time counts before any line arrives.
+	e.clock.Advance(3 * time.Second)
+	if s := e.status("k1"); s.InFlight != 1 || s.WorkerSeconds != 3 {
+		t.Fatalf("in flight: %+v, want 1 request and 3 s", s)
+	}
+	// The line says the upstream worked 7.5 s (the client may have left
+	// long before): that is what is charged, not the 3 s seen so far.
+	e.ingest(line("req-1", fp, 499, "7.500"), LineMatched)
+	if s := e.status("k1"); s.InFlight != 0 || s.WorkerSeconds != 7.5 {
+		t.Fatalf("after the line: %+v, want 0 in flight and 7.5 s", s)
+	}
+	if e.sc.Pending() != 0 {
+		t.Errorf("pending = %d", e.sc.Pending())
+	}
+	// The same line again has no ticket any more: charged as unmatched
+	// (a duplicated datagram costs the key twice; UDP on loopback does
+	// not duplicate).
+	e.ingest(line("req-1", fp, 499, "7.500"), LineUnmatched)
+	if s := e.status("k1"); s.WorkerSeconds != 15 {
+		t.Fatalf("after an unmatched line: %v s, want 15", s.WorkerSeconds)
+	}
+}
+
+func TestSidecarRefusesAKeyOverBudget(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {worker_time: 5s, window: 1m, restrict_for: 5m}\n")
+	fp := e.sc.g.Fingerprint("k1")
+	e.check("req-1", "/", "X-Api-Key: k1")
+	e.ingest(line("req-1", fp, 200, "6.000"), LineMatched)
+
+	w := e.check("req-2", "/", "X-Api-Key: k1")
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("over budget: check = %d, want 403 (nginx's error_page makes it 429)", w.Code)
+	}
+	h := w.Header()
+	if h.Get("Retry-After") != "300" {
+		t.Errorf("Retry-After = %q, want 300", h.Get("Retry-After"))
+	}
+	if !strings.Contains(h.Get("RateLimit"), `"worker-time";r=0;t=300`) {
+		t.Errorf("RateLimit = %q", h.Get("RateLimit"))
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(h.Get(hdrDenial)), &body); err != nil {
+		t.Fatalf("%s is not JSON: %v: %q", hdrDenial, err, h.Get(hdrDenial))
+	}
+	if body["error"] != "worker_time_budget_exceeded" || body["key"] != fp || body["retry_after_seconds"] != 300.0 {
+		t.Errorf("denial = %v", body)
+	}
+	if strings.ContainsAny(h.Get(hdrDenial), "\r\n") {
+		t.Error("the denial header holds a line break")
+	}
+	if e.sc.Pending() != 0 {
+		t.Error("a refused request left a ticket")
+	}
+	// The refused request's line has no upstream time: nothing to charge.
+	e.ingest(line("req-2", fp, 429, "-"), LineNoUpstream)
+	if s := e.status("k1"); s.WorkerSeconds != 6 {
+		t.Errorf("usage = %v, want 6", s.WorkerSeconds)
+	}
+	if w := e.check("req-3", "/", "X-Api-Key: k2"); w.Code != http.StatusNoContent {
+		t.Errorf("another key: %d", w.Code)
+	}
+	if !strings.Contains(e.logs.String(), "key over its worker-time budget") || strings.Contains(e.logs.String(), "k1 ") {
+		t.Errorf("log:\n%s", e.logs)
+	}
+}
+
+func TestSidecarTooManyInFlight(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {max_in_flight: 1}\n")
+	if w := e.check("a", "/", "X-Api-Key: k"); w.Code != http.StatusNoContent {
+		t.Fatal(w.Code)
+	}
+	w := e.check("b", "/", "X-Api-Key: k")
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Header().Get(hdrDenial), "too_many_in_flight") {
+		t.Fatalf("second in flight: %d %q", w.Code, w.Header().Get(hdrDenial))
+	}
+	// Checked again under the same $request_id (an internal redirect):
+	// admitted once, not refused as a second request.
+	if w := e.check("a", "/", "X-Api-Key: k"); w.Code != http.StatusNoContent {
+		t.Fatalf("repeated check: %d", w.Code)
+	}
+	if s := e.status("k"); s.InFlight != 1 {
+		t.Errorf("in flight = %d", s.InFlight)
+	}
+}
+
+func TestSidecarExpiresTicketsWhoseLineIsLost(t *testing.T) {
+	e := newSidecarEnv(t, "timeouts: {upstream: 10s}\n")
+	fp := e.sc.g.Fingerprint("k1")
+	e.check("lost", "/", "X-Api-Key: k1")
+	e.check("late", "/", "X-Api-Key: k1")
+	e.clock.Advance(9 * time.Second)
+	if n := e.sc.Expire(); n != 0 {
+		t.Fatalf("expired %d before the bound", n)
+	}
+	e.clock.Advance(2 * time.Second)
+	if n := e.sc.Expire(); n != 2 {
+		t.Fatalf("expired %d, want 2", n)
+	}
+	// Both charged the bound, not the 11 s elapsed.
+	if s := e.status("k1"); s.InFlight != 0 || s.WorkerSeconds != 20 {
+		t.Fatalf("after expiry: %+v, want 0 in flight, 20 s", s)
+	}
+	// A line that comes after all: only what the bound did not cover.
+	e.ingest(line("late", fp, 200, "12.000"), LineLate)
+	if s := e.status("k1"); s.WorkerSeconds != 22 {
+		t.Fatalf("after the late line: %v s, want 22", s.WorkerSeconds)
+	}
+	// The expired ids are forgotten one bound later.
+	e.clock.Advance(10 * time.Second)
+	e.sc.Expire()
+	e.ingest(line("lost", fp, 200, "1.000"), LineUnmatched)
+}
+
+func TestSidecarChargesLinesWithoutATicket(t *testing.T) {
+	e := newSidecarEnv(t, "")
+	fp := e.sc.g.Fingerprint("k1")
+	// A sidecar restart loses its tickets, not nginx's lines.
+	e.ingest(line("before-restart", fp, 200, "2.500"), LineUnmatched)
+	if s := e.status("k1"); s.WorkerSeconds != 2.5 || s.InFlight != 0 {
+		t.Fatalf("%+v, want 2.5 s", s)
+	}
+	e.ingest(line("x", "-", 200, "1.000"), LineNoUpstream) // a location without the check
+	e.ingest(line("y", fp, 502, "-"), LineNoUpstream)
+	// Several upstreams tried: all their time was worker time.
+	e.ingest([]byte(`<190>Nov 30 11:00:04 web-1 headroom: 203.0.113.7 - - [30/Nov/2026:11:00:04 +0000] "GET / HTTP/1.1" 200 12 "-" "-" 3.1 502, 200 1.000, 2.000 `+fp+` default z`), LineUnmatched)
+	if s := e.status("k1"); s.WorkerSeconds != 5.5 {
+		t.Fatalf("%v s, want 5.5", s.WorkerSeconds)
+	}
+}
+
+func TestSidecarCheckWithoutRequestID(t *testing.T) {
+	e := newSidecarEnv(t, "")
+	if w := e.check("", "/", "X-Api-Key: k1"); w.Code != http.StatusNoContent {
+		t.Fatalf("check = %d", w.Code)
+	}
+	if s := e.status("k1"); s.InFlight != 0 || e.sc.Pending() != 0 {
+		t.Fatalf("a ticket no line can find was kept: %+v", s)
+	}
+}
+
+func TestSidecarFindsKeysAndPoolsAsTheProxy(t *testing.T) {
+	e := newSidecarEnv(t, `
+keys:
+  sources: [{header: X-Api-Key}, {bearer: true}, {query: api_key}]
+  trusted_proxies: [203.0.113.0/24]
+pools:
+  - {name: api, path_prefixes: [/api/], max_concurrent: 4}
+  - {name: ui, max_concurrent: 8}
+`)
+	cases := []struct {
+		name, uri string
+		hdr       []string
+		key, pool string
+	}{
+		{"header", "/api/x", []string{"X-Api-Key: k1"}, e.sc.g.Fingerprint("k1"), "api"},
+		{"bearer", "/home", []string{"Authorization: Bearer tok"}, e.sc.g.Fingerprint("tok"), "ui"},
+		{"query", "/api/x?api_key=q1&y=2", nil, e.sc.g.Fingerprint("q1"), "api"},
+		// nginx's peer (203.0.113.7) is a trusted proxy: the client is the
+		// rightmost untrusted X-Forwarded-For address.
+		{"no key", "/", []string{"X-Forwarded-For: 198.51.100.1, 198.51.100.9"}, "addr:198.51.100.9", "ui"},
+		{"unparsable uri", "/api/%zz", nil, "addr:203.0.113.7", "api"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := e.check(fmt.Sprint("id-", i), c.uri, c.hdr...)
+			if w.Code != http.StatusNoContent {
+				t.Fatalf("check = %d", w.Code)
+			}
+			if got := w.Header().Get(hdrKey); got != c.key {
+				t.Errorf("key = %q, want %q", got, c.key)
+			}
+			if got := w.Header().Get(hdrPool); got != c.pool {
+				t.Errorf("pool = %q, want %q", got, c.pool)
+			}
+		})
+	}
+}
+
+func TestSidecarRefusesMalformedDatagrams(t *testing.T) {
+	e := newSidecarEnv(t, "")
+	for _, b := range []string{
+		"",
+		"not syslog at all",
+		strings.Replace(string(line("a", "-", 200, "1")), " headroom: ", " other: ", 1),
+		"<190>Nov 30 11:00:04 headroom: 127.0.0.1 - - [garbage",
+		"<190>Nov 30 11:00:04 headroom: 127.0.0.1 - - [30/Nov/2026:11:00:04 +0000] \"GET / HTTP/1.1\" 200 12 \"-\" \"-\" 0.1 200 zz fp-x default id",
+	} {
+		if got, err := e.sc.Ingest([]byte(b)); got != LineMalformed || err == nil {
+			t.Errorf("Ingest(%q) = %s, %v; want malformed with a reason", b, got, err)
+		}
+	}
+}
+
+func TestSidecarCloseChargesPendingTickets(t *testing.T) {
+	e := newSidecarEnv(t, "")
+	e.check("a", "/", "X-Api-Key: k1")
+	e.clock.Advance(4 * time.Second)
+	e.sc.Close()
+	if s := e.status("k1"); s.InFlight != 0 || s.WorkerSeconds != 4 {
+		t.Fatalf("%+v, want 4 s charged and nothing in flight", s)
+	}
+}
