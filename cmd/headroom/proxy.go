@@ -97,7 +97,19 @@ write the usage snapshot.
 
 Usage and restrictions survive restarts with --snapshot PATH (the memory store
 saved every 10 s and at shutdown); the fingerprint secret is kept next to it
-(PATH.secret) unless keys.secret/--secret-file is given. Every setting, and
+(PATH.secret) unless keys.secret/--secret-file is given.
+
+Fleet: --store redis://HOST:PORT/DB lets several proxies share each key's
+worker time and restrictions through Redis. Decisions stay local and never
+wait on Redis: every second (store.sync_interval) each proxy pushes its own
+usage since the last push in one pipelined batch, pulls the fleet's usage for
+the keys it has seen, and applies restrictions and lifts made on any proxy
+(admin API included). Every proxy needs the same --secret-file, since keys
+are shared by fingerprint; raw API keys never reach Redis. If Redis is down
+or slow the proxy logs it once, reports headroom_store_up 0 and "degraded"
+in /healthz, keeps enforcing with its own view, and resumes (re-pushing what
+it holds) when Redis is back. Prefix, interval and batch size are in the
+config file's store: block. Every setting, and
 more (tiers, per-key overrides, timeouts), is in the YAML --config file:
 see deploy/headroom.yaml, documented field by field.`,
 		Example: `  # Budget 60 worker-seconds per minute per key, restrict for 5 minutes
@@ -110,6 +122,10 @@ see deploy/headroom.yaml, documented field by field.`,
 
   # Everything from a file, usage kept across restarts
   headroom proxy --config /etc/headroom/headroom.yaml --snapshot /var/lib/headroom/usage.snapshot
+
+  # One of a fleet sharing budgets through Redis (same secret on every proxy)
+  headroom proxy --listen :8080 --upstream http://127.0.0.1:8000 \
+      --store redis://10.0.0.5:6379/0 --secret-file /etc/headroom/secret
 
   # Who is using the most worker time right now?
   curl -s 127.0.0.1:9091/v1/keys`,
@@ -137,7 +153,7 @@ see deploy/headroom.yaml, documented field by field.`,
 	fl.StringArrayVar(&f.pools, "pool", nil, "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N[,queue=N,timeout=DUR] (repeatable; a pool with no prefix or host catches the rest)")
 	fl.StringVar(&f.accessLog, "access-log", "", "access log `file`, or - for standard output (default none)")
 	fl.StringVar(&f.accessLogFormat, "access-log-format", "headroom", "access log `format`: headroom (nginx log_format above) or json")
-	fl.StringVar(&f.store, "store", "memory", "usage store: memory, or redis://HOST:PORT/DB (not supported yet)")
+	fl.StringVar(&f.store, "store", "memory", "usage store: memory, or redis://HOST:PORT/DB to share budgets with a fleet of proxies")
 	fl.StringVar(&f.snapshot, "snapshot", "", "`file` the memory store is saved to and restored from")
 	fl.StringVar(&f.secretFile, "secret-file", "", "`file` holding the fingerprint secret (default: kept next to --snapshot)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "operational log `format` on stderr: text or json")
@@ -204,6 +220,8 @@ func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) 
 	set("access-log-format", func() { cfg.AccessLog.Format = f.accessLogFormat })
 	set("store", func() {
 		switch {
+		case strings.HasPrefix(f.store, "redis://"), strings.HasPrefix(f.store, "rediss://"):
+			cfg.Store.Type, cfg.Store.URL = "redis", f.store
 		case f.store == "memory", strings.Contains(f.store, "://"):
 			cfg.Store.Type = f.store
 		default: // --store PATH: the memory store snapshotted to PATH
@@ -247,13 +265,28 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 		Logger:     lg,
 		LoadConfig: func() (*config.Config, error) { return loadProxyConfig(cmd, f) },
 	}
-	if cfg.Store.Snapshot != "" {
+	switch {
+	case cfg.Store.Type == "redis":
+		s, err := store.NewRedis(store.RedisOptions{
+			URL:      cfg.Store.URL,
+			Prefix:   cfg.Store.Prefix,
+			Interval: cfg.Store.SyncInterval.D(),
+			Timeout:  cfg.Store.SyncTimeout.D(),
+			MaxKeys:  cfg.Store.MaxKeys,
+			Logger:   lg,
+		})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		opts.Snapshots = s
+	case cfg.Store.Snapshot != "":
 		s, err := store.NewFile(store.FileOptions{Path: cfg.Store.Snapshot})
 		if err != nil {
 			return err
 		}
 		opts.Snapshots = s
-	} else {
+	default:
 		lg.Warn("no --snapshot: usage and restrictions are lost when the proxy restarts")
 	}
 	reload, reopen := make(chan struct{}, 1), make(chan struct{}, 1)

@@ -74,7 +74,8 @@ func TestProxyFlagErrors(t *testing.T) {
 		want string
 	}{
 		{nil, "upstream: required"},
-		{[]string{"--upstream", "http://x", "--store", "redis://127.0.0.1:6379/0"}, "store.type: the Redis fleet store is not supported yet"},
+		{[]string{"--upstream", "http://x", "--store", "redis://127.0.0.1:6379/0"}, "keys.secret: a redis store needs the same fingerprint secret"},
+		{[]string{"--upstream", "http://x", "--store", "redis://127.0.0.1:6379/x", "--secret-file", "/etc/headroom/secret"}, `store.url: database "x"`},
 		{[]string{"--upstream", "http://x", "--admin", "0.0.0.0:9091"}, "admin.listen: 0.0.0.0:9091 is not a loopback address"},
 		{[]string{"--upstream", "http://x", "--pool", "name=api,max=zero"}, `--pool: pool "name=api,max=zero": max="zero" is not a whole number`},
 		{[]string{"--config", "/nonexistent/headroom.yaml"}, "read --config"},
@@ -84,5 +85,16 @@ func TestProxyFlagErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.args, err, c.want)
 		}
+	}
+}
+
+func TestProxyStoreRedisFlag(t *testing.T) {
+	cmd, f := proxyCmdWithArgs(t, "--upstream", "http://127.0.0.1:8000", "--store", "redis://127.0.0.1:6379/3", "--secret-file", "/etc/headroom/secret")
+	cfg, err := loadProxyConfig(cmd, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.Type != "redis" || cfg.Store.URL != "redis://127.0.0.1:6379/3" || cfg.Store.SyncInterval.D() != time.Second || cfg.Store.Prefix != "headroom:" {
+		t.Errorf("store = %+v, want type redis with its URL and the sync defaults", cfg.Store)
 	}
 }

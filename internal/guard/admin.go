@@ -34,7 +34,17 @@ func (g *Guard) Admin() http.Handler { return g.admin }
 func (g *Guard) newAdmin() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "keys_tracked": g.ledger.Len()})
+		h := map[string]any{"status": "ok", "keys_tracked": g.ledger.Len()}
+		if g.storeHealth != nil {
+			// Still 200: with its store down the proxy serves and enforces
+			// on its local view; "degraded" says the fleet view is stale.
+			up, detail := g.storeHealth.Health()
+			h["store"] = detail
+			if !up {
+				h["status"] = "degraded"
+			}
+		}
+		writeJSON(w, http.StatusOK, h)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/keys", g.listKeys)

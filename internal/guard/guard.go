@@ -90,6 +90,8 @@ type Guard struct {
 	transport http.RoundTripper
 	admin     http.Handler
 
+	storeHealth StoreHealth // nil: no store that can be down; set by Run before serving
+
 	state atomic.Pointer[state]
 
 	mu    sync.Mutex // serializes reloads; guards poolM

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -22,6 +24,22 @@ type Snapshotter interface {
 	Restore(l *budget.Ledger) error
 	// Save writes l's state durably.
 	Save(l *budget.Ledger) error
+}
+
+// Syncer is a store that keeps the ledger in step with other proxies while
+// this one runs (internal/store's Redis fleet store). Run starts Sync in its
+// own goroutine after Restore, instead of calling Save periodically, and
+// stops it (cancelling ctx) before the final Save. Sync must never block
+// requests: they only ever touch the ledger.
+type Syncer interface {
+	Sync(ctx context.Context, l *budget.Ledger)
+}
+
+// StoreHealth is a store that can be unreachable (Redis): /healthz shows
+// its state. The proxy stays healthy while its store is down: it enforces
+// budgets with its local view.
+type StoreHealth interface {
+	Health() (up bool, detail any)
 }
 
 // ServerOptions configures Run. Only Config is required.
@@ -43,7 +61,9 @@ type ServerOptions struct {
 
 	// Snapshots restores the ledger at start and saves it every
 	// Config.Store.SnapshotInterval and at shutdown. Nil: usage is kept in
-	// memory only.
+	// memory only. If it is also a Syncer, it syncs instead of periodic
+	// saves; a StoreHealth shows in /healthz; a prometheus.Collector is
+	// served at /metrics.
 	Snapshots Snapshotter
 
 	// Logger receives operational messages. Nil: slog.Default().
@@ -75,7 +95,7 @@ func Run(ctx context.Context, o ServerOptions) error {
 		if err := o.Snapshots.Restore(ledger); err != nil {
 			// Partial failure is data: start empty and say so, rather than
 			// refusing to protect the upstream at all.
-			lg.Error("restore usage snapshot; starting with empty usage", "err", err)
+			lg.Error("restore usage from the store; starting with empty usage", "store", cfg.Store.Type, "err", err)
 		} else if n := ledger.Len(); n > 0 {
 			lg.Info("usage restored from snapshot", "keys", n, "path", cfg.Store.Snapshot)
 		}
@@ -85,6 +105,14 @@ func Run(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	defer g.Close()
+	if h, ok := o.Snapshots.(StoreHealth); ok {
+		g.storeHealth = h
+	}
+	if c, ok := o.Snapshots.(prometheus.Collector); ok {
+		if err := g.reg.Register(c); err != nil {
+			return fmt.Errorf("register store metrics: %w", err)
+		}
+	}
 
 	pl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -127,7 +155,17 @@ func Run(ctx context.Context, o ServerOptions) error {
 	}
 
 	var tick <-chan time.Time
-	if o.Snapshots != nil {
+	stopSync := func() {}
+	if s, ok := o.Snapshots.(Syncer); ok {
+		sctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Sync(sctx, ledger)
+		}()
+		stopSync = func() { cancel(); <-done }
+		defer stopSync()
+	} else if o.Snapshots != nil {
 		t := time.NewTicker(cfg.Store.SnapshotInterval.D())
 		defer t.Stop()
 		tick = t.C
@@ -182,6 +220,7 @@ loop:
 		acancel()
 	}
 	if o.Snapshots != nil {
+		stopSync()
 		if err := o.Snapshots.Save(ledger); err != nil {
 			lg.Error("save usage snapshot at shutdown", "err", err)
 			if runErr == nil {

@@ -7,12 +7,16 @@
 // restriction.
 //
 // File's two methods, Restore and Save, are the whole contract the guard
-// relies on (guard.Snapshotter). A fleet store for several proxies sharing
-// budgets through Redis would implement the same pair (restore = pull the
-// fleet's usage; save = push this proxy's usage since the last push in one
-// batch), with the ledger exporting per-key deltas and merging remote usage;
-// decisions stay local, and a Redis outage degrades to local enforcement.
-// That store is not built yet.
+// relies on (guard.Snapshotter).
+//
+// Redis (redis.go) is the fleet store: several proxies share each key's
+// worker time and restrictions through one Redis. It implements the same
+// pair (Restore pulls the fleet's state at start, Save pushes the last
+// changes at shutdown) plus guard.Syncer, a loop that every second pushes
+// this proxy's usage since the last push in one pipelined batch and merges
+// the other proxies' usage into the ledger (budget.Ledger's ExportChanges
+// and MergeRemote). Decisions stay local, and a Redis outage degrades to
+// local enforcement, never to an outage.
 package store
 
 import (

@@ -163,13 +163,28 @@ type AccessLog struct {
 
 // Store is where usage and restrictions live.
 type Store struct {
-	// Type is "memory" (the embedded store); "redis://…" is not supported yet.
+	// Type is "memory" (the embedded store) or "redis" (a fleet of proxies
+	// sharing budgets through the Redis at URL).
 	Type string `yaml:"type"`
 	// Snapshot is the file the memory store is saved to and restored from;
 	// "" keeps usage only in memory.
 	Snapshot string `yaml:"snapshot"`
 	// SnapshotInterval is how often the snapshot is written.
 	SnapshotInterval Duration `yaml:"snapshot_interval"`
+
+	// URL is the Redis of a redis store: redis://[user:pass@]HOST:PORT/DB
+	// (rediss:// for TLS).
+	URL string `yaml:"url"`
+	// Prefix starts every Redis key the fleet uses (default "headroom:").
+	Prefix string `yaml:"prefix"`
+	// SyncInterval is how often each proxy pushes its usage and pulls the
+	// fleet's (default 1s): the delay before a key's usage on one proxy
+	// counts on the others.
+	SyncInterval Duration `yaml:"sync_interval"`
+	// SyncTimeout bounds each Redis round trip of a sync (default 1s).
+	SyncTimeout Duration `yaml:"sync_timeout"`
+	// MaxKeys bounds the keys pulled and pushed per sync (default 10000).
+	MaxKeys int `yaml:"max_keys"`
 }
 
 // Timeouts bound every wait, so a slow client or a dead upstream never
@@ -218,6 +233,14 @@ func (c *Config) SetDefaults() {
 	setD(&c.AccessLog.FlushInterval, time.Second)
 	setStr(&c.Store.Type, "memory")
 	setD(&c.Store.SnapshotInterval, 10*time.Second)
+	if c.Store.Type == "redis" {
+		setStr(&c.Store.Prefix, "headroom:")
+		setD(&c.Store.SyncInterval, time.Second)
+		setD(&c.Store.SyncTimeout, time.Second)
+		if c.Store.MaxKeys == 0 {
+			c.Store.MaxKeys = 10000
+		}
+	}
 	setD(&c.Timeouts.ReadHeader, 10*time.Second)
 	setD(&c.Timeouts.Idle, 120*time.Second)
 	setD(&c.Timeouts.Dial, 5*time.Second)
@@ -480,10 +503,15 @@ func (c *Config) Validate() error {
 
 	switch {
 	case c.Store.Type == "memory":
-	case strings.HasPrefix(c.Store.Type, "redis://"):
-		es.add("store.type", "the Redis fleet store is not supported yet; use memory (with store.snapshot to survive restarts)")
+		if c.Store.URL != "" {
+			es.add("store.url", "only for type: redis")
+		}
+	case c.Store.Type == "redis":
+		checkRedis(&es, c)
+	case strings.HasPrefix(c.Store.Type, "redis://"), strings.HasPrefix(c.Store.Type, "rediss://"):
+		es.add("store.type", "write type: redis and url: %s", c.Store.Type)
 	default:
-		es.add("store.type", "%q is not a store: use memory", c.Store.Type)
+		es.add("store.type", "%q is not a store: use memory or redis", c.Store.Type)
 	}
 	if c.Store.SnapshotInterval <= 0 {
 		es.add("store.snapshot_interval", "must be > 0")
@@ -504,6 +532,57 @@ func (c *Config) Validate() error {
 		return es
 	}
 	return nil
+}
+
+// checkRedis checks a redis store: its URL, its sync settings, and what a
+// fleet needs to share keys at all.
+func checkRedis(es *Errors, c *Config) {
+	st := c.Store
+	if st.URL == "" {
+		es.add("store.url", "required with type: redis, e.g. redis://127.0.0.1:6379/0")
+	} else if u, err := url.Parse(st.URL); err != nil {
+		es.add("store.url", "not a URL: %v", err)
+	} else {
+		db := strings.TrimPrefix(u.Path, "/")
+		switch {
+		case u.Scheme != "redis" && u.Scheme != "rediss":
+			es.add("store.url", "%q must be redis://HOST:PORT/DB or rediss://HOST:PORT/DB", st.URL)
+		case u.Host == "":
+			es.add("store.url", "%q has no host", st.URL)
+		case db != "" && !isDigits(db):
+			es.add("store.url", "database %q in %q must be a number, e.g. /0", db, st.URL)
+		}
+	}
+	if st.Snapshot != "" {
+		es.add("store.snapshot", "only for type: memory: with redis the fleet's usage lives in Redis")
+	}
+	if st.Prefix == "" || strings.ContainsAny(st.Prefix, " \t\n") {
+		es.add("store.prefix", "%q must be a non-empty key prefix without spaces, e.g. headroom:", st.Prefix)
+	}
+	if st.SyncInterval <= 0 {
+		es.add("store.sync_interval", "must be > 0")
+	}
+	if st.SyncTimeout <= 0 {
+		es.add("store.sync_timeout", "must be > 0")
+	}
+	if st.MaxKeys <= 0 {
+		es.add("store.max_keys", "must be > 0")
+	}
+	// Proxies share a key's usage under its fingerprint, an HMAC keyed by
+	// the secret: with a secret per proxy the same API key would be a
+	// different key on each, and nothing would be shared.
+	if c.Keys.Secret == "" && c.Keys.SecretFile == "" {
+		es.add("keys.secret", "a redis store needs the same fingerprint secret on every proxy of the fleet: set keys.secret_file (or --secret-file) or keys.secret")
+	}
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func checkLimits(es *Errors, field string, l Limits, isDefault bool) {

@@ -8,6 +8,7 @@ import (
 
 func TestParseRefusesBadConfigNamingTheField(t *testing.T) {
 	const up = "upstream: http://127.0.0.1:8000\n"
+	const sec = "keys: {secret: 0123456789abcdef0123}\n"
 	for _, c := range []struct {
 		name, yaml, want string
 	}{
@@ -39,7 +40,17 @@ func TestParseRefusesBadConfigNamingTheField(t *testing.T) {
 		{"short secret", up + "keys: {secret: abc}\n", "keys.secret: too short"},
 		{"open admin", up + "admin: {listen: 0.0.0.0:9091}\n", "admin.listen: 0.0.0.0:9091 is not a loopback address"},
 		{"log format", up + "access_log: {format: xml}\n", `access_log.format: "xml" is not a format`},
-		{"redis", up + "store: {type: redis://127.0.0.1:6379/0}\n", "store.type: the Redis fleet store is not supported yet"},
+		{"redis url as type", up + "store: {type: redis://127.0.0.1:6379/0}\n", "store.type: write type: redis and url: redis://127.0.0.1:6379/0"},
+		{"redis without url", up + sec + "store: {type: redis}\n", "store.url: required with type: redis"},
+		{"redis url scheme", up + sec + "store: {type: redis, url: http://127.0.0.1:6379/0}\n", `store.url: "http://127.0.0.1:6379/0" must be redis://`},
+		{"redis url db", up + sec + "store: {type: redis, url: redis://127.0.0.1:6379/zero}\n", `store.url: database "zero"`},
+		{"redis without host", up + sec + "store: {type: redis, url: 'redis:///0'}\n", "store.url: \"redis:///0\" has no host"},
+		{"redis without secret", up + "store: {type: redis, url: redis://127.0.0.1:6379/0}\n", "keys.secret: a redis store needs the same fingerprint secret on every proxy"},
+		{"redis with snapshot", up + sec + "store: {type: redis, url: redis://127.0.0.1:6379/0, snapshot: /tmp/x}\n", "store.snapshot: only for type: memory"},
+		{"redis sync interval", up + sec + "store: {type: redis, url: redis://127.0.0.1:6379/0, sync_interval: -1s}\n", "store.sync_interval: must be > 0"},
+		{"redis max keys", up + sec + "store: {type: redis, url: redis://127.0.0.1:6379/0, max_keys: -1}\n", "store.max_keys: must be > 0"},
+		{"url on memory", up + "store: {url: redis://127.0.0.1:6379/0}\n", "store.url: only for type: redis"},
+		{"unknown store", up + "store: {type: etcd}\n", `store.type: "etcd" is not a store: use memory or redis`},
 		{"timeout", up + "timeouts: {upstream: -1s}\n", "timeouts.upstream: must be > 0"},
 		{"not yaml", "upstream: [\n", "not valid YAML"},
 	} {
@@ -148,4 +159,20 @@ func FuzzParsePool(f *testing.F) {
 			t.Fatalf("accepted a pool without a name: %q", s)
 		}
 	})
+}
+
+func TestParseRedisStoreDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+upstream: http://127.0.0.1:8000
+keys: {secret_file: /etc/headroom/secret}
+store: {type: redis, url: "redis://10.0.0.5:6379/2"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Store{Type: "redis", URL: "redis://10.0.0.5:6379/2", Prefix: "headroom:", SnapshotInterval: Duration(10 * time.Second),
+		SyncInterval: Duration(time.Second), SyncTimeout: Duration(time.Second), MaxKeys: 10000}
+	if c.Store != want {
+		t.Errorf("store = %+v\nwant    %+v", c.Store, want)
+	}
 }

@@ -1,0 +1,627 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/headroom-dev/headroom/internal/budget"
+)
+
+// The Redis layout, all names under the prefix (default "headroom:"):
+//
+//	u:{key}:{width ns}   hash, one per key and bucket width, expiring a
+//	                     window after its last push:
+//	                       {bucket index}:{proxy id} -> that proxy's worker ns in the bucket
+//	                       live:{proxy id}           -> "{pushed at, unix ms}:{in-flight ns}"
+//	restrictions         hash: {key} -> "{until, unix ms}:{made at, unix ms}";
+//	                     until 0 is a lift
+//	restrictions:v       counter, bumped at every change of restrictions
+//	epoch                random value set by the first proxy to find it missing
+//
+// {key} is the ledger's key: a fingerprint (fp-…, a keyed HMAC of the API
+// key; every proxy of the fleet needs the same keys.secret) or addr:IP.
+// Raw API keys never reach Redis.
+//
+// Each proxy writes only its own fields, with absolute values (HSET, not
+// INCRBY), so a push can be repeated or replayed in full without counting
+// anything twice, and a proxy reads the fleet's usage as the sum of the
+// other proxies' fields. A proxy that restarts gets a new id: its old fields
+// are then simply "another proxy's" usage until they slide out of the window.
+//
+// epoch tells a proxy that Redis lost its data (a restart without
+// persistence): when it changes, the proxy pushes everything it holds for
+// the current window again (budget.Ledger.Resync), so a Redis restart loses
+// nothing the proxies still hold.
+
+const (
+	// DefaultRedisPrefix is the key prefix when RedisOptions.Prefix is empty.
+	DefaultRedisPrefix = "headroom:"
+	// DefaultSyncInterval is the sync period when RedisOptions.Interval is zero.
+	DefaultSyncInterval = time.Second
+	// DefaultMaxKeys bounds the keys pulled and pushed per sync.
+	DefaultMaxKeys = 10000
+
+	// maxBackoff is the longest wait between attempts while Redis is down.
+	maxBackoff = 30 * time.Second
+	// liftKeep is how long a lift stays in the restrictions hash: long
+	// enough for every proxy to have read it.
+	liftKeep = 10 * time.Minute
+	// maxCleanup bounds the stale fields and records deleted per sync.
+	maxCleanup = 1000
+)
+
+// RedisOptions configures a Redis store.
+type RedisOptions struct {
+	// URL is redis://[user:password@]host:port/db (rediss:// for TLS).
+	URL string
+	// Prefix starts every Redis key; "" means DefaultRedisPrefix. Give
+	// fleets sharing one Redis different prefixes.
+	Prefix string
+	// Interval is the sync period; 0 means DefaultSyncInterval.
+	Interval time.Duration
+	// Timeout bounds each Redis round trip (dial, read, write); 0 means
+	// Interval. Requests never wait on it: only the sync loop does.
+	Timeout time.Duration
+	// MaxKeys bounds the keys pulled and the keys pushed per sync; 0 means
+	// DefaultMaxKeys. With more active keys, successive syncs take turns.
+	MaxKeys int
+	// ID names this proxy in Redis; "" means a random id per process.
+	ID string
+	// Clock is the ledger's clock. Nil: budget.SystemClock.
+	Clock budget.Clock
+	// Logger receives state changes (Redis lost, Redis back). Nil:
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Redis shares a ledger's usage and restrictions with the other proxies of
+// a fleet through Redis. It implements the guard's store contract
+// (Restore, Save) plus Sync, the loop that pulls the fleet's usage and
+// pushes this proxy's every Interval, and Health and the prometheus
+// Collector methods for the admin API. Redis is never on the request path:
+// when it is down or slow, the proxy keeps deciding on its local view (the
+// fleet's usage as last pulled plus its own), logs the change of state once,
+// and retries with backoff.
+type Redis struct {
+	rdb      *redis.Client
+	prefix   string
+	id       string
+	interval time.Duration
+	maxKeys  int
+	clock    budget.Clock
+	log      *slog.Logger
+	addr     string
+
+	// Sync state, used by one sync at a time (syncMu).
+	syncMu   sync.Mutex
+	epoch    string
+	restrVer int64
+	refs     []budget.KeyRef
+	ups      []budget.KeyUsage
+
+	mu        sync.Mutex // guards the health fields
+	state     int        // stateUnknown, stateUp, stateDown
+	lastErr   string
+	changedAt time.Time
+	lastSync  time.Time
+
+	up       prometheus.Gauge
+	errs     *prometheus.CounterVec
+	duration prometheus.Histogram
+	pushed   prometheus.Counter
+	pulled   prometheus.Counter
+}
+
+const (
+	stateUnknown = iota
+	stateUp
+	stateDown
+)
+
+// NewRedis returns a Redis store for opts. It does not connect: the first
+// Restore or Sync does, and a Redis that is down at start is reported and
+// retried like any other outage.
+func NewRedis(opts RedisOptions) (*Redis, error) {
+	ro, err := redis.ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store: redis URL %q: %w", opts.URL, err)
+	}
+	s := &Redis{
+		prefix:   opts.Prefix,
+		id:       opts.ID,
+		interval: opts.Interval,
+		maxKeys:  opts.MaxKeys,
+		clock:    opts.Clock,
+		log:      opts.Logger,
+		addr:     ro.Addr,
+		restrVer: -1,
+	}
+	if s.prefix == "" {
+		s.prefix = DefaultRedisPrefix
+	}
+	if s.interval <= 0 {
+		s.interval = DefaultSyncInterval
+	}
+	if s.maxKeys <= 0 {
+		s.maxKeys = DefaultMaxKeys
+	}
+	if s.clock == nil {
+		s.clock = budget.SystemClock{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.id == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		s.id = hex.EncodeToString(b[:])
+	}
+	if strings.ContainsAny(s.id, ": ") {
+		return nil, fmt.Errorf("store: redis proxy id %q must not contain ':' or spaces", s.id)
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = s.interval
+	}
+	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = timeout, timeout, timeout
+	ro.ContextTimeoutEnabled = true
+	// The sync loop is the retry: a failed sync is reported and tried again
+	// after a backoff, so the client must not retry (and wait) on its own.
+	ro.MaxRetries = -1
+	ro.PoolSize = 2
+	ro.DisableIdentity = true // CLIENT SETINFO is Redis 7.2+; Debian's 7.0 refuses it
+	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	s.rdb = redis.NewClient(ro)
+
+	s.up = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "headroom_store_up",
+		Help: "1 when the last sync with the Redis fleet store succeeded, 0 while it fails (the proxy then enforces with local usage).",
+	})
+	s.errs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "headroom_store_errors_total",
+		Help: "Failed syncs with the Redis fleet store, by step (pull, push).",
+	}, []string{"op"})
+	s.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "headroom_store_sync_duration_seconds",
+		Help:    "Time one sync with the Redis fleet store took (pull and push).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+	s.pushed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "headroom_store_keys_pushed_total",
+		Help: "Keys whose usage or restriction this proxy pushed to the Redis fleet store.",
+	})
+	s.pulled = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "headroom_store_keys_pulled_total",
+		Help: "Keys whose fleet usage this proxy pulled from the Redis fleet store.",
+	})
+	s.errs.WithLabelValues("pull")
+	s.errs.WithLabelValues("push")
+	return s, nil
+}
+
+// Describe implements prometheus.Collector.
+func (s *Redis) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range s.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (s *Redis) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range s.collectors() {
+		c.Collect(ch)
+	}
+}
+
+func (s *Redis) collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.up, s.errs, s.duration, s.pushed, s.pulled}
+}
+
+// RedisHealth is the store's state as /healthz shows it.
+type RedisHealth struct {
+	Type     string     `json:"type"`
+	Addr     string     `json:"addr"`
+	Up       bool       `json:"up"`
+	Since    *time.Time `json:"since,omitempty"`     // when Up last changed
+	LastSync *time.Time `json:"last_sync,omitempty"` // last successful sync
+	Error    string     `json:"error,omitempty"`     // why it is down
+}
+
+// Health reports whether the last sync succeeded, with details.
+func (s *Redis) Health() (bool, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := RedisHealth{Type: "redis", Addr: s.addr, Up: s.state == stateUp, Error: s.lastErr}
+	if !s.changedAt.IsZero() {
+		t := s.changedAt.UTC()
+		h.Since = &t
+	}
+	if !s.lastSync.IsZero() {
+		t := s.lastSync.UTC()
+		h.LastSync = &t
+	}
+	return h.Up, h
+}
+
+// Close closes the connections to Redis.
+func (s *Redis) Close() error { return s.rdb.Close() }
+
+// Restore pulls the fleet's restrictions (and the usage of any key the
+// ledger already holds) at start. An error (Redis down) is not fatal: the
+// proxy starts with local usage and the sync loop catches up.
+func (s *Redis) Restore(l *budget.Ledger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.rdb.Options().ReadTimeout+s.rdb.Options().DialTimeout)
+	defer cancel()
+	return s.SyncOnce(ctx, l)
+}
+
+// Save pushes what changed since the last sync (at shutdown, after the
+// sync loop stopped), so the fleet keeps the last second of this proxy's
+// usage.
+func (s *Redis) Save(l *budget.Ledger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.rdb.Options().ReadTimeout+s.rdb.Options().DialTimeout)
+	defer cancel()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	err := s.push(ctx, l, false)
+	s.report(err, "push")
+	return err
+}
+
+// Sync keeps l in step with the fleet until ctx is done: every Interval
+// while Redis answers; while it does not, with a backoff doubling up to
+// 30 s. It never returns early: errors are reported (log on change of
+// state, headroom_store_up, headroom_store_errors_total, Health).
+func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
+	wait := s.interval
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.SyncOnce(ctx, l); err != nil {
+			wait = min(wait*2, max(maxBackoff, s.interval))
+		} else {
+			wait = s.interval
+		}
+		t.Reset(wait)
+	}
+}
+
+// SyncOnce pulls the fleet's usage for the keys l holds and its
+// restrictions, merges them into l, then pushes l's changes.
+func (s *Redis) SyncOnce(ctx context.Context, l *budget.Ledger) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	start := time.Now()
+	setEpoch, err := s.pull(ctx, l)
+	if err != nil {
+		s.report(err, "pull")
+		return err
+	}
+	err = s.push(ctx, l, setEpoch)
+	s.report(err, "push")
+	if err == nil {
+		s.duration.Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+// report records the outcome of a sync step and logs changes of state.
+func (s *Redis) report(err error, op string) {
+	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.errs.WithLabelValues(op).Inc()
+		s.up.Set(0)
+		s.lastErr = err.Error()
+		if s.state != stateDown {
+			s.state, s.changedAt = stateDown, now
+			s.log.Error("redis store unreachable: enforcing budgets with this proxy's local view until it is back", "addr", s.addr, "err", err)
+		}
+		return
+	}
+	s.up.Set(1)
+	s.lastErr, s.lastSync = "", now
+	switch s.state {
+	case stateDown:
+		s.log.Info("redis store reachable again: fleet sync resumed", "addr", s.addr, "down_for", now.Sub(s.changedAt).Round(time.Millisecond).String())
+	case stateUnknown:
+		s.log.Info("redis store connected: sharing budgets with the fleet", "addr", s.addr, "prefix", s.prefix, "proxy_id", s.id)
+	}
+	if s.state != stateUp {
+		s.state, s.changedAt = stateUp, now
+	}
+}
+
+func (s *Redis) usageKey(key string, width time.Duration) string {
+	return s.prefix + "u:" + key + ":" + strconv.FormatInt(int64(width), 10)
+}
+
+func (s *Redis) restrictionsKey() string { return s.prefix + "restrictions" }
+func (s *Redis) versionKey() string      { return s.prefix + "restrictions:v" }
+func (s *Redis) epochKey() string        { return s.prefix + "epoch" }
+
+// staleLive is how old another proxy's in-flight report may be and still
+// count: a proxy that stopped pushing (died, or lost Redis) stops charging
+// the fleet for requests it can no longer report on.
+func (s *Redis) staleLive() time.Duration { return max(5*s.interval, 5*time.Second) }
+
+// pull reads the fleet's usage for l's active keys, the epoch and, when it
+// changed, the restrictions, and merges them into l. It reports whether
+// the epoch is missing (push sets one).
+func (s *Redis) pull(ctx context.Context, l *budget.Ledger) (bool, error) {
+	s.refs = l.ActiveKeys(s.refs[:0], s.maxKeys)
+	pipe := s.rdb.Pipeline()
+	epochCmd := pipe.Get(ctx, s.epochKey())
+	verCmd := pipe.Get(ctx, s.versionKey())
+	usage := make([]*redis.MapStringStringCmd, len(s.refs))
+	for i, r := range s.refs {
+		usage[i] = pipe.HGetAll(ctx, s.usageKey(r.Key, r.Width))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("redis pull (%d keys): %w", len(s.refs), err)
+	}
+
+	// A new or missing epoch: Redis lost its data (or this is the first
+	// sync). Push everything this ledger holds again.
+	epoch, err := epochCmd.Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("redis pull epoch: %w", err)
+	}
+	setEpoch := epoch == ""
+	switch {
+	case epoch == "" || (s.epoch != "" && epoch != s.epoch):
+		if s.epoch != "" {
+			s.log.Warn("redis store lost its data (restarted?): pushing this proxy's usage and restrictions again", "addr", s.addr)
+		}
+		l.Resync()
+		s.restrVer = -1
+		// Unknown until the next pull: push proposes one, and whichever
+		// proxy's proposal won is adopted then.
+		s.epoch = epoch
+	case s.epoch == "":
+		s.epoch = epoch
+	}
+
+	now := s.clock.Now()
+	var stale []staleField
+	for i, r := range s.refs {
+		fields, err := usage[i].Result()
+		if err != nil {
+			return false, fmt.Errorf("redis pull usage: %w", err)
+		}
+		u := budget.KeyUsage{Key: r.Key, Width: r.Width, Head: now.UnixNano() / int64(r.Width)}
+		stale = s.parseUsage(&u, fields, now, stale)
+		l.MergeRemote(&u)
+	}
+	s.pulled.Add(float64(len(s.refs)))
+
+	ver, err := verCmd.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("redis pull restrictions version: %w", err)
+	}
+	if ver != s.restrVer {
+		if err := s.pullRestrictions(ctx, l, now); err != nil {
+			return false, err
+		}
+		s.restrVer = ver
+	}
+	if len(stale) > 0 {
+		// Housekeeping: a failure here costs only memory in Redis, retried
+		// at the next sync that finds the same fields.
+		pipe := s.rdb.Pipeline()
+		for _, f := range stale {
+			pipe.HDel(ctx, f.key, f.field)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return false, fmt.Errorf("redis delete stale fields: %w", err)
+		}
+	}
+	return setEpoch, nil
+}
+
+type staleField struct{ key, field string }
+
+// parseUsage sums the other proxies' fields of one usage hash into u
+// (u.Key, Width and Head set), their fresh in-flight time into the newest
+// bucket, and appends fields that slid out of the window to stale.
+func (s *Redis) parseUsage(u *budget.KeyUsage, fields map[string]string, now time.Time, stale []staleField) []staleField {
+	oldest := u.Head - budget.Buckets + 1
+	for f, v := range fields {
+		name, proxy, ok := strings.Cut(f, ":")
+		if !ok {
+			continue
+		}
+		if name == "live" {
+			at, ns, ok := splitInts(v)
+			if !ok {
+				continue
+			}
+			age := now.Sub(time.UnixMilli(at))
+			if age > time.Duration(budget.Buckets)*u.Width && age > s.staleLive() && len(stale) < maxCleanup {
+				stale = append(stale, staleField{s.usageKey(u.Key, u.Width), f})
+			}
+			if proxy != s.id && age <= s.staleLive() && ns > 0 {
+				u.Work[budget.Buckets-1] += ns
+			}
+			continue
+		}
+		idx, err := strconv.ParseInt(name, 10, 64)
+		if err != nil {
+			continue
+		}
+		if idx < oldest {
+			if len(stale) < maxCleanup {
+				stale = append(stale, staleField{s.usageKey(u.Key, u.Width), f})
+			}
+			continue
+		}
+		if proxy == s.id || idx > u.Head {
+			continue
+		}
+		if ns, err := strconv.ParseInt(v, 10, 64); err == nil && ns > 0 {
+			u.Work[idx-oldest] += ns
+		}
+	}
+	return stale
+}
+
+// splitInts parses "a:b".
+func splitInts(v string) (int64, int64, bool) {
+	as, bs, ok := strings.Cut(v, ":")
+	if !ok {
+		return 0, 0, false
+	}
+	a, err1 := strconv.ParseInt(as, 10, 64)
+	b, err2 := strconv.ParseInt(bs, 10, 64)
+	return a, b, err1 == nil && err2 == nil
+}
+
+// pullRestrictions reads every restriction record and applies it to l,
+// and deletes records that no longer matter (ended restrictions, old
+// lifts), only if they did not change meanwhile.
+func (s *Redis) pullRestrictions(ctx context.Context, l *budget.Ledger, now time.Time) error {
+	recs, err := s.rdb.HGetAll(ctx, s.restrictionsKey()).Result()
+	if err != nil {
+		return fmt.Errorf("redis pull restrictions: %w", err)
+	}
+	var expired []staleField
+	for key, v := range recs {
+		untilMs, atMs, ok := splitInts(v)
+		if !ok {
+			continue
+		}
+		var until time.Time
+		if untilMs > 0 {
+			until = time.UnixMilli(untilMs)
+		}
+		at := time.UnixMilli(atMs)
+		switch {
+		case untilMs > 0 && until.Before(now):
+			expired = append(expired, staleField{key, v})
+		case untilMs == 0 && now.Sub(at) > liftKeep:
+			expired = append(expired, staleField{key, v})
+		default:
+			l.ApplyRestriction(key, until, at)
+		}
+	}
+	if len(expired) > 0 {
+		pipe := s.rdb.Pipeline()
+		for i, e := range expired {
+			if i == maxCleanup {
+				break
+			}
+			pipe.Eval(ctx, delIfSame, []string{s.restrictionsKey()}, e.key, e.field)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("redis delete ended restrictions: %w", err)
+		}
+	}
+	return nil
+}
+
+// setIfNewer stores a restriction event unless the record holds a newer
+// one (made at a later time), and bumps the version so the fleet rereads
+// the restrictions. Times are Unix milliseconds: Lua's numbers are doubles,
+// exact to 2^53.
+const setIfNewer = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local at = tonumber(string.match(cur, ':(%d+)$'))
+  if at and at >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1`
+
+// delIfSame deletes a field only if it still holds the value read.
+const delIfSame = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0`
+
+// push sends l's changes in one pipeline: own worker time per bucket and
+// in-flight time (absolute values, this proxy's fields only) and
+// restriction events. On failure l is resynced, so nothing is lost.
+func (s *Redis) push(ctx context.Context, l *budget.Ledger, setEpoch bool) error {
+	s.ups = l.ExportChanges(s.ups[:0], s.maxKeys)
+	if len(s.ups) == 0 && !setEpoch {
+		return nil
+	}
+	now := s.clock.Now()
+	pipe := s.rdb.Pipeline()
+	var set []any
+	var del []string
+	for i := range s.ups {
+		u := &s.ups[i]
+		key := s.usageKey(u.Key, u.Width)
+		set, del = set[:0], del[:0]
+		for b, w := range u.Work {
+			f := strconv.FormatInt(u.Head-budget.Buckets+1+int64(b), 10) + ":" + s.id
+			if w > 0 {
+				set = append(set, f, strconv.FormatInt(w, 10))
+			} else {
+				del = append(del, f)
+			}
+		}
+		live := "live:" + s.id
+		if u.InFlight > 0 {
+			set = append(set, live, strconv.FormatInt(now.UnixMilli(), 10)+":"+strconv.FormatInt(int64(u.InFlight), 10))
+		} else {
+			del = append(del, live)
+		}
+		if len(set) > 0 {
+			pipe.HSet(ctx, key, set...)
+			// The hash outlives its last push by a window (plus a margin
+			// for clock skew), then nothing in it can count.
+			pipe.PExpire(ctx, key, time.Duration(budget.Buckets+1)*u.Width+10*time.Second)
+		}
+		if len(del) > 0 {
+			pipe.HDel(ctx, key, del...)
+		}
+		if u.RestrictionChanged {
+			since := u.Since
+			if since.IsZero() {
+				since = now
+			}
+			var untilMs int64
+			if !u.Until.IsZero() {
+				untilMs = u.Until.UnixMilli()
+			}
+			v := strconv.FormatInt(untilMs, 10) + ":" + strconv.FormatInt(since.UnixMilli(), 10)
+			pipe.Eval(ctx, setIfNewer, []string{s.restrictionsKey(), s.versionKey()}, u.Key, v, since.UnixMilli())
+		}
+	}
+	if setEpoch {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		e := hex.EncodeToString(b[:])
+		// The first proxy to find the epoch missing sets it; the others
+		// read it at their next pull (and push once more: harmless).
+		pipe.SetNX(ctx, s.epochKey(), e, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		l.Resync()
+		return fmt.Errorf("redis push (%d keys): %w", len(s.ups), err)
+	}
+	s.pushed.Add(float64(len(s.ups)))
+	return nil
+}
