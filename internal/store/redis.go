@@ -124,6 +124,15 @@ type Redis struct {
 	pulled   prometheus.Counter
 }
 
+var quietRedisLog sync.Once
+
+// redisLogger routes go-redis's internal log to slog at debug level.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+}
+
 const (
 	stateUnknown = iota
 	stateUp
@@ -180,10 +189,15 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	// The sync loop is the retry: a failed sync is reported and tried again
 	// after a backoff, so the client must not retry (and wait) on its own.
 	ro.MaxRetries = -1
+	ro.DialerRetries = 1
 	ro.PoolSize = 2
 	ro.DisableIdentity = true // CLIENT SETINFO is Redis 7.2+; Debian's 7.0 refuses it
 	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	s.rdb = redis.NewClient(ro)
+	// go-redis logs every failed dial on its own (a line per attempt while
+	// Redis is down); the store reports outages once per change of state,
+	// so the library's lines go to debug.
+	quietRedisLog.Do(func() { redis.SetLogger(redisLogger{s.log}) })
 
 	s.up = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "headroom_store_up",

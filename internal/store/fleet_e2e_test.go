@@ -1,0 +1,254 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/headroom-dev/headroom/internal/guard"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/store"
+)
+
+// lockedBuffer collects a proxy's operational log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// fleetProxy is one `headroom proxy` (guard.Run) with a Redis store.
+type fleetProxy struct {
+	name         string
+	proxy, admin string // base URLs
+	log          *lockedBuffer
+}
+
+func startFleetProxy(t *testing.T, name, upstream, redisURL, prefix string) *fleetProxy {
+	t.Helper()
+	dur := func(d time.Duration) *config.Duration { c := config.Duration(d); return &c }
+	cfg := &config.Config{
+		Listen:   "127.0.0.1:0",
+		Upstream: upstream,
+		Admin:    config.Admin{Listen: "127.0.0.1:0"},
+		Keys:     config.Keys{Secret: "fleet-test-secret-0123456789"},
+		Budget:   config.Limits{WorkerTime: dur(time.Second), Window: dur(time.Minute), RestrictFor: dur(time.Minute)},
+		Store: config.Store{Type: "redis", URL: redisURL, Prefix: prefix,
+			SyncInterval: config.Duration(100 * time.Millisecond), SyncTimeout: config.Duration(time.Second)},
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p := &fleetProxy{name: name, log: &lockedBuffer{}}
+	lg := slog.New(slog.NewTextHandler(p.log, nil))
+	s, err := store.NewRedis(store.RedisOptions{URL: cfg.Store.URL, Prefix: cfg.Store.Prefix, ID: name,
+		Interval: cfg.Store.SyncInterval.D(), Timeout: cfg.Store.SyncTimeout.D(), MaxKeys: cfg.Store.MaxKeys, Logger: lg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan [2]net.Addr, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- guard.Run(ctx, guard.ServerOptions{Config: cfg, Snapshots: s, Logger: lg,
+			Ready: func(proxy, admin net.Addr) { ready <- [2]net.Addr{proxy, admin} }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done: // the final push may fail if Redis is gone: that is reported, not a test failure
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s: guard.Run did not return", name)
+		}
+		s.Close()
+	})
+	select {
+	case a := <-ready:
+		p.proxy, p.admin = "http://"+a[0].String(), "http://"+a[1].String()
+	case err := <-done:
+		t.Fatalf("%s: guard.Run: %v", name, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not ready", name)
+	}
+	return p
+}
+
+func (p *fleetProxy) get(t *testing.T, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", p.proxy+"/work", nil)
+	req.Header.Set("X-Api-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (p *fleetProxy) adminJSON(t *testing.T, method, path string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(method, p.admin+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s admin: %v", p.name, err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("%s admin %s %s: %v", p.name, method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s admin %s %s: %d %v", p.name, method, path, resp.StatusCode, v)
+	}
+	return v
+}
+
+// eventually polls cond (no timing assertion: only a bound, far above the
+// sync interval, so a broken sync fails instead of hanging).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFleetOfTwoProxies runs two real proxies (guard.Run, as `headroom
+// proxy --store redis://…` does) over loopback HTTP in front of one
+// sleeping upstream, sharing one redis-server.
+func TestFleetOfTwoProxies(t *testing.T) {
+	rs := store.StartRedis(t)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprintln(w, "done")
+	}))
+	defer upstream.Close()
+	prefix := "e2e:"
+	a := startFleetProxy(t, "a", upstream.URL, rs.URL(), prefix)
+	b := startFleetProxy(t, "b", upstream.URL, rs.URL(), prefix)
+
+	// A key spends 0.6 s of its 1 s budget through each proxy: each alone
+	// would admit it, the fleet does not.
+	const half = "secret-api-key-half"
+	for _, p := range []*fleetProxy{a, b} {
+		for range 2 {
+			if code := p.get(t, half); code != http.StatusOK {
+				t.Fatalf("%s: %s got %d while under budget", p.name, half, code)
+			}
+		}
+	}
+	for _, p := range []*fleetProxy{a, b} {
+		eventually(t, p.name+" sees the fleet's usage of "+half, func() bool {
+			return p.adminJSON(t, "GET", "/v1/keys/"+half)["worker_seconds"].(float64) >= 1.2
+		})
+		if code := p.get(t, half); code != http.StatusTooManyRequests {
+			t.Errorf("%s: %s got %d with the fleet over budget, want 429", p.name, half, code)
+		}
+	}
+
+	// An operator restricts a key on a: b refuses it too.
+	const banned = "secret-api-key-banned"
+	a.adminJSON(t, "POST", "/v1/keys/"+banned+"/restrict?for=10m")
+	eventually(t, "b sees the restriction made on a", func() bool {
+		return b.adminJSON(t, "GET", "/v1/keys/"+banned)["restricted"] == true
+	})
+	if code := b.get(t, banned); code != http.StatusTooManyRequests {
+		t.Errorf("b: %s got %d, want 429", banned, code)
+	}
+
+	// Raw API keys never reach Redis: keys and restrictions are fingerprints.
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restr, err := rdb.HGetAll(ctx, prefix+"restrictions").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(keys, " ")
+	for k := range restr {
+		all += " " + k
+	}
+	if strings.Contains(all, "secret-api-key") || !strings.Contains(all, "fp-") {
+		t.Errorf("redis holds %q: want fingerprints only", all)
+	}
+
+	// Redis dies: both proxies keep serving and enforcing on their own view.
+	rs.Stop()
+	for _, p := range []*fleetProxy{a, b} {
+		eventually(t, p.name+" reports the store down", func() bool {
+			h := p.adminJSON(t, "GET", "/healthz")
+			return h["status"] == "degraded" && h["store"].(map[string]any)["up"] == false
+		})
+	}
+	for _, p := range []*fleetProxy{a, b} {
+		if code := p.get(t, "secret-api-key-fresh-"+p.name); code != http.StatusOK {
+			t.Errorf("%s with Redis down: a fresh key got %d, want 200", p.name, code)
+		}
+		if code := p.get(t, half); code != http.StatusTooManyRequests {
+			t.Errorf("%s with Redis down: %s got %d, want 429 (restriction enforced locally)", p.name, half, code)
+		}
+		if code := p.get(t, banned); code != http.StatusTooManyRequests {
+			t.Errorf("%s with Redis down: %s got %d, want 429", p.name, banned, code)
+		}
+	}
+
+	// Redis is back (empty): sync resumes, and new restrictions propagate.
+	rs.Start()
+	for _, p := range []*fleetProxy{a, b} {
+		eventually(t, p.name+" reports the store up again", func() bool {
+			return p.adminJSON(t, "GET", "/healthz")["status"] == "ok"
+		})
+	}
+	const later = "secret-api-key-later"
+	b.adminJSON(t, "POST", "/v1/keys/"+later+"/restrict?for=10m")
+	eventually(t, "a sees the restriction made on b after Redis came back", func() bool {
+		return a.adminJSON(t, "GET", "/v1/keys/"+later)["restricted"] == true
+	})
+	// What the proxies held is in Redis again, the earlier restriction too.
+	eventually(t, "the restriction made before the Redis restart is back in Redis", func() bool {
+		n, err := rdb.HLen(ctx, prefix+"restrictions").Result()
+		return err == nil && n >= 3 // half (by budget), banned, later
+	})
+
+	for _, p := range []*fleetProxy{a, b} {
+		log := p.log.String()
+		if n := strings.Count(log, "redis store unreachable"); n != 1 {
+			t.Errorf("%s logged the outage %d times, want once:\n%s", p.name, n, log)
+		}
+		if n := strings.Count(log, "redis store reachable again"); n != 1 {
+			t.Errorf("%s logged the recovery %d times, want once:\n%s", p.name, n, log)
+		}
+	}
+}
