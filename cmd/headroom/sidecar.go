@@ -12,7 +12,6 @@ import (
 
 	"github.com/headroom-dev/headroom/internal/guard"
 	"github.com/headroom-dev/headroom/internal/guard/config"
-	"github.com/headroom-dev/headroom/internal/store"
 )
 
 // sidecarFlags are the flags of `headroom sidecar`. Those it shares with
@@ -36,6 +35,7 @@ type sidecarFlags struct {
 	trustedProxies []string
 	pools          []string
 	ticketTTL      time.Duration
+	store          string
 	snapshot       string
 	secretFile     string
 	logFormat      string
@@ -78,7 +78,8 @@ headroom_sidecar_checks_total, headroom_sidecar_tickets_pending,
 headroom_sidecar_tickets_expired_total).
 
 --config reads the same YAML file as 'headroom proxy' (budget, tiers,
-overrides, keys, pools, store, admin); its listen, upstream and access_log
+overrides, keys, pools, store, admin; --store redis://… shares budgets with
+the proxies and other sidecars of a fleet); its listen, upstream and access_log
 are the proxy's and are ignored. SIGHUP reloads it; SIGTERM stops, charges
 requests still pending their time so far, and writes the --snapshot.`,
 		Example: `  # nginx in front of the app on :8000, the sidecar beside it
@@ -111,6 +112,7 @@ requests still pending their time so far, and writes the --snapshot.`,
 	fl.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil, "`CIDR` or address (in front of nginx) whose X-Forwarded-For is believed (repeatable)")
 	fl.StringArrayVar(&f.pools, "pool", nil, "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N (repeatable; labels only, see above)")
 	fl.DurationVar(&f.ticketTTL, "ticket-ttl", 5*time.Minute, "charge a request this long when its log line never comes (timeouts.upstream)")
+	fl.StringVar(&f.store, "store", "memory", "usage store: memory, or redis://HOST:PORT/DB to share budgets with other sidecars and proxies")
 	fl.StringVar(&f.snapshot, "snapshot", "", "`file` usage is saved to and restored from")
 	fl.StringVar(&f.secretFile, "secret-file", "", "`file` holding the fingerprint secret (default: kept next to --snapshot)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "operational log `format` on stderr: text or json")
@@ -176,6 +178,7 @@ func loadSidecarConfig(cmd *cobra.Command, f *sidecarFlags) (*config.Config, err
 		}
 	}
 	set("ticket-ttl", func() { cfg.Timeouts.Upstream = config.Duration(f.ticketTTL) })
+	set("store", func() { applyStoreFlag(cfg, f.store) })
 	set("snapshot", func() { cfg.Store.Snapshot = f.snapshot })
 	set("secret-file", func() { cfg.Keys.SecretFile = f.secretFile })
 	cfg.SetDefaults()
@@ -210,15 +213,12 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 		Logger:     lg,
 		LoadConfig: func() (*config.Config, error) { return loadSidecarConfig(cmd, f) },
 	}
-	if cfg.Store.Snapshot != "" {
-		s, err := store.NewFile(store.FileOptions{Path: cfg.Store.Snapshot})
-		if err != nil {
-			return err
-		}
-		opts.Snapshots = s
-	} else {
-		lg.Warn("no --snapshot: usage and restrictions are lost when the sidecar restarts")
+	snaps, closeStore, err := openStore(cfg, lg, "sidecar")
+	if err != nil {
+		return err
 	}
+	defer closeStore()
+	opts.Snapshots = snaps
 	reload := make(chan struct{}, 1)
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGHUP)

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -26,7 +28,8 @@ type SidecarServerOptions struct {
 	Tag string
 
 	// LoadConfig, Reload, Snapshots, Logger and Clock are as in
-	// ServerOptions.
+	// ServerOptions: a Snapshots that is also a Syncer (the Redis fleet
+	// store) shares budgets with other sidecars and proxies.
 	LoadConfig func() (*config.Config, error)
 	Reload     <-chan struct{}
 	Snapshots  Snapshotter
@@ -69,6 +72,14 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 		return err
 	}
 	defer g.Close()
+	if h, ok := o.Snapshots.(StoreHealth); ok {
+		g.storeHealth = h
+	}
+	if c, ok := o.Snapshots.(prometheus.Collector); ok {
+		if err := g.reg.Register(c); err != nil {
+			return fmt.Errorf("register store metrics: %w", err)
+		}
+	}
 	sc, err := NewSidecar(SidecarOptions{Guard: g, Tag: o.Tag})
 	if err != nil {
 		return err
@@ -137,7 +148,17 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 	}
 
 	var snap <-chan time.Time
-	if o.Snapshots != nil {
+	stopSync := func() {}
+	if s, ok := o.Snapshots.(Syncer); ok {
+		sctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Sync(sctx, ledger)
+		}()
+		stopSync = func() { cancel(); <-done }
+		defer stopSync()
+	} else if o.Snapshots != nil {
 		t := time.NewTicker(cfg.Store.SnapshotInterval.D())
 		defer t.Stop()
 		snap = t.C
@@ -189,6 +210,7 @@ loop:
 		acancel()
 	}
 	if o.Snapshots != nil {
+		stopSync()
 		if err := o.Snapshots.Save(ledger); err != nil {
 			lg.Error("save usage snapshot at shutdown", "err", err)
 			if runErr == nil {

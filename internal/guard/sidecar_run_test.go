@@ -1,0 +1,166 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/store"
+)
+
+type sidecarRun struct {
+	check, syslog, admin string
+	stop                 func() error
+}
+
+func startSidecar(t *testing.T, o SidecarServerOptions) *sidecarRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *sidecarRun, 1)
+	done := make(chan error, 1)
+	o.Syslog = "127.0.0.1:0"
+	o.Logger = slogTo(&syncBuffer{})
+	o.Ready = func(c, s, a net.Addr) {
+		ready <- &sidecarRun{check: c.String(), syslog: s.String(), admin: "http://" + a.String()}
+	}
+	go func() { done <- RunSidecar(ctx, o) }()
+	var r *sidecarRun
+	select {
+	case r = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("sidecar: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("sidecar did not start")
+	}
+	stopped := false
+	r.stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("sidecar did not stop")
+			return nil
+		}
+	}
+	t.Cleanup(func() { _ = r.stop() })
+	return r
+}
+
+func sidecarConfig(t *testing.T, budget time.Duration, snapshot string) *config.Config {
+	t.Helper()
+	wt := config.Duration(budget)
+	cfg := &config.Config{
+		Listen: "127.0.0.1:0", NoUpstream: true,
+		Admin:  config.Admin{Listen: "127.0.0.1:0"},
+		Keys:   config.Keys{Secret: "0123456789abcdef0123456789abcdef"},
+		Budget: config.Limits{WorkerTime: &wt},
+		Store:  config.Store{Snapshot: snapshot},
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func getKey(t *testing.T, admin, key string) KeyJSON {
+	t.Helper()
+	res, err := http.Get(admin + "/v1/keys/" + key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var k KeyJSON
+	if err := json.NewDecoder(res.Body).Decode(&k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never happened", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSidecarRunReloadsAndKeepsUsageAcrossRestarts drives RunSidecar over
+// its sockets: a check over HTTP, a log line over UDP, a reload, a
+// graceful stop with a request still pending, and a restart from the
+// snapshot.
+func TestSidecarRunReloadsAndKeepsUsageAcrossRestarts(t *testing.T) {
+	snap := filepath.Join(t.TempDir(), "usage.snapshot")
+	st, err := store.NewFile(store.FileOptions{Path: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{}, 1)
+	run := startSidecar(t, SidecarServerOptions{
+		Config: sidecarConfig(t, time.Minute, snap), Tag: DefaultSyslogTag, Snapshots: st, Reload: reload,
+		LoadConfig: func() (*config.Config, error) { return sidecarConfig(t, 90*time.Second, snap), nil },
+	})
+	check := func(id string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+run.check+CheckPath, nil)
+		req.Header.Set(hdrRequestID, id)
+		req.Header.Set(hdrClient, "198.51.100.4")
+		req.Header.Set("X-Api-Key", "k1")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	res := check("r1")
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("check = %d", res.StatusCode)
+	}
+	fp := res.Header.Get(hdrKey)
+	conn, err := net.Dial("udp", run.syslog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(line("r1", fp, 200, "2.000")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the line charged 2 s", func() bool {
+		k := getKey(t, run.admin, "k1")
+		return k.InFlight == 0 && k.WorkerSeconds == 2
+	})
+	check("r2") // its line never comes
+
+	reload <- struct{}{}
+	eventually(t, "the reloaded budget", func() bool { return getKey(t, run.admin, "k1").BudgetSeconds == 90 })
+
+	time.Sleep(20 * time.Millisecond) // so r2's time so far is visible at ms resolution
+	if err := run.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	st2, err := store.NewFile(store.FileOptions{Path: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run2 := startSidecar(t, SidecarServerOptions{Config: sidecarConfig(t, time.Minute, snap), Tag: DefaultSyslogTag, Snapshots: st2})
+	k := getKey(t, run2.admin, "k1")
+	// 2 s from the line, plus r2's 20 ms or more until the stop charged it.
+	if k.WorkerSeconds < 2.02 || k.InFlight != 0 || k.Key != fp {
+		t.Fatalf("after restart: %+v, want at least 2.02 s (r2 charged at stop), none in flight", k)
+	}
+}
