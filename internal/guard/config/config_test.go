@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,33 @@ func TestDeployExampleIsValid(t *testing.T) {
 	}
 	if len(c.Pools) == 0 || len(c.Tiers) == 0 {
 		t.Errorf("the example should show pools and tiers")
+	}
+}
+
+// The commented redis store block in deploy/headroom.yaml, uncommented,
+// must be a valid fleet configuration too.
+func TestDeployExampleRedisBlockIsValid(t *testing.T) {
+	data, err := os.ReadFile("../../../deploy/headroom.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(data), "\n# store:\n")
+	if !ok {
+		t.Fatal("no commented '# store:' block in deploy/headroom.yaml")
+	}
+	yml := "upstream: http://127.0.0.1:8000\nstore:\n"
+	for line := range strings.SplitSeq(block, "\n") {
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		yml += strings.TrimPrefix(strings.TrimPrefix(line, "#"), " ") + "\n"
+	}
+	c, err := Parse([]byte(yml))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, yml)
+	}
+	if c.Store.Type != "redis" || c.Store.URL == "" || c.Keys.SecretFile == "" {
+		t.Errorf("the block should configure a redis store with a shared secret file: %+v %+v", c.Store, c.Keys)
 	}
 }
 
