@@ -397,10 +397,14 @@ func (s *Sidecar) chargeDirect(key string, lim budget.Limits, pl *pool, d time.D
 }
 
 // lineOutcome reads the request's outcome from nginx's line, as the proxy
-// would have recorded it.
+// would have recorded it. nginx says 499 only when the client left before
+// the request went upstream; once upstream (proxy_ignore_client_abort on) it
+// logs the upstream's status, and the abort shows only as an incomplete
+// answer, if the client was gone before nginx finished writing it.
 func lineOutcome(rec *accesslog.Record, shadowed bool) outcome {
+	completion, logged := rec.Get("request_completion")
 	switch {
-	case rec.Status == StatusClientClosed:
+	case rec.Status == StatusClientClosed, logged && completion != "OK" && rec.HasUpstreamTime:
 		return outcomeClientAbort
 	case (rec.Status == http.StatusBadGateway || rec.Status == http.StatusGatewayTimeout) &&
 		(rec.UpstreamStatus == 0 || rec.UpstreamStatus == rec.Status):

@@ -72,7 +72,6 @@ func TestNginxConfigAcceptedByNginx(t *testing.T) {
 // the sidecar.
 func TestSidecarWithNginx(t *testing.T) {
 	bin := testenv.RequireBinary(t, "nginx")
-	dir := t.TempDir()
 
 	// The upstream: /sleep?ms=N takes N ms; /block waits until released.
 	release := make(chan struct{})
@@ -95,6 +94,17 @@ func TestSidecarWithNginx(t *testing.T) {
 			return // nginx gave up on us: not completed
 		}
 		completed.Add(1)
+		if n, _ := strconv.Atoi(r.URL.Query().Get("bytes")); n > 0 {
+			// Larger than the socket buffers, so nginx sees the write to a
+			// client that left fail.
+			_, _ = w.Write(make([]byte, n))
+			return
+		}
+		if r.Method == "POST" {
+			b, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "done %s %q\n", r.URL.Path, b)
+			return
+		}
 		fmt.Fprintln(w, "done", r.URL.Path)
 	}))
 	t.Cleanup(up.Close)
@@ -146,42 +156,8 @@ func TestSidecarWithNginx(t *testing.T) {
 	admin := "http://" + a.admin.String()
 
 	// nginx, with the snippet nginx-config prints for these ports.
-	nginxAddr := testenv.FreePort(t)
-	snippet, err := NginxConfig(NginxConfigOptions{
-		Sidecar: a.check.String(), Syslog: a.syslog.String(), Upstream: up.URL, Listen: nginxAddr,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, conf := filepath.Join(dir, "headroom.conf"), filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(sp, []byte(snippet), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, []byte(nginxMain(dir, sp)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var nginxOut syncBuffer
-	cmd := exec.Command(bin, nginxArgs(dir, conf)...)
-	cmd.Stdout, cmd.Stderr = &nginxOut, &nginxOut
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	nginxDone := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(nginxDone) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT) // graceful: workers finish, then exit
-		select {
-		case <-nginxDone:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-nginxDone
-		}
-		if t.Failed() {
-			t.Logf("nginx output:\n%s\nsidecar log:\n%s", nginxOut.String(), sidecarLog.String())
-		}
-	})
-	testenv.WaitForPort(t, nginxAddr, 10*time.Second)
-	base := "http://" + nginxAddr
+	base := startNginx(t, bin, NginxConfigOptions{Sidecar: a.check.String(), Syslog: a.syslog.String(), Upstream: up.URL},
+		func() string { return sidecarLog.String() })
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	get := func(t *testing.T, c *http.Client, path, key string) (*http.Response, string, error) {
@@ -305,7 +281,7 @@ func TestSidecarWithNginx(t *testing.T) {
 	t.Run("a client that aborts is charged the real upstream time", func(t *testing.T) {
 		before := completed.Load()
 		impatient := &http.Client{Timeout: 100 * time.Millisecond}
-		if res, body, err := get(t, impatient, "/sleep?ms=600", "delta-key"); err == nil {
+		if res, body, err := get(t, impatient, "/sleep?ms=600&bytes=8388608", "delta-key"); err == nil {
 			t.Fatalf("the impatient client got an answer (%d %q); it should have timed out", res.StatusCode, body)
 		}
 		k := waitKey(t, "delta-key", "the log line charged (in_flight 0)", func(k KeyJSON) bool { return k.InFlight == 0 && k.Requests == 1 })
@@ -318,17 +294,53 @@ func TestSidecarWithNginx(t *testing.T) {
 		if completed.Load() != before+1 {
 			t.Error("the upstream request was cancelled when the client left (proxy_ignore_client_abort)")
 		}
-		// nginx 1.22 logs such a request as 200, not 499: the small answer
-		// went into the closed connection's socket buffer without an
-		// error, so nginx never learnt the client had left. The charge is
-		// right either way; only the outcome label cannot say "abort".
+		// nginx logs the upstream's status (200), not 499: it does not
+		// watch the client while the upstream works. The abort shows as an
+		// empty $request_completion: the answer could not be sent.
+		m := adminMetrics(t, client, admin)
+		if !strings.Contains(m, `headroom_requests_total{outcome="client_abort",pool="default"} 1`) {
+			t.Errorf("the abort was not counted:\n%s", grepLines(m, "headroom_requests_total"))
+		}
+	})
+
+	t.Run("POST bodies reach the upstream, not the check", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", base+"/sleep?ms=1", strings.NewReader("payload"))
+		req.Header.Set("X-Api-Key", "epsilon-key")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(b) != "done /sleep \"payload\"\n" {
+			t.Fatalf("POST: %d %q", res.StatusCode, b)
+		}
+	})
+
+	t.Run("a client cannot pose as another address", func(t *testing.T) {
+		// The snippet sets the sidecar's headers itself: the client's own
+		// X-Headroom-Client never reaches the check.
+		req, _ := http.NewRequest("GET", base+"/sleep?ms=1", nil)
+		req.Header.Set("X-Headroom-Client", "192.0.2.99")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		waitKey(t, "addr:127.0.0.1", "the request charged to nginx's view of the client", func(k KeyJSON) bool { return k.Requests == 1 })
+		if k := keyState(t, "addr:192.0.2.99"); k.Requests != 0 {
+			t.Errorf("the forged address was charged: %+v", k)
+		}
 	})
 
 	// Every line the sidecar got matched a ticket (none lost or unmatched
 	// on loopback), and keys never appear in clear in the metrics.
 	m := adminMetrics(t, client, admin)
 	for _, want := range []string{
-		`headroom_sidecar_syslog_lines_total{result="matched"} 4`,
+		`headroom_sidecar_syslog_lines_total{result="matched"} 6`,
 		`headroom_sidecar_syslog_lines_total{result="no_upstream"} 1`, // the 429
 		`headroom_sidecar_syslog_lines_total{result="malformed"} 0`,
 		`headroom_sidecar_syslog_lines_total{result="unmatched"} 0`,
@@ -338,10 +350,71 @@ func TestSidecarWithNginx(t *testing.T) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "headroom_sidecar"))
 		}
 	}
-	for _, k := range []string{"alpha-key", "beta-key", "gamma-key", "delta-key"} {
+	for _, k := range []string{"alpha-key", "beta-key", "gamma-key", "delta-key", "epsilon-key"} {
 		if strings.Contains(m, k) || strings.Contains(sidecarLog.String(), k) {
 			t.Errorf("%s appears in clear in the metrics or the sidecar's log", k)
 		}
+	}
+}
+
+// startNginx runs nginx in the foreground with the snippet for o (its
+// Listen picked here), stops it at the end of the test, and returns its
+// base URL. extraLog adds to nginx's output on failure.
+func startNginx(t *testing.T, bin string, o NginxConfigOptions, extraLog func() string) string {
+	t.Helper()
+	dir := t.TempDir()
+	o.Listen = testenv.FreePort(t)
+	snippet, err := NginxConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, conf := filepath.Join(dir, "headroom.conf"), filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(sp, []byte(snippet), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(nginxMain(dir, sp)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	cmd := exec.Command(bin, nginxArgs(dir, conf)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT) // graceful: workers finish, then exit
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("nginx output:\n%s\n%s", out.String(), extraLog())
+		}
+	})
+	testenv.WaitForPort(t, o.Listen, 10*time.Second)
+	return "http://" + o.Listen
+}
+
+// TestSidecarDownNginxFailsOpen: with the sidecar unreachable, the
+// snippet lets requests through unguarded instead of failing them all.
+func TestSidecarDownNginxFailsOpen(t *testing.T) {
+	bin := testenv.RequireBinary(t, "nginx")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "app") }))
+	t.Cleanup(up.Close)
+	base := startNginx(t, bin, NginxConfigOptions{Sidecar: testenv.FreePort(t), Syslog: "127.0.0.1:9", Upstream: up.URL},
+		func() string { return "" })
+	res, err := http.Get(base + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(b) != "app" {
+		t.Fatalf("with the sidecar down: %d %q, want the app's answer", res.StatusCode, b)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -74,8 +75,12 @@ func line(id, key string, status int, upstream string) []byte {
 	if upstream == "-" {
 		upStatus = "-"
 	}
-	return fmt.Appendf(nil, `<190>Nov 30 11:00:04 headroom: 203.0.113.7 - - [30/Nov/2026:11:00:04 +0000] "GET /api/report?x=1 HTTP/1.1" %d 12 "-" "curl/8.5.0" 0.254 %s %s %s default %s`+"\n",
-		status, upStatus, upstream, key, id)
+	completion := "OK"
+	if status == StatusClientClosed {
+		completion = ""
+	}
+	return fmt.Appendf(nil, `<190>Nov 30 11:00:04 headroom: 203.0.113.7 - - [30/Nov/2026:11:00:04 +0000] "GET /api/report?x=1 HTTP/1.1" %d 12 "-" "curl/8.5.0" 0.254 %s %s %s default %s %s`+"\n",
+		status, upStatus, upstream, key, id, completion)
 }
 
 func (e *sidecarEnv) status(key string) budget.KeyStatus {
@@ -229,7 +234,7 @@ func TestSidecarChargesLinesWithoutATicket(t *testing.T) {
 	e.ingest(line("x", "-", 200, "1.000"), LineNoUpstream) // a location without the check
 	e.ingest(line("y", fp, 502, "-"), LineNoUpstream)
 	// Several upstreams tried: all their time was worker time.
-	e.ingest([]byte(`<190>Nov 30 11:00:04 web-1 headroom: 203.0.113.7 - - [30/Nov/2026:11:00:04 +0000] "GET / HTTP/1.1" 200 12 "-" "-" 3.1 502, 200 1.000, 2.000 `+fp+` default z`), LineUnmatched)
+	e.ingest([]byte(`<190>Nov 30 11:00:04 web-1 headroom: 203.0.113.7 - - [30/Nov/2026:11:00:04 +0000] "GET / HTTP/1.1" 200 12 "-" "-" 3.1 502, 200 1.000, 2.000 `+fp+` default z OK`), LineUnmatched)
 	if s := e.status("k1"); s.WorkerSeconds != 5.5 {
 		t.Fatalf("%v s, want 5.5", s.WorkerSeconds)
 	}
@@ -290,7 +295,7 @@ func TestSidecarRefusesMalformedDatagrams(t *testing.T) {
 		"not syslog at all",
 		strings.Replace(string(line("a", "-", 200, "1")), " headroom: ", " other: ", 1),
 		"<190>Nov 30 11:00:04 headroom: 127.0.0.1 - - [garbage",
-		"<190>Nov 30 11:00:04 headroom: 127.0.0.1 - - [30/Nov/2026:11:00:04 +0000] \"GET / HTTP/1.1\" 200 12 \"-\" \"-\" 0.1 200 zz fp-x default id",
+		"<190>Nov 30 11:00:04 headroom: 127.0.0.1 - - [30/Nov/2026:11:00:04 +0000] \"GET / HTTP/1.1\" 200 12 \"-\" \"-\" 0.1 200 zz fp-x default id OK",
 	} {
 		if got, err := e.sc.Ingest([]byte(b)); got != LineMalformed || err == nil {
 			t.Errorf("Ingest(%q) = %s, %v; want malformed with a reason", b, got, err)
@@ -305,5 +310,42 @@ func TestSidecarCloseChargesPendingTickets(t *testing.T) {
 	e.sc.Close()
 	if s := e.status("k1"); s.InFlight != 0 || s.WorkerSeconds != 4 {
 		t.Fatalf("%+v, want 4 s charged and nothing in flight", s)
+	}
+}
+
+func TestSidecarLineOutcome(t *testing.T) {
+	cases := []struct {
+		name       string
+		status     int
+		upStatus   string
+		upTime     string
+		completion string
+		shadowed   bool
+		want       outcome
+	}{
+		{"answered", 200, "200", "0.1", "OK", false, outcomeOK},
+		{"client left while upstream (answer not sent in full)", 200, "200", "0.6", "", false, outcomeClientAbort},
+		{"client left before upstream", 499, "-", "-", "", false, outcomeClientAbort},
+		{"upstream down", 502, "502", "0.001", "OK", false, outcomeUpstreamError},
+		{"upstream unreachable", 502, "-", "-", "OK", false, outcomeUpstreamError},
+		{"shadow", 200, "200", "0.1", "OK", true, outcomeShadowRestricted},
+	}
+	f, err := accesslog.CompileNginx(SidecarLogFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.NewParser()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := fmt.Sprintf(`1.2.3.4 - - [30/Nov/2026:11:00:04 +0000] "GET / HTTP/1.1" %d 0 "-" "-" 0.6 %s %s fp-0123456789abcdef default id %s`,
+				c.status, c.upStatus, c.upTime, c.completion)
+			var rec accesslog.Record
+			if err := p.Parse([]byte(l), &rec); err != nil {
+				t.Fatalf("parse %q: %v", l, err)
+			}
+			if got := lineOutcome(&rec, c.shadowed); got != c.want {
+				t.Errorf("outcome = %s, want %s", got, c.want)
+			}
+		})
 	}
 }

@@ -60,7 +60,7 @@ func FuzzSidecarSyslog(f *testing.F) {
 		line("req-1", "fp-0123456789abcdef", 499, "1.000, 2.000"),
 		line("req-2", "-", 429, "-"),
 		[]byte("<190>Nov 30 11:00:04 web-1 headroom: x"),
-		[]byte("<190>Nov  3 11:00:04 headroom: 1.2.3.4 - - [30/Nov/2026:11:00:04 +0000] \"GET /\\x22 HTTP/1.1\" 200 0 \"-\" \"a\\\"b\" 0.1 200 0.1 addr:1.2.3.4  id"),
+		[]byte("<190>Nov  3 11:00:04 headroom: 1.2.3.4 - - [30/Nov/2026:11:00:04 +0000] \"GET /\\x22 HTTP/1.1\" 200 0 \"-\" \"a\\\"b\" 0.1 200 0.1 addr:1.2.3.4  id "),
 	} {
 		f.Add(s)
 	}
