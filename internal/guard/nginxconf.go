@@ -141,8 +141,8 @@ const nginxTemplate = `# headroom sidecar: nginx asks ` + "`headroom sidecar`" +
 
 # The sidecar parses exactly this format: headroom's access log format plus
 # $request_id and $request_completion. Do not edit it; regenerate the
-# snippet instead. The same
-# format in a file is read by ` + "`headroom logs analyze --format headroom`" + `.
+# snippet instead. ` + "`headroom logs analyze --format headroom`" + ` reads the
+# same format from a file.
 log_format headroom_sidecar "@FORMAT@";
 
 upstream headroom_app {
@@ -179,6 +179,8 @@ server {
         error_page 500 = @headroom_unguarded;
 
         # The budget's RateLimit fields on every answer (empty: not sent).
+        # add_header here hides the server's own add_header lines: repeat
+        # them in this location if you have any.
         add_header RateLimit-Policy $headroom_ratelimit_policy always;
         add_header RateLimit $headroom_ratelimit always;
 
