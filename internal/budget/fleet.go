@@ -230,7 +230,10 @@ func (l *Ledger) MergeRemote(u *KeyUsage) {
 // ApplyRestriction applies a restriction (until non-zero) or a lift (until
 // zero) made at time at by another proxy. It is ignored unless it is newer
 // than the key's last restriction event here, so a stale event read back
-// from the store never undoes a newer one. A restriction of a key the
+// from the store never undoes a newer one. A newer restriction of a key
+// that is restricted already keeps the later end of the two: two proxies
+// restricting the same key a moment apart (say an operator for an hour,
+// and the budget for 5 m) must not shorten either. A restriction of a key the
 // ledger does not hold adds it; a lift of such a key, or a restriction that
 // has already ended, is ignored. It reports whether anything changed.
 func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
@@ -257,6 +260,9 @@ func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
 		// this ledger's own usage was forgiven and must be pushed as such.
 		e.dirty = e.dirty&^dirtyRestriction | dirtyUsage
 		return true
+	}
+	if e.until > abs {
+		untilNs = max(untilNs, e.until)
 	}
 	e.until, e.since = untilNs, atNs
 	// A newer event from the fleet supersedes one of ours not yet pushed.

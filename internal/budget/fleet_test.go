@@ -179,6 +179,7 @@ func TestApplyRestriction(t *testing.T) {
 		local      func(l *Ledger)
 		events     []ev
 		restricted bool
+		until      time.Time // checked when set
 		used       float64
 	}{
 		{name: "restriction of an unknown key adds it",
@@ -196,6 +197,14 @@ func TestApplyRestriction(t *testing.T) {
 			restricted: true},
 		{name: "the same event read back is not applied twice",
 			events: []ev{{at(60), at(0), true}, {at(60), at(0), false}}, restricted: true},
+		{name: "a newer, shorter restriction keeps the longer one",
+			local:      func(l *Ledger) { l.Restrict("k", at(600)) },
+			events:     []ev{{at(60), at(1), true}},
+			restricted: true, until: at(600)},
+		{name: "a newer, longer restriction extends",
+			local:      func(l *Ledger) { l.Restrict("k", at(60)) },
+			events:     []ev{{at(600), at(1), true}},
+			restricted: true, until: at(600)},
 		{name: "newest of several wins",
 			events: []ev{{at(60), at(0), true}, {time.Time{}, at(1), true}, {at(30), at(0), false}}},
 	} {
@@ -219,6 +228,9 @@ func TestApplyRestriction(t *testing.T) {
 			s := l.Status("k", fleetLim)
 			if got := !s.RestrictedUntil.IsZero(); got != tc.restricted {
 				t.Errorf("restricted = %v (%+v), want %v", got, s, tc.restricted)
+			}
+			if !tc.until.IsZero() && !s.RestrictedUntil.Equal(tc.until) {
+				t.Errorf("restricted until %v, want %v", s.RestrictedUntil, tc.until)
 			}
 			if s.WorkerSeconds != tc.used {
 				t.Errorf("worker seconds = %v, want %v", s.WorkerSeconds, tc.used)

@@ -551,17 +551,20 @@ func (s *Redis) pullRestrictions(ctx context.Context, l *budget.Ledger, now time
 	return nil
 }
 
-// setIfNewer stores a restriction event unless the record holds a newer
-// one (made at a later time), and bumps the version so the fleet rereads
-// the restrictions. Times are Unix milliseconds: Lua's numbers are doubles,
-// exact to 2^53.
+// setIfNewer stores a restriction event (ARGV: key, until, made at)
+// unless the record holds a newer one, and bumps the version so the fleet
+// rereads the restrictions. A restriction replacing a restriction keeps the
+// later end (as budget.Ledger.ApplyRestriction does). Times are Unix
+// milliseconds: Lua's numbers are doubles, exact to 2^53.
 const setIfNewer = `
+local until = ARGV[2]
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
-  local at = tonumber(string.match(cur, ':(%d+)$'))
-  if at and at >= tonumber(ARGV[3]) then return 0 end
+  local u, at = string.match(cur, '^(%d+):(%d+)$')
+  if at and tonumber(at) >= tonumber(ARGV[3]) then return 0 end
+  if u and tonumber(until) > 0 and tonumber(u) > tonumber(until) then until = u end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], until .. ':' .. ARGV[3])
 redis.call('INCR', KEYS[2])
 return 1`
 
@@ -620,8 +623,7 @@ func (s *Redis) push(ctx context.Context, l *budget.Ledger, setEpoch bool) error
 			if !u.Until.IsZero() {
 				untilMs = u.Until.UnixMilli()
 			}
-			v := strconv.FormatInt(untilMs, 10) + ":" + strconv.FormatInt(since.UnixMilli(), 10)
-			pipe.Eval(ctx, setIfNewer, []string{s.restrictionsKey(), s.versionKey()}, u.Key, v, since.UnixMilli())
+			pipe.Eval(ctx, setIfNewer, []string{s.restrictionsKey(), s.versionKey()}, u.Key, untilMs, since.UnixMilli())
 		}
 	}
 	if setEpoch {

@@ -180,6 +180,36 @@ func TestRedisFleetSharesUsageAndRestrictions(t *testing.T) {
 	}
 }
 
+func TestRedisConcurrentRestrictionsKeepTheLongest(t *testing.T) {
+	rs := StartRedis(t)
+	clk := budget.NewManualClock(t0)
+	ps := newFleet(t, rs.URL(), clk, "a", "b")
+	a, b := ps[0], ps[1]
+	// Within one sync period: an operator restricts for an hour on a, then
+	// the budget (or another operator) for a minute on b.
+	a.l.Restrict("fp-k", t0.Add(time.Hour))
+	clk.Advance(time.Second)
+	b.l.Restrict("fp-k", t0.Add(time.Minute))
+	a.sync(t)
+	b.sync(t)
+	a.sync(t)
+	for _, p := range ps {
+		if s := p.l.Status("fp-k", lim); !s.RestrictedUntil.Equal(t0.Add(time.Hour)) {
+			t.Errorf("%s: restricted until %v, want the hour", p.s.id, s.RestrictedUntil)
+		}
+	}
+	// A lift after both ends it everywhere.
+	clk.Advance(time.Second)
+	b.l.Lift("fp-k")
+	b.sync(t)
+	a.sync(t)
+	for _, p := range ps {
+		if s := p.l.Status("fp-k", lim); !s.RestrictedUntil.IsZero() {
+			t.Errorf("%s: still restricted until %v after the lift", p.s.id, s.RestrictedUntil)
+		}
+	}
+}
+
 func TestRedisDownKeepsLocalEnforcementAndRecovers(t *testing.T) {
 	rs := StartRedis(t)
 	clk := budget.NewManualClock(t0)
