@@ -143,6 +143,10 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 	}
 	lg.Info("headroom sidecar listening", "check", cl.Addr().String(), "syslog", pc.LocalAddr().String(),
 		"admin", addrString(adminAddr), "bound", cfg.Timeouts.Upstream.String(), "shadow", cfg.Shadow)
+	if len(cfg.Pools) > 0 {
+		lg.Info("pools sort requests for the metrics here; their max_concurrent and queue are not enforced beside nginx (use limit_conn or upstream max_conns)",
+			"pools", len(cfg.Pools))
+	}
 	if o.Ready != nil {
 		o.Ready(cl.Addr(), pc.LocalAddr(), adminAddr)
 	}

@@ -349,3 +349,23 @@ func TestSidecarLineOutcome(t *testing.T) {
 		})
 	}
 }
+
+func TestSidecarShadowModeLetsThroughAndCounts(t *testing.T) {
+	e := newSidecarEnv(t, "shadow: true\nbudget: {worker_time: 1s}\n")
+	fp := e.sc.g.Fingerprint("k1")
+	e.check("a", "/", "X-Api-Key: k1")
+	e.ingest(line("a", fp, 200, "2.000"), LineMatched)
+	w := e.check("b", "/", "X-Api-Key: k1")
+	if w.Code != http.StatusNoContent {
+		t.Fatalf("shadow mode refused: %d", w.Code)
+	}
+	e.ingest(line("b", fp, 200, "0.500"), LineMatched)
+	rec := httptest.NewRecorder()
+	e.sc.Guard().Admin().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if want := `headroom_requests_total{outcome="shadow_restricted",pool="default"} 1`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+	if s := e.status("k1"); s.WorkerSeconds != 2.5 || s.RestrictedUntil.IsZero() {
+		t.Errorf("%+v: want 2.5 s and a (would-be) restriction shown", s)
+	}
+}
