@@ -330,7 +330,11 @@ func TestSidecarWithNginx(t *testing.T) {
 		if res.StatusCode != 200 {
 			t.Fatalf("status %d", res.StatusCode)
 		}
-		waitKey(t, "addr:127.0.0.1", "the request charged to nginx's view of the client", func(k KeyJSON) bool { return k.Requests == 1 })
+		// in_flight 0: its line is in too (and, read in order from one
+		// nginx worker, every line before it), which the totals below need.
+		waitKey(t, "addr:127.0.0.1", "the request charged to nginx's view of the client", func(k KeyJSON) bool {
+			return k.Requests == 1 && k.InFlight == 0
+		})
 		if k := keyState(t, "addr:192.0.2.99"); k.Requests != 0 {
 			t.Errorf("the forged address was charged: %+v", k)
 		}
