@@ -230,7 +230,7 @@ func (l *Ledger) MergeRemote(u *KeyUsage) {
 // ApplyRestriction applies a restriction (until non-zero) or a lift (until
 // zero) made at time at by another proxy. It is ignored unless it is newer
 // than the key's last restriction event here, so a stale event read back
-// from the store never undoes a newer one. A newer restriction of a key
+// from the store never undoes a newer one (or the same event extended). A newer restriction of a key
 // that is restricted already keeps the later end of the two: two proxies
 // restricting the same key a moment apart (say an operator for an hour,
 // and the budget for 5 m) must not shorten either. A restriction of a key the
@@ -251,7 +251,9 @@ func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
 		return false
 	}
 	e := &s.entries[slot]
-	if atNs <= e.since {
+	// Older events lose. The same event read back applies only if it
+	// extends the restriction (the store merged a longer one into it).
+	if atNs < e.since || atNs == e.since && (untilNs == 0 || untilNs <= e.until) {
 		return false
 	}
 	if untilNs == 0 {

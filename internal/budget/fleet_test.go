@@ -205,6 +205,9 @@ func TestApplyRestriction(t *testing.T) {
 			local:      func(l *Ledger) { l.Restrict("k", at(60)) },
 			events:     []ev{{at(600), at(1), true}},
 			restricted: true, until: at(600)},
+		{name: "the same event read back extended applies",
+			events:     []ev{{at(60), at(0), true}, {at(600), at(0), true}},
+			restricted: true, until: at(600)},
 		{name: "newest of several wins",
 			events: []ev{{at(60), at(0), true}, {time.Time{}, at(1), true}, {at(30), at(0), false}}},
 	} {

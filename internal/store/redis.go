@@ -25,7 +25,7 @@ import (
 //	                     window after its last push:
 //	                       {bucket index}:{proxy id} -> that proxy's worker ns in the bucket
 //	                       live:{proxy id}           -> "{pushed at, unix ms}:{in-flight ns}"
-//	restrictions         hash: {key} -> "{until, unix ms}:{made at, unix ms}";
+//	restrictions         hash: {key} -> "{until, unix ns}:{made at, unix ns}";
 //	                     until 0 is a lift
 //	restrictions:v       counter, bumped at every change of restrictions
 //	epoch                random value set by the first proxy to find it missing
@@ -518,19 +518,19 @@ func (s *Redis) pullRestrictions(ctx context.Context, l *budget.Ledger, now time
 	}
 	var expired []staleField
 	for key, v := range recs {
-		untilMs, atMs, ok := splitInts(v)
+		untilNs, atNs, ok := splitInts(v)
 		if !ok {
 			continue
 		}
 		var until time.Time
-		if untilMs > 0 {
-			until = time.UnixMilli(untilMs)
+		if untilNs > 0 {
+			until = time.Unix(0, untilNs)
 		}
-		at := time.UnixMilli(atMs)
+		at := time.Unix(0, atNs)
 		switch {
-		case untilMs > 0 && until.Before(now):
+		case untilNs > 0 && until.Before(now):
 			expired = append(expired, staleField{key, v})
-		case untilMs == 0 && now.Sub(at) > liftKeep:
+		case untilNs == 0 && now.Sub(at) > liftKeep:
 			expired = append(expired, staleField{key, v})
 		default:
 			l.ApplyRestriction(key, until, at)
@@ -554,17 +554,23 @@ func (s *Redis) pullRestrictions(ctx context.Context, l *budget.Ledger, now time
 // setIfNewer stores a restriction event (ARGV: key, until, made at)
 // unless the record holds a newer one, and bumps the version so the fleet
 // rereads the restrictions. A restriction replacing a restriction keeps the
-// later end (as budget.Ledger.ApplyRestriction does). Times are Unix
-// milliseconds: Lua's numbers are doubles, exact to 2^53.
+// later end (as budget.Ledger.ApplyRestriction does); the same event
+// pushed again may extend its own end that way. Times are Unix ns, compared
+// as decimal strings: Lua's numbers are doubles, exact only to 2^53, and
+// ns must round-trip exactly for the ledger to recognise its own events.
 const setIfNewer = `
-local until = ARGV[2]
+local function gt(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local nu, at = ARGV[2], ARGV[3]
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
-  local u, at = string.match(cur, '^(%d+):(%d+)$')
-  if at and tonumber(at) >= tonumber(ARGV[3]) then return 0 end
-  if u and tonumber(until) > 0 and tonumber(u) > tonumber(until) then until = u end
+  local u, a = string.match(cur, '^(%d+):(%d+)$')
+  if a and (gt(a, at) or (a == at and (nu == '0' or not gt(nu, u)))) then return 0 end
+  if u and nu ~= '0' and gt(u, nu) then nu = u end
 end
-redis.call('HSET', KEYS[1], ARGV[1], until .. ':' .. ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], nu .. ':' .. at)
 redis.call('INCR', KEYS[2])
 return 1`
 
@@ -619,11 +625,12 @@ func (s *Redis) push(ctx context.Context, l *budget.Ledger, setEpoch bool) error
 			if since.IsZero() {
 				since = now
 			}
-			var untilMs int64
+			var untilNs int64
 			if !u.Until.IsZero() {
-				untilMs = u.Until.UnixMilli()
+				untilNs = u.Until.UnixNano()
 			}
-			pipe.Eval(ctx, setIfNewer, []string{s.restrictionsKey(), s.versionKey()}, u.Key, untilMs, since.UnixMilli())
+			pipe.Eval(ctx, setIfNewer, []string{s.restrictionsKey(), s.versionKey()}, u.Key,
+				strconv.FormatInt(untilNs, 10), strconv.FormatInt(since.UnixNano(), 10))
 		}
 	}
 	if setEpoch {

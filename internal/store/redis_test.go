@@ -191,8 +191,9 @@ func TestRedisConcurrentRestrictionsKeepTheLongest(t *testing.T) {
 	clk.Advance(time.Second)
 	b.l.Restrict("fp-k", t0.Add(time.Minute))
 	a.sync(t)
-	b.sync(t)
+	b.sync(t) // b's newer event meets a's longer one in Redis
 	a.sync(t)
+	b.sync(t) // and b reads back the merged record
 	for _, p := range ps {
 		if s := p.l.Status("fp-k", lim); !s.RestrictedUntil.Equal(t0.Add(time.Hour)) {
 			t.Errorf("%s: restricted until %v, want the hour", p.s.id, s.RestrictedUntil)
