@@ -30,10 +30,11 @@ func newRootCmd() *cobra.Command {
 		Long: `headroom keeps a web application's capacity for the people it is meant for,
 and explains, with evidence, where that capacity went.
 
-  guard            headroom proxy        budget upstream worker time per API key
-  explain traffic  headroom logs analyze name what changed in access logs, and who did it
-  test capacity    headroom load         load test that says who was the bottleneck
-  explain the host headroom host         find a spike and what started at that moment
+  guard             headroom proxy         budget upstream worker time per API key
+                    headroom sidecar       the same guard beside nginx (headroom nginx-config)
+  explain traffic   headroom logs analyze  name what changed in access logs, and who did it
+  test capacity     headroom load          load test that says who was the bottleneck
+  explain the host  headroom host          find a spike and what started at that moment
 
 Start with 'headroom demo' to see the guard at work on this machine.`,
 		Version:       version,
