@@ -143,6 +143,7 @@ type shard struct {
 	entries []entry  // pointer-free, so the collector never scans it
 	keys    []string // keys[i] is entries[i]'s key; "" for a free slot
 	free    []uint32
+	fleet   []fleetEntry // parallel to entries once a fleet store uses the ledger (fleet.go); nil before
 	ops     uint32
 	cursor  int
 	_       [40]byte // keep neighbouring shards' locks off one cache line
@@ -157,17 +158,8 @@ type entry struct {
 	inFlight int32
 	gen      uint32
 	total    int64            // sum of work, so usage is O(1) on the hot path
-	work     [ringSize]int64  // worker ns completed, by bucket: this ledger's own plus the fleet's merged in
+	work     [ringSize]int64  // worker ns completed, by bucket (with a fleet store: the fleet's, fleetEntry.own is ours)
 	reqs     [ringSize]uint32 // requests admitted, by bucket
-	// Fleet sharing (fleet.go). own is this ledger's part of work, what a
-	// fleet store pushes; the rest of work is other proxies' usage merged in
-	// by MergeRemote. since is when the restriction state last changed
-	// (restrict or lift, Unix ns), so fleet events apply newest-wins;
-	// lifted is the last lift, whose forgiveness remote usage must not undo.
-	own    [ringSize]int64
-	since  int64
-	lifted int64
-	dirty  uint8 // dirtyUsage | dirtyRestriction: changed since the last ExportChanges
 }
 
 // New returns an empty Ledger.
@@ -236,10 +228,16 @@ func (s *shard) lookup(key string, width, abs int64, create bool) (uint32, bool)
 	} else {
 		s.entries = append(s.entries, entry{})
 		s.keys = append(s.keys, "")
+		if s.fleet != nil {
+			s.fleet = append(s.fleet, fleetEntry{})
+		}
 		slot = uint32(len(s.entries) - 1)
 	}
 	e := &s.entries[slot]
 	*e = entry{width: width, head: abs / width, gen: nextGen(e.gen)}
+	if s.fleet != nil {
+		s.fleet[slot] = fleetEntry{}
+	}
 	s.keys[slot] = key
 	s.index[key] = slot
 	return slot, true
@@ -256,42 +254,52 @@ func nextGen(g uint32) uint32 {
 // rewindow re-buckets an entry whose window changed (a config reload): the
 // usage it had under the old window is kept, collapsed into the current
 // bucket, so a reload neither forgives nor double-counts.
-func (e *entry) rewindow(width, abs int64) {
+func (e *entry) rewindow(width, abs int64, f *fleetEntry) {
 	used := e.completed(abs)
 	var reqs uint64
 	for _, r := range e.reqs {
 		reqs += uint64(r)
 	}
-	mine := e.ownCompleted(abs)
+	var mine int64
+	if f != nil {
+		mine = f.ownCompleted(e, abs)
+		f.own = [ringSize]int64{}
+	}
 	e.work = [ringSize]int64{}
-	e.own = [ringSize]int64{}
 	e.reqs = [ringSize]uint32{}
 	e.width = width
 	e.head = abs / width
 	e.work[e.head%ringSize] = used
-	e.own[e.head%ringSize] = mine
 	e.total = used
-	e.dirty |= dirtyUsage
+	if f != nil {
+		f.own[e.head%ringSize] = mine
+		f.dirty |= dirtyUsage
+	}
 	e.reqs[e.head%ringSize] = uint32(min(reqs, math.MaxUint32))
 }
 
 // advanceTo moves the ring's head to bucket cur, clearing buckets that
-// slid out. A clock that went backwards leaves the head where it is.
-func (e *entry) advanceTo(cur int64) {
+// slid out (f's too, when the ledger has a fleet store). A clock that went
+// backwards leaves the head where it is.
+func (e *entry) advanceTo(cur int64, f *fleetEntry) {
 	if cur <= e.head {
 		return
 	}
 	if cur-e.head >= ringSize {
 		e.work = [ringSize]int64{}
-		e.own = [ringSize]int64{}
 		e.reqs = [ringSize]uint32{}
 		e.total = 0
+		if f != nil {
+			f.own = [ringSize]int64{}
+		}
 	} else {
 		for i := e.head + 1; i <= cur; i++ {
 			e.total -= e.work[i%ringSize]
 			e.work[i%ringSize] = 0
-			e.own[i%ringSize] = 0
 			e.reqs[i%ringSize] = 0
+			if f != nil {
+				f.own[i%ringSize] = 0
+			}
 		}
 	}
 	e.head = cur
@@ -299,12 +307,12 @@ func (e *entry) advanceTo(cur int64) {
 
 // settle advances the ring to abs and returns the completed worker time in
 // the window ending there: the hot path, with one division.
-func (e *entry) settle(abs int64) int64 {
+func (e *entry) settle(abs int64, f *fleetEntry) int64 {
 	cur := abs / e.width
 	if cur < e.head { // clock went backwards
 		return e.completed(abs)
 	}
-	e.advanceTo(cur)
+	e.advanceTo(cur, f)
 	// The ring now holds exactly the window's buckets plus the one sliding
 	// out, oldest = cur-subBuckets, which shares cur+1's slot.
 	w := e.work[(cur+1)%ringSize]
@@ -343,18 +351,6 @@ func (e *entry) completed(abs int64) int64 {
 		if w := e.work[oldest%ringSize]; w > 0 {
 			// The part of the oldest bucket still inside the window.
 			sum += int64(float64(w) * float64(e.width-within) / float64(e.width))
-		}
-	}
-	return sum
-}
-
-// ownCompleted is completed() over own: this ledger's part of the usage.
-func (e *entry) ownCompleted(abs int64) int64 {
-	cur := max(abs/e.width, e.head)
-	var sum int64
-	for i := cur - subBuckets + 1; i <= cur; i++ {
-		if i <= e.head && i > e.head-ringSize {
-			sum += e.own[i%ringSize]
 		}
 	}
 	return sum
@@ -406,6 +402,9 @@ func (s *shard) sweep(abs int64, n int) {
 		delete(s.index, s.keys[i])
 		s.keys[i] = ""
 		*e = entry{gen: nextGen(e.gen)} // tickets for the forgotten key go stale
+		if s.fleet != nil {
+			s.fleet[i] = fleetEntry{}
+		}
 		s.free = append(s.free, uint32(i))
 	}
 }
@@ -430,10 +429,11 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	}
 	slot, _ := s.lookup(key, width, abs, true)
 	e := &s.entries[slot]
+	f := s.fleetAt(slot)
 	if e.width != width {
-		e.rewindow(width, abs)
+		e.rewindow(width, abs, f)
 	}
-	used := e.settle(abs) + e.inFlightElapsed(off)
+	used := e.settle(abs, f) + e.inFlightElapsed(off)
 
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
 	switch {
@@ -443,8 +443,7 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 		d.Outcome = Restricted
 		if lim.RestrictFor > 0 {
 			e.until = abs + int64(lim.RestrictFor)
-			e.since = abs
-			e.dirty |= dirtyRestriction
+			f.restricted(abs)
 			d.NewlyRestricted = true
 		}
 	case lim.MaxInFlight > 0 && int(e.inFlight) >= lim.MaxInFlight:
@@ -463,7 +462,9 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	}
 	e.inFlight++
 	e.sumStart += off
-	e.dirty |= dirtyUsage // its in-flight time is usage the fleet should see
+	if f != nil {
+		f.dirty |= dirtyUsage // its in-flight time is usage the fleet should see
+	}
 	if r := &e.reqs[e.head%ringSize]; *r < math.MaxUint32 {
 		*r++
 	}
@@ -510,26 +511,30 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		return Decision{}
 	}
 	e := &s.entries[t.slot]
-	completed := e.settle(abs)
+	f := s.fleetAt(t.slot)
+	completed := e.settle(abs, f)
 	if e.inFlight > 0 {
 		e.inFlight--
 		e.sumStart -= t.start
 	}
 	if worker > 0 {
 		e.work[e.head%ringSize] += int64(worker)
-		e.own[e.head%ringSize] += int64(worker)
 		e.total += int64(worker)
 		completed += int64(worker)
+		if f != nil {
+			f.own[e.head%ringSize] += int64(worker)
+		}
 	}
-	e.dirty |= dirtyUsage
+	if f != nil {
+		f.dirty |= dirtyUsage
+	}
 	used := completed + e.inFlightElapsed(off)
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
 	if t.budget > 0 {
 		d.Remaining = max(time.Duration(t.budget-used), 0)
 		if used >= t.budget && e.until <= abs && t.restrictFor > 0 {
 			e.until = abs + t.restrictFor
-			e.since = abs
-			e.dirty |= dirtyRestriction
+			f.restricted(abs)
 			d.NewlyRestricted = true
 		}
 	}
@@ -553,7 +558,9 @@ func (l *Ledger) Cancel(t Ticket) {
 		if e := &s.entries[t.slot]; e.gen == t.gen && e.inFlight > 0 {
 			e.inFlight--
 			e.sumStart -= t.start
-			e.dirty |= dirtyUsage
+			if f := s.fleetAt(t.slot); f != nil {
+				f.dirty |= dirtyUsage
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -676,10 +683,8 @@ func (l *Ledger) Restrict(key string, until time.Time) {
 	_, s := l.shardOf(key)
 	s.mu.Lock()
 	slot, _ := s.lookup(key, widthOf(0), abs, true)
-	e := &s.entries[slot]
-	e.until = until.UnixNano()
-	e.since = abs
-	e.dirty |= dirtyRestriction
+	s.entries[slot].until = until.UnixNano()
+	s.fleetAt(slot).restricted(abs)
 	s.mu.Unlock()
 }
 
@@ -693,20 +698,24 @@ func (l *Ledger) Lift(key string) {
 	_, s := l.shardOf(key)
 	s.mu.Lock()
 	slot, _ := s.lookup(key, widthOf(0), abs, true)
-	s.entries[slot].lift(abs)
-	s.entries[slot].dirty |= dirtyRestriction
+	f := s.fleetAt(slot)
+	s.entries[slot].lift(abs, f)
+	if f != nil {
+		f.dirty |= dirtyRestriction
+	}
 	s.mu.Unlock()
 }
 
 // lift ends the restriction and forgives the completed usage, at abs.
-func (e *entry) lift(abs int64) {
+func (e *entry) lift(abs int64, f *fleetEntry) {
 	e.until = 0
 	e.work = [ringSize]int64{}
-	e.own = [ringSize]int64{}
 	e.total = 0
-	e.since = abs
-	e.lifted = abs
-	e.dirty |= dirtyUsage
+	if f != nil {
+		f.own = [ringSize]int64{}
+		f.since, f.lifted = abs, abs
+		f.dirty |= dirtyUsage
+	}
 }
 
 // Len returns the number of keys the ledger holds (idle keys are forgotten

@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,6 +23,10 @@ import (
 // a push never re-sends what it pulled and a merge replaces the remote part
 // instead of adding to it: both are idempotent, and a push can be repeated
 // in full (Resync) after Redis lost its data or a push failed.
+//
+// That bookkeeping (fleetEntry) lives in a slice beside the entries and is
+// allocated by the first call of any method here: a ledger without a fleet
+// store keeps its 240-byte entries, and the hot path pays one nil check.
 
 // Buckets is the number of sub-buckets a KeyUsage carries: the window's 15
 // plus the one sliding out of it.
@@ -31,6 +36,77 @@ const (
 	dirtyUsage       uint8 = 1 << iota // own work or in-flight changed
 	dirtyRestriction                   // restricted or lifted here
 )
+
+// fleetEntry is one key's fleet bookkeeping, at the same slot as its entry.
+type fleetEntry struct {
+	// own is this ledger's part of entry.work, what a fleet store pushes;
+	// the rest is other proxies' usage merged in by MergeRemote.
+	own [ringSize]int64
+	// since is when the restriction state last changed here (restrict or
+	// lift, Unix ns), so fleet events apply newest first; lifted is the
+	// last lift, whose forgiveness stale remote usage must not undo.
+	since, lifted int64
+	dirty         uint8 // dirtyUsage | dirtyRestriction: changed since the last ExportChanges
+}
+
+// fleetAt is slot's fleet bookkeeping, nil while no fleet store uses the
+// ledger. Call with the shard locked.
+func (s *shard) fleetAt(slot uint32) *fleetEntry {
+	if s.fleet == nil {
+		return nil
+	}
+	return &s.fleet[slot]
+}
+
+// restricted records a restriction made here at abs (f may be nil).
+func (f *fleetEntry) restricted(abs int64) {
+	if f != nil {
+		f.since = abs
+		f.dirty |= dirtyRestriction
+	}
+}
+
+// ownCompleted is this ledger's part of e's usage at abs (whole buckets).
+func (f *fleetEntry) ownCompleted(e *entry, abs int64) int64 {
+	cur := max(abs/e.width, e.head)
+	var sum int64
+	for i := cur - subBuckets + 1; i <= cur; i++ {
+		if i <= e.head && i > e.head-ringSize {
+			sum += f.own[i%ringSize]
+		}
+	}
+	return sum
+}
+
+// enableFleet allocates the fleet bookkeeping, once. Usage already in the
+// ledger counts as its own, and everything is marked for the first push.
+func (l *Ledger) enableFleet() {
+	if l.fleetOn.Load() {
+		return
+	}
+	l.fleetOnce.Do(func() {
+		_, abs := l.now()
+		for i := range l.shards {
+			s := &l.shards[i]
+			s.mu.Lock()
+			s.fleet = make([]fleetEntry, len(s.entries), cap(s.entries))
+			for slot := range s.entries {
+				e, f := &s.entries[slot], &s.fleet[slot]
+				if e.width == 0 {
+					continue
+				}
+				f.own = e.work
+				f.dirty = dirtyUsage
+				if e.until > abs {
+					f.since = abs
+					f.dirty |= dirtyRestriction
+				}
+			}
+			s.mu.Unlock()
+		}
+		l.fleetOn.Store(true)
+	})
+}
 
 // KeyUsage is one key's usage and restriction as it travels between a
 // Ledger and a fleet store.
@@ -69,6 +145,7 @@ type KeyRef struct {
 // calls start at different shards, so with more keys than limit every key
 // is visited in turn.
 func (l *Ledger) ActiveKeys(dst []KeyRef, limit int) []KeyRef {
+	l.enableFleet()
 	_, abs := l.now()
 	start := int(l.activeCursor.Add(1))
 	n := 0
@@ -98,6 +175,7 @@ func (l *Ledger) ActiveKeys(dst []KeyRef, limit int) []KeyRef {
 // growing elapsed time is pushed every time. If the push fails, call
 // Resync so that everything is sent again.
 func (l *Ledger) ExportChanges(dst []KeyUsage, limit int) []KeyUsage {
+	l.enableFleet()
 	off, abs := l.now()
 	start := int(l.exportCursor.Add(1))
 	n := 0
@@ -105,8 +183,8 @@ func (l *Ledger) ExportChanges(dst []KeyUsage, limit int) []KeyUsage {
 		s := &l.shards[(start+k)&int(l.mask)]
 		s.mu.Lock()
 		for slot := range s.entries {
-			e := &s.entries[slot]
-			if e.width == 0 || e.dirty == 0 {
+			e, f := &s.entries[slot], &s.fleet[slot]
+			if e.width == 0 || f.dirty == 0 {
 				continue
 			}
 			if n == limit {
@@ -115,10 +193,10 @@ func (l *Ledger) ExportChanges(dst []KeyUsage, limit int) []KeyUsage {
 			}
 			dst = append(dst, KeyUsage{})
 			u := &dst[len(dst)-1]
-			e.export(u, s.keys[slot], off, abs)
-			e.dirty = 0
+			f.export(u, e, s.keys[slot], off, abs)
+			f.dirty = 0
 			if e.inFlight > 0 {
-				e.dirty = dirtyUsage
+				f.dirty = dirtyUsage
 			}
 			n++
 		}
@@ -127,26 +205,26 @@ func (l *Ledger) ExportChanges(dst []KeyUsage, limit int) []KeyUsage {
 	return dst
 }
 
-// export fills u with e's own usage as of abs, oldest bucket first.
-func (e *entry) export(u *KeyUsage, key string, off, abs int64) {
+// export fills u with e's own usage (f) as of abs, oldest bucket first.
+func (f *fleetEntry) export(u *KeyUsage, e *entry, key string, off, abs int64) {
 	u.Key, u.Width = key, time.Duration(e.width)
 	u.Head = max(abs/e.width, e.head)
 	for i := range ringSize {
 		idx := u.Head - ringSize + 1 + int64(i)
 		if idx <= e.head && idx > e.head-ringSize {
-			u.Work[i] = e.own[idx%ringSize]
+			u.Work[i] = f.own[idx%ringSize]
 		} else {
 			u.Work[i] = 0
 		}
 	}
 	u.InFlight = time.Duration(e.inFlightElapsed(off))
-	u.RestrictionChanged = e.dirty&dirtyRestriction != 0
+	u.RestrictionChanged = f.dirty&dirtyRestriction != 0
 	u.Until, u.Since = time.Time{}, time.Time{}
 	if e.until > abs {
 		u.Until = time.Unix(0, e.until)
 	}
-	if e.since != 0 {
-		u.Since = time.Unix(0, e.since)
+	if f.since != 0 {
+		u.Since = time.Unix(0, f.since)
 	}
 }
 
@@ -155,18 +233,19 @@ func (e *entry) export(u *KeyUsage, key string, off, abs int64) {
 // all: after a failed push, or when the store lost its data (a Redis
 // restart), the fleet gets back what this ledger still holds.
 func (l *Ledger) Resync() {
+	l.enableFleet()
 	_, abs := l.now()
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
 		for slot := range s.entries {
-			e := &s.entries[slot]
+			e, f := &s.entries[slot], &s.fleet[slot]
 			if e.width == 0 || e.idle(abs) {
 				continue
 			}
-			e.dirty |= dirtyUsage
+			f.dirty |= dirtyUsage
 			if e.until > abs {
-				e.dirty |= dirtyRestriction
+				f.dirty |= dirtyRestriction
 			}
 		}
 		s.mu.Unlock()
@@ -183,6 +262,7 @@ func (l *Ledger) Resync() {
 // proxy that has not seen the lift yet must not undo its forgiveness. A
 // key the ledger does not hold is added only if u carries usage.
 func (l *Ledger) MergeRemote(u *KeyUsage) {
+	l.enableFleet()
 	_, abs := l.now()
 	width := int64(u.Width)
 	if width <= 0 {
@@ -202,14 +282,14 @@ func (l *Ledger) MergeRemote(u *KeyUsage) {
 	if !ok {
 		return
 	}
-	e := &s.entries[slot]
+	e, f := &s.entries[slot], &s.fleet[slot]
 	if e.width != width {
 		return
 	}
-	e.advanceTo(abs / width)
+	e.advanceTo(abs/width, f)
 	liftIdx := int64(-1)
-	if e.lifted > 0 {
-		liftIdx = e.lifted / width
+	if f.lifted > 0 {
+		liftIdx = f.lifted / width
 	}
 	for i := range ringSize {
 		idx := u.Head - ringSize + 1 + int64(i)
@@ -221,7 +301,7 @@ func (l *Ledger) MergeRemote(u *KeyUsage) {
 			r = 0
 		}
 		b := idx % ringSize
-		w := e.own[b] + r
+		w := f.own[b] + r
 		e.total += w - e.work[b]
 		e.work[b] = w
 	}
@@ -230,13 +310,15 @@ func (l *Ledger) MergeRemote(u *KeyUsage) {
 // ApplyRestriction applies a restriction (until non-zero) or a lift (until
 // zero) made at time at by another proxy. It is ignored unless it is newer
 // than the key's last restriction event here, so a stale event read back
-// from the store never undoes a newer one (or the same event extended). A newer restriction of a key
-// that is restricted already keeps the later end of the two: two proxies
-// restricting the same key a moment apart (say an operator for an hour,
-// and the budget for 5 m) must not shorten either. A restriction of a key the
-// ledger does not hold adds it; a lift of such a key, or a restriction that
-// has already ended, is ignored. It reports whether anything changed.
+// from the store never undoes a newer one (nor the same event, unless the
+// store extended it). A newer restriction of a key that is restricted
+// already keeps the later end of the two: two proxies restricting the same
+// key a moment apart (say an operator for an hour, and the budget for 5 m)
+// must not shorten either. A restriction of a key the ledger does not hold
+// adds it; a lift of such a key, or a restriction that has already ended,
+// is ignored. It reports whether anything changed.
 func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
+	l.enableFleet()
 	_, abs := l.now()
 	atNs := at.UnixNano()
 	var untilNs int64
@@ -250,31 +332,33 @@ func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
 	if !ok {
 		return false
 	}
-	e := &s.entries[slot]
+	e, f := &s.entries[slot], &s.fleet[slot]
 	// Older events lose. The same event read back applies only if it
 	// extends the restriction (the store merged a longer one into it).
-	if atNs < e.since || atNs == e.since && (untilNs == 0 || untilNs <= e.until) {
+	if atNs < f.since || atNs == f.since && (untilNs == 0 || untilNs <= e.until) {
 		return false
 	}
 	if untilNs == 0 {
-		e.lift(atNs)
+		e.lift(atNs, f)
 		// The lift came from the fleet: nothing of it to push back, but
 		// this ledger's own usage was forgiven and must be pushed as such.
-		e.dirty = e.dirty&^dirtyRestriction | dirtyUsage
+		f.dirty = f.dirty&^dirtyRestriction | dirtyUsage
 		return true
 	}
 	if e.until > abs {
 		untilNs = max(untilNs, e.until)
 	}
-	e.until, e.since = untilNs, atNs
+	e.until, f.since = untilNs, atNs
 	// A newer event from the fleet supersedes one of ours not yet pushed.
-	e.dirty &^= dirtyRestriction
+	f.dirty &^= dirtyRestriction
 	return true
 }
 
 // fleetCursors are the rotating start shards of ActiveKeys and
-// ExportChanges.
+// ExportChanges, and whether the fleet bookkeeping exists.
 type fleetCursors struct {
 	activeCursor atomic.Uint32
 	exportCursor atomic.Uint32
+	fleetOn      atomic.Bool
+	fleetOnce    sync.Once
 }

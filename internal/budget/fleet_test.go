@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -18,6 +19,14 @@ func secs(d ...float64) [Buckets]int64 {
 		w[off+i] = int64(v * float64(time.Second))
 	}
 	return w
+}
+
+// newFleetLedger is a ledger in a fleet from the start, as guard.Run's is
+// (the store's Restore runs before any request).
+func newFleetLedger(clk Clock) *Ledger {
+	l := New(Options{Clock: clk, Shards: 4})
+	l.enableFleet()
+	return l
 }
 
 func charge(t *testing.T, l *Ledger, key string, d time.Duration) {
@@ -62,7 +71,7 @@ func TestMergeRemoteArithmetic(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := NewManualClock(fleetT0)
-			l := New(Options{Clock: clk, Shards: 4})
+			l := newFleetLedger(clk)
 			if tc.own > 0 {
 				charge(t, l, "k", tc.own)
 			} else {
@@ -84,9 +93,38 @@ func TestMergeRemoteArithmetic(t *testing.T) {
 	}
 }
 
-func TestExportChanges(t *testing.T) {
+func TestFleetBookkeepingOnlyOnceAStoreAsks(t *testing.T) {
 	clk := NewManualClock(fleetT0)
 	l := New(Options{Clock: clk, Shards: 4})
+	charge(t, l, "used", 3*time.Second)
+	l.Restrict("banned", fleetT0.Add(time.Hour))
+	for i := range l.shards {
+		if l.shards[i].fleet != nil {
+			t.Fatal("a ledger no fleet store asked for has fleet bookkeeping")
+		}
+	}
+	// The first fleet call adopts what the ledger holds as its own.
+	clk.Advance(time.Second)
+	got := map[string]KeyUsage{}
+	for _, u := range l.ExportChanges(nil, 10) {
+		got[u.Key] = u
+	}
+	if u := got["used"]; u.Work != secs(3, 0) || u.RestrictionChanged {
+		t.Errorf("used = %+v, want its 3 s as own usage", u)
+	}
+	if u := got["banned"]; !u.RestrictionChanged || !u.Until.Equal(fleetT0.Add(time.Hour)) {
+		t.Errorf("banned = %+v, want its restriction exported", u)
+	}
+	// Keys added afterwards get bookkeeping too.
+	charge(t, l, "later", time.Second)
+	if got := l.ExportChanges(nil, 10); len(got) != 1 || got[0].Key != "later" || got[0].Work != secs(1) {
+		t.Errorf("later = %+v", got)
+	}
+}
+
+func TestExportChanges(t *testing.T) {
+	clk := NewManualClock(fleetT0)
+	l := newFleetLedger(clk)
 	head := fleetT0.Unix()
 
 	if got := l.ExportChanges(nil, 10); len(got) != 0 {
@@ -148,7 +186,7 @@ func TestExportChanges(t *testing.T) {
 
 func TestRestrictionEventsExport(t *testing.T) {
 	clk := NewManualClock(fleetT0)
-	l := New(Options{Clock: clk, Shards: 4})
+	l := newFleetLedger(clk)
 	charge(t, l, "k", 11*time.Second) // over budget: restricted by Finish
 	got := l.ExportChanges(nil, 10)
 	if len(got) != 1 || !got[0].RestrictionChanged || !got[0].Until.Equal(fleetT0.Add(time.Minute)) || !got[0].Since.Equal(fleetT0) {
@@ -213,7 +251,7 @@ func TestApplyRestriction(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := NewManualClock(fleetT0)
-			l := New(Options{Clock: clk, Shards: 4})
+			l := newFleetLedger(clk)
 			if tc.local != nil {
 				charge(t, l, "k", 3*time.Second)
 				tc.local(l)
@@ -244,7 +282,7 @@ func TestApplyRestriction(t *testing.T) {
 
 func TestLiftIgnoresStaleRemoteUsage(t *testing.T) {
 	clk := NewManualClock(fleetT0)
-	l := New(Options{Clock: clk, Shards: 4})
+	l := newFleetLedger(clk)
 	head := fleetT0.Unix()
 	charge(t, l, "k", 4*time.Second)
 	l.MergeRemote(&KeyUsage{Key: "k", Width: time.Second, Head: head, Work: secs(8)})
@@ -339,5 +377,34 @@ func TestFleetHalfBudgetEachIsRestrictedOnBoth(t *testing.T) {
 		if d, _ := l.Admit("k", fleetLim); d.Outcome != Allowed {
 			t.Errorf("ledger %d after the lift: %+v, want allowed", i, d)
 		}
+	}
+}
+
+// BenchmarkAdmitFinishFleet is BenchmarkAdmitFinish on a ledger a fleet
+// store uses: the hot path also keeps this proxy's own usage apart.
+func BenchmarkAdmitFinishFleet(b *testing.B) {
+	lim := Limits{Budget: time.Hour, Window: time.Minute, RestrictFor: 5 * time.Minute, MaxInFlight: 100}
+	for _, n := range []int{1_000, 1_000_000} {
+		keys := benchKeys(n)
+		l := New(Options{})
+		l.enableFleet()
+		for i := n - 1; i >= 0; i-- {
+			_, tk := l.Admit(keys[i], lim)
+			l.Finish(tk, time.Millisecond)
+		}
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				d, tk := l.Admit(keys[i], lim)
+				if !d.Proceed() {
+					b.Fatalf("denied: %+v", d)
+				}
+				l.Finish(tk, time.Millisecond)
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
 	}
 }

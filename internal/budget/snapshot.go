@@ -147,6 +147,9 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 			s.index = make(map[string]uint32, per)
 			s.entries = make([]entry, 0, per)
 			s.keys = make([]string, 0, per)
+			if s.fleet != nil {
+				s.fleet = make([]fleetEntry, 0, per)
+			}
 			s.mu.Unlock()
 		}
 	}
@@ -157,12 +160,16 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 		e := &s.entries[slot]
 		e.width, e.head, e.until = rec.width, rec.head, rec.until
 		e.total = 0
+		f := s.fleetAt(slot)
 		for i := range ringSize {
 			idx := rec.head - ringSize + 1 + int64(i)
 			e.total += rec.work[i]
 			e.work[idx%ringSize] = rec.work[i]
-			e.own[idx%ringSize] = rec.work[i] // restored usage is this ledger's own
 			e.reqs[idx%ringSize] = rec.reqs[i]
+			if f != nil {
+				f.own[idx%ringSize] = rec.work[i] // restored usage is this ledger's own
+				f.dirty |= dirtyUsage
+			}
 		}
 		s.mu.Unlock()
 	})
