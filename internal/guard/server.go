@@ -226,6 +226,8 @@ loop:
 			if runErr == nil {
 				runErr = fmt.Errorf("save usage snapshot: %w", err)
 			}
+		} else if cfg.Store.Type == "redis" {
+			lg.Info("last usage pushed to the redis store", "keys", ledger.Len())
 		} else {
 			lg.Info("usage snapshot written", "path", cfg.Store.Snapshot, "keys", ledger.Len())
 		}
