@@ -99,6 +99,7 @@ type Redis struct {
 	prefix   string
 	id       string
 	interval time.Duration
+	timeout  time.Duration
 	maxKeys  int
 	clock    budget.Clock
 	log      *slog.Logger
@@ -180,11 +181,11 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if strings.ContainsAny(s.id, ": ") {
 		return nil, fmt.Errorf("store: redis proxy id %q must not contain ':' or spaces", s.id)
 	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = s.interval
+	s.timeout = opts.Timeout
+	if s.timeout <= 0 {
+		s.timeout = s.interval
 	}
-	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = timeout, timeout, timeout
+	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = s.timeout, s.timeout, s.timeout
 	ro.ContextTimeoutEnabled = true
 	// The sync loop is the retry: a failed sync is reported and tried again
 	// after a backoff, so the client must not retry (and wait) on its own.
@@ -276,7 +277,7 @@ func (s *Redis) Close() error { return s.rdb.Close() }
 // ledger already holds) at start. An error (Redis down) is not fatal: the
 // proxy starts with local usage and the sync loop catches up.
 func (s *Redis) Restore(l *budget.Ledger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*s.rdb.Options().ReadTimeout+s.rdb.Options().DialTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.syncBound())
 	defer cancel()
 	return s.SyncOnce(ctx, l)
 }
@@ -285,7 +286,7 @@ func (s *Redis) Restore(l *budget.Ledger) error {
 // sync loop stopped), so the fleet keeps the last second of this proxy's
 // usage.
 func (s *Redis) Save(l *budget.Ledger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*s.rdb.Options().ReadTimeout+s.rdb.Options().DialTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.syncBound())
 	defer cancel()
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
@@ -308,7 +309,10 @@ func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
 			return
 		case <-t.C:
 		}
-		if err := s.SyncOnce(ctx, l); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, s.syncBound())
+		err := s.SyncOnce(sctx, l)
+		cancel()
+		if err != nil {
 			wait = min(wait*2, max(maxBackoff, s.interval))
 		} else {
 			wait = s.interval
@@ -316,6 +320,11 @@ func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
 		t.Reset(wait)
 	}
 }
+
+// syncBound is the longest one sync may take: its four round trips (pull,
+// restrictions, housekeeping, push) at Timeout each, so a Redis that
+// trickles its answers cannot hold the loop.
+func (s *Redis) syncBound() time.Duration { return 4 * s.timeout }
 
 // SyncOnce pulls the fleet's usage for the keys l holds and its
 // restrictions, merges them into l, then pushes l's changes.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -356,4 +358,57 @@ func metric(t *testing.T, s *Redis, name, op string) float64 {
 	}
 	t.Fatalf("metric %s{op=%q} not found", name, op)
 	return 0
+}
+
+// A Redis that accepts connections but never answers (overloaded, or a
+// half-dead network path) fails the sync after the timeout; the ledger
+// keeps deciding meanwhile.
+func TestRedisSlowIsReportedAsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	clk := budget.NewManualClock(t0)
+	s, err := NewRedis(RedisOptions{URL: "redis://" + ln.Addr().String() + "/0", ID: "a", Clock: clk, Timeout: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := budget.New(budget.Options{Clock: clk})
+	done := make(chan error, 1)
+	go func() { done <- s.Restore(l) }()
+	// Requests are decided while the sync waits on Redis.
+	if d, tk := l.Admit("fp-k", lim); !d.Proceed() {
+		t.Fatalf("admit during a slow sync: %+v", d)
+	} else {
+		l.Finish(tk, time.Second)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("sync against a Redis that never answers succeeded")
+	}
+	if up, detail := s.Health(); up || detail.(RedisHealth).Error == "" {
+		t.Errorf("health after a timed-out sync: up=%v %+v", up, detail)
+	}
 }
