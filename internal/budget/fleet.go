@@ -141,31 +141,25 @@ type KeyRef struct {
 }
 
 // ActiveKeys appends to dst up to limit keys the ledger holds, with their
-// bucket widths: the keys whose fleet usage a store should pull. Successive
-// calls start at different shards, so with more keys than limit every key
-// is visited in turn.
+// bucket widths: the keys whose fleet usage a store should pull. A call cut
+// short by limit leaves off where the next call resumes, so with more keys
+// than limit every key is visited in turn.
 func (l *Ledger) ActiveKeys(dst []KeyRef, limit int) []KeyRef {
 	l.enableFleet()
 	_, abs := l.now()
-	start := int(l.activeCursor.Add(1))
 	n := 0
-	for k := range l.shards {
-		s := &l.shards[(start+k)&int(l.mask)]
-		s.mu.Lock()
-		for slot := range s.entries {
-			e := &s.entries[slot]
-			if e.width == 0 || e.idle(abs) {
-				continue
-			}
-			if n == limit {
-				s.mu.Unlock()
-				return dst
-			}
-			dst = append(dst, KeyRef{Key: s.keys[slot], Width: time.Duration(e.width)})
-			n++
+	l.visit(&l.activeCursor, func(s *shard, slot int) bool {
+		e := &s.entries[slot]
+		if e.width == 0 || e.idle(abs) {
+			return true
 		}
-		s.mu.Unlock()
-	}
+		if n == limit {
+			return false
+		}
+		dst = append(dst, KeyRef{Key: s.keys[slot], Width: time.Duration(e.width)})
+		n++
+		return true
+	})
 	return dst
 }
 
@@ -177,32 +171,54 @@ func (l *Ledger) ActiveKeys(dst []KeyRef, limit int) []KeyRef {
 func (l *Ledger) ExportChanges(dst []KeyUsage, limit int) []KeyUsage {
 	l.enableFleet()
 	off, abs := l.now()
-	start := int(l.exportCursor.Add(1))
 	n := 0
-	for k := range l.shards {
-		s := &l.shards[(start+k)&int(l.mask)]
+	l.visit(&l.exportCursor, func(s *shard, slot int) bool {
+		e, f := &s.entries[slot], &s.fleet[slot]
+		if e.width == 0 || f.dirty == 0 {
+			return true
+		}
+		if n == limit {
+			return false
+		}
+		dst = append(dst, KeyUsage{})
+		f.export(&dst[len(dst)-1], e, s.keys[slot], off, abs)
+		f.dirty = 0
+		if e.inFlight > 0 {
+			f.dirty = dirtyUsage
+		}
+		n++
+		return true
+	})
+	return dst
+}
+
+// visit calls fn for every slot of every shard, with the shard locked,
+// starting where the last visit with the same cursor stopped (shard in the
+// high half, slot in the low half), until fn returns false; the cursor then
+// records that slot, so bounded batches take turns over all keys.
+func (l *Ledger) visit(cursor *atomic.Uint64, fn func(s *shard, slot int) bool) {
+	c := cursor.Load()
+	first, from := int(c>>32)&int(l.mask), int(uint32(c))
+	for k := 0; k <= len(l.shards); k++ {
+		i := (first + k) & int(l.mask)
+		s := &l.shards[i]
 		s.mu.Lock()
-		for slot := range s.entries {
-			e, f := &s.entries[slot], &s.fleet[slot]
-			if e.width == 0 || f.dirty == 0 {
-				continue
-			}
-			if n == limit {
+		lo, hi := 0, len(s.entries)
+		switch k {
+		case 0: // the rest of the shard we stopped in
+			lo = min(from, hi)
+		case len(l.shards): // and, last, its beginning
+			hi = min(from, hi)
+		}
+		for slot := lo; slot < hi; slot++ {
+			if !fn(s, slot) {
 				s.mu.Unlock()
-				return dst
+				cursor.Store(uint64(i)<<32 | uint64(slot))
+				return
 			}
-			dst = append(dst, KeyUsage{})
-			u := &dst[len(dst)-1]
-			f.export(u, e, s.keys[slot], off, abs)
-			f.dirty = 0
-			if e.inFlight > 0 {
-				f.dirty = dirtyUsage
-			}
-			n++
 		}
 		s.mu.Unlock()
 	}
-	return dst
 }
 
 // export fills u with e's own usage (f) as of abs, oldest bucket first.
@@ -357,8 +373,8 @@ func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
 // fleetCursors are the rotating start shards of ActiveKeys and
 // ExportChanges, and whether the fleet bookkeeping exists.
 type fleetCursors struct {
-	activeCursor atomic.Uint32
-	exportCursor atomic.Uint32
+	activeCursor atomic.Uint64
+	exportCursor atomic.Uint64
 	fleetOn      atomic.Bool
 	fleetOnce    sync.Once
 }

@@ -408,3 +408,24 @@ func BenchmarkAdmitFinishFleet(b *testing.B) {
 		})
 	}
 }
+
+// With more active keys than the limit, successive calls visit them all.
+func TestActiveKeysTakeTurns(t *testing.T) {
+	clk := NewManualClock(fleetT0)
+	l := New(Options{Clock: clk, Shards: 8})
+	want := map[string]bool{}
+	for i := range 50 {
+		k := fmt.Sprintf("fp-%d", i)
+		want[k] = true
+		charge(t, l, k, time.Millisecond)
+	}
+	seen := map[string]bool{}
+	for range 10 {
+		for _, r := range l.ActiveKeys(nil, 7) {
+			seen[r.Key] = true
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("ten calls of 7 visited %d of %d keys", len(seen), len(want))
+	}
+}
