@@ -96,7 +96,9 @@ func Run(ctx context.Context, o ServerOptions) error {
 			// Partial failure is data: start empty and say so, rather than
 			// refusing to protect the upstream at all.
 			lg.Error("restore usage from the store; starting with empty usage", "store", cfg.Store.Type, "err", err)
-		} else if n := ledger.Len(); n > 0 {
+		} else if n := ledger.Len(); n > 0 && cfg.Store.Type == "redis" {
+			lg.Info("restrictions pulled from the redis store", "keys", n)
+		} else if n > 0 {
 			lg.Info("usage restored from snapshot", "keys", n, "path", cfg.Store.Snapshot)
 		}
 	}

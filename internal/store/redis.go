@@ -447,8 +447,9 @@ func (s *Redis) pull(ctx context.Context, l *budget.Ledger) (bool, error) {
 		s.restrVer = ver
 	}
 	if len(stale) > 0 {
-		// Housekeeping: a failure here costs only memory in Redis, retried
-		// at the next sync that finds the same fields.
+		// Housekeeping: left undone, the fields only cost memory in Redis
+		// until their hash expires, and the next sync finds them again. It
+		// fails when Redis does, and then so would the push.
 		pipe := s.rdb.Pipeline()
 		for _, f := range stale {
 			pipe.HDel(ctx, f.key, f.field)
