@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/guard"
 	"github.com/headroom-dev/headroom/internal/guard/config"
-	"github.com/headroom-dev/headroom/internal/store"
 )
 
 // proxyFlags are the command-line flags of `headroom proxy`; each one, when
@@ -218,16 +216,7 @@ func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) 
 	}
 	set("access-log", func() { cfg.AccessLog.Path = f.accessLog })
 	set("access-log-format", func() { cfg.AccessLog.Format = f.accessLogFormat })
-	set("store", func() {
-		switch {
-		case strings.HasPrefix(f.store, "redis://"), strings.HasPrefix(f.store, "rediss://"):
-			cfg.Store.Type, cfg.Store.URL = "redis", f.store
-		case f.store == "memory", strings.Contains(f.store, "://"):
-			cfg.Store.Type = f.store
-		default: // --store PATH: the memory store snapshotted to PATH
-			cfg.Store.Type, cfg.Store.Snapshot = "memory", f.store
-		}
-	})
+	set("store", func() { applyStoreFlag(cfg, f.store) })
 	set("snapshot", func() { cfg.Store.Snapshot = f.snapshot })
 	set("secret-file", func() { cfg.Keys.SecretFile = f.secretFile })
 
@@ -265,30 +254,12 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 		Logger:     lg,
 		LoadConfig: func() (*config.Config, error) { return loadProxyConfig(cmd, f) },
 	}
-	switch {
-	case cfg.Store.Type == "redis":
-		s, err := store.NewRedis(store.RedisOptions{
-			URL:      cfg.Store.URL,
-			Prefix:   cfg.Store.Prefix,
-			Interval: cfg.Store.SyncInterval.D(),
-			Timeout:  cfg.Store.SyncTimeout.D(),
-			MaxKeys:  cfg.Store.MaxKeys,
-			Logger:   lg,
-		})
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		opts.Snapshots = s
-	case cfg.Store.Snapshot != "":
-		s, err := store.NewFile(store.FileOptions{Path: cfg.Store.Snapshot})
-		if err != nil {
-			return err
-		}
-		opts.Snapshots = s
-	default:
-		lg.Warn("no --snapshot: usage and restrictions are lost when the proxy restarts")
+	snaps, closeStore, err := openStore(cfg, lg, "proxy")
+	if err != nil {
+		return err
 	}
+	defer closeStore()
+	opts.Snapshots = snaps
 	reload, reopen := make(chan struct{}, 1), make(chan struct{}, 1)
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)

@@ -10,9 +10,8 @@ import (
 )
 
 // applyStoreFlag sets cfg.Store from --store: memory, redis://… (the fleet
-// store), or a PATH (the memory store snapshotted there). It reads --store
-// as `headroom proxy` does (proxy.go still has its own copy of this and of
-// openStore; they can share these).
+// store), or a PATH (the memory store snapshotted there), for `headroom
+// proxy` and `headroom sidecar` alike.
 func applyStoreFlag(cfg *config.Config, v string) {
 	switch {
 	case strings.HasPrefix(v, "redis://"), strings.HasPrefix(v, "rediss://"):
