@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/url"
@@ -19,17 +18,35 @@ import (
 // by a flusher every FlushInterval, when the buffer fills, and at Close, so a
 // request never waits on a disk write. Reopen closes and reopens the file for
 // logrotate (SIGHUP, SIGUSR1).
+//
+// Two locks keep requests off the disk: mu guards only the buffer lines are
+// appended to, and is held for a copy; wmu serializes writing a full buffer
+// out, which happens after the buffer was swapped for a spare and mu
+// released, so other requests keep appending meanwhile. wmu is always taken
+// while mu is held, in the order buffers were swapped out, so lines reach
+// the file in the order they were appended. While a write is in progress
+// the buffer may grow past logBufferSize, up to logBufferMax; past that,
+// appenders wait for the write as they would on a plain buffered writer.
 type logFile struct {
-	mu   sync.Mutex
-	path string // "" when writing to a caller's io.Writer
-	f    *os.File
-	w    *bufio.Writer
-	out  io.Writer
-	err  error // last write error, reported once
+	mu  sync.Mutex
+	buf []byte // lines not yet handed to out
+
+	wmu    sync.Mutex // guards everything below
+	spare  []byte     // the buffer that replaces buf at the next swap
+	path   string     // "" when writing to a caller's io.Writer
+	f      *os.File
+	out    io.Writer
+	broken error // a failed write: further lines are dropped until reopen, as bufio.Writer does
+	err    error // last write error, reported once
 }
 
+const (
+	logBufferSize = 64 << 10 // a full buffer is written out
+	logBufferMax  = 4 * logBufferSize
+)
+
 func openLogFile(path string) (*logFile, error) {
-	l := &logFile{path: path}
+	l := &logFile{path: path, buf: make([]byte, 0, logBufferSize)}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
@@ -37,13 +54,13 @@ func openLogFile(path string) (*logFile, error) {
 }
 
 func newLogWriter(w io.Writer) *logFile {
-	return &logFile{out: w, w: bufio.NewWriterSize(w, 64<<10)}
+	return &logFile{out: w, buf: make([]byte, 0, logBufferSize)}
 }
 
 func (l *logFile) open() error {
+	l.broken = nil
 	if l.path == "-" {
 		l.out = os.Stdout
-		l.w = bufio.NewWriterSize(os.Stdout, 64<<10)
 		return nil
 	}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
@@ -51,25 +68,68 @@ func (l *logFile) open() error {
 		return fmt.Errorf("open access log: %w", err)
 	}
 	l.f, l.out = f, f
-	l.w = bufio.NewWriterSize(f, 64<<10)
 	return nil
 }
 
 func (l *logFile) write(line []byte) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, err := l.w.Write(line)
-	return l.noteErr(err)
+	l.buf = append(l.buf, line...)
+	if len(l.buf) < logBufferSize {
+		l.mu.Unlock()
+		return nil
+	}
+	if !l.wmu.TryLock() {
+		if len(l.buf) < logBufferMax { // the buffer before this one is being written
+			l.mu.Unlock()
+			return nil
+		}
+		l.wmu.Lock()
+	}
+	err := l.noteErr(l.writeOut(l.swapLocked()))
+	l.wmu.Unlock()
+	return err
 }
 
+// swapLocked takes the buffered lines, leaving the spare buffer in their
+// place, and releases mu. Called with mu and wmu held; wmu stays held.
+func (l *logFile) swapLocked() []byte {
+	if l.spare == nil {
+		l.spare = make([]byte, 0, logBufferSize)
+	}
+	full := l.buf
+	l.buf, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	return full
+}
+
+// writeOut writes b and keeps it as the next spare buffer. Called with wmu
+// held. After a failed write, lines are dropped and the error returned
+// until the file is reopened, as a bufio.Writer does.
+func (l *logFile) writeOut(b []byte) error {
+	err := l.broken
+	if err == nil && len(b) > 0 {
+		var n int
+		n, err = l.out.Write(b)
+		if err == nil && n < len(b) {
+			err = io.ErrShortWrite
+		}
+		l.broken = err
+	}
+	l.spare = b[:0]
+	return err
+}
+
+// flush writes out the buffered lines.
 func (l *logFile) flush() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.noteErr(l.w.Flush())
+	l.wmu.Lock()
+	err := l.noteErr(l.writeOut(l.swapLocked()))
+	l.wmu.Unlock()
+	return err
 }
 
 // noteErr returns err only the first time in a row it happens, so a full
-// disk is logged once, not once per request.
+// disk is logged once, not once per request. Called with wmu held.
 func (l *logFile) noteErr(err error) error {
 	if err == nil {
 		l.err = nil
@@ -83,14 +143,16 @@ func (l *logFile) noteErr(err error) error {
 }
 
 // reopen flushes and reopens the file at the same path (after logrotate
-// moved it away). A no-op for standard output and caller writers.
+// moved it away). A no-op for standard output and caller writers. Lines
+// appended meanwhile wait in the buffer for the new file.
 func (l *logFile) reopen() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	ferr := l.writeOut(l.swapLocked())
 	if l.f == nil {
-		return l.w.Flush()
+		return ferr
 	}
-	ferr := l.w.Flush()
 	cerr := l.f.Close()
 	if err := l.open(); err != nil {
 		return err
@@ -106,8 +168,9 @@ func (l *logFile) reopen() error {
 
 func (l *logFile) close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.w.Flush()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	err := l.writeOut(l.swapLocked())
 	if l.f != nil {
 		if cerr := l.f.Close(); err == nil {
 			err = cerr

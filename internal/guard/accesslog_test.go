@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,5 +134,63 @@ func TestAppendSeconds(t *testing.T) {
 		if got := string(appendSeconds(nil, d)); got != want {
 			t.Errorf("appendSeconds(%s) = %s, want %s", d, got, want)
 		}
+	}
+}
+
+// TestLogFileConcurrentWrites writes from many goroutines while a flusher
+// runs, through many buffer swaps: every line arrives whole, once, and each
+// goroutine's lines in the order it wrote them.
+func TestLogFileConcurrentWrites(t *testing.T) {
+	var out bytes.Buffer
+	l := newLogWriter(&out)
+	const writers, lines = 8, 20000
+	stop := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				if err := l.flush(); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range lines {
+				if err := l.write(fmt.Appendf(nil, "%d %d\n", w, i)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-flushed
+	if err := l.close(); err != nil {
+		t.Fatal(err)
+	}
+	next := make([]int, writers)
+	n := 0
+	for line := range strings.Lines(out.String()) {
+		var w, i int
+		if _, err := fmt.Sscanf(line, "%d %d\n", &w, &i); err != nil || w < 0 || w >= writers {
+			t.Fatalf("line %d: %q", n, line)
+		}
+		if i != next[w] {
+			t.Fatalf("line %d: writer %d's line %d, want its line %d", n, w, i, next[w])
+		}
+		next[w]++
+		n++
+	}
+	if n != writers*lines {
+		t.Fatalf("%d lines, want %d", n, writers*lines)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,6 +107,49 @@ func BenchmarkServeHTTP(b *testing.B) {
 				clear(w.h)
 				g.ServeHTTP(w, reqs[i%len(reqs)])
 			}
+		})
+	}
+}
+
+// BenchmarkServeHTTPParallel is BenchmarkServeHTTP's access-log cases from
+// every P at once, writing to a real file as `headroom proxy` does: what
+// the shared parts of the path (the access log, the upstream context, the
+// ledger) cost when requests contend for them.
+func BenchmarkServeHTTPParallel(b *testing.B) {
+	for _, c := range []struct{ name, yaml string }{
+		{"budget+accesslog", "budget: {worker_time: 60s}\n"},
+		{"budget+jsonlog", "budget: {worker_time: 60s}\naccess_log: {format: json}\n"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "access.log")
+			cfg, err := config.Parse([]byte("upstream: http://127.0.0.1:1\n" + c.yaml))
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg.AccessLog.Path = path
+			g, err := New(Options{
+				Config: cfg, Secret: []byte("bench-secret-0123456789"),
+				Transport: fakeUpstream{body: "hello, world\n"},
+				Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer g.Close()
+			b.ReportAllocs()
+			b.SetParallelism(8) // goroutines per P, as a server has many connections
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := httptest.NewRequest("GET", "http://api.example.com/api/v2/applications/33591900/metrics.json?page=2", nil)
+				r.RemoteAddr = "203.0.113.7:51234"
+				r.Header.Set("X-Api-Key", "sk_live_0")
+				r.Header.Set("User-Agent", "bench")
+				w := &discardWriter{h: http.Header{}}
+				for pb.Next() {
+					clear(w.h)
+					g.ServeHTTP(w, r)
+				}
+			})
 		})
 	}
 }
