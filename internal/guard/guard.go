@@ -37,6 +37,10 @@ import (
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
 
+// upstreamShards is how many parents the upstream calls' contexts are
+// spread over (Guard.upstream).
+const upstreamShards = 16
+
 // Options configures a Guard. Only Config is required.
 type Options struct {
 	// Config is the configuration, already validated (config.Load or
@@ -103,8 +107,11 @@ type Guard struct {
 
 	// upstream is the parent of every upstream call's context: detached
 	// from the client (a client that leaves must not cancel the call), but
-	// cancelled by Shutdown when draining takes too long.
-	upstream       context.Context
+	// cancelled by Shutdown when draining takes too long. Each call's
+	// context is the child of one of its shards, picked at random: a
+	// context registers with and leaves its parent under the parent's lock,
+	// which one parent for every request made a point of contention.
+	upstream       [upstreamShards]context.Context
 	cancelUpstream context.CancelFunc
 	active         sync.WaitGroup
 	closeOnce      sync.Once
@@ -178,7 +185,15 @@ func New(opts Options) (*Guard, error) {
 			return nil, err
 		}
 	}
-	g.upstream, g.cancelUpstream = context.WithCancel(context.Background())
+	var cancels [upstreamShards]context.CancelFunc
+	for i := range g.upstream {
+		g.upstream[i], cancels[i] = context.WithCancel(context.Background())
+	}
+	g.cancelUpstream = func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}
 	g.admin = g.newAdmin()
 	if g.alog != nil {
 		g.flushStop, g.flushDone = make(chan struct{}), make(chan struct{})

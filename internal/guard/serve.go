@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -148,7 +149,8 @@ func (g *Guard) serve(st *state, rw *responseWriter, r *http.Request, ex *exchan
 		}
 	}()
 
-	ctx, cancel := context.WithTimeout(&upstreamCtx{Context: g.upstream, values: r.Context(), ex: ex}, st.cfg.Timeouts.Upstream.D())
+	parent := g.upstream[rand.Uint32N(upstreamShards)]
+	ctx, cancel := context.WithTimeout(&upstreamCtx{Context: parent, values: r.Context(), ex: ex}, st.cfg.Timeouts.Upstream.D())
 	defer cancel()
 	st.proxy.ServeHTTP(rw, r.WithContext(ctx))
 	charged = true
