@@ -175,9 +175,10 @@ type Collector struct {
 	intern       *interner
 
 	// The record's value in each dimension, computed once per record.
-	vals   []byte
-	valEnd [numDims]int
-	valOK  [numDims]bool
+	vals    []byte
+	valEnd  [numDims]int
+	valOK   [numDims]bool
+	valHash [numDims]uint64 // keyHash of each value
 }
 
 // computeValues fills the per-record dimension values that every part of
@@ -187,6 +188,11 @@ func (c *Collector) computeValues(r *accesslog.Record) {
 	for d := range numDims {
 		c.vals, c.valOK[d] = appendValue(c.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
 		c.valEnd[d] = len(c.vals)
+		start := 0
+		if d > 0 {
+			start = c.valEnd[d-1]
+		}
+		c.valHash[d] = keyHash(c.vals[start:])
 	}
 }
 
@@ -435,12 +441,13 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 			b.byReq[d], b.byBytes[d] = newTopK(k), newTopK(k)
 			b.byReq[d].in, b.byBytes[d].in = c.intern, c.intern
 		}
-		b.byReq[d].addBytes(v, 1, r.BytesSent, 0)
+		h := c.valHash[d]
+		b.byReq[d].addHashed(v, h, 1, r.BytesSent, 0)
 		if r.BytesSent > 0 {
-			b.byBytes[d].addBytes(v, r.BytesSent, 1, 0)
+			b.byBytes[d].addHashed(v, h, r.BytesSent, 1, 0)
 		}
 		if d == DimReferer {
-			c.referers.addBytes(v, 1, r.BytesSent, 0)
+			c.referers.addHashed(v, h, 1, r.BytesSent, 0)
 		}
 	}
 	if isServerError(r.Status) {
@@ -560,7 +567,9 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 	if bot {
 		c.botReq++
 		c.botBytes += r.BytesSent
-		c.bots.add(truncate(r.UserAgent), r.BytesSent, 1, 0)
+		// A bot's agent is neither empty nor "-": its key is the value.
+		ua, _ := c.value(DimUserAgent)
+		c.bots.addHashed(ua, c.valHash[DimUserAgent], r.BytesSent, 1, 0)
 	}
 	switch staticPath(r.Path) {
 	case "image", "media", "download":
@@ -571,7 +580,7 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 	c.staticBytes += r.BytesSent
 	ref, _ := c.value(DimReferer)
 	path, _ := c.value(DimPath)
-	c.staticRef.addBytes(ref, r.BytesSent, 1, 0)
+	c.staticRef.addHashed(ref, c.valHash[DimReferer], r.BytesSent, 1, 0)
 	c.buf = append(append(append(c.buf[:0], ref...), 0), path...)
 	c.staticRefPath.addBytes(c.buf, r.BytesSent, 1, 0)
 }
@@ -604,7 +613,7 @@ func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64) {
 			b.repBytes += r.BytesSent * scale
 			for i, d := range []Dimension{DimUserAgent, DimClient, DimPath} {
 				v, _ := c.value(d)
-				c.repeatWho[i].addBytes(v, r.BytesSent*scale, scale, 0)
+				c.repeatWho[i].addHashed(v, c.valHash[d], r.BytesSent*scale, scale, 0)
 			}
 		}
 	} else if slot.fp != 0 && ns-slot.at < window && slot.at-ns < window {

@@ -270,8 +270,8 @@ func TestCollectorMemoryIsBounded(t *testing.T) {
 		t.Errorf("series spans %d buckets, bound %d", span, opt.MaxBuckets)
 	}
 	check := func(name string, tk *topK) {
-		if tk != nil && (len(tk.entries) > tk.k || len(tk.index) != len(tk.entries)) {
-			t.Errorf("%s: %d entries, %d indexed, capacity %d", name, len(tk.entries), len(tk.index), tk.k)
+		if tk != nil && (len(tk.entries) > tk.k || tk.indexed() != len(tk.entries)) {
+			t.Errorf("%s: %d entries, %d indexed, capacity %d", name, len(tk.entries), tk.indexed(), tk.k)
 		}
 	}
 	for _, b := range c.buckets {

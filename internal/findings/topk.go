@@ -1,6 +1,7 @@
 package findings
 
 import (
+	"hash/maphash"
 	"sort"
 	"strings"
 )
@@ -14,36 +15,65 @@ import (
 // Each entry carries two auxiliary sums (bytes when weighting by requests,
 // requests when weighting by bytes, logged seconds, ...), exact since the key
 // entered the summary.
+//
+// Entries are found through a small open-addressing table keyed by the
+// key's hash (keyHash), which the collector computes once per record and
+// value and passes to every summary the value goes into: no summary hashes a
+// string again, and replacing the lightest entry costs no map deletion.
 type topK struct {
 	k       int
 	entries []tkEntry
-	index   map[string]int
-	last    int       // entry of the last addBytes hit
+	slots   []int32   // linear probing; entry index + 1, 0 when free
 	in      *interner // nil: every new key is copied
 }
+
+// hashSeed seeds keyHash. Hashes only place entries in the tables; which
+// entries a summary holds, and in what order, never depends on them.
+var hashSeed = maphash.MakeSeed()
+
+// keyHash is the hash every summary and the interner index keys by.
+func keyHash(b []byte) uint64 { return maphash.Bytes(hashSeed, b) }
+
+func keyHashString(s string) uint64 { return maphash.String(hashSeed, s) }
 
 // interner shares the strings of dimension values among a collector's
 // summaries. The same network or path recurs in every time bucket, and a
 // full Space-Saving summary takes in a new key on every miss, so copying
 // each one would allocate on most log lines. Bounded: forgotten when full.
 type interner struct {
-	m   map[string]string
-	max int
+	slots []internSlot // linear probing, twice max
+	n     int
+	max   int
+}
+
+type internSlot struct {
+	h   uint64
+	s   string
+	set bool
 }
 
 func newInterner(max int) *interner {
-	return &interner{m: make(map[string]string), max: max}
+	return &interner{slots: make([]internSlot, 1<<bitsFor(2*max)), max: max}
 }
 
-func (in *interner) get(b []byte) string {
-	if s, ok := in.m[string(b)]; ok {
-		return s
+// get returns b as a shared string; h is keyHash(b).
+func (in *interner) get(b []byte, h uint64) string {
+	mask := uint64(len(in.slots) - 1)
+	i := h & mask
+	for in.slots[i].set {
+		if x := &in.slots[i]; x.h == h && x.s == string(b) {
+			return x.s
+		}
+		i = (i + 1) & mask
 	}
 	s := string(b)
-	if len(in.m) >= in.max {
-		clear(in.m)
+	if in.n >= in.max {
+		clear(in.slots)
+		in.n = 0
+		i = h & mask
 	}
-	in.m[s] = s
+	in.slots[i] = internSlot{h: h, s: s, set: true}
+	in.n++
 	return s
 }
 
@@ -51,26 +81,114 @@ type tkEntry struct {
 	Key    string
 	W, Err int64
 	A, B   int64
+	h      uint64 // keyHash(Key)
 }
 
 func newTopK(k int) *topK {
-	return &topK{k: k, index: make(map[string]int, k), entries: make([]tkEntry, 0, k)}
+	return &topK{k: k, entries: make([]tkEntry, 0, k), slots: make([]int32, slotsFor(k))}
+}
+
+// slotsFor sizes the index of n entries: a power of two at least 2n.
+func slotsFor(n int) int { return 1 << bitsFor(max(2*n, 8)) }
+
+// find returns the index of the entry with key and hash h, or -1.
+func find[K ~string | ~[]byte](t *topK, key K, h uint64) int {
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := t.slots[i]
+		if s == 0 {
+			return -1
+		}
+		if e := &t.entries[s-1]; e.h == h && e.Key == string(key) {
+			return int(s - 1)
+		}
+	}
+}
+
+// link indexes entry i (whose key is not indexed yet).
+func (t *topK) link(i int) {
+	mask := uint64(len(t.slots) - 1)
+	j := t.entries[i].h & mask
+	for t.slots[j] != 0 {
+		j = (j + 1) & mask
+	}
+	t.slots[j] = int32(i + 1)
+}
+
+// unlink removes entry i from the index (backward-shift deletion, so no
+// tombstones accumulate).
+func (t *topK) unlink(i int) {
+	mask := uint64(len(t.slots) - 1)
+	j := t.entries[i].h & mask
+	for t.slots[j] != int32(i+1) {
+		j = (j + 1) & mask
+	}
+	for {
+		t.slots[j] = 0
+		k := j
+		for {
+			k = (k + 1) & mask
+			s := t.slots[k]
+			if s == 0 {
+				return
+			}
+			home := t.entries[s-1].h & mask
+			// Move s back into the hole at j unless its home lies
+			// cyclically in (j, k].
+			if j <= k {
+				if j < home && home <= k {
+					continue
+				}
+			} else if j < home || home <= k {
+				continue
+			}
+			t.slots[j] = s
+			j = k
+			break
+		}
+	}
+}
+
+// reindex rebuilds the index of all entries.
+func (t *topK) reindex() {
+	if n := slotsFor(max(t.k, len(t.entries))); n != len(t.slots) {
+		t.slots = make([]int32, n)
+	} else {
+		clear(t.slots)
+	}
+	for i := range t.entries {
+		t.link(i)
+	}
+}
+
+// indexed is how many entries the index finds where they are, or -1 when
+// it holds a slot too many (for tests).
+func (t *topK) indexed() int {
+	used := 0
+	for _, s := range t.slots {
+		if s != 0 {
+			used++
+		}
+	}
+	if used != len(t.entries) {
+		return -1
+	}
+	n := 0
+	for i, e := range t.entries {
+		if e.h == keyHashString(e.Key) && find(t, e.Key, e.h) == i {
+			n++
+		}
+	}
+	return n
 }
 
 // addBytes counts key (which may alias a reused buffer: it is cloned only
 // when it enters the summary) with weight w and auxiliary sums a and b.
-func (t *topK) addBytes(key []byte, w, a, b int64) {
-	// Consecutive lines often repeat a value (status 200, GET, the same
-	// agent fetching a page's images): check the last hit before hashing.
-	if l := t.last; l < len(t.entries) && t.entries[l].Key == string(key) {
-		e := &t.entries[l]
-		e.W += w
-		e.A += a
-		e.B += b
-		return
-	}
-	if i, ok := t.index[string(key)]; ok {
-		t.last = i
+func (t *topK) addBytes(key []byte, w, a, b int64) { t.addHashed(key, keyHash(key), w, a, b) }
+
+// addHashed is addBytes for a key whose keyHash is h.
+func (t *topK) addHashed(key []byte, h uint64, w, a, b int64) {
+	if i := find(t, key, h); i >= 0 {
 		e := &t.entries[i]
 		e.W += w
 		e.A += a
@@ -78,29 +196,30 @@ func (t *topK) addBytes(key []byte, w, a, b int64) {
 		return
 	}
 	if t.in != nil {
-		t.insert(t.in.get(key), w, a, b)
+		t.insert(t.in.get(key, h), h, w, a, b)
 		return
 	}
-	t.insert(string(key), w, a, b)
+	t.insert(string(key), h, w, a, b)
 }
 
 // add is addBytes for a string key.
 func (t *topK) add(key string, w, a, b int64) {
-	if i, ok := t.index[key]; ok {
+	h := keyHashString(key)
+	if i := find(t, key, h); i >= 0 {
 		e := &t.entries[i]
 		e.W += w
 		e.A += a
 		e.B += b
 		return
 	}
-	t.insert(strings.Clone(key), w, a, b)
+	t.insert(strings.Clone(key), h, w, a, b)
 }
 
 // insert adds a key the summary may keep (a copy, not an alias).
-func (t *topK) insert(key string, w, a, b int64) {
+func (t *topK) insert(key string, h uint64, w, a, b int64) {
 	if len(t.entries) < t.k {
-		t.index[key] = len(t.entries)
-		t.entries = append(t.entries, tkEntry{Key: key, W: w, A: a, B: b})
+		t.entries = append(t.entries, tkEntry{Key: key, W: w, A: a, B: b, h: h})
+		t.link(len(t.entries) - 1)
 		return
 	}
 	// Replace the lightest entry; the newcomer inherits its weight as error
@@ -112,9 +231,9 @@ func (t *topK) insert(key string, w, a, b int64) {
 		}
 	}
 	old := t.entries[mi]
-	delete(t.index, old.Key)
-	t.index[key] = mi
-	t.entries[mi] = tkEntry{Key: key, W: old.W + w, Err: old.W, A: a, B: b}
+	t.unlink(mi)
+	t.entries[mi] = tkEntry{Key: key, W: old.W + w, Err: old.W, A: a, B: b, h: h}
+	t.link(mi)
 }
 
 // merge folds o into t (the mergeable-summaries rule: sum matching keys, keep
@@ -123,8 +242,14 @@ func (t *topK) merge(o *topK) {
 	if o == nil {
 		return
 	}
+	if n := slotsFor(len(t.entries) + len(o.entries)); n > len(t.slots) {
+		t.slots = make([]int32, n)
+		for i := range t.entries {
+			t.link(i)
+		}
+	}
 	for _, e := range o.entries {
-		if i, ok := t.index[e.Key]; ok {
+		if i := find(t, e.Key, e.h); i >= 0 {
 			x := &t.entries[i]
 			x.W += e.W
 			x.Err += e.Err
@@ -132,8 +257,8 @@ func (t *topK) merge(o *topK) {
 			x.B += e.B
 			continue
 		}
-		t.index[e.Key] = len(t.entries)
 		t.entries = append(t.entries, e)
+		t.link(len(t.entries) - 1)
 	}
 	if len(t.entries) <= t.k {
 		return
@@ -145,10 +270,7 @@ func (t *topK) merge(o *topK) {
 		return t.entries[i].Key < t.entries[j].Key
 	})
 	t.entries = t.entries[:t.k]
-	clear(t.index)
-	for i, e := range t.entries {
-		t.index[e.Key] = i
-	}
+	t.reindex()
 }
 
 // sorted returns the entries heaviest first (a copy).
@@ -171,8 +293,8 @@ func (t *topK) get(key string) (tkEntry, bool) {
 	if t == nil {
 		return tkEntry{}, false
 	}
-	i, ok := t.index[key]
-	if !ok {
+	i := find(t, key, keyHashString(key))
+	if i < 0 {
 		return tkEntry{}, false
 	}
 	return t.entries[i], true

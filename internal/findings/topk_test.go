@@ -30,8 +30,8 @@ func TestTopKGuarantees(t *testing.T) {
 		for _, key := range keys {
 			tk.add(key, 1, 0, 0)
 		}
-		if len(tk.entries) > k || len(tk.index) != len(tk.entries) {
-			t.Fatalf("seed %d: %d entries, %d indexed, capacity %d", seed, len(tk.entries), len(tk.index), k)
+		if len(tk.entries) > k || tk.indexed() != len(tk.entries) {
+			t.Fatalf("seed %d: %d entries, %d indexed, capacity %d", seed, len(tk.entries), tk.indexed(), k)
 		}
 		for key, c := range truth {
 			e, ok := tk.get(key)
