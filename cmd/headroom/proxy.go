@@ -2,11 +2,7 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,28 +14,11 @@ import (
 // proxyFlags are the command-line flags of `headroom proxy`; each one, when
 // given, overrides the same setting of the --config file.
 type proxyFlags struct {
-	configPath      string
+	guardFlags
 	listen          string
 	upstream        string
-	admin           string
-	adminToken      string
-	adminInsecure   bool
-	budget          time.Duration
-	window          time.Duration
-	restrictFor     time.Duration
-	maxInFlight     int
-	shadow          bool
-	keyHeaders      []string
-	keyQuery        []string
-	keyBearer       bool
-	trustedProxies  []string
-	pools           []string
 	accessLog       string
 	accessLogFormat string
-	store           string
-	snapshot        string
-	secretFile      string
-	logFormat       string
 }
 
 func newProxyCmd() *cobra.Command { return newProxyCmdWith(&proxyFlags{}) }
@@ -161,64 +140,19 @@ see deploy/headroom.yaml, documented field by field.`,
 // loadProxyConfig reads --config (if any), applies the flags that were
 // given, then defaults and validation. SIGHUP calls it again.
 func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) {
-	cfg := &config.Config{}
-	if f.configPath != "" {
-		data, err := os.ReadFile(f.configPath)
-		if err != nil {
-			return nil, fmt.Errorf("read --config: %w", err)
-		}
-		if cfg, err = config.Decode(data); err != nil {
-			return nil, fmt.Errorf("config %s: %w", f.configPath, err)
-		}
+	cfg, err := f.readConfig()
+	if err != nil {
+		return nil, err
 	}
 	fl := cmd.Flags()
-	set := func(name string, apply func()) {
-		if fl.Changed(name) || (f.configPath == "" && fl.Lookup(name).DefValue != "") {
-			apply()
-		}
-	}
+	set := f.setter(fl)
 	set("listen", func() { cfg.Listen = f.listen })
 	set("upstream", func() { cfg.Upstream = f.upstream })
-	set("admin", func() { cfg.Admin.Listen = f.admin })
-	if tok := os.Getenv("HEADROOM_ADMIN_TOKEN"); tok != "" && cfg.Admin.Token == "" && cfg.Admin.TokenFile == "" {
-		cfg.Admin.Token = tok
-	}
-	set("admin-token", func() { cfg.Admin.Token = f.adminToken })
-	set("admin-insecure", func() { cfg.Admin.AllowInsecure = f.adminInsecure })
-	dur := func(v time.Duration) *config.Duration { d := config.Duration(v); return &d }
-	set("budget", func() { cfg.Budget.WorkerTime = dur(f.budget) })
-	set("window", func() { cfg.Budget.Window = dur(f.window) })
-	set("restrict-for", func() { cfg.Budget.RestrictFor = dur(f.restrictFor) })
-	set("max-in-flight", func() { cfg.Budget.MaxInFlight = &f.maxInFlight })
-	set("shadow", func() { cfg.Shadow = f.shadow })
-	if fl.Changed("key-header") || fl.Changed("key-query") || fl.Changed("key-bearer") {
-		cfg.Keys.Sources = nil
-		for _, h := range f.keyHeaders {
-			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Header: h})
-		}
-		if f.keyBearer {
-			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Bearer: true})
-		}
-		for _, q := range f.keyQuery {
-			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Query: q})
-		}
-	}
-	set("trusted-proxy", func() { cfg.Keys.TrustedProxies = f.trustedProxies })
-	if fl.Changed("pool") {
-		cfg.Pools = nil
-		for _, s := range f.pools {
-			p, err := config.ParsePool(s)
-			if err != nil {
-				return nil, fmt.Errorf("--pool: %w", err)
-			}
-			cfg.Pools = append(cfg.Pools, p)
-		}
+	if err := f.apply(fl, cfg); err != nil {
+		return nil, err
 	}
 	set("access-log", func() { cfg.AccessLog.Path = f.accessLog })
 	set("access-log-format", func() { cfg.AccessLog.Format = f.accessLogFormat })
-	set("store", func() { applyStoreFlag(cfg, f.store) })
-	set("snapshot", func() { cfg.Store.Snapshot = f.snapshot })
-	set("secret-file", func() { cfg.Keys.SecretFile = f.secretFile })
 
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -235,16 +169,10 @@ func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) 
 }
 
 func runProxy(cmd *cobra.Command, f *proxyFlags) error {
-	var h slog.Handler
-	switch f.logFormat {
-	case "text":
-		h = slog.NewTextHandler(os.Stderr, nil)
-	case "json":
-		h = slog.NewJSONHandler(os.Stderr, nil)
-	default:
-		return fmt.Errorf("--log-format %q: use text or json", f.logFormat)
+	lg, err := f.logger()
+	if err != nil {
+		return err
 	}
-	lg := slog.New(h)
 	cfg, err := loadProxyConfig(cmd, f)
 	if err != nil {
 		return err
@@ -260,22 +188,10 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 	}
 	defer closeStore()
 	opts.Snapshots = snaps
-	reload, reopen := make(chan struct{}, 1), make(chan struct{}, 1)
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sig)
-	go func() {
-		for s := range sig {
-			ch := reopen
-			if s == syscall.SIGHUP {
-				ch = reload
-			}
-			select {
-			case ch <- struct{}{}:
-			default: // one is already pending
-			}
-		}
-	}()
+	reload, stopReload := onSignal(syscall.SIGHUP)
+	defer stopReload()
+	reopen, stopReopen := onSignal(syscall.SIGUSR1)
+	defer stopReopen()
 	opts.Reload, opts.Reopen = reload, reopen
 	return guard.Run(cmd.Context(), opts)
 }

@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
 	"syscall"
 	"time"
 
@@ -17,28 +14,11 @@ import (
 // sidecarFlags are the flags of `headroom sidecar`. Those it shares with
 // `headroom proxy` mean the same and override the same --config fields.
 type sidecarFlags struct {
-	configPath     string
-	listen         string
-	syslog         string
-	tag            string
-	admin          string
-	adminToken     string
-	adminInsecure  bool
-	budget         time.Duration
-	window         time.Duration
-	restrictFor    time.Duration
-	maxInFlight    int
-	shadow         bool
-	keyHeaders     []string
-	keyQuery       []string
-	keyBearer      bool
-	trustedProxies []string
-	pools          []string
-	ticketTTL      time.Duration
-	store          string
-	snapshot       string
-	secretFile     string
-	logFormat      string
+	guardFlags
+	listen    string
+	syslog    string
+	tag       string
+	ticketTTL time.Duration
 }
 
 func newSidecarCmd() *cobra.Command { return newSidecarCmdWith(&sidecarFlags{}) }
@@ -123,64 +103,18 @@ requests still pending their time so far, and writes the --snapshot.`,
 // It does not reuse loadProxyConfig: that one validates before returning,
 // and a sidecar configuration has no upstream.
 func loadSidecarConfig(cmd *cobra.Command, f *sidecarFlags) (*config.Config, error) {
-	cfg := &config.Config{}
-	if f.configPath != "" {
-		data, err := os.ReadFile(f.configPath)
-		if err != nil {
-			return nil, fmt.Errorf("read --config: %w", err)
-		}
-		if cfg, err = config.Decode(data); err != nil {
-			return nil, fmt.Errorf("config %s: %w", f.configPath, err)
-		}
+	cfg, err := f.readConfig()
+	if err != nil {
+		return nil, err
 	}
 	fl := cmd.Flags()
-	set := func(name string, apply func()) {
-		if fl.Changed(name) || (f.configPath == "" && fl.Lookup(name).DefValue != "") {
-			apply()
-		}
-	}
-	dur := func(v time.Duration) *config.Duration { d := config.Duration(v); return &d }
 	// The file's listen, upstream and access log belong to the proxy.
 	cfg.Listen, cfg.Upstream, cfg.AccessLog = f.listen, "", config.AccessLog{}
 	cfg.NoUpstream = true
-	set("admin", func() { cfg.Admin.Listen = f.admin })
-	if tok := os.Getenv("HEADROOM_ADMIN_TOKEN"); tok != "" && cfg.Admin.Token == "" && cfg.Admin.TokenFile == "" {
-		cfg.Admin.Token = tok
+	if err := f.apply(fl, cfg); err != nil {
+		return nil, err
 	}
-	set("admin-token", func() { cfg.Admin.Token = f.adminToken })
-	set("admin-insecure", func() { cfg.Admin.AllowInsecure = f.adminInsecure })
-	set("budget", func() { cfg.Budget.WorkerTime = dur(f.budget) })
-	set("window", func() { cfg.Budget.Window = dur(f.window) })
-	set("restrict-for", func() { cfg.Budget.RestrictFor = dur(f.restrictFor) })
-	set("max-in-flight", func() { cfg.Budget.MaxInFlight = &f.maxInFlight })
-	set("shadow", func() { cfg.Shadow = f.shadow })
-	if fl.Changed("key-header") || fl.Changed("key-query") || fl.Changed("key-bearer") {
-		cfg.Keys.Sources = nil
-		for _, h := range f.keyHeaders {
-			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Header: h})
-		}
-		if f.keyBearer {
-			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Bearer: true})
-		}
-		for _, q := range f.keyQuery {
-			cfg.Keys.Sources = append(cfg.Keys.Sources, config.KeySource{Query: q})
-		}
-	}
-	set("trusted-proxy", func() { cfg.Keys.TrustedProxies = f.trustedProxies })
-	if fl.Changed("pool") {
-		cfg.Pools = nil
-		for _, s := range f.pools {
-			p, err := config.ParsePool(s)
-			if err != nil {
-				return nil, fmt.Errorf("--pool: %w", err)
-			}
-			cfg.Pools = append(cfg.Pools, p)
-		}
-	}
-	set("ticket-ttl", func() { cfg.Timeouts.Upstream = config.Duration(f.ticketTTL) })
-	set("store", func() { applyStoreFlag(cfg, f.store) })
-	set("snapshot", func() { cfg.Store.Snapshot = f.snapshot })
-	set("secret-file", func() { cfg.Keys.SecretFile = f.secretFile })
+	f.setter(fl)("ticket-ttl", func() { cfg.Timeouts.Upstream = config.Duration(f.ticketTTL) })
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		if f.configPath != "" {
@@ -192,16 +126,10 @@ func loadSidecarConfig(cmd *cobra.Command, f *sidecarFlags) (*config.Config, err
 }
 
 func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
-	var h slog.Handler
-	switch f.logFormat {
-	case "text":
-		h = slog.NewTextHandler(os.Stderr, nil)
-	case "json":
-		h = slog.NewJSONHandler(os.Stderr, nil)
-	default:
-		return fmt.Errorf("--log-format %q: use text or json", f.logFormat)
+	lg, err := f.logger()
+	if err != nil {
+		return err
 	}
-	lg := slog.New(h)
 	cfg, err := loadSidecarConfig(cmd, f)
 	if err != nil {
 		return err
@@ -219,18 +147,8 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 	}
 	defer closeStore()
 	opts.Snapshots = snaps
-	reload := make(chan struct{}, 1)
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGHUP)
-	defer signal.Stop(sig)
-	go func() {
-		for range sig {
-			select {
-			case reload <- struct{}{}:
-			default: // one is already pending
-			}
-		}
-	}()
+	reload, stopReload := onSignal(syscall.SIGHUP)
+	defer stopReload()
 	opts.Reload = reload
 	return guard.RunSidecar(cmd.Context(), opts)
 }
