@@ -46,6 +46,10 @@ restricts keys that use more than their budget.
   pools      --pool gives a class of requests (by path prefix or host) its own
              concurrency limit and bounded queue (503 + Retry-After when full),
              so API traffic can never hold every upstream worker.
+  bodies     a request body is read (up to 1 MiB; the rest streams) before the
+             request takes a pool slot or reaches the upstream, and must arrive
+             within timeouts.body (30 s, then 408): a slow upload never holds
+             a worker. request_body.max answers larger bodies with 413.
   shadow     --shadow computes and logs decisions ("would restrict") without
              enforcing them, to roll out on live traffic first.
 

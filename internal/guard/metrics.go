@@ -19,12 +19,16 @@ const (
 	outcomeQueueFull                         // refused: pool queue full (503)
 	outcomeQueueTimeout                      // refused: waited too long in the pool queue (503)
 	outcomeAbortedInQueue                    // the client left while queued (499)
+	outcomeBodyTimeout                       // refused: the request body came too slowly (408)
+	outcomeBodyTooLarge                      // refused: the request body is over request_body.max (413)
+	outcomeBodyIncomplete                    // the client left or broke off mid-body (499)
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"ok", "shadow_restricted", "client_abort", "upstream_error",
 	"restricted", "concurrency_limited", "queue_full", "queue_timeout", "aborted_in_queue",
+	"body_timeout", "body_too_large", "body_incomplete",
 }
 
 func (o outcome) String() string { return outcomeNames[o] }
@@ -55,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, keys func() float64) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headroom_requests_total",
-			Help: "Requests by pool and outcome (ok, shadow_restricted, client_abort, upstream_error, restricted, concurrency_limited, queue_full, queue_timeout, aborted_in_queue).",
+			Help: "Requests by pool and outcome (ok, shadow_restricted, client_abort, upstream_error, restricted, concurrency_limited, queue_full, queue_timeout, aborted_in_queue, body_timeout, body_too_large, body_incomplete).",
 		}, []string{"pool", "outcome"}),
 		workerSecs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headroom_worker_seconds_total",
@@ -105,9 +109,11 @@ func (m *metrics) pool(name string) *poolMetrics {
 	for o := range numOutcomes {
 		pm.requests[o] = m.requests.WithLabelValues(name, o.String())
 	}
-	// Only requests that reached the upstream cost worker time; the other
-	// outcomes get no worker-seconds series.
-	for _, o := range []outcome{outcomeOK, outcomeShadowRestricted, outcomeClientAbort, outcomeUpstreamError} {
+	// Only requests that reached the upstream cost worker time (a body
+	// that fails while streaming has reached it); the other outcomes get no
+	// worker-seconds series.
+	for _, o := range []outcome{outcomeOK, outcomeShadowRestricted, outcomeClientAbort, outcomeUpstreamError,
+		outcomeBodyTimeout, outcomeBodyTooLarge, outcomeBodyIncomplete} {
 		pm.workerSecs[o] = m.workerSecs.WithLabelValues(name, o.String())
 	}
 	return pm

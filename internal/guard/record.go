@@ -3,7 +3,9 @@ package guard
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
 )
@@ -18,7 +20,7 @@ const StatusClientClosed = 499
 // record counts the request in the metrics and writes its access log line.
 // A client that left early is logged with 499 at the moment it left, next
 // to the upstream's real status and time: both truths (seeds/03).
-func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *exchange, client string, o outcome) {
+func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *exchange, client netip.Addr, o outcome) {
 	end := g.clock.Now()
 	status, sent := rw.status, rw.bytes
 	if status == 0 && ex.upStatus == http.StatusSwitchingProtocols {
@@ -28,7 +30,11 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 	ex.mu.Lock()
 	gone := ex.goneAt
 	ex.mu.Unlock()
-	if gone.IsZero() && (r.Context().Err() != nil || o == outcomeAbortedInQueue) {
+	if o == outcomeBodyTimeout || o == outcomeBodyTooLarge {
+		// Answered (408, 413); a read past the deadline also cancels the
+		// request's context, which is not the client leaving.
+		gone = time.Time{}
+	} else if gone.IsZero() && (r.Context().Err() != nil || o == outcomeAbortedInQueue || o == outcomeBodyIncomplete) {
 		// The client left, but the AfterFunc noting when has not run yet.
 		gone = end
 	}
@@ -59,7 +65,6 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 	e := entry{
 		Record: accesslog.Record{
 			Time:            end,
-			Client:          client,
 			Key:             ex.key,
 			Method:          r.Method,
 			Path:            redactQuery(r.RequestURI, st.keys.redact),
@@ -76,6 +81,7 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 		},
 		Outcome: o,
 	}
+	e.setClient(client)
 	if e.HasUpstreamTime {
 		e.UpstreamTime = ex.upEnd.Sub(ex.upStart)
 	}

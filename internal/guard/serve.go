@@ -29,6 +29,10 @@ type exchange struct {
 	respAt         time.Time // when the upstream's response headers came back
 	upStatus       int
 	upErr          error
+	// bodyFault is set when the client's body failed while streaming
+	// upstream (too slow, too large, broken off): the client's fault,
+	// answered 408/413, not the upstream's 502.
+	bodyFault outcome
 
 	// Client side: when the client went away, set by a context.AfterFunc
 	// goroutine.
@@ -90,7 +94,8 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if raw := st.keys.rawKey(r); raw != "" {
 		ex.key = g.fp.Fingerprint(raw)
 	} else if client.IsValid() {
-		ex.key = addrPrefix + client.String()
+		var buf [len(addrPrefix) + 64]byte
+		ex.key = string(client.AppendTo(append(buf[:0], addrPrefix...)))
 	}
 	ex.lim = st.policy.limits(ex.key)
 	ex.pool = st.router.pick(r)
@@ -99,12 +104,15 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o := outcomeUpstreamError // what a panic (http.ErrAbortHandler) leaves
 	defer func() {
 		stop()
-		g.record(st, rw, r, ex, client.String(), o)
+		g.record(st, rw, r, ex, client, o)
 	}()
 	o = g.serve(st, rw, r, ex)
 }
 
 func (g *Guard) serve(st *state, rw *responseWriter, r *http.Request, ex *exchange) outcome {
+	if o, done := g.readBody(st, rw, r); done {
+		return o
+	}
 	p := ex.pool
 	// A restricted key is refused before it can take a place in a pool's
 	// queue that another key could use.
@@ -157,6 +165,8 @@ func (g *Guard) serve(st *state, rw *responseWriter, r *http.Request, ex *exchan
 	g.charge(ex, t)
 
 	switch {
+	case ex.bodyFault != 0:
+		return ex.bodyFault
 	case ex.upErr != nil:
 		return outcomeUpstreamError
 	case ex.gone():
@@ -249,11 +259,19 @@ func (g *Guard) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		status, msg = http.StatusGatewayTimeout, "the upstream did not answer in time"
 	}
 	st := g.state.Load()
+	if ex != nil && !ex.upStart.IsZero() && ex.upEnd.IsZero() {
+		ex.upEnd = g.clock.Now()
+	}
+	var be *bodyError
+	if errors.As(err, &be) {
+		if ex != nil {
+			ex.bodyFault = be.outcome
+		}
+		answerBodyFault(w, st, be.outcome)
+		return
+	}
 	if ex != nil {
 		ex.upErr = err
-		if !ex.upStart.IsZero() && ex.upEnd.IsZero() {
-			ex.upEnd = g.clock.Now()
-		}
 	}
 	key := ""
 	if ex != nil {

@@ -42,6 +42,9 @@ type Config struct {
 	AccessLog AccessLog  `yaml:"access_log"`
 	Store     Store      `yaml:"store"`
 	Timeouts  Timeouts   `yaml:"timeouts"`
+	// RequestBody says how much of a request's body the proxy reads before
+	// the request may take a pool slot or an upstream worker.
+	RequestBody RequestBody `yaml:"request_body"`
 
 	// NoUpstream is set by `headroom sidecar`: nginx proxies to the
 	// application, so Validate does not require Upstream.
@@ -187,6 +190,24 @@ type Store struct {
 	MaxKeys int `yaml:"max_keys"`
 }
 
+// RequestBody is the proxy's request buffering (nginx's
+// proxy_request_buffering and client_max_body_size). A unicorn-style worker
+// reads the body itself, so a client that trickles its upload would hold the
+// worker for as long as it likes; buffered, the body has arrived before the
+// request takes a pool slot, is admitted or reaches the upstream.
+type RequestBody struct {
+	// Buffer is how many bytes of a body are read before the request goes
+	// on (default 1 MiB); a larger body streams its remainder, still
+	// bounded by timeouts.body. -1 turns buffering off.
+	Buffer int64 `yaml:"buffer"`
+	// Max refuses bodies larger than this many bytes with 413 (default 0:
+	// no limit).
+	Max int64 `yaml:"max"`
+}
+
+// DefaultRequestBuffer is RequestBody.Buffer's default.
+const DefaultRequestBuffer = 1 << 20
+
 // Timeouts bound every wait, so a slow client or a dead upstream never
 // holds the proxy.
 type Timeouts struct {
@@ -195,6 +216,7 @@ type Timeouts struct {
 	Dial           Duration `yaml:"dial"`            // connecting to the upstream
 	UpstreamHeader Duration `yaml:"upstream_header"` // upstream response headers
 	Upstream       Duration `yaml:"upstream"`        // whole upstream exchange, body included
+	Body           Duration `yaml:"body"`            // the client's whole request body, from the end of its headers
 	Shutdown       Duration `yaml:"shutdown"`        // draining in-flight requests on SIGTERM
 }
 
@@ -247,6 +269,10 @@ func (c *Config) SetDefaults() {
 	setD(&c.Timeouts.UpstreamHeader, 60*time.Second)
 	setD(&c.Timeouts.Upstream, 5*time.Minute)
 	setD(&c.Timeouts.Shutdown, 30*time.Second)
+	setD(&c.Timeouts.Body, 30*time.Second)
+	if c.RequestBody.Buffer == 0 {
+		c.RequestBody.Buffer = DefaultRequestBuffer
+	}
 	for i := range c.Pools {
 		if c.Pools[i].Queue > 0 && c.Pools[i].QueueTimeout == 0 {
 			c.Pools[i].QueueTimeout = Duration(time.Second)
@@ -523,10 +549,17 @@ func (c *Config) Validate() error {
 	}{
 		{"read_header", c.Timeouts.ReadHeader}, {"idle", c.Timeouts.Idle}, {"dial", c.Timeouts.Dial},
 		{"upstream_header", c.Timeouts.UpstreamHeader}, {"upstream", c.Timeouts.Upstream}, {"shutdown", c.Timeouts.Shutdown},
+		{"body", c.Timeouts.Body},
 	} {
 		if t.d <= 0 {
 			es.add("timeouts."+t.name, "must be > 0")
 		}
+	}
+	if c.RequestBody.Buffer < -1 {
+		es.add("request_body.buffer", "must be a number of bytes, or -1 to turn buffering off")
+	}
+	if c.RequestBody.Max < 0 {
+		es.add("request_body.max", "must be >= 0 (0: no limit)")
 	}
 	if len(es) > 0 {
 		return es
