@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
@@ -171,7 +170,7 @@ type Collector struct {
 	rng    *rand.Rand
 
 	buf, scratch []byte
-	botCache     map[string]bool
+	botCache     botCache
 	intern       *interner
 
 	// The record's value in each dimension, computed once per record.
@@ -179,6 +178,68 @@ type Collector struct {
 	valEnd  [numDims]int
 	valOK   [numDims]bool
 	valHash [numDims]uint64 // keyHash of each value
+	valStr  [numDims]string // the interned value, once valInt says so
+	valInt  [numDims]bool
+}
+
+// interned is the current record's value in dimension d as a string shared
+// through the interner, looked up at most once per record however many
+// summaries take it in.
+func (c *Collector) interned(d Dimension) string {
+	if !c.valInt[d] {
+		v, _ := c.value(d)
+		c.valStr[d] = c.intern.get(v, c.valHash[d])
+		c.valInt[d] = true
+	}
+	return c.valStr[d]
+}
+
+// count adds the current record's value in dimension d to t.
+func (c *Collector) count(t *topK, d Dimension, w, a, b int64) {
+	v, _ := c.value(d)
+	if h := c.valHash[d]; !t.hit(v, h, w, a, b) {
+		t.insert(c.interned(d), h, w, a, b)
+	}
+}
+
+// botCache remembers, per distinct user agent (bounded: forgotten when
+// full), whether it is automated. Keyed like the interner.
+type botCache struct {
+	h   []uint64
+	ua  []string
+	bot []bool
+	n   int
+}
+
+const botCacheMax = 4096
+
+func (bc *botCache) lookup(ua []byte, h uint64) (bot, ok bool, i int) {
+	if bc.h == nil {
+		bc.h, bc.ua, bc.bot = make([]uint64, 2*botCacheMax), make([]string, 2*botCacheMax), make([]bool, 2*botCacheMax)
+	}
+	mask := uint64(len(bc.h) - 1)
+	i = int(h & mask)
+	for ; bc.ua[i] != ""; i = (i + 1) & int(mask) {
+		if bc.h[i] == h && bc.ua[i] == string(ua) {
+			return bc.bot[i], true, i
+		}
+	}
+	return false, false, i
+}
+
+// store records the verdict for ua (not empty), whose lookup missed at i.
+func (bc *botCache) store(ua string, h uint64, bot bool, i int) {
+	if bc.n >= botCacheMax {
+		clear(bc.h)
+		clear(bc.ua)
+		clear(bc.bot)
+		bc.n = 0
+		mask := len(bc.h) - 1
+		for i = int(h) & mask; bc.ua[i] != ""; i = (i + 1) & mask {
+		}
+	}
+	bc.h[i], bc.ua[i], bc.bot[i] = h, ua, bot
+	bc.n++
 }
 
 // computeValues fills the per-record dimension values that every part of
@@ -193,6 +254,7 @@ func (c *Collector) computeValues(r *accesslog.Record) {
 			start = c.valEnd[d-1]
 		}
 		c.valHash[d] = keyHash(c.vals[start:])
+		c.valInt[d] = false
 	}
 }
 
@@ -227,7 +289,6 @@ func NewCollector(opt Options) *Collector {
 		recent:        make([]recentFetch, opt.RefetchSlots),
 		repeatWho:     [3]*topK{newTopK(32), newTopK(32), newTopK(32)},
 		rng:           rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15)),
-		botCache:      make(map[string]bool),
 		intern:        newInterner(1 << 15),
 	}
 }
@@ -433,21 +494,19 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 	}
 	k := c.opt.TopK
 	for d := range numDims {
-		v, ok := c.value(d)
-		if !ok {
+		if !c.valOK[d] {
 			continue
 		}
 		if b.byReq[d] == nil {
 			b.byReq[d], b.byBytes[d] = newTopK(k), newTopK(k)
 			b.byReq[d].in, b.byBytes[d].in = c.intern, c.intern
 		}
-		h := c.valHash[d]
-		b.byReq[d].addHashed(v, h, 1, r.BytesSent, 0)
+		c.count(b.byReq[d], d, 1, r.BytesSent, 0)
 		if r.BytesSent > 0 {
-			b.byBytes[d].addHashed(v, h, r.BytesSent, 1, 0)
+			c.count(b.byBytes[d], d, r.BytesSent, 1, 0)
 		}
 		if d == DimReferer {
-			c.referers.addHashed(v, h, 1, r.BytesSent, 0)
+			c.count(c.referers, d, 1, r.BytesSent, 0)
 		}
 	}
 	if isServerError(r.Status) {
@@ -556,20 +615,23 @@ func appendUint(dst []byte, v uint64) []byte {
 
 func (c *Collector) observeStatic(r *accesslog.Record) {
 	// Agents repeat from line to line: remember the verdicts (bounded).
-	bot, ok := c.botCache[truncate(r.UserAgent)]
-	if !ok {
-		bot, c.scratch = isBot(r.UserAgent, c.scratch)
-		if len(c.botCache) >= 4096 {
-			clear(c.botCache)
+	// The user agent's value is the agent itself (truncated) unless it has
+	// none, and an agent that is empty or "-" is no bot.
+	var bot bool
+	if r.UserAgent != "" && r.UserAgent != "-" {
+		ua, _ := c.value(DimUserAgent)
+		h := c.valHash[DimUserAgent]
+		var ok bool
+		var i int
+		if bot, ok, i = c.botCache.lookup(ua, h); !ok {
+			bot, c.scratch = isBot(r.UserAgent, c.scratch)
+			c.botCache.store(c.interned(DimUserAgent), h, bot, i)
 		}
-		c.botCache[strings.Clone(truncate(r.UserAgent))] = bot
 	}
 	if bot {
 		c.botReq++
 		c.botBytes += r.BytesSent
-		// A bot's agent is neither empty nor "-": its key is the value.
-		ua, _ := c.value(DimUserAgent)
-		c.bots.addHashed(ua, c.valHash[DimUserAgent], r.BytesSent, 1, 0)
+		c.count(c.bots, DimUserAgent, r.BytesSent, 1, 0)
 	}
 	switch staticPath(r.Path) {
 	case "image", "media", "download":
@@ -580,7 +642,7 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 	c.staticBytes += r.BytesSent
 	ref, _ := c.value(DimReferer)
 	path, _ := c.value(DimPath)
-	c.staticRef.addHashed(ref, c.valHash[DimReferer], r.BytesSent, 1, 0)
+	c.count(c.staticRef, DimReferer, r.BytesSent, 1, 0)
 	c.buf = append(append(append(c.buf[:0], ref...), 0), path...)
 	c.staticRefPath.addBytes(c.buf, r.BytesSent, 1, 0)
 }
@@ -612,8 +674,7 @@ func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64) {
 			b.repReq += scale
 			b.repBytes += r.BytesSent * scale
 			for i, d := range []Dimension{DimUserAgent, DimClient, DimPath} {
-				v, _ := c.value(d)
-				c.repeatWho[i].addHashed(v, c.valHash[d], r.BytesSent*scale, scale, 0)
+				c.count(c.repeatWho[i], d, r.BytesSent*scale, scale, 0)
 			}
 		}
 	} else if slot.fp != 0 && ns-slot.at < window && slot.at-ns < window {

@@ -40,39 +40,43 @@ func keyHashString(s string) uint64 { return maphash.String(hashSeed, s) }
 // summaries. The same network or path recurs in every time bucket, and a
 // full Space-Saving summary takes in a new key on every miss, so copying
 // each one would allocate on most log lines. Bounded: forgotten when full.
+//
+// Open addressing keyed by keyHash; probes read a compact array of 32-bit
+// tags (a fragment of the hash) and touch a string only when its tag
+// matches, so a lookup costs about one cache line.
 type interner struct {
-	slots []internSlot // linear probing, twice max
-	n     int
-	max   int
-}
-
-type internSlot struct {
-	h   uint64
-	s   string
-	set bool
+	tags []uint32 // 0: free
+	strs []string
+	n    int
+	max  int
 }
 
 func newInterner(max int) *interner {
-	return &interner{slots: make([]internSlot, 1<<bitsFor(2*max)), max: max}
+	n := 1 << bitsFor(2*max)
+	return &interner{tags: make([]uint32, n), strs: make([]string, n), max: max}
 }
 
 // get returns b as a shared string; h is keyHash(b).
 func (in *interner) get(b []byte, h uint64) string {
-	mask := uint64(len(in.slots) - 1)
+	if len(b) == 0 {
+		return ""
+	}
+	mask := uint64(len(in.tags) - 1)
+	tag := uint32(h>>32) | 1
 	i := h & mask
-	for in.slots[i].set {
-		if x := &in.slots[i]; x.h == h && x.s == string(b) {
-			return x.s
+	for ; in.tags[i] != 0; i = (i + 1) & mask {
+		if in.tags[i] == tag && in.strs[i] == string(b) {
+			return in.strs[i]
 		}
-		i = (i + 1) & mask
 	}
 	s := string(b)
 	if in.n >= in.max {
-		clear(in.slots)
+		clear(in.tags)
+		clear(in.strs)
 		in.n = 0
 		i = h & mask
 	}
-	in.slots[i] = internSlot{h: h, s: s, set: true}
+	in.tags[i], in.strs[i] = tag, s
 	in.n++
 	return s
 }
@@ -188,11 +192,7 @@ func (t *topK) addBytes(key []byte, w, a, b int64) { t.addHashed(key, keyHash(ke
 
 // addHashed is addBytes for a key whose keyHash is h.
 func (t *topK) addHashed(key []byte, h uint64, w, a, b int64) {
-	if i := find(t, key, h); i >= 0 {
-		e := &t.entries[i]
-		e.W += w
-		e.A += a
-		e.B += b
+	if t.hit(key, h, w, a, b) {
 		return
 	}
 	if t.in != nil {
@@ -200,6 +200,20 @@ func (t *topK) addHashed(key []byte, h uint64, w, a, b int64) {
 		return
 	}
 	t.insert(string(key), h, w, a, b)
+}
+
+// hit counts key, whose keyHash is h, when the summary tracks it, and
+// reports whether it did; the caller inserts it otherwise.
+func (t *topK) hit(key []byte, h uint64, w, a, b int64) bool {
+	i := find(t, key, h)
+	if i < 0 {
+		return false
+	}
+	e := &t.entries[i]
+	e.W += w
+	e.A += a
+	e.B += b
+	return true
 }
 
 // add is addBytes for a string key.
@@ -224,10 +238,10 @@ func (t *topK) insert(key string, h uint64, w, a, b int64) {
 	}
 	// Replace the lightest entry; the newcomer inherits its weight as error
 	// (the Space-Saving rule) but starts its auxiliary sums afresh.
-	mi := 0
+	mi, mw := 0, t.entries[0].W
 	for i := 1; i < len(t.entries); i++ {
-		if t.entries[i].W < t.entries[mi].W {
-			mi = i
+		if w := t.entries[i].W; w < mw {
+			mi, mw = i, w
 		}
 	}
 	old := t.entries[mi]
