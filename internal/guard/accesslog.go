@@ -3,11 +3,13 @@ package guard
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -185,6 +187,55 @@ func (l *logFile) close() error {
 type entry struct {
 	accesslog.Record
 	Outcome outcome
+
+	// addr, when valid, is the client address, written in place of
+	// Record.Client (empty then) without making a string of it first.
+	addr netip.Addr
+}
+
+// setClient sets the client address, as netip.Addr.String would write it.
+func (e *entry) setClient(a netip.Addr) {
+	if a.IsValid() && a.Zone() == "" {
+		e.addr = a
+		return
+	}
+	e.Client = a.String() // a zone may need escaping; "invalid IP"
+}
+
+func appendClient(b []byte, e *entry) []byte {
+	if e.addr.IsValid() {
+		return e.addr.AppendTo(b)
+	}
+	return appendDash(b, e.Client)
+}
+
+func appendJSONClient(b []byte, e *entry) []byte {
+	if e.addr.IsValid() {
+		b = append(b, '"')
+		b = e.addr.AppendTo(b)
+		return append(b, '"')
+	}
+	return appendJSONString(b, e.Client)
+}
+
+// timeLocal is one second's $time_local, formatted once: every line
+// logged within that second reuses it.
+type timeLocal struct {
+	sec  int64
+	loc  *time.Location
+	text []byte
+}
+
+var lastTimeLocal atomic.Pointer[timeLocal]
+
+func appendTimeLocal(b []byte, t time.Time) []byte {
+	sec, loc := t.Unix(), t.Location()
+	c := lastTimeLocal.Load()
+	if c == nil || c.sec != sec || c.loc != loc {
+		c = &timeLocal{sec: sec, loc: loc, text: t.AppendFormat(make([]byte, 0, len(TimeLocalLayout)), TimeLocalLayout)}
+		lastTimeLocal.Store(c)
+	}
+	return append(b, c.text...)
 }
 
 // TimeLocalLayout is nginx's $time_local.
@@ -200,9 +251,9 @@ const TimeLocalLayout = "02/Jan/2006:15:04:05 -0700"
 // non-ASCII bytes as \xHH), times are seconds with millisecond resolution,
 // and absent values are `-`.
 func appendHeadroom(b []byte, e *entry) []byte {
-	b = appendDash(b, e.Client)
+	b = appendClient(b, e)
 	b = append(b, " - - ["...)
-	b = e.Time.AppendFormat(b, TimeLocalLayout)
+	b = appendTimeLocal(b, e.Time)
 	b = append(b, "] \""...)
 	b = appendEscaped(b, e.Method)
 	b = append(b, ' ')
@@ -245,7 +296,7 @@ func appendJSON(b []byte, e *entry) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","client":`...)
-	b = appendJSONString(b, e.Client)
+	b = appendJSONClient(b, e)
 	b = append(b, `,"key":`...)
 	b = appendJSONString(b, e.Key)
 	b = append(b, `,"method":`...)

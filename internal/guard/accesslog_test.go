@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -192,5 +193,39 @@ func TestLogFileConcurrentWrites(t *testing.T) {
 	}
 	if n != writers*lines {
 		t.Fatalf("%d lines, want %d", n, writers*lines)
+	}
+}
+
+// TestAccessLogClientAndTimeShortcuts: a client written from its
+// netip.Addr and a $time_local reused within its second give the same bytes
+// as the strings they stand for.
+func TestAccessLogClientAndTimeShortcuts(t *testing.T) {
+	base := sampleEntries()[0]
+	zones := []*time.Location{time.UTC, time.Local, time.FixedZone("", -8*3600), time.FixedZone("X", 5*3600+1800)}
+	times := []time.Time{base.Time, base.Time.Add(300 * time.Millisecond), base.Time.Add(time.Second), time.Unix(-1, 5), time.Now()}
+	addrs := []netip.Addr{{}, netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("::1"),
+		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("fe80::1%eth\"0")}
+	for _, at := range times {
+		for _, loc := range zones {
+			for range 2 { // formatted, then from the cache
+				if g, w := appendTimeLocal(nil, at.In(loc)), at.In(loc).AppendFormat(nil, TimeLocalLayout); !bytes.Equal(g, w) {
+					t.Errorf("$time_local of %v: got %s, want %s", at.In(loc), g, w)
+				}
+			}
+			for _, a := range addrs {
+				want, got := base, base
+				want.Time, got.Time = at.In(loc), at.In(loc)
+				want.Client, got.Client = a.String(), ""
+				got.setClient(a)
+				w := appendHeadroom(nil, &want)
+				if g := appendHeadroom(nil, &got); !bytes.Equal(g, w) {
+					t.Errorf("headroom line:\n got %s\nwant %s", g, w)
+				}
+				w = appendJSON(nil, &want)
+				if g := appendJSON(nil, &got); !bytes.Equal(g, w) {
+					t.Errorf("JSON line:\n got %s\nwant %s", g, w)
+				}
+			}
+		}
 	}
 }
