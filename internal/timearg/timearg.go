@@ -5,6 +5,7 @@ package timearg
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -46,12 +47,14 @@ func Parse(s string, now time.Time, loc *time.Location) (time.Time, error) {
 func parseAgo(s string) (time.Duration, bool) {
 	if n, unit := s[:len(s)-1], s[len(s)-1]; unit == 'd' || unit == 'w' {
 		v, err := strconv.ParseFloat(n, 64)
-		if err != nil || v < 0 {
-			return 0, false
-		}
 		day := 24 * time.Hour
 		if unit == 'w' {
 			day *= 7
+		}
+		// NaN, Inf and spans past 292 years do not fit a Duration (and
+		// would convert to nonsense, not to an error).
+		if err != nil || !(v >= 0 && v*float64(day) < math.MaxInt64) {
+			return 0, false
 		}
 		return time.Duration(v * float64(day)), true
 	}

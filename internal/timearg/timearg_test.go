@@ -1,6 +1,7 @@
 package timearg
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,4 +43,22 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParse: any input is a time or an error, never a panic, and a
+// duration ago is never in the future.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"10m", "3d", "1.5w", "2026-04-04T06:20:00Z", "2025-08-28 06:20", "NaNd", "1e300d", "-1h", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := Parse(s, now, time.UTC)
+		if err != nil {
+			return
+		}
+		if _, ago := parseAgo(strings.TrimSpace(s)); ago && got.After(now) {
+			t.Errorf("Parse(%q) = %v: a duration ago lands after now", s, got)
+		}
+	})
 }
