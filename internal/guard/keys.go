@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -33,7 +35,19 @@ const fingerprintPrefix = "fp-"
 // brute-force from an unkeyed digest found in a log. Safe for concurrent use.
 type Fingerprinter struct {
 	pool sync.Pool // of *hasher, since hmac.New allocates several blocks
+
+	// cache maps keys seen recently to their fingerprints, so a key's
+	// requests after its first cost a lookup instead of an HMAC. Kept in
+	// memory only, like the request that carried the key; never logged
+	// or saved. Bounded to about fingerprintCacheMax keys: when full it is
+	// emptied, at most once a minute, and until then new keys are
+	// fingerprinted without being remembered.
+	cache   sync.Map // raw key (string) -> fingerprint (string)
+	cached  atomic.Int64
+	cleared atomic.Int64 // when the cache was last emptied, Unix nanoseconds
 }
+
+const fingerprintCacheMax = 8192
 
 type hasher struct {
 	h   hash.Hash
@@ -48,6 +62,26 @@ func NewFingerprinter(secret []byte) *Fingerprinter {
 
 // Fingerprint returns key's fingerprint, e.g. fp-3fa94c0d1e2b5a67.
 func (f *Fingerprinter) Fingerprint(key string) string {
+	if fp, ok := f.cache.Load(key); ok {
+		return fp.(string)
+	}
+	fp := f.compute(key)
+	if f.cached.Load() >= fingerprintCacheMax {
+		now, last := time.Now().UnixNano(), f.cleared.Load()
+		if now-last < int64(time.Minute) || !f.cleared.CompareAndSwap(last, now) {
+			return fp
+		}
+		f.cache.Clear()
+		f.cached.Store(0)
+	}
+	// A copy: the key may be a slice of a larger header buffer.
+	if _, loaded := f.cache.LoadOrStore(strings.Clone(key), fp); !loaded {
+		f.cached.Add(1)
+	}
+	return fp
+}
+
+func (f *Fingerprinter) compute(key string) string {
 	hs := f.pool.Get().(*hasher)
 	hs.h.Reset()
 	hs.buf = append(hs.buf[:0], key...)

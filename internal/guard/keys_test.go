@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,6 +34,35 @@ func TestFingerprint(t *testing.T) {
 		if got := a.LedgerKey(in); got != want {
 			t.Errorf("LedgerKey(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestFingerprintCache: a remembered fingerprint is the computed one, and
+// the cache stays bounded when more keys than it holds go by.
+func TestFingerprintCache(t *testing.T) {
+	f := NewFingerprinter([]byte("secret-one-0123456789"))
+	for i := range fingerprintCacheMax + 100 {
+		k := "sk_live_" + strconv.Itoa(i)
+		want := f.compute(k)
+		for range 2 { // first computed, then (while there is room) remembered
+			if got := f.Fingerprint(k); got != want {
+				t.Fatalf("Fingerprint(%q) = %q, want %q", k, got, want)
+			}
+		}
+	}
+	if n := f.cached.Load(); n > fingerprintCacheMax {
+		t.Errorf("%d keys cached, at most %d", n, fingerprintCacheMax)
+	}
+	n := 0
+	f.cache.Range(func(k, v any) bool {
+		n++
+		if v != f.compute(k.(string)) {
+			t.Errorf("cached %q for %q, computed %q", v, k, f.compute(k.(string)))
+		}
+		return true
+	})
+	if n > fingerprintCacheMax {
+		t.Errorf("%d entries in the cache, at most %d", n, fingerprintCacheMax)
 	}
 }
 
