@@ -121,7 +121,7 @@ func (a *aggregate) observe(r *accesslog.Record) {
 		a.clients.Insert([]byte(r.Client))
 	}
 	cl.add(&c)
-	a.tops[dimPrefix].observe(cl.aux, &c)
+	a.tops[dimPrefix].observeAux(cl, &c)
 	if r.Key != "" {
 		a.tops[dimKey].observe(r.Key, &c)
 	}
@@ -132,7 +132,7 @@ func (a *aggregate) observe(r *accesslog.Record) {
 		ua.aux = strings.Clone(uaFamily(r.UserAgent))
 	}
 	ua.add(&c)
-	a.tops[dimUAFamily].observe(ua.aux, &c)
+	a.tops[dimUAFamily].observeAux(ua, &c)
 	a.tops[dimReferer].observe(refererDomain(r.Referer), &c)
 	a.scratch = appendPathTemplate(a.scratch[:0], r.Path)
 	a.tops[dimTemplate].observe(unsafeString(a.scratch), &c)

@@ -25,6 +25,9 @@ type topEntry struct {
 	key  string
 	aux  string // derived value cached with the key (a user agent's family)
 	mark uint32 // == topTable.gen: kept by the current prune
+	// link is aux's entry in the table aux is counted in (observeAux),
+	// valid while that entry still holds aux as its key.
+	link *topEntry
 }
 
 // topTable counts requests, bytes and worker time per value of one
@@ -42,7 +45,8 @@ type topTable struct {
 	pruned   bool
 	free     []*topEntry
 	gen      uint32
-	vals     []int64 // prune's scratch
+	vals     []int64     // prune's scratch
+	all      []*topEntry // prune's scratch
 }
 
 func newTopTable(capacity int) *topTable {
@@ -76,6 +80,18 @@ func (t *topTable) observe(key string, c *counters) *topEntry {
 	return e
 }
 
+// observeAux counts from.aux (a client's network, an agent's family): through
+// from.link when it still points at aux's entry, which saves hashing aux
+// on every line, or else by lookup, remembering the entry in from.link.
+// Entries freed by prune lose their key, so a stale link never matches.
+func (t *topTable) observeAux(from *topEntry, c *counters) {
+	if l := from.link; l != nil && l.key != "" && l.key == from.aux {
+		l.add(c)
+		return
+	}
+	from.link = t.observe(from.aux, c)
+}
+
 // prune keeps the top quarter of capacity by each measure and drops the
 // rest, so a prune happens at most once per capacity/4 new values. It finds
 // each measure's cut-off by sorting plain integers (cheap) rather than the
@@ -83,10 +99,15 @@ func (t *topTable) observe(key string, c *counters) *topEntry {
 func (t *topTable) prune() {
 	k := max(t.capacity/4, 1)
 	t.gen++
+	// One pass over the map; the measures then scan a slice.
+	all := t.all[:0]
+	for _, e := range t.m {
+		all = append(all, e)
+	}
 	vals := t.vals[:0]
 	for _, measure := range [...]func(*topEntry) int64{byRequests, byBytes, byWorker} {
 		vals = vals[:0]
-		for _, e := range t.m {
+		for _, e := range all {
 			vals = append(vals, measure(e))
 		}
 		cut := kthLargest(vals, k)
@@ -102,7 +123,7 @@ func (t *topTable) prune() {
 				}
 			}
 		}
-		for _, e := range t.m {
+		for _, e := range all {
 			switch v := measure(e); {
 			case v > cut:
 				e.mark = t.gen
@@ -113,7 +134,7 @@ func (t *topTable) prune() {
 		}
 	}
 	t.vals = vals
-	for _, e := range t.m {
+	for _, e := range all {
 		if e.mark == t.gen {
 			continue
 		}
@@ -122,8 +143,11 @@ func (t *topTable) prune() {
 		t.lost.WorkerNs = max(t.lost.WorkerNs, e.WorkerNs)
 		t.lost.Errors = max(t.lost.Errors, e.Errors)
 		delete(t.m, e.key)
+		e.key, e.link = "", nil // no link may find it (observeAux)
 		t.free = append(t.free, e)
 	}
+	clear(all)
+	t.all = all[:0]
 	t.pruned = true
 }
 
