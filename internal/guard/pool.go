@@ -100,12 +100,17 @@ type router struct {
 }
 
 func (rt *router) pick(r *http.Request) *pool {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
+	// The host without its port, worked out only when a rule has hosts
+	// (SplitHostPort allocates an error for a host without a port).
+	host, split := r.Host, false
 	for i := range rt.rules {
 		rule := &rt.rules[i]
+		if len(rule.Hosts) > 0 && !split {
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				host = h
+			}
+			split = true
+		}
 		for _, h := range rule.Hosts {
 			if strings.EqualFold(h, host) {
 				return rt.pools[i]

@@ -38,6 +38,13 @@ type exchange struct {
 	// goroutine.
 	mu     sync.Mutex
 	goneAt time.Time
+
+	// The request's wrappers live here, so a request costs one allocation
+	// for all of them: the client's ResponseWriter, the upstream call's
+	// context and the upstream's response body.
+	rw   responseWriter
+	uctx upstreamCtx
+	body timedBody
 }
 
 func (ex *exchange) clientGone(clock budget.Clock) func() {
@@ -89,7 +96,8 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.active.Done()
 	st := g.state.Load()
 	ex := &exchange{start: g.clock.Now()}
-	rw := &responseWriter{ResponseWriter: w}
+	ex.rw.ResponseWriter = w
+	rw := &ex.rw
 	client := st.keys.clientAddr(r)
 	if raw := st.keys.rawKey(r); raw != "" {
 		ex.key = g.fp.Fingerprint(raw)
@@ -158,7 +166,8 @@ func (g *Guard) serve(st *state, rw *responseWriter, r *http.Request, ex *exchan
 	}()
 
 	parent := g.upstream[rand.Uint32N(upstreamShards)]
-	ctx, cancel := context.WithTimeout(&upstreamCtx{Context: parent, values: r.Context(), ex: ex}, st.cfg.Timeouts.Upstream.D())
+	ex.uctx = upstreamCtx{Context: parent, values: r.Context(), ex: ex}
+	ctx, cancel := context.WithTimeout(&ex.uctx, st.cfg.Timeouts.Upstream.D())
 	defer cancel()
 	st.proxy.ServeHTTP(rw, r.WithContext(ctx))
 	charged = true
@@ -241,7 +250,8 @@ func (g *Guard) modifyResponse(res *http.Response) error {
 		// The connection becomes a tunnel; the worker's part ends here.
 		ex.upEnd = g.clock.Now()
 	} else {
-		res.Body = &timedBody{ReadCloser: res.Body, ex: ex, clock: g.clock}
+		ex.body = timedBody{ReadCloser: res.Body, ex: ex, clock: g.clock}
+		res.Body = &ex.body
 	}
 	setRateLimit(res.Header, ex.key, ex.lim, ex.dec.Used, ex.dec.InFlight, ex.dec.RestrictedUntil, ex.start)
 	return nil
