@@ -180,6 +180,9 @@ type Collector struct {
 	valHash [numDims]uint64 // keyHash of each value
 	valStr  [numDims]string // the interned value, once valInt says so
 	valInt  [numDims]bool
+	// staticPath(r.Path), when computing the path's value found it.
+	pathClass   string
+	pathClassOK bool
 }
 
 // interned is the current record's value in dimension d as a string shared
@@ -247,7 +250,12 @@ func (bc *botCache) store(ua string, h uint64, bot bool, i int) {
 func (c *Collector) computeValues(r *accesslog.Record) {
 	c.vals = c.vals[:0]
 	for d := range numDims {
-		c.vals, c.valOK[d] = appendValue(c.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
+		if d == DimPath {
+			c.vals, c.pathClass, c.pathClassOK = appendPathTemplateClass(c.vals, r.Path)
+			c.valOK[d] = true
+		} else {
+			c.vals, c.valOK[d] = appendValue(c.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
+		}
 		c.valEnd[d] = len(c.vals)
 		start := 0
 		if d > 0 {
@@ -356,6 +364,11 @@ func (c *Collector) Observe(r *accesslog.Record) {
 	if r.Host != "" {
 		c.hosts.add(r.Host, 1, 0, 0)
 	}
+	// The repeated-fetch slot is found first: the table is too big for the
+	// caches, and its load then completes while the values are computed.
+	// Only observeRepeat writes the table, so what is read here is what
+	// it would read.
+	slot, fp, old := c.repeatSlot(r)
 	c.computeValues(r)
 	c.observeTimes(r)
 	c.observeStatic(r)
@@ -382,7 +395,9 @@ func (c *Collector) Observe(r *accesslog.Record) {
 	c.first, c.last = min(c.first, ns), max(c.last, ns)
 	b := c.bucketFor(r.Time.Unix())
 	c.observeBucket(b, r)
-	c.observeRepeat(b, r, ns)
+	if slot != nil {
+		c.observeRepeat(b, r, ns, slot, fp, old)
+	}
 	c.observeSample(r)
 }
 
@@ -633,7 +648,11 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 		c.botBytes += r.BytesSent
 		c.count(c.bots, DimUserAgent, r.BytesSent, 1, 0)
 	}
-	switch staticPath(r.Path) {
+	class := c.pathClass
+	if !c.pathClassOK {
+		class = staticPath(r.Path)
+	}
+	switch class {
 	case "image", "media", "download":
 	default:
 		return
@@ -647,9 +666,12 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 	c.staticRefPath.addBytes(c.buf, r.BytesSent, 1, 0)
 }
 
-func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64) {
+// repeatSlot returns the slot of the repeated-fetch table r's (client,
+// object) pair maps to, the pair's fingerprint and the slot's content, or a
+// nil slot when r is no fetch the table tracks.
+func (c *Collector) repeatSlot(r *accesslog.Record) (*recentFetch, uint64, recentFetch) {
 	if r.Method != "GET" || (r.Status != 200 && r.Status != 206) || r.BytesSent <= 0 {
-		return
+		return nil, 0, recentFetch{}
 	}
 	h := hashString(hashString(hashString(0x9e3779b97f4a7c15, r.Client), r.UserAgent), r.Path)
 	// Busy sites fetch more distinct objects per window than the table
@@ -657,13 +679,19 @@ func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64) {
 	// tracked, chosen by hash so a pair is always in or always out, and
 	// each repeat found counts 2^shift times.
 	if h>>(64-16)&(1<<c.sampleShift-1) != 0 {
-		return
+		return nil, 0, recentFetch{}
 	}
 	fp := h | 1 // 0 marks an empty slot
 	slot := &c.recent[fp&uint64(len(c.recent)-1)]
+	return slot, fp, *slot
+}
+
+// observeRepeat counts r, a fetch whose pair has fingerprint fp, against
+// the table's slot (whose content was old when repeatSlot read it).
+func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64, slot *recentFetch, fp uint64, old recentFetch) {
 	window := int64(c.opt.RefetchWindow)
-	if slot.fp == fp {
-		gap := ns - slot.at
+	if old.fp == fp {
+		gap := ns - old.at
 		if gap < 0 {
 			gap = -gap
 		}
@@ -677,7 +705,7 @@ func (c *Collector) observeRepeat(b *bucket, r *accesslog.Record, ns int64) {
 				c.count(c.repeatWho[i], d, r.BytesSent*scale, scale, 0)
 			}
 		}
-	} else if slot.fp != 0 && ns-slot.at < window && slot.at-ns < window {
+	} else if old.fp != 0 && ns-old.at < window && old.at-ns < window {
 		c.clobbered++ // a pair still inside its window was forgotten
 	}
 	slot.fp, slot.at = fp, ns

@@ -205,15 +205,23 @@ func appendRefererDomain(dst []byte, ref string) []byte {
 // application's metrics count as one endpoint, and all images in a folder as
 // "/images/*.jpg".
 func appendPathTemplate(dst []byte, path string) []byte {
+	dst, _, _ = appendPathTemplateClass(dst, path)
+	return dst
+}
+
+// appendPathTemplateClass is appendPathTemplate that also returns
+// staticPath(path) when it found it on the way (known), which it does
+// unless the path is not absolute or is cut at maxSegments.
+func appendPathTemplateClass(dst []byte, path string) (_ []byte, class string, known bool) {
 	if i := indexAny2(path, '?', '#'); i >= 0 {
 		path = path[:i]
 	}
 	if path == "" || path == "-" {
-		return append(dst, '-')
+		return append(dst, '-'), "", true
 	}
 	if path[0] != '/' {
 		// "*" (OPTIONS), absolute-form targets, garbage: keep a bounded prefix.
-		return append(dst, truncate(path)...)
+		return append(dst, truncate(path)...), "", false
 	}
 	const maxSegments = 6
 	n := 0
@@ -226,13 +234,15 @@ func appendPathTemplate(dst []byte, path string) []byte {
 			path = ""
 		}
 		if n == maxSegments {
-			return append(dst, "/…"...)
+			return append(dst, "/…"...), "", false
 		}
 		n++
 		dst = append(dst, '/')
-		last := path == ""
+		if path == "" { // the last segment: what staticPath looks at
+			class, known = staticClass(seg), true
+		}
 		switch {
-		case last && staticClass(seg) != "":
+		case class != "":
 			dst = append(dst, '*')
 			dst = append(dst, seg[strings.LastIndexByte(seg, '.'):]...)
 		case isIdentifier(seg):
@@ -241,7 +251,7 @@ func appendPathTemplate(dst []byte, path string) []byte {
 			dst = append(dst, truncate(seg)...)
 		}
 	}
-	return dst
+	return dst, class, known
 }
 
 // isIdentifier tells whether a path segment names one object among many

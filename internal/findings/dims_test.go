@@ -198,6 +198,11 @@ func FuzzDimensionValues(f *testing.F) {
 		_ = siteDomain(s)
 		_, _ = isBot(s, nil)
 		_ = staticPath(s)
+		// The collector takes the static class from templating when it
+		// can: it must be staticPath's.
+		if tpl2, class, ok := appendPathTemplateClass(nil, s); string(tpl2) != string(tpl) || ok && class != staticPath(s) {
+			t.Fatalf("appendPathTemplateClass(%q) = %q, %q, %v; template %q, staticPath %q", s, tpl2, class, ok, tpl, staticPath(s))
+		}
 	})
 }
 
