@@ -1,7 +1,9 @@
 package findings
 
 import (
+	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"sort"
 	"strings"
 )
@@ -31,10 +33,39 @@ type topK struct {
 // entries a summary holds, and in what order, never depends on them.
 var hashSeed = maphash.MakeSeed()
 
-// keyHash is the hash every summary and the interner index keys by.
-func keyHash(b []byte) uint64 { return maphash.Bytes(hashSeed, b) }
+// keyHash is the hash every summary and the interner index keys by. Most
+// values (statuses, methods, networks, short paths and domains) are at most
+// 16 bytes: those are mixed inline, which costs less than a call to the
+// runtime's hash.
+func keyHash(b []byte) uint64 {
+	n := len(b)
+	if n > 16 {
+		return maphash.Bytes(hashSeed, b)
+	}
+	var lo, hi uint64
+	switch {
+	case n >= 8:
+		lo, hi = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[n-8:])
+	case n >= 4:
+		lo, hi = uint64(binary.LittleEndian.Uint32(b)), uint64(binary.LittleEndian.Uint32(b[n-4:]))
+	case n > 0:
+		lo = uint64(b[0])<<16 | uint64(b[n>>1])<<8 | uint64(b[n-1])
+	}
+	h1, h0 := bits.Mul64(lo^shortSeed[0], hi^shortSeed[1]^uint64(n))
+	return h1 ^ h0
+}
 
-func keyHashString(s string) uint64 { return maphash.String(hashSeed, s) }
+// keyHashString is keyHash of a string's bytes.
+func keyHashString(s string) uint64 {
+	if len(s) > 16 {
+		return maphash.String(hashSeed, s)
+	}
+	var buf [16]byte
+	return keyHash(buf[:copy(buf[:], s)])
+}
+
+// shortSeed seeds keyHash's inline mixing of short keys.
+var shortSeed = [2]uint64{maphash.Comparable(hashSeed, 1) | 1, maphash.Comparable(hashSeed, 2) | 1}
 
 // interner shares the strings of dimension values among a collector's
 // summaries. The same network or path recurs in every time bucket, and a

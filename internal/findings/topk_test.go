@@ -105,3 +105,27 @@ func BenchmarkTopKAdd(b *testing.B) {
 		tk.addBytes(bs[i&(len(bs)-1)], 1, 100, 0)
 	}
 }
+
+// Summaries filled from bytes are looked up by string (get, merge): both
+// hashes must agree on every length, the inline short path included.
+func TestKeyHashBytesMatchesString(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	buf := make([]byte, 40)
+	seen := map[uint64]string{}
+	for n := 0; n <= len(buf); n++ {
+		for range 200 {
+			b := buf[:n]
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			h := keyHash(b)
+			if hs := keyHashString(string(b)); h != hs {
+				t.Fatalf("keyHash(%q) = %#x, keyHashString = %#x", b, h, hs)
+			}
+			if prev, ok := seen[h]; ok && prev != string(b) {
+				t.Fatalf("keyHash collision: %q and %q", prev, b)
+			}
+			seen[h] = string(b)
+		}
+	}
+}
