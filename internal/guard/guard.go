@@ -432,13 +432,22 @@ func (g *Guard) Close() error {
 	return err
 }
 
-// bufferPool recycles ReverseProxy's copy buffers.
+// bufferPool recycles ReverseProxy's copy buffers. It pools pointers to
+// arrays, which a returned slice converts back to without allocating
+// (a *[]byte would need a new slice header at every Put).
 type bufferPool struct{}
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+const copyBufferSize = 32 << 10
 
-func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+func (bufferPool) Get() []byte { return copyBuffers.Get().(*[copyBufferSize]byte)[:] }
+
+func (bufferPool) Put(b []byte) {
+	if len(b) == copyBufferSize {
+		copyBuffers.Put((*[copyBufferSize]byte)(b))
+	}
+}
 
 // slogWriter routes ReverseProxy's own log lines to the Guard's logger.
 type slogWriter struct{ l *slog.Logger }
