@@ -352,9 +352,11 @@ func (p *nginxParser) Parse(line []byte, r *Record) error {
 func findUntil(line []byte, pos int, until string, list bool) int {
 	c0 := until[0]
 	for i := pos; i < len(line); i++ {
-		if line[i] != c0 {
-			continue
+		j := bytes.IndexByte(line[i:], c0)
+		if j < 0 {
+			return -1
 		}
+		i += j
 		if len(line)-i < len(until) || s2(line[i:i+len(until)]) != until {
 			continue
 		}

@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"time"
@@ -444,13 +445,17 @@ func (c *timeCache) parseAnyTime(s string) (time.Time, bool) {
 // just after an opening quote at line[start-1]; a backslash escapes the next
 // byte (Apache writes \" inside user agents; nginx writes \x22).
 func scanQuoted(line []byte, start int) int {
-	for i := start; i < len(line); i++ {
-		switch line[i] {
-		case '\\':
-			i++
-		case '"':
-			return i
+	for i := start; i < len(line); {
+		q := bytes.IndexByte(line[i:], '"')
+		if q < 0 {
+			return -1
 		}
+		q += i
+		b := bytes.IndexByte(line[i:q], '\\')
+		if b < 0 {
+			return q
+		}
+		i += b + 2 // the backslash and the byte it escapes
 	}
 	return -1
 }
