@@ -212,3 +212,23 @@ request_body: {buffer: 16}
 		t.Errorf("a client's stalled upload logged as an upstream failure: %s", e.logs.String())
 	}
 }
+
+// The proxy passes Accept-Encoding through as the client sent it (or not).
+func TestAcceptEncodingPassesThrough(t *testing.T) {
+	e := newEnv(t, envOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ae="+r.Header.Get("Accept-Encoding"))
+	})})
+	c := rawRequest(t, e, "GET /a HTTP/1.1\r\nHost: app\r\n\r\n", "")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	if string(b) != "ae=" {
+		t.Errorf("upstream saw %q for a client that sent no Accept-Encoding, want none", b)
+	}
+	if r := e.do("GET", "/a", "Accept-Encoding", "br"); r.body != "ae=br" {
+		t.Errorf("upstream saw %q, want the client's br", r.body)
+	}
+}

@@ -245,6 +245,10 @@ func newTransport(t config.Timeouts) *http.Transport {
 		ResponseHeaderTimeout: t.UpstreamHeader.D(),
 		ExpectContinueTimeout: time.Second,
 		TLSHandshakeTimeout:   t.Dial.D(),
+		// A proxy passes encodings through: without this the transport
+		// asks the upstream for gzip on behalf of clients that never did,
+		// then spends the proxy's CPU undoing it.
+		DisableCompression: true,
 	}
 }
 
