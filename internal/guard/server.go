@@ -8,9 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
@@ -86,35 +83,11 @@ func Run(ctx context.Context, o ServerOptions) error {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	clock := o.Clock
-	if clock == nil {
-		clock = budget.SystemClock{}
-	}
-	ledger := budget.New(budget.Options{Clock: clock})
-	if o.Snapshots != nil {
-		if err := o.Snapshots.Restore(ledger); err != nil {
-			// Partial failure is data: start empty and say so, rather than
-			// refusing to protect the upstream at all.
-			lg.Error("restore usage from the store; starting with empty usage", "store", cfg.Store.Type, "err", err)
-		} else if n := ledger.Len(); n > 0 && cfg.Store.Type == "redis" {
-			lg.Info("restrictions pulled from the redis store", "keys", n)
-		} else if n > 0 {
-			lg.Info("usage restored from snapshot", "keys", n, "path", cfg.Store.Snapshot)
-		}
-	}
-	g, err := New(Options{Config: cfg, Ledger: ledger, Clock: clock, Logger: lg})
+	g, ledger, err := openGuard(cfg, o.Clock, lg, o.Snapshots)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
-	if h, ok := o.Snapshots.(StoreHealth); ok {
-		g.storeHealth = h
-	}
-	if c, ok := o.Snapshots.(prometheus.Collector); ok {
-		if err := g.reg.Register(c); err != nil {
-			return fmt.Errorf("register store metrics: %w", err)
-		}
-	}
 
 	pl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -130,25 +103,10 @@ func Run(ctx context.Context, o ServerOptions) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
-
-	var adminSrv *http.Server
-	var adminAddr net.Addr
-	if cfg.Admin.Listen != "off" {
-		al, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			pl.Close()
-			return fmt.Errorf("listen for the admin API (admin %s): %w", cfg.Admin.Listen, err)
-		}
-		adminAddr = al.Addr()
-		adminSrv = &http.Server{
-			Handler:           g.Admin(),
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       cfg.Timeouts.Idle.D(),
-			ErrorLog:          errLog,
-		}
-		go func() { errc <- adminSrv.Serve(al) }()
+	adminSrv, adminAddr, err := serveAdmin(g, cfg, errLog, errc)
+	if err != nil {
+		proxySrv.Close()
+		return err
 	}
 	lg.Info("headroom proxy listening", "listen", pl.Addr().String(), "upstream", cfg.Upstream,
 		"admin", addrString(adminAddr), "pools", len(cfg.Pools), "shadow", cfg.Shadow)
@@ -156,22 +114,8 @@ func Run(ctx context.Context, o ServerOptions) error {
 		o.Ready(pl.Addr(), adminAddr)
 	}
 
-	var tick <-chan time.Time
-	stopSync := func() {}
-	if s, ok := o.Snapshots.(Syncer); ok {
-		sctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			s.Sync(sctx, ledger)
-		}()
-		stopSync = func() { cancel(); <-done }
-		defer stopSync()
-	} else if o.Snapshots != nil {
-		t := time.NewTicker(cfg.Store.SnapshotInterval.D())
-		defer t.Stop()
-		tick = t.C
-	}
+	p := persist(o.Snapshots, ledger, cfg.Store.SnapshotInterval.D())
+	defer func() { p.stop() }()
 	var runErr error
 loop:
 	for {
@@ -182,14 +126,7 @@ loop:
 			runErr = fmt.Errorf("serve: %w", err)
 			break loop
 		case <-o.Reload:
-			if o.LoadConfig != nil {
-				if next, err := o.LoadConfig(); err != nil {
-					g.m.reloads.WithLabelValues("error").Inc()
-					lg.Error("reload refused; keeping the running configuration", "err", err)
-				} else if err := g.Reload(next); err != nil {
-					lg.Error("reload refused", "err", err)
-				}
-			}
+			g.reloadFrom(o.LoadConfig, lg)
 			if err := g.ReopenAccessLog(); err != nil {
 				lg.Error("reopen access log", "err", err)
 			}
@@ -197,10 +134,8 @@ loop:
 			if err := g.ReopenAccessLog(); err != nil {
 				lg.Error("reopen access log", "err", err)
 			}
-		case <-tick:
-			if err := o.Snapshots.Save(ledger); err != nil {
-				lg.Error("save usage snapshot", "err", err)
-			}
+		case <-p.Tick:
+			p.save(lg)
 		}
 	}
 
@@ -216,23 +151,9 @@ loop:
 	if err := g.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		lg.Error("close guard", "err", err)
 	}
-	if adminSrv != nil {
-		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = adminSrv.Shutdown(actx)
-		acancel()
-	}
-	if o.Snapshots != nil {
-		stopSync()
-		if err := o.Snapshots.Save(ledger); err != nil {
-			lg.Error("save usage snapshot at shutdown", "err", err)
-			if runErr == nil {
-				runErr = fmt.Errorf("save usage snapshot: %w", err)
-			}
-		} else if cfg.Store.Type == "redis" {
-			lg.Info("last usage pushed to the redis store", "keys", ledger.Len())
-		} else {
-			lg.Info("usage snapshot written", "path", cfg.Store.Snapshot, "keys", ledger.Len())
-		}
+	stopAdmin(adminSrv)
+	if err := p.close(cfg, lg); err != nil && runErr == nil {
+		runErr = err
 	}
 	return runErr
 }

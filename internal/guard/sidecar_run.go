@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -51,35 +49,15 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	clock := o.Clock
-	if clock == nil {
-		clock = budget.SystemClock{}
-	}
 	syslogAddr := o.Syslog
 	if syslogAddr == "" {
 		syslogAddr = DefaultSyslogListen
 	}
-	ledger := budget.New(budget.Options{Clock: clock})
-	if o.Snapshots != nil {
-		if err := o.Snapshots.Restore(ledger); err != nil {
-			lg.Error("restore usage snapshot; starting with empty usage", "err", err)
-		} else if n := ledger.Len(); n > 0 {
-			lg.Info("usage restored from snapshot", "keys", n, "path", cfg.Store.Snapshot)
-		}
-	}
-	g, err := New(Options{Config: cfg, Ledger: ledger, Clock: clock, Logger: lg})
+	g, ledger, err := openGuard(cfg, o.Clock, lg, o.Snapshots)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
-	if h, ok := o.Snapshots.(StoreHealth); ok {
-		g.storeHealth = h
-	}
-	if c, ok := o.Snapshots.(prometheus.Collector); ok {
-		if err := g.reg.Register(c); err != nil {
-			return fmt.Errorf("register store metrics: %w", err)
-		}
-	}
 	sc, err := NewSidecar(SidecarOptions{Guard: g, Tag: o.Tag})
 	if err != nil {
 		return err
@@ -122,24 +100,10 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 		}
 	}()
 
-	var adminSrv *http.Server
-	var adminAddr net.Addr
-	if cfg.Admin.Listen != "off" {
-		al, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			cl.Close()
-			return fmt.Errorf("listen for the admin API (admin %s): %w", cfg.Admin.Listen, err)
-		}
-		adminAddr = al.Addr()
-		adminSrv = &http.Server{
-			Handler:           g.Admin(),
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       cfg.Timeouts.Idle.D(),
-			ErrorLog:          errLog,
-		}
-		go func() { errc <- adminSrv.Serve(al) }()
+	adminSrv, adminAddr, err := serveAdmin(g, cfg, errLog, errc)
+	if err != nil {
+		checkSrv.Close()
+		return err
 	}
 	lg.Info("headroom sidecar listening", "check", cl.Addr().String(), "syslog", pc.LocalAddr().String(),
 		"admin", addrString(adminAddr), "bound", cfg.Timeouts.Upstream.String(), "shadow", cfg.Shadow)
@@ -151,22 +115,8 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 		o.Ready(cl.Addr(), pc.LocalAddr(), adminAddr)
 	}
 
-	var snap <-chan time.Time
-	stopSync := func() {}
-	if s, ok := o.Snapshots.(Syncer); ok {
-		sctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			s.Sync(sctx, ledger)
-		}()
-		stopSync = func() { cancel(); <-done }
-		defer stopSync()
-	} else if o.Snapshots != nil {
-		t := time.NewTicker(cfg.Store.SnapshotInterval.D())
-		defer t.Stop()
-		snap = t.C
-	}
+	p := persist(o.Snapshots, ledger, cfg.Store.SnapshotInterval.D())
+	defer func() { p.stop() }()
 	expire := time.NewTicker(time.Second)
 	defer expire.Stop()
 	var runErr error
@@ -179,21 +129,11 @@ loop:
 			runErr = fmt.Errorf("serve: %w", err)
 			break loop
 		case <-o.Reload:
-			if o.LoadConfig == nil {
-				continue
-			}
-			if next, err := o.LoadConfig(); err != nil {
-				g.m.reloads.WithLabelValues("error").Inc()
-				lg.Error("reload refused; keeping the running configuration", "err", err)
-			} else if err := g.Reload(next); err != nil {
-				lg.Error("reload refused", "err", err)
-			}
+			g.reloadFrom(o.LoadConfig, lg)
 		case <-expire.C:
 			sc.Expire()
-		case <-snap:
-			if err := o.Snapshots.Save(ledger); err != nil {
-				lg.Error("save usage snapshot", "err", err)
-			}
+		case <-p.Tick:
+			p.save(lg)
 		}
 	}
 
@@ -208,21 +148,9 @@ loop:
 	_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	<-readDone
 	sc.Close()
-	if adminSrv != nil {
-		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = adminSrv.Shutdown(actx)
-		acancel()
-	}
-	if o.Snapshots != nil {
-		stopSync()
-		if err := o.Snapshots.Save(ledger); err != nil {
-			lg.Error("save usage snapshot at shutdown", "err", err)
-			if runErr == nil {
-				runErr = fmt.Errorf("save usage snapshot: %w", err)
-			}
-		} else {
-			lg.Info("usage snapshot written", "path", cfg.Store.Snapshot, "keys", ledger.Len())
-		}
+	stopAdmin(adminSrv)
+	if err := p.close(cfg, lg); err != nil && runErr == nil {
+		runErr = err
 	}
 	return runErr
 }
