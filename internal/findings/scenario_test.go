@@ -503,3 +503,44 @@ func TestRateLimitedNamesTheKey(t *testing.T) {
 		}
 	}
 }
+
+// A handful of abandoned long requests is worth a finding when they hide a
+// real share of the work, and not when they hide a sliver of it.
+func TestFewAbortsHidingMuchWork(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 11, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		aborts int
+		work   time.Duration // each abandoned request's upstream time
+		want   bool
+	}{
+		{"4 reports of 20 s abandoned at 5 s", 4, 20 * time.Second, true},
+		{"4 requests of 0.6 s abandoned at 0.5 s", 4, 600 * time.Millisecond, false},
+		{"2 reports of 20 s", 2, 20 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var recs []accesslog.Record
+			for i := range 150 {
+				recs = append(recs, accesslog.Record{Time: t0.Add(time.Duration(i) * 200 * time.Millisecond), Client: "10.0.0.5",
+					Method: "GET", Path: "/ui/dashboard", Status: 200, BytesSent: 2000, RequestTime: 500 * time.Millisecond,
+					HasUpstreamTime: true, UpstreamTime: 500 * time.Millisecond, UpstreamStatus: 200, UserAgent: "Mozilla/5.0"})
+			}
+			for i := range tc.aborts {
+				recs = append(recs, accesslog.Record{Time: t0.Add(time.Duration(i) * 5 * time.Second), Client: "192.0.2.7", Key: "fp-00112233aabbccdd",
+					Method: "GET", Path: "/api/report", Status: 499, RequestTime: tc.work / 4,
+					HasUpstreamTime: true, UpstreamTime: tc.work, UpstreamStatus: 200, UserAgent: "exporter/1.0"})
+			}
+			rep := analyzeRecords(t, recs, AnalyzeOptions{})
+			got := false
+			for _, f := range rep.Findings {
+				if f.Kind == KindAbortAccounting && strings.Contains(f.Title, "ended for the client before the upstream finished") {
+					got = true
+				}
+			}
+			if got != tc.want {
+				logFindings(t, rep)
+				t.Errorf("abort_accounting finding %v, want %v (kinds %v)", got, tc.want, kinds(rep.Findings))
+			}
+		})
+	}
+}

@@ -278,7 +278,9 @@ func (c *Collector) abortAccounting(knee float64) []Finding {
 	if c.shortClient > 0 && c.withUp > 0 {
 		gap := float64(c.shortClientGap) / 1e6
 		share := float64(c.shortClient) / float64(c.withUp)
-		if c.shortClient >= 10 && share >= 0.001 {
+		// Many lines, or a few that hide a real share of the work (a guard's
+		// log with a handful of 30 s reports abandoned at 5 s).
+		if (c.shortClient >= 10 && share >= 0.001) || (c.shortClient >= 3 && gap >= 0.05*work) {
 			out = append(out, Finding{
 				Kind:  KindAbortAccounting,
 				Title: fmt.Sprintf("%s lines (%s) ended for the client before the upstream finished: %s of worker time beyond their client-facing time", human(float64(c.shortClient)), pct(share), seconds(gap)),
