@@ -143,6 +143,7 @@ type Collector struct {
 	rtLines   int64
 	// Lines whose client-facing time is shorter than the upstream's work.
 	shortClient, shortClientGap int64
+	gapWho                      *topK // "dim\x00value" weighted by the gap in µs
 	// Lines with an upstream-less error that took long enough to have been
 	// proxied: the seed's `404 4.668 - -`.
 	missingUp, missingUpTime int64
@@ -289,6 +290,7 @@ func NewCollector(opt Options) *Collector {
 		abortHist:     make([]int64, histBins),
 		upHist:        make([]int64, histBins),
 		abortWho:      newTopK(96),
+		gapWho:        newTopK(32),
 		abortFirst:    make([]int64, whoBins),
 		abortLast:     make([]int64, whoBins),
 		bots:          newTopK(32),
@@ -576,6 +578,7 @@ func (c *Collector) observeTimes(r *accesslog.Record) {
 		if ut > rt+time.Millisecond {
 			c.shortClient++
 			c.shortClientGap += (ut - rt).Microseconds()
+			c.addComposite(c.gapWho, (ut - rt).Microseconds(), DimKey, DimUserAgent, DimClient, DimPath)
 		}
 	} else {
 		c.withoutUp++
@@ -816,6 +819,7 @@ func (c *Collector) Merge(o *Collector) {
 	c.missingUpTime += o.missingUpTime
 	c.status499 += o.status499
 	c.abortWho.merge(o.abortWho)
+	c.gapWho.merge(o.gapWho)
 	for i := range c.abortFirst {
 		if f := o.abortFirst[i]; f != 0 && (c.abortFirst[i] == 0 || f < c.abortFirst[i]) {
 			c.abortFirst[i] = f

@@ -273,6 +273,21 @@ func compositeShares(bs []*bucket, from, to int, pick func(*bucket) *topK, dims 
 			sums[e.Key] += float64(e.W - e.Err)
 		}
 	}
+	return sharesOf(sums, dims, totalW, minShare)
+}
+
+// topShares is compositeShares for one summary of the whole log.
+func topShares(t *topK, dims []Dimension, totalW float64, minShare float64) ([]Contributor, []string) {
+	sums := map[string]float64{}
+	for _, e := range t.entries {
+		sums[e.Key] += float64(e.W - e.Err)
+	}
+	return sharesOf(sums, dims, totalW, minShare)
+}
+
+// sharesOf turns "dim\x00value" weights into each dimension's top two
+// contributors with at least minShare of totalW.
+func sharesOf(sums map[string]float64, dims []Dimension, totalW float64, minShare float64) ([]Contributor, []string) {
 	var out []Contributor
 	var lines []string
 	for _, d := range dims {

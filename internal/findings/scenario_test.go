@@ -535,6 +535,9 @@ func TestFewAbortsHidingMuchWork(t *testing.T) {
 			for _, f := range rep.Findings {
 				if f.Kind == KindAbortAccounting && strings.Contains(f.Title, "ended for the client before the upstream finished") {
 					got = true
+					if !hasContributor(f, "key", "fp-00112233aabbccdd") || !hasContributor(f, "user_agent", "exporter/1.0") {
+						t.Errorf("the finding does not name who abandoned the work: %+v", f.Contributors)
+					}
 				}
 			}
 			if got != tc.want {

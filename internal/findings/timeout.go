@@ -281,16 +281,22 @@ func (c *Collector) abortAccounting(knee float64) []Finding {
 		// Many lines, or a few that hide a real share of the work (a guard's
 		// log with a handful of 30 s reports abandoned at 5 s).
 		if (c.shortClient >= 10 && share >= 0.001) || (c.shortClient >= 3 && gap >= 0.05*work) {
+			ev := []string{
+				fmt.Sprintf("on these lines $request_time < $upstream_response_time; %s of status 499 in the log", human(float64(c.status499))),
+				fmt.Sprintf("anything that charges the client-facing time under-counts by %s (%s of all upstream time)", seconds(gap), pct(gap/math.Max(work, 1e-9))),
+			}
+			who, lines := topShares(c.gapWho, []Dimension{DimKey, DimUserAgent, DimClient, DimPath}, float64(c.shortClientGap), 0.2)
+			for _, l := range lines {
+				ev = append(ev, "of the hidden worker time, "+l)
+			}
 			out = append(out, Finding{
-				Kind:  KindAbortAccounting,
-				Title: fmt.Sprintf("%s lines (%s) ended for the client before the upstream finished: %s of worker time beyond their client-facing time", human(float64(c.shortClient)), pct(share), seconds(gap)),
-				Evidence: []string{
-					fmt.Sprintf("on these lines $request_time < $upstream_response_time; %s of status 499 in the log", human(float64(c.status499))),
-					fmt.Sprintf("anything that charges the client-facing time under-counts by %s (%s of all upstream time)", seconds(gap), pct(gap/math.Max(work, 1e-9))),
-				},
-				Window: c.logWindow(),
-				Action: action,
-				Impact: round3(math.Min(gap/math.Max(work, 1e-9), 1)),
+				Kind:         KindAbortAccounting,
+				Title:        fmt.Sprintf("%s lines (%s) ended for the client before the upstream finished: %s of worker time beyond their client-facing time", human(float64(c.shortClient)), pct(share), seconds(gap)),
+				Contributors: who,
+				Evidence:     ev,
+				Window:       c.logWindow(),
+				Action:       action,
+				Impact:       round3(math.Min(gap/math.Max(work, 1e-9), 1)),
 			})
 		}
 	}
