@@ -134,6 +134,10 @@ type Ledger struct {
 	seed     maphash.Seed
 	mask     uint64
 	shards   []shard
+	// sysClock is set when clock is SystemClock: now then reads only the
+	// monotonic clock (time.Since), half the cost of time.Now, with the
+	// same result (offsets are monotonic differences from base either way).
+	sysClock bool
 	fleetCursors
 }
 
@@ -185,6 +189,7 @@ func New(opts Options) *Ledger {
 		mask:     uint64(p - 1),
 		shards:   make([]shard, p),
 	}
+	_, l.sysClock = clk.(SystemClock)
 	for i := range l.shards {
 		l.shards[i].index = make(map[string]uint32)
 	}
@@ -193,7 +198,11 @@ func New(opts Options) *Ledger {
 
 // now returns the current offset from base and the current Unix ns.
 func (l *Ledger) now() (off, abs int64) {
-	off = int64(l.clock.Now().Sub(l.base))
+	if l.sysClock {
+		off = int64(time.Since(l.base))
+	} else {
+		off = int64(l.clock.Now().Sub(l.base))
+	}
 	return off, l.baseUnix + off
 }
 
