@@ -143,14 +143,14 @@ type Ledger struct {
 
 type shard struct {
 	mu      sync.Mutex
-	index   map[string]uint32
+	index   keyIndex
 	entries []entry  // pointer-free, so the collector never scans it
 	keys    []string // keys[i] is entries[i]'s key; "" for a free slot
 	free    []uint32
 	fleet   []fleetEntry // parallel to entries once a fleet store uses the ledger (fleet.go); nil before
 	ops     uint32
 	cursor  int
-	_       [40]byte // keep neighbouring shards' locks off one cache line
+	_       [40]byte // keep neighbouring shards' locks off one cache line (192 bytes)
 }
 
 // entry is one key's state. Times are Unix ns except start offsets.
@@ -190,9 +190,6 @@ func New(opts Options) *Ledger {
 		shards:   make([]shard, p),
 	}
 	_, l.sysClock = clk.(SystemClock)
-	for i := range l.shards {
-		l.shards[i].index = make(map[string]uint32)
-	}
 	return l
 }
 
@@ -206,9 +203,12 @@ func (l *Ledger) now() (off, abs int64) {
 	return off, l.baseUnix + off
 }
 
-func (l *Ledger) shardOf(key string) (uint32, *shard) {
-	i := uint32(maphash.String(l.seed, key) & l.mask)
-	return i, &l.shards[i]
+// shardOf returns key's hash, which also places it in the shard's index,
+// and its shard.
+func (l *Ledger) shardOf(key string) (uint64, uint32, *shard) {
+	h := maphash.String(l.seed, key)
+	i := uint32(h & l.mask)
+	return h, i, &l.shards[i]
 }
 
 func widthOf(window time.Duration) int64 {
@@ -222,9 +222,10 @@ func widthOf(window time.Duration) int64 {
 	return w
 }
 
-// lookup returns key's slot, creating the entry when create is set.
-func (s *shard) lookup(key string, width, abs int64, create bool) (uint32, bool) {
-	if slot, ok := s.index[key]; ok {
+// lookup returns key's slot (h is its hash), creating the entry when create
+// is set.
+func (s *shard) lookup(key string, h uint64, width, abs int64, create bool) (uint32, bool) {
+	if slot, ok := s.index.find(h, key, s.keys); ok {
 		return slot, true
 	}
 	if !create {
@@ -248,7 +249,7 @@ func (s *shard) lookup(key string, width, abs int64, create bool) (uint32, bool)
 		s.fleet[slot] = fleetEntry{}
 	}
 	s.keys[slot] = key
-	s.index[key] = slot
+	s.index.insert(h, slot)
 	return slot, true
 }
 
@@ -394,7 +395,7 @@ func (e *entry) idle(abs int64) bool {
 }
 
 // sweep forgets up to n idle entries starting at the shard's cursor.
-func (s *shard) sweep(abs int64, n int) {
+func (s *shard) sweep(abs int64, n int, seed maphash.Seed) {
 	if len(s.entries) == 0 {
 		return
 	}
@@ -408,7 +409,7 @@ func (s *shard) sweep(abs int64, n int) {
 		if e.width == 0 || !e.idle(abs) {
 			continue
 		}
-		delete(s.index, s.keys[i])
+		s.index.remove(maphash.String(seed, s.keys[i]), uint32(i))
 		s.keys[i] = ""
 		*e = entry{gen: nextGen(e.gen)} // tickets for the forgotten key go stale
 		if s.fleet != nil {
@@ -430,13 +431,13 @@ func (s *shard) sweep(abs int64, n int) {
 func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	off, abs := l.now()
 	width := widthOf(lim.Window)
-	si, s := l.shardOf(key)
+	h, si, s := l.shardOf(key)
 	s.mu.Lock()
 	s.ops++
 	if s.ops%sweepEvery == 0 {
-		s.sweep(abs, sweepBatch)
+		s.sweep(abs, sweepBatch, l.seed)
 	}
-	slot, _ := s.lookup(key, width, abs, true)
+	slot, _ := s.lookup(key, h, width, abs, true)
 	e := &s.entries[slot]
 	f := s.fleetAt(slot)
 	if e.width != width {
@@ -607,10 +608,10 @@ func (l *Ledger) status(key string, e *entry, off, abs int64, lim Limits) KeySta
 // Status reports key's state; a key the ledger does not know has zero usage.
 func (l *Ledger) Status(key string, lim Limits) KeyStatus {
 	off, abs := l.now()
-	_, s := l.shardOf(key)
+	h, _, s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	slot, ok := s.lookup(key, 0, abs, false)
+	slot, ok := s.lookup(key, h, 0, abs, false)
 	if !ok {
 		ks := KeyStatus{Key: key, Budget: lim.Budget, Remaining: lim.Budget}
 		return ks
@@ -689,9 +690,9 @@ func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
 // replaces any current restriction).
 func (l *Ledger) Restrict(key string, until time.Time) {
 	_, abs := l.now()
-	_, s := l.shardOf(key)
+	h, _, s := l.shardOf(key)
 	s.mu.Lock()
-	slot, _ := s.lookup(key, widthOf(0), abs, true)
+	slot, _ := s.lookup(key, h, widthOf(0), abs, true)
 	s.entries[slot].until = until.UnixNano()
 	s.fleetAt(slot).restricted(abs)
 	s.mu.Unlock()
@@ -704,9 +705,9 @@ func (l *Ledger) Restrict(key string, until time.Time) {
 // fleet store can carry the lift to the proxies that do hold it.
 func (l *Ledger) Lift(key string) {
 	_, abs := l.now()
-	_, s := l.shardOf(key)
+	h, _, s := l.shardOf(key)
 	s.mu.Lock()
-	slot, _ := s.lookup(key, widthOf(0), abs, true)
+	slot, _ := s.lookup(key, h, widthOf(0), abs, true)
 	f := s.fleetAt(slot)
 	s.entries[slot].lift(abs, f)
 	if f != nil {
@@ -734,7 +735,7 @@ func (l *Ledger) Len() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += len(s.index)
+		n += s.index.n
 		s.mu.Unlock()
 	}
 	return n

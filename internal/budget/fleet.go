@@ -291,10 +291,10 @@ func (l *Ledger) MergeRemote(u *KeyUsage) {
 			break
 		}
 	}
-	_, s := l.shardOf(u.Key)
+	h, _, s := l.shardOf(u.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	slot, ok := s.lookup(u.Key, width, abs, carries)
+	slot, ok := s.lookup(u.Key, h, width, abs, carries)
 	if !ok {
 		return
 	}
@@ -341,10 +341,10 @@ func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
 	if !until.IsZero() {
 		untilNs = until.UnixNano()
 	}
-	_, s := l.shardOf(key)
+	h, _, s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	slot, ok := s.lookup(key, widthOf(0), abs, untilNs > abs)
+	slot, ok := s.lookup(key, h, widthOf(0), abs, untilNs > abs)
 	if !ok {
 		return false
 	}

@@ -144,7 +144,7 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 		for i := range l.shards {
 			s := &l.shards[i]
 			s.mu.Lock()
-			s.index = make(map[string]uint32, per)
+			s.index.reset(per)
 			s.entries = make([]entry, 0, per)
 			s.keys = make([]string, 0, per)
 			if s.fleet != nil {
@@ -154,9 +154,9 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 		}
 	}
 	_, err = decodeSnapshot(data, func(rec *snapRecord) {
-		_, s := l.shardOf(rec.key)
+		h, _, s := l.shardOf(rec.key)
 		s.mu.Lock()
-		slot, _ := s.lookup(rec.key, rec.width, abs, true)
+		slot, _ := s.lookup(rec.key, h, rec.width, abs, true)
 		e := &s.entries[slot]
 		e.width, e.head, e.until = rec.width, rec.head, rec.until
 		e.total = 0
