@@ -53,6 +53,20 @@ func openGuard(cfg *config.Config, clock budget.Clock, lg *slog.Logger, snaps Sn
 	return g, ledger, nil
 }
 
+// frontServer is the server for the guard's front door: the proxy's
+// clients, or the sidecar's nginx. Header reads are bounded (slowloris);
+// bodies are bounded by the handler (timeouts.body), responses by the
+// upstream's timeouts.
+func frontServer(h http.Handler, cfg *config.Config, errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
+		IdleTimeout:       cfg.Timeouts.Idle.D(),
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          errLog,
+	}
+}
+
 // serveAdmin opens the admin API (unless it is "off") and serves it,
 // reporting a failure on errc. It returns the server (nil when off) and
 // its address.

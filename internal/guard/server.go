@@ -7,7 +7,6 @@ import (
 	"log"
 	"log/slog"
 	"net"
-	"net/http"
 
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
@@ -94,13 +93,7 @@ func Run(ctx context.Context, o ServerOptions) error {
 		return fmt.Errorf("listen for clients (listen %s): %w", cfg.Listen, err)
 	}
 	errLog := log.New(slogWriter{lg}, "", 0)
-	proxySrv := &http.Server{
-		Handler:           g,
-		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
-		IdleTimeout:       cfg.Timeouts.Idle.D(),
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          errLog,
-	}
+	proxySrv := frontServer(g, cfg, errLog)
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
 	adminSrv, adminAddr, err := serveAdmin(g, cfg, errLog, errc)

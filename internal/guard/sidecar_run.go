@@ -7,7 +7,6 @@ import (
 	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/budget"
@@ -82,13 +81,7 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 		return fmt.Errorf("listen for nginx's checks (--listen %s): %w", cfg.Listen, err)
 	}
 	errLog := log.New(slogWriter{lg}, "", 0)
-	checkSrv := &http.Server{
-		Handler:           sc,
-		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
-		IdleTimeout:       cfg.Timeouts.Idle.D(),
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          errLog,
-	}
+	checkSrv := frontServer(sc, cfg, errLog)
 	errc := make(chan error, 3)
 	go func() { errc <- checkSrv.Serve(cl) }()
 
