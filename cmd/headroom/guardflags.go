@@ -36,6 +36,33 @@ type guardFlags struct {
 	logFormat      string
 }
 
+// guardHelp is the help text of the shared flags whose meaning differs
+// a little between the proxy and the sidecar.
+type guardHelp struct {
+	maxInFlight, keyQuery, trustedProxy, pool, store, snapshot string
+}
+
+// register adds the shared flags to fl.
+func (g *guardFlags) register(fl *pflag.FlagSet, h guardHelp) {
+	fl.StringVar(&g.admin, "admin", config.DefaultAdminListen, "admin API `address` (health, metrics, keys), or off")
+	fl.StringVar(&g.adminToken, "admin-token", "", "require this bearer `token` on the admin API (or $HEADROOM_ADMIN_TOKEN)")
+	fl.BoolVar(&g.adminInsecure, "admin-insecure", false, "allow a non-loopback --admin without a token")
+	fl.DurationVar(&g.budget, "budget", config.DefaultWorkerTime, "worker time each key may use per window (0 = no budget)")
+	fl.DurationVar(&g.window, "window", config.DefaultWindow, "sliding window the budget is counted over")
+	fl.DurationVar(&g.restrictFor, "restrict-for", config.DefaultRestrictFor, "how long a key over budget is restricted")
+	fl.IntVar(&g.maxInFlight, "max-in-flight", 0, h.maxInFlight)
+	fl.BoolVar(&g.shadow, "shadow", false, "compute and log decisions, but never refuse a request")
+	fl.StringSliceVar(&g.keyHeaders, "key-header", nil, "request `header` carrying the API key (repeatable; default X-Api-Key)")
+	fl.StringSliceVar(&g.keyQuery, "key-query", nil, h.keyQuery)
+	fl.BoolVar(&g.keyBearer, "key-bearer", false, "take the key from Authorization: Bearer (on by default when no key flag is given)")
+	fl.StringSliceVar(&g.trustedProxies, "trusted-proxy", nil, h.trustedProxy)
+	fl.StringArrayVar(&g.pools, "pool", nil, h.pool)
+	fl.StringVar(&g.store, "store", "memory", h.store)
+	fl.StringVar(&g.snapshot, "snapshot", "", h.snapshot)
+	fl.StringVar(&g.secretFile, "secret-file", "", "`file` holding the fingerprint secret (default: kept next to --snapshot)")
+	fl.StringVar(&g.logFormat, "log-format", "text", "operational log `format` on stderr: text or json")
+}
+
 // readConfig returns the --config file's settings, or an empty
 // configuration when there is none.
 func (g *guardFlags) readConfig() (*config.Config, error) {

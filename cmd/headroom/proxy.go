@@ -119,25 +119,16 @@ see deploy/headroom.yaml, documented field by field.`,
 	fl.StringVarP(&f.configPath, "config", "c", "", "YAML config `file` (see deploy/headroom.yaml); flags override it")
 	fl.StringVar(&f.listen, "listen", config.DefaultListen, "`address` to serve clients on")
 	fl.StringVar(&f.upstream, "upstream", "", "`URL` of the application to protect, e.g. http://127.0.0.1:8000")
-	fl.StringVar(&f.admin, "admin", config.DefaultAdminListen, "admin API `address` (health, metrics, keys), or off")
-	fl.StringVar(&f.adminToken, "admin-token", "", "require this bearer `token` on the admin API (or $HEADROOM_ADMIN_TOKEN)")
-	fl.BoolVar(&f.adminInsecure, "admin-insecure", false, "allow a non-loopback --admin without a token")
-	fl.DurationVar(&f.budget, "budget", config.DefaultWorkerTime, "worker time each key may use per window (0 = no budget)")
-	fl.DurationVar(&f.window, "window", config.DefaultWindow, "sliding window the budget is counted over")
-	fl.DurationVar(&f.restrictFor, "restrict-for", config.DefaultRestrictFor, "how long a key over budget is restricted")
-	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "concurrent upstream requests per key (0 = no cap)")
-	fl.BoolVar(&f.shadow, "shadow", false, "compute and log decisions, but never refuse a request")
-	fl.StringSliceVar(&f.keyHeaders, "key-header", nil, "request `header` carrying the API key (repeatable; default X-Api-Key)")
-	fl.StringSliceVar(&f.keyQuery, "key-query", nil, "query `parameter` carrying the API key (repeatable; always redacted in the log)")
-	fl.BoolVar(&f.keyBearer, "key-bearer", false, "take the key from Authorization: Bearer (on by default when no key flag is given)")
-	fl.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil, "`CIDR` or address whose X-Forwarded-For is believed (repeatable)")
-	fl.StringArrayVar(&f.pools, "pool", nil, "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N[,queue=N,timeout=DUR] (repeatable; a pool with no prefix or host catches the rest)")
+	f.register(fl, guardHelp{
+		maxInFlight:  "concurrent upstream requests per key (0 = no cap)",
+		keyQuery:     "query `parameter` carrying the API key (repeatable; always redacted in the log)",
+		trustedProxy: "`CIDR` or address whose X-Forwarded-For is believed (repeatable)",
+		pool:         "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N[,queue=N,timeout=DUR] (repeatable; a pool with no prefix or host catches the rest)",
+		store:        "usage store: memory, or redis://HOST:PORT/DB to share budgets with a fleet of proxies",
+		snapshot:     "`file` the memory store is saved to and restored from",
+	})
 	fl.StringVar(&f.accessLog, "access-log", "", "access log `file`, or - for standard output (default none)")
 	fl.StringVar(&f.accessLogFormat, "access-log-format", "headroom", "access log `format`: headroom (nginx log_format above) or json")
-	fl.StringVar(&f.store, "store", "memory", "usage store: memory, or redis://HOST:PORT/DB to share budgets with a fleet of proxies")
-	fl.StringVar(&f.snapshot, "snapshot", "", "`file` the memory store is saved to and restored from")
-	fl.StringVar(&f.secretFile, "secret-file", "", "`file` holding the fingerprint secret (default: kept next to --snapshot)")
-	fl.StringVar(&f.logFormat, "log-format", "text", "operational log `format` on stderr: text or json")
 	return cmd
 }
 

@@ -78,24 +78,15 @@ requests still pending their time so far, and writes the --snapshot.`,
 	fl.StringVar(&f.listen, "listen", guard.DefaultSidecarListen, "`address` of the check endpoint nginx's auth_request calls")
 	fl.StringVar(&f.syslog, "syslog", guard.DefaultSyslogListen, "UDP `address` nginx's access_log syslog:server= sends to")
 	fl.StringVar(&f.tag, "syslog-tag", guard.DefaultSyslogTag, "syslog `tag` to accept (nginx's tag=); other tags are ignored")
-	fl.StringVar(&f.admin, "admin", config.DefaultAdminListen, "admin API `address` (health, metrics, keys), or off")
-	fl.StringVar(&f.adminToken, "admin-token", "", "require this bearer `token` on the admin API (or $HEADROOM_ADMIN_TOKEN)")
-	fl.BoolVar(&f.adminInsecure, "admin-insecure", false, "allow a non-loopback --admin without a token")
-	fl.DurationVar(&f.budget, "budget", config.DefaultWorkerTime, "worker time each key may use per window (0 = no budget)")
-	fl.DurationVar(&f.window, "window", config.DefaultWindow, "sliding window the budget is counted over")
-	fl.DurationVar(&f.restrictFor, "restrict-for", config.DefaultRestrictFor, "how long a key over budget is restricted")
-	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "concurrent requests per key (0 = no cap)")
-	fl.BoolVar(&f.shadow, "shadow", false, "compute and log decisions, but never refuse a request")
-	fl.StringSliceVar(&f.keyHeaders, "key-header", nil, "request `header` carrying the API key (repeatable; default X-Api-Key)")
-	fl.StringSliceVar(&f.keyQuery, "key-query", nil, "query `parameter` carrying the API key (repeatable)")
-	fl.BoolVar(&f.keyBearer, "key-bearer", false, "take the key from Authorization: Bearer (on by default when no key flag is given)")
-	fl.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil, "`CIDR` or address (in front of nginx) whose X-Forwarded-For is believed (repeatable)")
-	fl.StringArrayVar(&f.pools, "pool", nil, "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N (repeatable; labels only, see above)")
+	f.register(fl, guardHelp{
+		maxInFlight:  "concurrent requests per key (0 = no cap)",
+		keyQuery:     "query `parameter` carrying the API key (repeatable)",
+		trustedProxy: "`CIDR` or address (in front of nginx) whose X-Forwarded-For is believed (repeatable)",
+		pool:         "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N (repeatable; labels only, see above)",
+		store:        "usage store: memory, or redis://HOST:PORT/DB to share budgets with other sidecars and proxies",
+		snapshot:     "`file` usage is saved to and restored from",
+	})
 	fl.DurationVar(&f.ticketTTL, "ticket-ttl", 5*time.Minute, "charge a request this long when its log line never comes (timeouts.upstream)")
-	fl.StringVar(&f.store, "store", "memory", "usage store: memory, or redis://HOST:PORT/DB to share budgets with other sidecars and proxies")
-	fl.StringVar(&f.snapshot, "snapshot", "", "`file` usage is saved to and restored from")
-	fl.StringVar(&f.secretFile, "secret-file", "", "`file` holding the fingerprint secret (default: kept next to --snapshot)")
-	fl.StringVar(&f.logFormat, "log-format", "text", "operational log `format` on stderr: text or json")
 	return cmd
 }
 
