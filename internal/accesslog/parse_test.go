@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/testenv"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // formatFor returns the format a golden input is read with: the spec in
 // NAME.format when present, else the name's prefix before the first '-'.
@@ -114,38 +113,9 @@ func TestGolden(t *testing.T) {
 				fmt.Fprintf(&out, "%d: %s\n", n, recordJSON(&r))
 			}
 			golden := strings.TrimSuffix(path, ".log") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(out.Bytes(), want) {
-				t.Errorf("%s differs from golden:\n%s", path, diffLines(string(want), out.String()))
-			}
+			testenv.Golden(t, golden, out.Bytes())
 		})
 	}
-}
-
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "- %s\n+ %s\n", wl, gl)
-		}
-	}
-	return b.String()
 }
 
 // TestRealCombinedAllLines reads the whole real Apache sample: every one of

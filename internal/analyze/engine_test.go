@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,12 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/testenv"
+
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const realCombined = "../../../shared/data/real/elastic-apache-combined-2015.log"
 
@@ -352,28 +351,12 @@ func TestTextReportGolden(t *testing.T) {
 	if err := rep.WriteText(&out); err != nil {
 		t.Fatal(err)
 	}
-	golden := "testdata/report.txt"
-	if *update {
-		os.WriteFile(golden, out.Bytes(), 0o644)
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if out.String() != string(want) {
-		t.Errorf("text report differs:\n%s", firstDiff(string(want), out.String()))
-	}
+	testenv.Golden(t, "testdata/report.txt", out.Bytes())
 	// The JSON has the fields DESIGN.md promises, findings as a list, and
 	// is pinned as a whole too.
 	var js bytes.Buffer
 	rep.WriteJSON(&js)
-	goldenJSON := "testdata/report.json"
-	if *update {
-		os.WriteFile(goldenJSON, js.Bytes(), 0o644)
-	}
-	if want, err := os.ReadFile(goldenJSON); err != nil || js.String() != string(want) {
-		t.Errorf("JSON report differs from %s (%v):\n%s", goldenJSON, err, firstDiff(string(want), js.String()))
-	}
+	testenv.Golden(t, "testdata/report.json", js.Bytes())
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(js.Bytes(), &m); err != nil {
 		t.Fatal(err)

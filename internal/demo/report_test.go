@@ -2,14 +2,12 @@ package demo
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/headroom-dev/headroom/internal/testenv"
+)
 
 // syntheticResult is a run with fixed times, so the summary is stable.
 func syntheticResult(restricted bool) *Result {
@@ -65,22 +63,7 @@ func TestSummaryGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			syntheticResult(tc.restricted).WriteSummary(&buf)
-			path := filepath.Join("testdata", tc.name)
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(buf.Bytes(), want) {
-				t.Fatalf("summary differs from %s (run with -update if intended):\n%s", path, buf.String())
-			}
+			testenv.Golden(t, filepath.Join("testdata", tc.name), buf.Bytes())
 		})
 	}
 }

@@ -3,41 +3,18 @@ package guard
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/netip"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/testenv"
+
 	"github.com/headroom-dev/headroom/internal/accesslog"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update to accept):\n--- got\n%s--- want\n%s", path, got, want)
-	}
-}
 
 func sampleEntries() []entry {
 	at := time.Date(2017, 2, 5, 6, 49, 2, 0, time.FixedZone("", -8*3600))
@@ -67,8 +44,8 @@ func TestAccessLogFormats(t *testing.T) {
 		h = appendHeadroom(h, &e)
 		j = appendJSON(j, &e)
 	}
-	golden(t, "access.headroom.log", h)
-	golden(t, "access.jsonl", j)
+	testenv.Golden(t, "testdata/access.headroom.log", h)
+	testenv.Golden(t, "testdata/access.jsonl", j)
 	for line := range strings.SplitSeq(strings.TrimSpace(string(j)), "\n") {
 		var v map[string]any
 		if err := json.Unmarshal([]byte(line), &v); err != nil {

@@ -4,36 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/testenv"
+
 	"github.com/headroom-dev/headroom/internal/hostwatch/journal"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files and the seed recording in testdata")
-
 const seedJournalPath = "testdata/seed/journal.json"
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "seed", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it)\n--- got\n%s", name, got)
-	}
-}
 
 func seedExplain(t *testing.T, j Journal) (*Report, string) {
 	t.Helper()
@@ -93,19 +75,19 @@ func TestExplainSeed(t *testing.T) {
 	}
 	// The recording's path is a temporary directory: name it stably.
 	out := strings.ReplaceAll(txt.String(), dir, "testdata/seed/recording")
-	golden(t, "explain.golden.txt", []byte(out))
+	testenv.Golden(t, "testdata/seed/explain.golden.txt", []byte(out))
 
 	var js bytes.Buffer
 	if err := WriteJSON(&js, rep); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "explain.golden.json", bytes.ReplaceAll(js.Bytes(), []byte(dir), []byte("testdata/seed/recording")))
+	testenv.Golden(t, "testdata/seed/explain.golden.json", bytes.ReplaceAll(js.Bytes(), []byte(dir), []byte("testdata/seed/recording")))
 	var back map[string]any
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatalf("--json output is not JSON: %v", err)
 	}
 
-	if *update {
+	if testenv.Update() {
 		// Keep a copy of the recording for the CLI example in the report.
 		rec := filepath.Join("testdata", "seed", "recording")
 		os.RemoveAll(rec)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/testenv"
+
 	"github.com/headroom-dev/headroom/internal/hostwatch/tsdb"
 )
 
@@ -179,7 +181,7 @@ func TestSnapshotFixture(t *testing.T) {
 	if err := WriteSnapshot(&b, snap, time.UTC); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "snapshot.golden.txt", b.Bytes())
+	testenv.Golden(t, "testdata/seed/snapshot.golden.txt", b.Bytes())
 	if len(snap.Failed) != 1 || snap.Failed[0].Unit != "packagekit.service" {
 		t.Errorf("failed units from the journal: %+v", snap.Failed)
 	}

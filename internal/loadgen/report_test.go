@@ -3,15 +3,12 @@ package loadgen
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/headroom-dev/headroom/internal/testenv"
+)
 
 // goldenResult is a staged open-model run, built by hand so the reports are
 // deterministic.
@@ -55,26 +52,6 @@ func goldenResult() *Result {
 	return res
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func TestReportsGolden(t *testing.T) {
 	res := goldenResult()
 	var text, js, csv bytes.Buffer
@@ -87,9 +64,9 @@ func TestReportsGolden(t *testing.T) {
 	if err := WriteCSV(&csv, res.Samples); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "summary.txt", text.Bytes())
-	golden(t, "summary.json", js.Bytes())
-	golden(t, "samples.csv", csv.Bytes())
+	testenv.Golden(t, "testdata/summary.txt", text.Bytes())
+	testenv.Golden(t, "testdata/summary.json", js.Bytes())
+	testenv.Golden(t, "testdata/samples.csv", csv.Bytes())
 }
 
 // TestJSONHasTheDesignFields checks the names other tools rely on
