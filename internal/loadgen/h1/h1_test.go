@@ -307,7 +307,9 @@ func BenchmarkConnDoNoNetwork(b *testing.B) {
 
 func TestInterrupt(t *testing.T) {
 	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -323,7 +325,14 @@ func TestInterrupt(t *testing.T) {
 		_, err := c.Do(r, time.Now().Add(time.Minute))
 		errc <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Interrupt once the request is in flight: the server has it.
+	select {
+	case <-arrived:
+	case err := <-errc:
+		t.Fatalf("request ended before the server saw it: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the server")
+	}
 	c.Interrupt()
 	select {
 	case err := <-errc:

@@ -88,7 +88,10 @@ func Compute(prev, cur Reading) Usage {
 		if db < 0 {
 			db = 0
 		}
-		u.HostBusy = db / dt
+		// Busy and total are sums of separately rounded per-field seconds:
+		// over a window of a few ticks the ratio can exceed 1 by a rounding
+		// error, which a verdict must not read as more than saturated.
+		u.HostBusy = min(db/dt, 1)
 		u.HostKnown = true
 	}
 	if cur.Iface != "" && cur.Iface == prev.Iface && cur.RxBytes >= prev.RxBytes && cur.TxBytes >= prev.TxBytes {

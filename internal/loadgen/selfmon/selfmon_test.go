@@ -78,6 +78,8 @@ func TestCompute(t *testing.T) {
 			func(u Usage) bool { return !u.NetKnown }, "no mixed interfaces"},
 		{"no schedstat", Reading{At: at, ProcCPU: 1}, Reading{At: at.Add(2 * time.Second), ProcCPU: 2},
 			func(u Usage) bool { return u.ProcKnown && near(u.ProcCores, 0.5) && !u.SchedKnown }, "half a core, no wait figure"},
+		{"busy rounded above total", Reading{At: at, HostBusy: 10, HostTotal: 20}, Reading{At: at.Add(10 * time.Millisecond), HostBusy: 10.0200000001, HostTotal: 20.02},
+			func(u Usage) bool { return u.HostKnown && u.HostBusy == 1 }, "host busy capped at 1"},
 	}
 	for _, tt := range tests {
 		if u := Compute(tt.prev, tt.cur); !tt.check(u) {
@@ -101,12 +103,21 @@ func TestRealProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	r0 := s.Read()
+	// Burn CPU until the kernel's accounting (clock ticks) shows it, rather
+	// than for a fixed time that a loaded machine may not honour.
 	x := 0
-	for i := 0; i < 20_000_000; i++ {
-		x += i % 7
+	var r1 Reading
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		for i := 0; i < 1_000_000; i++ {
+			x += i % 7
+		}
+		if r1 = s.Read(); r1.ProcCPU > r0.ProcCPU && r1.HostBusy > r0.HostBusy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no CPU time accounted after 10 s of spinning: %+v -> %+v", r0, r1)
+		}
 	}
-	time.Sleep(20 * time.Millisecond)
-	r1 := s.Read()
 	if len(r1.Errs) != 0 {
 		t.Logf("partial reading: %v", r1.Errs)
 	}
