@@ -13,6 +13,14 @@ have chromium     || need+=(chromium)
 have ip           || need+=(iproute2)
 have tc           || need+=(iproute2)
 have journalctl   || need+=(systemd)
+have systemd-analyze || need+=(systemd)
+have redis-sentinel || need+=(redis-sentinel)
+have redis-cli    || need+=(redis-tools)
+have promtool     || need+=(prometheus)
+have chromedriver || need+=(chromium-driver)
+# The seed's nginx + Lua bouncer (bench/proxy.sh, bench/sidecar.sh and their
+# tests) needs the Lua module, which is a file, not a command.
+[ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || [ -e /usr/share/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
