@@ -1,15 +1,14 @@
 package main
 
 import (
+	"github.com/headroom-dev/headroom/internal/testenv"
+
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 )
-
-const realApacheLog = "../../../shared/data/real/elastic-apache-combined-2015.log"
 
 // runHeadroom runs the command line in-process, as main would.
 func runHeadroom(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
@@ -25,9 +24,7 @@ func runHeadroom(t *testing.T, stdin string, args ...string) (stdout, stderr str
 }
 
 func TestLogsAnalyzeJSON(t *testing.T) {
-	if _, err := os.Stat(realApacheLog); err != nil {
-		t.Skip("real sample not available")
-	}
+	realApacheLog := testenv.RealSample(t, "elastic-apache-combined-2015.log")
 	out, stderr, err := runHeadroom(t, "", "logs", "analyze", realApacheLog, "--json", "--where", "status>=400", "--by", "status")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)

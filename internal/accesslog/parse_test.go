@@ -121,10 +121,9 @@ func TestGolden(t *testing.T) {
 // TestRealCombinedAllLines reads the whole real Apache sample: every one of
 // its 10,000 lines must parse.
 func TestRealCombinedAllLines(t *testing.T) {
-	const path = "../../../shared/data/real/elastic-apache-combined-2015.log"
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(testenv.RealSample(t, "elastic-apache-combined-2015.log"))
 	if err != nil {
-		t.Skipf("real sample not available: %v", err)
+		t.Fatal(err)
 	}
 	f, _ := LookupFormat("combined", FormatOptions{})
 	p := f.NewParser()

@@ -20,8 +20,6 @@ import (
 	"github.com/headroom-dev/headroom/internal/accesslog"
 )
 
-const realCombined = "../../../shared/data/real/elastic-apache-combined-2015.log"
-
 func mustRun(t *testing.T, opts Options) *Result {
 	t.Helper()
 	res, err := Run(context.Background(), opts)
@@ -46,9 +44,10 @@ func stableJSON(t *testing.T, res *Result) string {
 // TestRealCombined checks the engine against an independent count of the
 // real Apache sample done here with plain string splitting.
 func TestRealCombined(t *testing.T) {
+	realCombined := testenv.RealSample(t, "elastic-apache-combined-2015.log")
 	data, err := os.ReadFile(realCombined)
 	if err != nil {
-		t.Skipf("real sample not available: %v", err)
+		t.Fatal(err)
 	}
 	status := map[string]int64{}
 	clients := map[string]int64{}
@@ -102,9 +101,7 @@ func TestRealCombined(t *testing.T) {
 // TestParallelMatchesSequential: chunking and shard merging must not change
 // the answer.
 func TestParallelMatchesSequential(t *testing.T) {
-	if _, err := os.Stat(realCombined); err != nil {
-		t.Skip("real sample not available")
-	}
+	realCombined := testenv.RealSample(t, "elastic-apache-combined-2015.log")
 	one := stableJSON(t, mustRun(t, Options{Inputs: []string{realCombined}, Workers: 1}))
 	many := stableJSON(t, mustRun(t, Options{Inputs: []string{realCombined}, Workers: 4, ChunkSize: 8 << 10}))
 	if one != many {
@@ -192,9 +189,7 @@ func TestNotALog(t *testing.T) {
 	if !errors.Is(err, ErrNoUsableInput) || !strings.Contains(err.Error(), "not a log format") {
 		t.Errorf("err = %v, want ErrNoUsableInput naming the reason", err)
 	}
-	if _, err := os.Stat(realCombined); err != nil {
-		return
-	}
+	realCombined := testenv.RealSample(t, "elastic-apache-combined-2015.log")
 	// A wrong --format is caught on the first lines, with a hint.
 	_, err = Run(context.Background(), Options{Inputs: []string{realCombined}, Format: "s3"})
 	if err == nil || !strings.Contains(err.Error(), "not a s3 log") || !strings.Contains(err.Error(), "--format combined") {
@@ -300,9 +295,7 @@ func (s *countingSink) Observe(*accesslog.Record) { s.n++ }
 func (s *countingSink) Merge(o Sink)              { s.n += o.(*countingSink).n }
 
 func TestSinkSeesFilteredRecordsOnce(t *testing.T) {
-	if _, err := os.Stat(realCombined); err != nil {
-		t.Skip("real sample not available")
-	}
+	realCombined := testenv.RealSample(t, "elastic-apache-combined-2015.log")
 	f, _ := CompileFilter("status=200", time.Now(), time.UTC)
 	res := mustRun(t, Options{Inputs: []string{realCombined}, Where: f, Workers: 3, ChunkSize: 32 << 10,
 		NewSink: func() Sink { return &countingSink{} }})
@@ -458,9 +451,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 }
 
 func TestWarnsAboutUnknownField(t *testing.T) {
-	if _, err := os.Stat(realCombined); err != nil {
-		t.Skip("real sample not available")
-	}
+	realCombined := testenv.RealSample(t, "elastic-apache-combined-2015.log")
 	f, err := CompileFilter("stauts>=500", time.Now(), time.UTC)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package findings_test
 
 import (
+	"github.com/headroom-dev/headroom/internal/testenv"
+
 	"bufio"
 	"context"
 	"flag"
@@ -191,7 +193,7 @@ func BenchmarkEngine(b *testing.B) {
 // cycle, crawlers and scripts. No level shift or client timeout may be
 // invented; the crawlers must be named; the missing timings must be said.
 func TestEngineOnARealLog(t *testing.T) {
-	rep, res := runEngine(t, filepath.Join("testdata", "real", "elastic-apache-combined-2015.log.gz"), findings.AnalyzeOptions{}, "auto")
+	rep, res := runEngine(t, testenv.RepoTestdata(t, "real/elastic-apache-combined-2015.log.gz"), findings.AnalyzeOptions{}, "auto")
 	if res.Records() != 10000 {
 		t.Fatalf("%d records, want 10000", res.Records())
 	}
