@@ -23,21 +23,12 @@ func TestProxyBinaryRedisFleet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	redisBin := testenv.RequireBinary(t, "redis-server")
+	rs := testenv.SharedRedis(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "headroom")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-
-	raddr := testenv.FreePort(t)
-	_, rport, _ := strings.Cut(raddr, ":")
-	redis := exec.Command(redisBin, "--port", rport, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := redis.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { redis.Process.Kill(); redis.Wait() })
-	testenv.WaitForPort(t, raddr, 10*time.Second)
 
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(300 * time.Millisecond)
@@ -58,7 +49,7 @@ func TestProxyBinaryRedisFleet(t *testing.T) {
 		p := &proc{listen: testenv.FreePort(t), admin: testenv.FreePort(t), stderr: &lockedBuffer{}}
 		p.cmd = exec.Command(bin, "proxy", "--listen", p.listen, "--admin", p.admin,
 			"--upstream", up.URL, "--budget", "1s", "--window", "1m", "--restrict-for", "1m",
-			"--store", "redis://"+raddr+"/0", "--secret-file", secret)
+			"--store", rs.URL(), "--secret-file", secret)
 		p.cmd.Stderr = p.stderr
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/guard"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/store"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // lockedBuffer collects a proxy's operational log.
@@ -145,7 +146,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // proxy --store redis://…` does) over loopback HTTP in front of one
 // sleeping upstream, sharing one redis-server.
 func TestFleetOfTwoProxies(t *testing.T) {
-	rs := store.StartRedis(t)
+	rs := testenv.StartRedis(t) // its own: the test kills it
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(300 * time.Millisecond)
 		fmt.Fprintln(w, "done")
@@ -225,7 +226,7 @@ func TestFleetOfTwoProxies(t *testing.T) {
 	}
 
 	// Redis is back (empty): sync resumes, and new restrictions propagate.
-	rs.Start()
+	rs.Start(t)
 	for _, p := range []*fleetProxy{a, b} {
 		eventually(t, p.name+" reports the store up again", func() bool {
 			return p.adminJSON(t, "GET", "/healthz")["status"] == "ok"

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // BenchmarkRedisSync measures one sync (pull the fleet's usage for every
@@ -17,7 +18,7 @@ import (
 // the worst case of one sync period. Two other proxies' fields are in
 // Redis for each key, so the pull has something to merge.
 func BenchmarkRedisSync(b *testing.B) {
-	rs := StartRedis(b)
+	rs := testenv.SharedRedis(b)
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			prefix := fmt.Sprintf("bench%d:", n)

@@ -5,10 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,50 +16,6 @@ import (
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
-
-// RedisServer is a redis-server child process on a loopback port, with no
-// persistence: stopping it loses its data, as a Redis restart without
-// persistence would.
-type RedisServer struct {
-	t    testing.TB
-	bin  string
-	Addr string
-	cmd  *exec.Cmd
-}
-
-// StartRedis starts redis-server (skipping the test where it is not
-// installed, failing it in CI) and stops it at the end of the test.
-func StartRedis(t testing.TB) *RedisServer {
-	t.Helper()
-	r := &RedisServer{t: t, bin: testenv.RequireBinary(t, "redis-server"), Addr: testenv.FreePort(t)}
-	r.Start()
-	t.Cleanup(r.Stop)
-	return r
-}
-
-// URL is the server's redis:// URL.
-func (r *RedisServer) URL() string { return "redis://" + r.Addr + "/0" }
-
-// Start starts the server (again) on the same port.
-func (r *RedisServer) Start() {
-	r.t.Helper()
-	_, port, _ := strings.Cut(r.Addr, ":")
-	r.cmd = exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
-	}
-	testenv.WaitForPort(r.t, r.Addr, 10*time.Second)
-}
-
-// Stop kills the server (as a crash would) and waits for it.
-func (r *RedisServer) Stop() {
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	_ = r.cmd.Wait()
-	r.cmd = nil
-}
 
 func newRedisStore(t *testing.T, url, id, prefix string, clk budget.Clock) *Redis {
 	t.Helper()
@@ -106,7 +60,7 @@ func newFleet(t *testing.T, url string, clk budget.Clock, ids ...string) []proxy
 }
 
 func TestRedisFleetSharesUsageAndRestrictions(t *testing.T) {
-	rs := StartRedis(t)
+	rs := testenv.StartRedis(t) // its own: the test lists every key in it
 	clk := budget.NewManualClock(t0)
 	ps := newFleet(t, rs.URL(), clk, "a", "b")
 	a, b := ps[0], ps[1]
@@ -183,7 +137,7 @@ func TestRedisFleetSharesUsageAndRestrictions(t *testing.T) {
 }
 
 func TestRedisConcurrentRestrictionsKeepTheLongest(t *testing.T) {
-	rs := StartRedis(t)
+	rs := testenv.SharedRedis(t)
 	clk := budget.NewManualClock(t0)
 	ps := newFleet(t, rs.URL(), clk, "a", "b")
 	a, b := ps[0], ps[1]
@@ -214,7 +168,7 @@ func TestRedisConcurrentRestrictionsKeepTheLongest(t *testing.T) {
 }
 
 func TestRedisDownKeepsLocalEnforcementAndRecovers(t *testing.T) {
-	rs := StartRedis(t)
+	rs := testenv.StartRedis(t) // its own: the test kills it
 	clk := budget.NewManualClock(t0)
 	ps := newFleet(t, rs.URL(), clk, "a", "b")
 	a, b := ps[0], ps[1]
@@ -256,7 +210,7 @@ func TestRedisDownKeepsLocalEnforcementAndRecovers(t *testing.T) {
 
 	// Redis comes back empty. Within a few syncs the fleet's state is
 	// rebuilt from what the proxies hold: nothing in the window is lost.
-	rs.Start()
+	rs.Start(t)
 	for range 3 {
 		a.sync(t)
 		b.sync(t)
@@ -290,7 +244,7 @@ func TestRedisDownKeepsLocalEnforcementAndRecovers(t *testing.T) {
 }
 
 func TestRedisBatchesAreBounded(t *testing.T) {
-	rs := StartRedis(t)
+	rs := testenv.SharedRedis(t)
 	clk := budget.NewManualClock(t0)
 	a := newFleet(t, rs.URL(), clk, "a")[0]
 	a.s.maxKeys = 3
@@ -312,7 +266,7 @@ func TestRedisBatchesAreBounded(t *testing.T) {
 }
 
 func TestRedisSyncLoopStopsWithContext(t *testing.T) {
-	rs := StartRedis(t)
+	rs := testenv.SharedRedis(t)
 	s := newRedisStore(t, rs.URL(), "a", "loop:", nil)
 	s.interval = 10 * time.Millisecond
 	l := budget.New(budget.Options{})

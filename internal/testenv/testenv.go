@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -46,27 +47,41 @@ func RequireBinary(t testing.TB, name string, alternatives ...string) string {
 // FreePort returns a loopback TCP address that was free a moment ago.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := listenFree()
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
+	return addr
+}
+
+func listenFree() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	addr := l.Addr().String()
 	l.Close()
-	return addr
+	return addr, nil
 }
 
 // WaitForPort waits until something accepts connections on addr.
 func WaitForPort(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
+	if err := waitPort(addr, timeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitPort(addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on %s after %s: %v", addr, timeout, err)
+			return fmt.Errorf("nothing listening on %s after %s: %v", addr, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -1,0 +1,67 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func TestSharedRedisIsOneServer(t *testing.T) {
+	a, b := SharedRedis(t), SharedRedis(t)
+	if a != b {
+		t.Fatalf("two shared servers: %s and %s", a.Addr, b.Addr)
+	}
+	if err := a.Client(t).Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStartRedisRestartsOnItsPort(t *testing.T) {
+	r := StartRedis(t)
+	c := r.Client(t)
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("ping after Stop succeeded")
+	}
+	r.Start(t)
+	if err := c.Get(ctx, "k").Err(); err != redis.Nil {
+		t.Fatalf("after a restart without persistence: %v, want the key gone", err)
+	}
+}
+
+func TestSharedClusterServesEverySlot(t *testing.T) {
+	cl := SharedCluster(t)
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), DisableIdentity: true})
+	defer c.Close()
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c", "d", "e", "f"} {
+		if err := c.Set(ctx, k, k, 0).Err(); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+	}
+	n := 0
+	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n++
+		return m.Ping(ctx).Err()
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("masters: %d, %v; want 3", n, err)
+	}
+}
+
+func TestSentinelFailsOver(t *testing.T) {
+	s := StartSentinel(t, 300*time.Millisecond)
+	if got := s.MasterAddr(t); got != s.Master.Addr {
+		t.Fatalf("master %s, want %s", got, s.Master.Addr)
+	}
+	s.Master.Stop()
+	waitFor(t, 30*time.Second, "the sentinel to promote the replica", func() bool {
+		return s.MasterAddr(t) == s.Replica.Addr
+	})
+}
