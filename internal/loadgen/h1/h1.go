@@ -19,11 +19,12 @@ import (
 	"net"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/httpwire"
 )
 
 // Request is a request encoded once and sent many times.
@@ -303,16 +304,17 @@ func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
 }
 
-// maxHeaderBytes bounds one response's header block, as net/http does for
-// requests, so a broken server cannot make the generator buffer forever.
-const maxHeaderBytes = 1 << 20
-
 // ReadResponse reads one response from br and discards its body. It returns
 // the status code and whether the connection may carry another request.
-// firstByte, if not nil, is called once the status line has arrived.
+// firstByte, if not nil, is called once the response's first byte has
+// arrived. The head is parsed by internal/httpwire, strictly (RFC 9112: a
+// bare LF, obs-fold or conflicting framing is a malformed response), and
+// must fit in br's buffer.
 func ReadResponse(br *bufio.Reader, head bool, firstByte func()) (status int, keepAlive bool, err error) {
+	rd := readers.Get().(*reader)
+	defer readers.Put(rd)
 	for {
-		status, keepAlive, err = readOne(br, head, firstByte)
+		status, keepAlive, err = rd.readOne(br, head, firstByte)
 		firstByte = nil
 		// 1xx responses precede the real one (RFC 9110 §15.2); 101 would
 		// switch protocols, which a load test never asks for.
@@ -322,150 +324,63 @@ func ReadResponse(br *bufio.Reader, head bool, firstByte func()) (status int, ke
 	}
 }
 
-func readOne(br *bufio.Reader, head bool, firstByte func()) (int, bool, error) {
-	line, err := readLine(br)
-	if err != nil {
-		return 0, false, err
+// reader is the parsed head and chunked decoder one response needs,
+// pooled so that reading a response allocates nothing.
+type reader struct {
+	resp  httpwire.Response
+	chunk httpwire.ChunkedReader
+}
+
+var readers = sync.Pool{New: func() any { return new(reader) }}
+
+func (rd *reader) readOne(br *bufio.Reader, head bool, firstByte func()) (int, bool, error) {
+	if _, err := br.Peek(1); err != nil {
+		return 0, false, unexpectedEOF(err)
 	}
 	if firstByte != nil {
 		firstByte()
 	}
-	// "HTTP/1.1 200 OK"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return 0, false, malformed("status line %q", trim(line))
+	if b, err := br.Peek(5); err == nil && string(b) != "HTTP/" {
+		return 0, false, malformed("status line %q", trim(b))
 	}
-	http10 := line[7] == '0'
-	status := 0
-	for _, ch := range line[9:12] {
-		if ch < '0' || ch > '9' {
-			return 0, false, malformed("status line %q", trim(line))
+	raw, err := httpwire.ReadHead(br, br.Size())
+	if err != nil {
+		if errors.Is(err, httpwire.ErrMalformed) {
+			return 0, false, malformed("%v", err)
 		}
-		status = status*10 + int(ch-'0')
+		return 0, false, err
 	}
-	if len(line) > 12 && line[12] != ' ' {
-		return 0, false, malformed("status line %q", trim(line))
+	r := &rd.resp
+	perr := r.Parse(raw)
+	br.Discard(len(raw))
+	if perr != nil {
+		return r.Status, false, malformed("%v", perr)
 	}
-	keep := !http10
-	contentLength := int64(-1)
-	chunked := false
-	total := len(line)
-	for {
-		h, err := readLine(br)
-		if err != nil {
-			return status, false, err
-		}
-		total += len(h)
-		if total > maxHeaderBytes {
-			return status, false, malformed("headers longer than %d bytes", maxHeaderBytes)
-		}
-		if len(h) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(h, ':')
-		if colon <= 0 {
-			return status, false, malformed("header line %q", trim(h))
-		}
-		name, value := h[:colon], bytes.TrimSpace(h[colon+1:])
-		switch {
-		case asciiEqualFold(name, "content-length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 {
-				return status, false, malformed("Content-Length %q", trim(value))
-			}
-			contentLength = n
-		case asciiEqualFold(name, "transfer-encoding"):
-			if !asciiEqualFold(value, "identity") {
-				if !hasTokenFold(value, "chunked") {
-					return status, false, malformed("unsupported Transfer-Encoding %q", trim(value))
-				}
-				chunked = true
-			}
-		case asciiEqualFold(name, "connection"):
-			if hasTokenFold(value, "close") {
-				keep = false
-			} else if hasTokenFold(value, "keep-alive") {
-				keep = true
-			}
-		}
-	}
-	if head || status < 200 || status == 204 || status == 304 {
+	status, keep := r.Status, r.KeepAlive
+	switch r.Body(head) {
+	case httpwire.NoBody:
 		return status, keep, nil
-	}
-	switch {
-	case chunked:
-		return status, keep, discardChunked(br)
-	case contentLength >= 0:
-		if _, err := br.Discard(int(contentLength)); err != nil {
+	case httpwire.ChunkedBody:
+		rd.chunk.Reset(br)
+		if _, err := io.Copy(io.Discard, &rd.chunk); err != nil {
+			if errors.Is(err, httpwire.ErrMalformed) {
+				return status, false, malformed("%v", err)
+			}
+			return status, false, fmt.Errorf("read chunked body: %w", err)
+		}
+		return status, keep, nil
+	case httpwire.LengthBody:
+		if _, err := br.Discard(int(r.ContentLength)); err != nil {
 			return status, false, fmt.Errorf("read body: %w", unexpectedEOF(err))
 		}
 		return status, keep, nil
 	default:
 		// No length: the body runs until the server closes (RFC 9112 §6.3).
-		_, err := io.Copy(io.Discard, br)
-		if err != nil {
+		if _, err := io.Copy(io.Discard, br); err != nil {
 			return status, false, fmt.Errorf("read body: %w", err)
 		}
 		return status, false, nil
 	}
-}
-
-func discardChunked(br *bufio.Reader) error {
-	for {
-		line, err := readLine(br)
-		if err != nil {
-			return fmt.Errorf("read chunk size: %w", err)
-		}
-		if i := bytes.IndexByte(line, ';'); i >= 0 {
-			line = line[:i]
-		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || len(line) > 16 {
-			return malformed("chunk size %q", trim(line))
-		}
-		size, err := strconv.ParseUint(string(line), 16, 63)
-		if err != nil {
-			return malformed("chunk size %q", trim(line))
-		}
-		if size == 0 {
-			// Trailers, then the empty line.
-			for {
-				t, err := readLine(br)
-				if err != nil {
-					return fmt.Errorf("read trailer: %w", err)
-				}
-				if len(t) == 0 {
-					return nil
-				}
-			}
-		}
-		if _, err := br.Discard(int(size)); err != nil {
-			return fmt.Errorf("read chunk: %w", unexpectedEOF(err))
-		}
-		crlf, err := readLine(br)
-		if err != nil {
-			return fmt.Errorf("read chunk end: %w", err)
-		}
-		if len(crlf) != 0 {
-			return malformed("chunk not followed by CRLF")
-		}
-	}
-}
-
-// readLine returns one line without its CRLF (or LF). The slice is only
-// valid until the next read.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		return nil, malformed("line longer than %d bytes", br.Size())
-	}
-	if err != nil {
-		return nil, unexpectedEOF(err)
-	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
 }
 
 func unexpectedEOF(err error) error {
@@ -480,36 +395,4 @@ func trim(b []byte) string {
 		b = b[:64]
 	}
 	return string(b)
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// hasTokenFold reports whether the comma-separated list v holds token.
-func hasTokenFold(v []byte, token string) bool {
-	for len(v) > 0 {
-		var part []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			part, v = v, nil
-		}
-		if asciiEqualFold(bytes.TrimSpace(part), token) {
-			return true
-		}
-	}
-	return false
 }
