@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 .PHONY: build test demo bench lint fuzz clean
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/headroom
+	$(GO) build -buildvcs=auto -ldflags "-X github.com/headroom-dev/headroom/internal/buildinfo.version=$(VERSION)" -o $(BIN) ./cmd/headroom
 
 # The whole suite, installing the servers it needs (nginx, redis-server, wrk,
 # goaccess, chromium) from Debian's packages when they are missing.

@@ -12,10 +12,13 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/headroom-dev/headroom/internal/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is the release or module version (buildinfo: the Makefile sets
+// it at link time).
+var version = buildinfo.Read().Version
 
 // exitError carries a specific exit code (a failed load-test threshold, say)
 // without printing anything more than what the command already said.
@@ -41,7 +44,9 @@ Start with 'headroom demo' to see the guard at work on this machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate(buildinfo.Read().String() + "\n")
 	root.AddCommand(
+		newVersionCmd(),
 		newProxyCmd(),
 		newSidecarCmd(),
 		newNginxConfigCmd(),
@@ -64,5 +69,17 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "headroom:", err)
 		os.Exit(1)
+	}
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, VCS revision and Go version of this binary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), buildinfo.Read())
+			return err
+		},
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/buildinfo"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -612,4 +613,23 @@ func parseLine(t *testing.T, line string) logFields {
 	f.upstreamTime, _ = strconv.ParseFloat(m[6], 64)
 	f.key, f.pool = m[7], m[8]
 	return f
+}
+
+// TestStandardMetrics: beside its own series the admin API serves what
+// every Prometheus user expects: the Go runtime, the process and the build.
+func TestStandardMetrics(t *testing.T) {
+	e := newEnv(t, envOpts{upstream: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})})
+	m := metricsText(t, e)
+	in := buildinfo.Read()
+	for _, want := range []string{
+		"\ngo_goroutines ",
+		"\ngo_memstats_heap_alloc_bytes ",
+		"\nprocess_resident_memory_bytes ",
+		"\nprocess_open_fds ",
+		`headroom_build_info{goversion="` + in.GoVersion + `",revision="` + in.ShortRevision() + `",version="` + in.Version + `"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }

@@ -2,6 +2,9 @@ package guard
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/headroom-dev/headroom/internal/buildinfo"
 )
 
 // outcome is what happened to a request, one label value per request. The
@@ -92,7 +95,13 @@ func newMetrics(reg prometheus.Registerer, keys func() float64) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "headroom_keys_tracked",
 			Help: "Keys the ledger holds (recently active or restricted).",
-		}, keys))
+		}, keys),
+		// What every Prometheus user expects beside the guard's own series:
+		// the Go runtime, the process (CPU, memory, file descriptors) and
+		// which build this is.
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Collector())
 	return m
 }
 
