@@ -629,6 +629,31 @@ func (l *Ledger) Status(key string, lim Limits) KeyStatus {
 	return l.status(key, &s.entries[slot], off, abs, lim)
 }
 
+// Restricted reports whether key is inside a restriction now, with the
+// Decision a refused Admit would return, without admitting a request or
+// creating the key: a front-end asks it before a restricted key may wait
+// in a queue where another key could have waited.
+func (l *Ledger) Restricted(key string, lim Limits) (Decision, bool) {
+	off, abs := l.now()
+	h, _, s := l.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot, ok := s.lookup(key, h, 0, abs, false)
+	if !ok {
+		return Decision{}, false
+	}
+	e := &s.entries[slot]
+	if e.until <= abs {
+		return Decision{}, false
+	}
+	used := time.Duration(e.completed(abs) + e.inFlightElapsed(off))
+	d := Decision{Outcome: Restricted, Used: used, InFlight: int(e.inFlight), RestrictedUntil: time.Unix(0, e.until)}
+	if lim.Budget > 0 {
+		d.Remaining = max(lim.Budget-used, 0)
+	}
+	return d, true
+}
+
 // Top returns up to n keys by usage, highest first (restricted keys with
 // no usage left in the window still appear, after those with usage). lim
 // gives each key's limits, for Remaining; nil means no budget.

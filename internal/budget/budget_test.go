@@ -382,3 +382,33 @@ func TestInFlightAfterLongUptime(t *testing.T) {
 		t.Fatalf("status after cancel %+v", st)
 	}
 }
+
+// Restricted answers as a refused Admit would, but admits nothing and
+// creates no key.
+func TestRestrictedPeeksWithoutAdmitting(t *testing.T) {
+	l, clk := newTestLedger()
+	if _, r := l.Restricted("k", std); r {
+		t.Fatal("an unknown key is restricted")
+	}
+	if l.Len() != 0 {
+		t.Fatalf("Restricted created the key: %d keys", l.Len())
+	}
+	_, tk := l.Admit("k", std)
+	l.Finish(tk, 12*sec)
+	if _, r := l.Restricted("k", std); !r {
+		t.Fatal("a key over budget with restrict_for is not restricted")
+	}
+	clk.Advance(sec)
+	got, _ := l.Restricted("k", std)
+	want, _ := l.Admit("k", std)
+	if got != want {
+		t.Errorf("Restricted = %+v, a refused Admit = %+v", got, want)
+	}
+	if s := l.Status("k", std); s.InFlight != 0 || s.Requests != 1 {
+		t.Errorf("after Restricted: %d in flight, %d requests; want 0 and 1", s.InFlight, s.Requests)
+	}
+	clk.Advance(5 * time.Minute)
+	if _, r := l.Restricted("k", std); r {
+		t.Error("still restricted after restrict_for")
+	}
+}

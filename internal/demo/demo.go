@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard"
 	"github.com/headroom-dev/headroom/internal/guard/config"
@@ -210,7 +211,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	cfg := guardConfig(o, up.URL(), logPath)
 	g, err := guard.New(guard.Options{
 		Config: cfg,
-		Secret: guard.RandomSecret(),
+		Secret: admit.RandomSecret(),
 		Logger: slog.New(slog.NewTextHandler(&glog, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

@@ -4,16 +4,15 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/admit"
 )
 
 // logFile is the access log: lines are appended to a buffer and written out
@@ -186,7 +185,7 @@ func (l *logFile) close() error {
 // guard's decision, for the JSON format.
 type entry struct {
 	accesslog.Record
-	Outcome outcome
+	Outcome admit.Outcome
 
 	// addr, when valid, is the client address, written in place of
 	// Record.Client (empty then) without making a string of it first.
@@ -408,44 +407,4 @@ func appendJSONString(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, '"')
-}
-
-// redactQuery returns the request target with the values of the named
-// query parameters replaced by REDACTED, so keys passed in URLs never reach
-// the log. The rest of the target is kept byte for byte.
-func redactQuery(uri string, redact map[string]bool) string {
-	q := strings.IndexByte(uri, '?')
-	if q < 0 || len(redact) == 0 {
-		return uri
-	}
-	query := uri[q+1:]
-	needs := false
-	for part := range strings.SplitSeq(query, "&") {
-		name, _, _ := strings.Cut(part, "=")
-		if n, err := url.QueryUnescape(name); err == nil && redact[n] {
-			needs = true
-			break
-		}
-	}
-	if !needs {
-		return uri
-	}
-	var b strings.Builder
-	b.Grow(len(uri))
-	b.WriteString(uri[:q+1])
-	first := true
-	for part := range strings.SplitSeq(query, "&") {
-		if !first {
-			b.WriteByte('&')
-		}
-		first = false
-		name, _, hasValue := strings.Cut(part, "=")
-		if n, err := url.QueryUnescape(name); err == nil && redact[n] && hasValue {
-			b.WriteString(name)
-			b.WriteString("=REDACTED")
-			continue
-		}
-		b.WriteString(part)
-	}
-	return b.String()
 }

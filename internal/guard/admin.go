@@ -34,7 +34,7 @@ func (g *Guard) Admin() http.Handler { return g.admin }
 func (g *Guard) newAdmin() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		h := map[string]any{"status": "ok", "keys_tracked": g.ledger.Len()}
+		h := map[string]any{"status": "ok", "keys_tracked": g.core.Ledger().Len()}
 		if g.storeHealth != nil {
 			// Still 200: with its store down the proxy serves and enforces
 			// on its local view; "degraded" says the fleet view is stale.
@@ -46,7 +46,7 @@ func (g *Guard) newAdmin() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, h)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.core.Registry(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/keys", g.listKeys)
 	mux.HandleFunc("GET /v1/keys/{key}", g.getKey)
 	mux.HandleFunc("POST /v1/keys/{key}/restrict", g.restrictKey)
@@ -69,7 +69,7 @@ func (g *Guard) newAdmin() http.Handler {
 // adminToken is the configured token, read from admin.token_file when set
 // (re-read on reload, so a rotated token takes effect without a restart).
 func (g *Guard) adminToken() string {
-	a := g.state.Load().cfg.Admin
+	a := g.core.Config().Admin
 	if a.TokenFile == "" {
 		return a.Token
 	}
@@ -99,11 +99,11 @@ type KeyJSON struct {
 	Shadow           bool    `json:"shadow"`
 }
 
-func (g *Guard) keyJSON(s budget.KeyStatus, pol *policy) KeyJSON {
-	lim := pol.limits(s.Key)
+func (g *Guard) keyJSON(s budget.KeyStatus) KeyJSON {
+	lim := g.core.Limits(s.Key)
 	k := KeyJSON{
 		Key:              s.Key,
-		Tier:             pol.tier(s.Key),
+		Tier:             g.core.Tier(s.Key),
 		WorkerSeconds:    round3(s.WorkerSeconds),
 		BudgetSeconds:    lim.Budget.Seconds(),
 		RemainingSeconds: round3(s.Remaining.Seconds()),
@@ -130,34 +130,31 @@ func (g *Guard) listKeys(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	pol := g.state.Load().policy
-	top := g.ledger.Top(limit, pol.limits)
+	top := g.core.Ledger().Top(limit, g.core.Limits)
 	keys := make([]KeyJSON, 0, len(top))
 	for _, s := range top {
-		keys = append(keys, g.keyJSON(s, pol))
+		keys = append(keys, g.keyJSON(s))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": keys, "keys_tracked": g.ledger.Len()})
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys, "keys_tracked": g.core.Ledger().Len()})
 }
 
 func (g *Guard) getKey(w http.ResponseWriter, r *http.Request) {
-	key := g.fp.LedgerKey(r.PathValue("key"))
-	pol := g.state.Load().policy
-	writeJSON(w, http.StatusOK, g.keyJSON(g.ledger.Status(key, pol.limits(key)), pol))
+	key := g.core.LedgerKey(r.PathValue("key"))
+	writeJSON(w, http.StatusOK, g.keyJSON(g.core.Ledger().Status(key, g.core.Limits(key))))
 }
 
 func (g *Guard) restrictKey(w http.ResponseWriter, r *http.Request) {
-	key := g.fp.LedgerKey(r.PathValue("key"))
-	pol := g.state.Load().policy
-	lim := pol.limits(key)
+	key := g.core.LedgerKey(r.PathValue("key"))
+	lim := g.core.Limits(key)
 	now := g.clock.Now()
 	until, err := restrictUntil(r, now, lim.RestrictFor)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad_duration", "message": err.Error()})
 		return
 	}
-	g.ledger.Restrict(key, until)
+	g.core.Ledger().Restrict(key, until)
 	g.log.Warn("key restricted by an operator", "key", key, "until", until.UTC().Format(time.RFC3339), "admin", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, g.keyJSON(g.ledger.Status(key, lim), pol))
+	writeJSON(w, http.StatusOK, g.keyJSON(g.core.Ledger().Status(key, lim)))
 }
 
 // restrictUntil reads ?for=DURATION or ?until=RFC3339 (or the same fields
@@ -196,11 +193,10 @@ func restrictUntil(r *http.Request, now time.Time, def time.Duration) (time.Time
 }
 
 func (g *Guard) liftKey(w http.ResponseWriter, r *http.Request) {
-	key := g.fp.LedgerKey(r.PathValue("key"))
-	pol := g.state.Load().policy
-	g.ledger.Lift(key)
+	key := g.core.LedgerKey(r.PathValue("key"))
+	g.core.Ledger().Lift(key)
 	g.log.Warn("key restriction lifted by an operator", "key", key, "admin", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, g.keyJSON(g.ledger.Status(key, pol.limits(key)), pol))
+	writeJSON(w, http.StatusOK, g.keyJSON(g.core.Ledger().Status(key, g.core.Limits(key))))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -211,3 +207,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }

@@ -9,6 +9,9 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/admit"
+	"github.com/headroom-dev/headroom/internal/guard/config"
 )
 
 // readBody reads the request's body before the request may take a pool slot,
@@ -19,21 +22,21 @@ import (
 // must arrive within timeouts.body. done is true when readBody answered
 // the client itself (408, 413) or the client left mid-body; o then says
 // which.
-func (g *Guard) readBody(st *state, rw *responseWriter, r *http.Request) (o outcome, done bool) {
+func (g *Guard) readBody(cfg *config.Config, rw *responseWriter, r *http.Request) (o admit.Outcome, done bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return 0, false
 	}
-	rb := st.cfg.RequestBody
+	rb := cfg.RequestBody
 	if rb.Max > 0 && r.ContentLength > rb.Max {
-		answerBodyFault(rw, st, outcomeBodyTooLarge)
-		return outcomeBodyTooLarge, true
+		answerBodyFault(rw, cfg, admit.BodyTooLarge)
+		return admit.BodyTooLarge, true
 	}
 	// A deadline on the connection, not a timer on the handler: it ends a
 	// read that is waiting, and net/http clears it for the next request.
 	rc := http.NewResponseController(rw)
 	// The connection's deadline is wall-clock time, whatever clock the
 	// ledger runs on. ErrNotSupported comes only off a real connection.
-	_ = rc.SetReadDeadline(time.Now().Add(st.cfg.Timeouts.Body.D()))
+	_ = rc.SetReadDeadline(time.Now().Add(cfg.Timeouts.Body.D()))
 	clear := func() { _ = rc.SetReadDeadline(time.Time{}) }
 
 	if rb.Buffer < 0 {
@@ -54,7 +57,7 @@ func (g *Guard) readBody(st *state, rw *responseWriter, r *http.Request) (o outc
 	}
 	if err != nil {
 		o := bodyFaultOf(err)
-		answerBodyFault(rw, st, o)
+		answerBodyFault(rw, cfg, o)
 		return o, true
 	}
 	n := len(buf)
@@ -72,8 +75,8 @@ func (g *Guard) readBody(st *state, rw *responseWriter, r *http.Request) (o outc
 	}
 	if rb.Max > 0 && limit == rb.Max {
 		clear()
-		answerBodyFault(rw, st, outcomeBodyTooLarge)
-		return outcomeBodyTooLarge, true
+		answerBodyFault(rw, cfg, admit.BodyTooLarge)
+		return admit.BodyTooLarge, true
 	}
 	// Larger than the buffer: the rest streams, still under the deadline.
 	rest := limitBody(rw, r.Body, rb.Max-int64(n))
@@ -92,7 +95,7 @@ func isTimeout(err error) bool {
 // bodyError is a failure reading the client's body while it streams
 // upstream, as the transport reports it: the client's fault.
 type bodyError struct {
-	outcome outcome
+	outcome admit.Outcome
 	err     error
 }
 
@@ -100,28 +103,28 @@ func (e *bodyError) Error() string { return "request body: " + e.err.Error() }
 func (e *bodyError) Unwrap() error { return e.err }
 
 // bodyFaultOf says what a failed body read means.
-func bodyFaultOf(err error) outcome {
+func bodyFaultOf(err error) admit.Outcome {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return outcomeBodyTooLarge
+		return admit.BodyTooLarge
 	case isTimeout(err):
-		return outcomeBodyTimeout
+		return admit.BodyTimeout
 	}
-	return outcomeBodyIncomplete // the client left or broke its framing
+	return admit.BodyIncomplete // the client left or broke its framing
 }
 
 // answerBodyFault tells the client what was wrong with its body (a client
 // that broke off gets nothing: it is gone).
-func answerBodyFault(w http.ResponseWriter, st *state, o outcome) {
+func answerBodyFault(w http.ResponseWriter, cfg *config.Config, o admit.Outcome) {
 	switch o {
-	case outcomeBodyTimeout:
+	case admit.BodyTimeout:
 		writeJSONError(w, http.StatusRequestTimeout, map[string]any{
 			"error":   "request_body_timeout",
-			"message": "the request body did not arrive within " + st.cfg.Timeouts.Body.D().String() + "; send it faster or in smaller requests",
+			"message": "the request body did not arrive within " + cfg.Timeouts.Body.D().String() + "; send it faster or in smaller requests",
 		})
-	case outcomeBodyTooLarge:
-		max := st.cfg.RequestBody.Max
+	case admit.BodyTooLarge:
+		max := cfg.RequestBody.Max
 		writeJSONError(w, http.StatusRequestEntityTooLarge, map[string]any{
 			"error":     "request_body_too_large",
 			"message":   "the request body is larger than " + strconv.FormatInt(max, 10) + " bytes",

@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -84,22 +84,19 @@ type Options struct {
 }
 
 // Guard is the proxy. Create it with New; it is safe for concurrent use.
+// It is a front-end of the admission core (internal/admit): the core
+// identifies, admits and charges each request, the Guard proxies it and
+// writes its access log line.
 type Guard struct {
+	core      *admit.Core
 	clock     budget.Clock
-	ledger    *budget.Ledger
-	fp        *Fingerprinter
 	log       *slog.Logger
-	reg       *prometheus.Registry
-	m         *metrics
 	transport http.RoundTripper
 	admin     http.Handler
 
 	storeHealth StoreHealth // nil: no store that can be down; set by Run before serving
 
-	state atomic.Pointer[state]
-
-	mu    sync.Mutex // serializes reloads; guards poolM
-	poolM map[string]*poolMetrics
+	front atomic.Pointer[front]
 
 	alog      *logFile // nil: no access log
 	flushStop chan struct{}
@@ -117,13 +114,9 @@ type Guard struct {
 	closeOnce      sync.Once
 }
 
-// state is everything a reload replaces, swapped atomically so a request
-// sees one consistent configuration.
-type state struct {
-	cfg      *config.Config
-	keys     *keyFinder
-	policy   *policy
-	router   *router
+// front is the proxy's own part of the configuration, replaced with the
+// core's at a reload.
+type front struct {
 	proxy    *httputil.ReverseProxy
 	upstream *url.URL
 	json     bool
@@ -136,46 +129,30 @@ func New(opts Options) (*Guard, error) {
 	if cfg == nil {
 		return nil, errors.New("guard: Options.Config is required")
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("guard: invalid config: %w", err)
+	core, err := admit.New(admit.Options{
+		Config: cfg, Ledger: opts.Ledger, Clock: opts.Clock, Secret: opts.Secret,
+		Logger: opts.Logger, Registry: opts.Registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("guard: %w", err)
 	}
 	g := &Guard{
-		clock:     opts.Clock,
-		ledger:    opts.Ledger,
+		core:      core,
+		clock:     core.Clock(),
 		log:       opts.Logger,
-		reg:       opts.Registry,
 		transport: opts.Transport,
-		poolM:     map[string]*poolMetrics{},
-	}
-	if g.clock == nil {
-		g.clock = budget.SystemClock{}
 	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	if g.ledger == nil {
-		g.ledger = budget.New(budget.Options{Clock: g.clock})
-	}
-	if g.reg == nil {
-		g.reg = prometheus.NewRegistry()
-	}
-	secret := opts.Secret
-	if secret == nil {
-		var err error
-		if secret, err = resolveSecret(cfg, g.log); err != nil {
-			return nil, err
-		}
-	}
-	g.fp = NewFingerprinter(secret)
-	g.m = newMetrics(g.reg, func() float64 { return float64(g.ledger.Len()) })
 	if g.transport == nil {
 		g.transport = newTransport(cfg.Timeouts)
 	}
-	st, err := g.buildState(cfg, nil)
+	fr, err := g.buildFront(cfg)
 	if err != nil {
 		return nil, err
 	}
-	g.state.Store(st)
+	g.front.Store(fr)
 
 	switch {
 	case opts.AccessLog != nil:
@@ -202,35 +179,6 @@ func New(opts Options) (*Guard, error) {
 	return g, nil
 }
 
-func resolveSecret(cfg *config.Config, lg *slog.Logger) ([]byte, error) {
-	switch {
-	case cfg.Keys.Secret != "":
-		return []byte(cfg.Keys.Secret), nil
-	case cfg.Keys.SecretFile != "":
-		b, err := os.ReadFile(cfg.Keys.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("keys.secret_file: %w", err)
-		}
-		s := strings.TrimSpace(string(b))
-		if len(s) < 16 {
-			return nil, fmt.Errorf("keys.secret_file: %s holds %d bytes; use at least 16 random bytes (openssl rand -hex 32)", cfg.Keys.SecretFile, len(s))
-		}
-		return []byte(s), nil
-	case cfg.Store.Snapshot != "":
-		path := cfg.Store.Snapshot + ".secret"
-		s, created, err := LoadOrCreateSecret(path)
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			lg.Info("created the fingerprint secret; keep it with the snapshot so fingerprints stay the same", "path", path)
-		}
-		return s, nil
-	}
-	lg.Warn("no fingerprint secret configured (keys.secret, keys.secret_file or store.snapshot): using a random one, so key fingerprints change at every restart")
-	return RandomSecret(), nil
-}
-
 func newTransport(t config.Timeouts) *http.Transport {
 	return &http.Transport{
 		// Never the environment's HTTP_PROXY: the upstream is ours.
@@ -252,82 +200,35 @@ func newTransport(t config.Timeouts) *http.Transport {
 	}
 }
 
-// buildState compiles cfg. Pools whose name and limits did not change keep
-// their slots, so a reload does not briefly double a pool's concurrency.
-func (g *Guard) buildState(cfg *config.Config, old *state) (*state, error) {
-	keys, err := newKeyFinder(cfg.Keys)
-	if err != nil {
-		return nil, err
-	}
+// buildFront compiles the proxy's part of cfg.
+func (g *Guard) buildFront(cfg *config.Config) (*front, error) {
 	up, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	st := &state{
-		cfg:      cfg,
-		keys:     keys,
-		policy:   compilePolicy(cfg, g.fp),
-		upstream: up,
-		json:     cfg.AccessLog.Format == "json",
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	rt := &router{}
-	reuse := func(c config.Pool) *pool {
-		if old != nil {
-			for _, p := range old.router.pools {
-				if p.name == c.Name && p.sameLimits(c) {
-					return p
-				}
-			}
-		}
-		return newPool(c, g.poolMetricsLocked(c.Name))
-	}
-	for _, c := range cfg.Pools {
-		p := reuse(c)
-		if len(c.PathPrefixes) == 0 && len(c.Hosts) == 0 {
-			rt.catchAll = p
-			continue
-		}
-		rt.pools = append(rt.pools, p)
-		rt.rules = append(rt.rules, c)
-	}
-	if rt.catchAll == nil {
-		if old != nil && old.router.catchAll.slots == nil {
-			rt.catchAll = old.router.catchAll
-		} else {
-			rt.catchAll = &pool{name: "default", m: g.poolMetricsLocked("default")}
-		}
-	}
-	st.router = rt
-	st.proxy = &httputil.ReverseProxy{
-		Rewrite:        func(pr *httputil.ProxyRequest) { g.rewrite(st, pr) },
+	fr := &front{upstream: up, json: cfg.AccessLog.Format == "json"}
+	fr.proxy = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { g.rewrite(fr, pr) },
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.upstreamError,
 		Transport:      g.transport,
 		BufferPool:     bufferPool{},
 		ErrorLog:       log.New(slogWriter{g.log}, "", 0),
 	}
-	return st, nil
+	return fr, nil
 }
 
-func (g *Guard) poolMetricsLocked(name string) *poolMetrics {
-	pm, ok := g.poolM[name]
-	if !ok {
-		pm = g.m.pool(name)
-		g.poolM[name] = pm
-	}
-	return pm
-}
+// Core returns the admission core the Guard is a front-end of.
+func (g *Guard) Core() *admit.Core { return g.core }
 
 // Ledger returns the ledger the Guard charges.
-func (g *Guard) Ledger() *budget.Ledger { return g.ledger }
+func (g *Guard) Ledger() *budget.Ledger { return g.core.Ledger() }
 
 // Fingerprint returns the fingerprint of an API key as this Guard logs it.
-func (g *Guard) Fingerprint(key string) string { return g.fp.Fingerprint(key) }
+func (g *Guard) Fingerprint(key string) string { return g.core.Fingerprint(key) }
 
 // Config returns the configuration in force.
-func (g *Guard) Config() *config.Config { return g.state.Load().cfg }
+func (g *Guard) Config() *config.Config { return g.core.Config() }
 
 // Reload replaces the configuration. An invalid cfg is refused with the
 // reason and the running configuration stays. Listen addresses, the admin
@@ -335,41 +236,18 @@ func (g *Guard) Config() *config.Config { return g.state.Load().cfg }
 // fixed at start; changes to them are logged and take effect at restart.
 func (g *Guard) Reload(cfg *config.Config) error {
 	if err := cfg.Validate(); err != nil {
-		g.m.reloads.WithLabelValues("error").Inc()
+		g.core.ReloadRefused()
 		return fmt.Errorf("keeping the running configuration: %w", err)
 	}
-	old := g.state.Load()
-	st, err := g.buildState(cfg, old)
+	fr, err := g.buildFront(cfg)
 	if err != nil {
-		g.m.reloads.WithLabelValues("error").Inc()
+		g.core.ReloadRefused()
 		return fmt.Errorf("keeping the running configuration: %w", err)
 	}
-	var fixed []string
-	if cfg.Listen != old.cfg.Listen {
-		fixed = append(fixed, "listen")
+	if err := g.core.Reload(cfg); err != nil {
+		return err
 	}
-	if cfg.Admin != old.cfg.Admin {
-		fixed = append(fixed, "admin")
-	}
-	if cfg.Store != old.cfg.Store {
-		fixed = append(fixed, "store")
-	}
-	if cfg.Keys.Secret != old.cfg.Keys.Secret || cfg.Keys.SecretFile != old.cfg.Keys.SecretFile {
-		fixed = append(fixed, "keys.secret")
-	}
-	if cfg.Timeouts != old.cfg.Timeouts {
-		fixed = append(fixed, "timeouts")
-	}
-	if cfg.AccessLog.Path != old.cfg.AccessLog.Path {
-		fixed = append(fixed, "access_log.path")
-	}
-	g.state.Store(st)
-	g.m.reloads.WithLabelValues("ok").Inc()
-	if len(fixed) > 0 {
-		g.log.Warn("configuration reloaded, but these fields only change at restart", "fields", strings.Join(fixed, ", "))
-	} else {
-		g.log.Info("configuration reloaded", "pools", len(cfg.Pools), "tiers", len(cfg.Tiers), "overrides", len(cfg.Overrides), "shadow", cfg.Shadow)
-	}
+	g.front.Store(fr)
 	return nil
 }
 

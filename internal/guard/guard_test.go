@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/buildinfo"
 )
@@ -40,7 +41,7 @@ budget: {worker_time: 60s, window: 10m, restrict_for: 5m}
 		t.Errorf("Retry-After = %q, want about 300 (restrict_for 5m)", r.header.Get("Retry-After"))
 	}
 	fp := e.g.Fingerprint("heavy-key")
-	pk := partitionKey(fp)
+	pk := admit.PartitionKey(fp)
 	if got, want := r.header.Get("RateLimit-Policy"), `"worker-time";q=60;w=600;headroom-qu="worker-seconds";pk=`+pk; got != want {
 		t.Errorf("RateLimit-Policy = %s, want %s", got, want)
 	}
@@ -180,7 +181,7 @@ pools:
 		}
 		io.WriteString(w, "ok\n")
 	})})
-	api := e.g.state.Load().router.pools[0]
+	api := e.g.Core().Pool("api")
 	var wg sync.WaitGroup
 	results := make(chan int, 3)
 	for i := range 2 {
@@ -190,10 +191,10 @@ pools:
 			results <- e.do("GET", "/api/export", "X-Api-Key", "api-"+strconv.Itoa(i)).status
 		}()
 	}
-	waitFor(t, "2 api requests upstream", func() bool { return api.active.Load() == 2 })
+	waitFor(t, "2 api requests upstream", func() bool { return api.Active() == 2 })
 	queued := make(chan resp, 1)
 	go func() { queued <- e.do("GET", "/api/export", "X-Api-Key", "api-q") }()
-	waitFor(t, "1 api request queued", func() bool { return api.waiting.Load() == 1 })
+	waitFor(t, "1 api request queued", func() bool { return api.Waiting() == 1 })
 
 	// The queue is full: refused at once with 503 and Retry-After.
 	r := e.do("GET", "/api/export", "X-Api-Key", "api-x")
@@ -321,17 +322,17 @@ pools: [{name: api, path_prefixes: [/api/], max_concurrent: 1, queue: 5, queue_t
 `, upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-release
 	})})
-	api := e.g.state.Load().router.pools[0]
+	api := e.g.Core().Pool("api")
 	first := make(chan int, 1)
 	go func() { first <- e.do("GET", "/api/a").status }()
-	waitFor(t, "the first request upstream", func() bool { return api.active.Load() == 1 })
+	waitFor(t, "the first request upstream", func() bool { return api.Active() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	queued := make(chan resp, 1)
 	go func() { queued <- e.doCtx(ctx, "GET", "/api/b") }()
-	waitFor(t, "the second request queued", func() bool { return api.waiting.Load() == 1 })
+	waitFor(t, "the second request queued", func() bool { return api.Waiting() == 1 })
 	cancel()
 	recv(t, "the queued client to give up", queued)
-	waitFor(t, "the queue to empty", func() bool { return api.waiting.Load() == 0 })
+	waitFor(t, "the queue to empty", func() bool { return api.Waiting() == 0 })
 	f := parseLine(t, e.logLines(1)[0])
 	if f.status != 499 || f.upstreamStatus != "-" || f.pool != "api" {
 		t.Errorf("queued abort logged as %+v", f)

@@ -45,7 +45,7 @@ func openGuard(cfg *config.Config, clock budget.Clock, lg *slog.Logger, snaps Sn
 		g.storeHealth = h
 	}
 	if c, ok := snaps.(prometheus.Collector); ok {
-		if err := g.reg.Register(c); err != nil {
+		if err := g.core.Registry().Register(c); err != nil {
 			g.Close()
 			return nil, nil, fmt.Errorf("register store metrics: %w", err)
 		}
@@ -108,7 +108,7 @@ func (g *Guard) reloadFrom(load func() (*config.Config, error), lg *slog.Logger)
 	}
 	next, err := load()
 	if err != nil {
-		g.m.reloads.WithLabelValues("error").Inc()
+		g.core.ReloadRefused()
 		lg.Error("reload refused; keeping the running configuration", "err", err)
 		return
 	}

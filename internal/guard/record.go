@@ -3,11 +3,11 @@ package guard
 import (
 	"encoding/json"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/admit"
 )
 
 var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -20,8 +20,11 @@ const StatusClientClosed = 499
 // record counts the request in the metrics and writes its access log line.
 // A client that left early is logged with 499 at the moment it left, next
 // to the upstream's real status and time: both truths (seeds/03).
-func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *exchange, client netip.Addr, o outcome) {
+func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *exchange, o admit.Outcome) {
 	end := g.clock.Now()
+	if !ex.upStart.IsZero() && ex.upEnd.IsZero() { // a panic mid-copy: still charge what the upstream did
+		ex.upEnd = end
+	}
 	status, sent := rw.status, rw.bytes
 	if status == 0 && ex.upStatus == http.StatusSwitchingProtocols {
 		// ReverseProxy writes a 101 straight to the hijacked connection.
@@ -30,11 +33,11 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 	ex.mu.Lock()
 	gone := ex.goneAt
 	ex.mu.Unlock()
-	if o == outcomeBodyTimeout || o == outcomeBodyTooLarge {
+	if o == admit.BodyTimeout || o == admit.BodyTooLarge {
 		// Answered (408, 413); a read past the deadline also cancels the
 		// request's context, which is not the client leaving.
 		gone = time.Time{}
-	} else if gone.IsZero() && (r.Context().Err() != nil || o == outcomeAbortedInQueue || o == outcomeBodyIncomplete) {
+	} else if gone.IsZero() && (r.Context().Err() != nil || o == admit.AbortedInQueue || o == admit.BodyIncomplete) {
 		// The client left, but the AfterFunc noting when has not run yet.
 		gone = end
 	}
@@ -45,49 +48,41 @@ func (g *Guard) record(st *state, rw *responseWriter, r *http.Request, ex *excha
 			// written went into a dead connection's buffer.
 			sent = 0
 		}
-		if o == outcomeOK || o == outcomeShadowRestricted {
-			o = outcomeClientAbort
+		if o == admit.OK || o == admit.ShadowRestricted {
+			o = admit.ClientAbort
 		}
 	}
-	var upTime float64
-	pm := ex.pool.m
-	pm.requests[o].Inc()
-	if !ex.upStart.IsZero() && !ex.upEnd.IsZero() {
-		upTime = ex.upEnd.Sub(ex.upStart).Seconds()
-		if c := pm.workerSecs[o]; c != nil {
-			c.Add(upTime)
-		}
-		pm.upstream.Observe(upTime)
-	}
+	reached := !ex.upStart.IsZero()
+	g.core.Finish(&ex.adm, ex.upEnd.Sub(ex.upStart), reached, o)
 	if g.alog == nil {
 		return
 	}
 	e := entry{
 		Record: accesslog.Record{
 			Time:            end,
-			Key:             ex.key,
+			Key:             ex.adm.Key,
 			Method:          r.Method,
-			Path:            redactQuery(r.RequestURI, st.keys.redact),
+			Path:            ex.adm.RedactQuery(r.RequestURI),
 			Proto:           r.Proto,
 			Host:            r.Host,
 			Status:          status,
 			BytesSent:       sent,
-			RequestTime:     end.Sub(ex.start),
+			RequestTime:     end.Sub(ex.adm.Start),
 			UpstreamStatus:  ex.upStatus,
 			HasUpstreamTime: !ex.upStart.IsZero(),
 			Referer:         r.Referer(),
 			UserAgent:       r.UserAgent(),
-			Pool:            ex.pool.name,
+			Pool:            ex.adm.Pool.Name(),
 		},
 		Outcome: o,
 	}
-	e.setClient(client)
+	e.setClient(ex.adm.Client)
 	if e.HasUpstreamTime {
 		e.UpstreamTime = ex.upEnd.Sub(ex.upStart)
 	}
 	bp := lineBuffers.Get().(*[]byte)
 	b := (*bp)[:0]
-	if st.json {
+	if fr.json {
 		b = appendJSON(b, &e)
 	} else {
 		b = appendHeadroom(b, &e)

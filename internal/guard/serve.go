@@ -8,21 +8,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 )
 
 // exchange is one request's story, filled in as it goes and written to the
 // access log at the end.
 type exchange struct {
-	start time.Time
-	key   string
-	lim   budget.Limits
-	pool  *pool
-	dec   budget.Decision
+	adm admit.Admission // key, limits, pool, decision, ticket
 
 	// Upstream side; written only by the handler goroutine.
 	upStart, upEnd time.Time
@@ -32,7 +28,7 @@ type exchange struct {
 	// bodyFault is set when the client's body failed while streaming
 	// upstream (too slow, too large, broken off): the client's fault,
 	// answered 408/413, not the upstream's 502.
-	bodyFault outcome
+	bodyFault admit.Outcome
 
 	// Client side: when the client went away, set by a context.AfterFunc
 	// goroutine.
@@ -88,130 +84,71 @@ func exchangeFrom(ctx context.Context) *exchange {
 	return ex
 }
 
-// ServeHTTP proxies one request: find its key and pool, refuse it if the
-// key is restricted, wait for a pool slot, admit it in the ledger, proxy it,
-// and charge the upstream's real time, even when the client left early.
+// ServeHTTP proxies one request: the core identifies it (key, pool) and
+// admits it (refusing a restricted key, waiting for a pool slot), the
+// proxy hands it upstream, and the core charges the upstream's real time,
+// even when the client left early.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.active.Add(1)
 	defer g.active.Done()
-	st := g.state.Load()
-	ex := &exchange{start: g.clock.Now()}
+	fr := g.front.Load()
+	ex := &exchange{}
 	ex.rw.ResponseWriter = w
 	rw := &ex.rw
-	client := st.keys.clientAddr(r)
-	if raw := st.keys.rawKey(r); raw != "" {
-		ex.key = g.fp.Fingerprint(raw)
-	} else if client.IsValid() {
-		var buf [len(addrPrefix) + 64]byte
-		ex.key = string(client.AppendTo(append(buf[:0], addrPrefix...)))
-	}
-	ex.lim = st.policy.limits(ex.key)
-	ex.pool = st.router.pick(r)
+	g.core.Begin(&admit.Request{
+		Header: r.Header, Query: r.URL.RawQuery, Peer: admit.PeerAddr(r.RemoteAddr), Host: r.Host, Path: r.URL.Path,
+	}, &ex.adm)
 
 	stop := context.AfterFunc(r.Context(), ex.clientGone(g.clock))
-	o := outcomeUpstreamError // what a panic (http.ErrAbortHandler) leaves
+	o := admit.UpstreamError // what a panic (http.ErrAbortHandler) leaves
 	defer func() {
 		stop()
-		g.record(st, rw, r, ex, client, o)
+		g.record(fr, rw, r, ex, o)
 	}()
-	o = g.serve(st, rw, r, ex)
+	o = g.serve(fr, rw, r, ex)
 }
 
-func (g *Guard) serve(st *state, rw *responseWriter, r *http.Request, ex *exchange) outcome {
-	if o, done := g.readBody(st, rw, r); done {
+func (g *Guard) serve(fr *front, rw *responseWriter, r *http.Request, ex *exchange) admit.Outcome {
+	cfg := ex.adm.Config()
+	if o, done := g.readBody(cfg, rw, r); done {
 		return o
 	}
-	p := ex.pool
-	// A restricted key is refused before it can take a place in a pool's
-	// queue that another key could use.
-	if p.slots != nil && !ex.lim.Shadow && (ex.lim.Budget > 0 || ex.lim.MaxInFlight > 0) {
-		if s := g.ledger.Status(ex.key, ex.lim); !s.RestrictedUntil.IsZero() {
-			d := budget.Decision{Outcome: budget.Restricted, Used: time.Duration(s.WorkerSeconds * float64(time.Second)),
-				InFlight: s.InFlight, RestrictedUntil: s.RestrictedUntil}
-			g.refuse(rw, ex, d)
-			return outcomeRestricted
+	o, ok := g.core.Admit(r.Context(), &ex.adm)
+	if !ok {
+		if o != admit.AbortedInQueue { // nobody to answer
+			writeRefusal(rw, g.core.Refusal(&ex.adm, o))
 		}
+		return o
 	}
-	if err := p.acquire(r.Context()); err != nil {
-		switch {
-		case errors.Is(err, errQueueFull):
-			g.unavailable(rw, p, "pool_queue_full", "the "+p.name+" pool is at capacity and its queue is full")
-			return outcomeQueueFull
-		case errors.Is(err, errQueueTimeout):
-			g.unavailable(rw, p, "pool_queue_timeout", "the "+p.name+" pool stayed at capacity for "+p.timeout.String())
-			return outcomeQueueTimeout
-		default: // the client left while queued
-			return outcomeAbortedInQueue
-		}
-	}
-	defer p.release()
-
-	d, t := g.ledger.Admit(ex.key, ex.lim)
-	ex.dec = d
-	if d.NewlyRestricted {
-		g.restricted(ex, d)
-	}
-	if !d.Proceed() {
-		g.refuse(rw, ex, d)
-		if d.Outcome == budget.TooManyInFlight {
-			return outcomeConcurrencyLimited
-		}
-		return outcomeRestricted
-	}
-	charged := false
-	defer func() {
-		if !charged { // a panic mid-copy: still charge what the upstream did
-			g.charge(ex, t)
-		}
-	}()
-
 	parent := g.upstream[rand.Uint32N(upstreamShards)]
 	ex.uctx = upstreamCtx{Context: parent, values: r.Context(), ex: ex}
-	ctx, cancel := context.WithTimeout(&ex.uctx, st.cfg.Timeouts.Upstream.D())
+	ctx, cancel := context.WithTimeout(&ex.uctx, cfg.Timeouts.Upstream.D())
 	defer cancel()
-	st.proxy.ServeHTTP(rw, r.WithContext(ctx))
-	charged = true
-	g.charge(ex, t)
+	fr.proxy.ServeHTTP(rw, r.WithContext(ctx))
+	if !ex.upStart.IsZero() && ex.upEnd.IsZero() {
+		ex.upEnd = g.clock.Now()
+	}
 
 	switch {
 	case ex.bodyFault != 0:
 		return ex.bodyFault
 	case ex.upErr != nil:
-		return outcomeUpstreamError
+		return admit.UpstreamError
 	case ex.gone():
-		return outcomeClientAbort
-	case d.Shadowed:
-		return outcomeShadowRestricted
+		return admit.ClientAbort
 	}
-	return outcomeOK
+	return o // OK, or ShadowRestricted
 }
 
-// charge ends the request's in-flight accounting with the upstream's real
-// time: from handing the request upstream to the end of its response body.
-func (g *Guard) charge(ex *exchange, t budget.Ticket) {
-	if ex.upStart.IsZero() {
-		g.ledger.Cancel(t)
-		return
+// writeRefusal writes the core's answer for a refused request.
+func writeRefusal(w http.ResponseWriter, ref admit.Refusal) {
+	h := w.Header()
+	h.Del("Content-Length")
+	for _, f := range ref.Header {
+		h[f.Name] = []string{f.Value}
 	}
-	if ex.upEnd.IsZero() {
-		ex.upEnd = g.clock.Now()
-	}
-	d := g.ledger.Finish(t, ex.upEnd.Sub(ex.upStart))
-	if d.NewlyRestricted {
-		g.restricted(ex, d)
-	}
-}
-
-func (g *Guard) restricted(ex *exchange, d budget.Decision) {
-	mode := 0
-	if ex.lim.Shadow {
-		mode = 1
-	}
-	ex.pool.m.restricted[mode].Inc()
-	g.log.Warn("key over its worker-time budget",
-		"key", ex.key, "used", d.Used.Round(time.Millisecond).String(), "budget", ex.lim.Budget.String(),
-		"window", ex.lim.Window.String(), "restricted_until", d.RestrictedUntil.UTC().Format(time.RFC3339),
-		"enforced", !ex.lim.Shadow, "pool", ex.pool.name)
+	w.WriteHeader(ref.Status)
+	_, _ = w.Write(ref.Body)
 }
 
 func (ex *exchange) gone() bool {
@@ -220,21 +157,22 @@ func (ex *exchange) gone() bool {
 	return !ex.goneAt.IsZero()
 }
 
-func (g *Guard) rewrite(st *state, pr *httputil.ProxyRequest) {
-	pr.SetURL(st.upstream)
+func (g *Guard) rewrite(fr *front, pr *httputil.ProxyRequest) {
+	pr.SetURL(fr.upstream)
 	// Keep the Host the client asked for, as nginx's usual
 	// `proxy_set_header Host $host` does: applications route and build
 	// URLs from it.
 	pr.Out.Host = pr.In.Host
 	// Forwarding headers from a client are kept only when it is one of our
 	// trusted proxies; Rewrite already stripped them from Out.
-	if peer := peerAddr(pr.In.RemoteAddr); peer.IsValid() && st.keys.isTrusted(peer) {
+	ex := exchangeFrom(pr.Out.Context())
+	if peer := admit.PeerAddr(pr.In.RemoteAddr); ex != nil && peer.IsValid() && ex.adm.TrustedPeer(peer) {
 		if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
 			pr.Out.Header["X-Forwarded-For"] = v
 		}
 	}
 	pr.SetXForwarded()
-	if ex := exchangeFrom(pr.Out.Context()); ex != nil {
+	if ex != nil {
 		ex.upStart = g.clock.Now()
 	}
 }
@@ -253,7 +191,7 @@ func (g *Guard) modifyResponse(res *http.Response) error {
 		ex.body = timedBody{ReadCloser: res.Body, ex: ex, clock: g.clock}
 		res.Body = &ex.body
 	}
-	setRateLimit(res.Header, ex.key, ex.lim, ex.dec.Used, ex.dec.InFlight, ex.dec.RestrictedUntil, ex.start)
+	ex.adm.SetRateLimit(res.Header, ex.adm.Start)
 	return nil
 }
 
@@ -268,7 +206,10 @@ func (g *Guard) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		status, msg = http.StatusGatewayTimeout, "the upstream did not answer in time"
 	}
-	st := g.state.Load()
+	cfg := g.Config()
+	if ex != nil {
+		cfg = ex.adm.Config()
+	}
 	if ex != nil && !ex.upStart.IsZero() && ex.upEnd.IsZero() {
 		ex.upEnd = g.clock.Now()
 	}
@@ -277,7 +218,7 @@ func (g *Guard) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		if ex != nil {
 			ex.bodyFault = be.outcome
 		}
-		answerBodyFault(w, st, be.outcome)
+		answerBodyFault(w, cfg, be.outcome)
 		return
 	}
 	if ex != nil {
@@ -285,63 +226,12 @@ func (g *Guard) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	key := ""
 	if ex != nil {
-		key = ex.key
+		key = ex.adm.Key
 	}
-	g.log.Error("upstream request failed", "upstream", st.cfg.Upstream, "status", status,
+	g.log.Error("upstream request failed", "upstream", cfg.Upstream, "status", status,
 		"method", r.Method, "path", r.URL.Path, "key", key, "err", err)
 	writeJSONError(w, status, map[string]any{"error": "upstream_unavailable", "message": msg})
 }
-
-// refuse answers 429 for a restricted key or one with too many requests in
-// flight, with Retry-After, the RateLimit fields and a JSON body saying why
-// and until when.
-func (g *Guard) refuse(w http.ResponseWriter, ex *exchange, d budget.Decision) {
-	now := g.clock.Now()
-	h := w.Header()
-	setRateLimit(h, ex.key, ex.lim, d.Used, d.InFlight, d.RestrictedUntil, now)
-	body := map[string]any{"key": ex.key}
-	if d.Outcome == budget.TooManyInFlight {
-		h.Set("Retry-After", "1")
-		body["error"] = "too_many_in_flight"
-		body["message"] = "this key already has " + strconv.Itoa(d.InFlight) + " requests in flight, its limit is " +
-			strconv.Itoa(ex.lim.MaxInFlight) + "; wait for one to finish"
-		body["in_flight"] = d.InFlight
-		body["max_in_flight"] = ex.lim.MaxInFlight
-		body["retry_after_seconds"] = 1
-	} else {
-		ra := int64(1)
-		if !d.RestrictedUntil.IsZero() {
-			ra = retryAfter(d.RestrictedUntil, now)
-			body["restricted_until"] = d.RestrictedUntil.UTC().Format(time.RFC3339)
-		}
-		h.Set("Retry-After", strconv.FormatInt(ra, 10))
-		body["error"] = "worker_time_budget_exceeded"
-		body["message"] = "this key used " + strconv.FormatFloat(d.Used.Seconds(), 'f', 1, 64) +
-			" s of upstream worker time in the last " + ex.lim.Window.String() + " (budget " +
-			strconv.FormatFloat(ex.lim.Budget.Seconds(), 'f', 1, 64) + " s) and is restricted until " +
-			d.RestrictedUntil.UTC().Format(time.RFC3339)
-		body["used_seconds"] = round3(d.Used.Seconds())
-		body["budget_seconds"] = ex.lim.Budget.Seconds()
-		body["window_seconds"] = ex.lim.Window.Seconds()
-		body["retry_after_seconds"] = ra
-	}
-	writeJSONError(w, http.StatusTooManyRequests, body)
-}
-
-// unavailable answers 503 when a pool is full: the upstream is busy, not
-// the key at fault, so no RateLimit fields.
-func (g *Guard) unavailable(w http.ResponseWriter, p *pool, code, msg string) {
-	ra := int64(1)
-	if p.timeout > time.Second {
-		ra = int64(p.timeout / time.Second)
-	}
-	w.Header().Set("Retry-After", strconv.FormatInt(ra, 10))
-	writeJSONError(w, http.StatusServiceUnavailable, map[string]any{
-		"error": code, "message": msg + "; retry shortly", "pool": p.name, "retry_after_seconds": ra,
-	})
-}
-
-func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
 // timedBody marks the end of the upstream's work: the end of its response
 // body (EOF, a read error, or Close, whichever comes first).

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
-	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/admit"
 )
 
 // Sidecar is the guard beside a real nginx (`headroom sidecar`): nginx asks
@@ -30,10 +30,11 @@ import (
 // client abort at the moment the client left. Here a request is in flight
 // from the check, and an abort is charged what the upstream really spent.
 type Sidecar struct {
-	g   *Guard
-	log *slog.Logger
-	tag string
-	m   sidecarMetrics
+	g    *Guard
+	core *admit.Core
+	log  *slog.Logger
+	tag  string
+	m    sidecarMetrics
 
 	parsers sync.Pool // of accesslog.Parser for SidecarLogFormat
 
@@ -45,21 +46,14 @@ type Sidecar struct {
 // pendingReq is a request nginx was told to let through, whose log line
 // has not come yet.
 type pendingReq struct {
-	ticket   budget.Ticket
-	key      string
-	lim      budget.Limits
-	pool     *pool
-	admitted time.Time
+	adm      admit.Admission // its ticket; its Decision answers a repeated check the same way
 	shadowed bool
-	dec      budget.Decision // for answering a repeated check the same way
 }
 
 // expiredReq remembers what an expired ticket was charged, so a line that
 // arrives after all charges only the rest instead of charging twice.
 type expiredReq struct {
-	key     string
-	lim     budget.Limits
-	pool    *pool
+	adm     admit.Admission // key, limits and pool; its ticket is spent
 	charged time.Duration
 	at      time.Time
 }
@@ -101,6 +95,7 @@ func NewSidecar(o SidecarOptions) (*Sidecar, error) {
 	}
 	s := &Sidecar{
 		g:       o.Guard,
+		core:    o.Guard.core,
 		log:     o.Guard.log,
 		tag:     o.Tag,
 		pending: map[string]*pendingReq{},
@@ -127,7 +122,7 @@ func NewSidecar(o SidecarOptions) (*Sidecar, error) {
 	for _, r := range []string{LineMatched, LineLate, LineUnmatched, LineNoUpstream, LineMalformed} {
 		s.m.lines.WithLabelValues(r)
 	}
-	if err := registerAll(o.Guard.reg, s.m.checks, s.m.lines, s.m.expired,
+	if err := registerAll(o.Guard.core.Registry(), s.m.checks, s.m.lines, s.m.expired,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "headroom_sidecar_tickets_pending",
 			Help: "Requests nginx let through whose log line has not come yet.",
@@ -171,22 +166,13 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	st := s.g.state.Load()
-	view := originalRequest(r)
-	ex := &exchange{start: s.g.clock.Now()}
-	client := st.keys.clientAddr(view)
-	if raw := st.keys.rawKey(view); raw != "" {
-		ex.key = s.g.fp.Fingerprint(raw)
-	} else if client.IsValid() {
-		ex.key = addrPrefix + client.String()
-	}
-	ex.lim = st.policy.limits(ex.key)
-	ex.pool = st.router.pick(view)
+	var a admit.Admission
+	s.core.Begin(checkedRequest(r), &a)
 	id := r.Header.Get(hdrRequestID)
 
 	h := w.Header()
-	h.Set(hdrKey, ex.key)
-	h.Set(hdrPool, ex.pool.name)
+	h.Set(hdrKey, a.Key)
+	h.Set(hdrPool, a.Pool.Name())
 	h.Set("Cache-Control", "no-store")
 
 	if id != "" {
@@ -197,103 +183,76 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The same request checked again (an internal redirect into
 			// another guarded location): already admitted, once.
 			s.m.checks.WithLabelValues("repeated").Inc()
-			setRateLimit(h, p.key, p.lim, p.dec.Used, p.dec.InFlight, p.dec.RestrictedUntil, ex.start)
+			p.adm.SetRateLimit(h, a.Start)
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 	}
 
-	d, t := s.g.ledger.Admit(ex.key, ex.lim)
-	ex.dec = d
-	if d.NewlyRestricted {
-		s.g.restricted(ex, d)
-	}
-	if !d.Proceed() {
-		o := outcomeRestricted
-		if d.Outcome == budget.TooManyInFlight {
-			o = outcomeConcurrencyLimited
-		}
-		ex.pool.m.requests[o].Inc()
+	o, ok := s.core.Decide(&a)
+	if !ok {
+		s.core.Count(&a, o, 0, false)
 		s.m.checks.WithLabelValues("refused").Inc()
-		s.deny(w, ex, d)
+		s.deny(w, s.core.Refusal(&a, o))
 		return
 	}
-	setRateLimit(h, ex.key, ex.lim, d.Used, d.InFlight, d.RestrictedUntil, ex.start)
+	a.SetRateLimit(h, a.Start)
 	if id == "" {
 		// Without $request_id no log line can find the ticket: end it now;
 		// the line will be charged directly (unmatched).
-		s.g.ledger.Cancel(t)
+		s.core.Cancel(&a)
 		s.m.checks.WithLabelValues("untracked").Inc()
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	p := &pendingReq{ticket: t, key: ex.key, lim: ex.lim, pool: ex.pool, admitted: ex.start, shadowed: d.Shadowed, dec: d}
+	p := &pendingReq{adm: a, shadowed: a.Decision.Shadowed}
 	s.mu.Lock()
 	if _, dup := s.pending[id]; dup {
 		// A concurrent check for the same id won the race.
 		s.mu.Unlock()
-		s.g.ledger.Cancel(t)
+		s.core.Cancel(&a)
 		s.m.checks.WithLabelValues("repeated").Inc()
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	s.pending[id] = p
 	s.mu.Unlock()
-	ex.pool.m.inFlight.Inc()
 	s.m.checks.WithLabelValues("allowed").Inc()
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // deny answers the check with 403 and everything nginx needs to give the
-// client the same 429 `headroom proxy` gives: the Guard's own refusal is
-// rendered and its headers and body handed over in header fields.
-func (s *Sidecar) deny(w http.ResponseWriter, ex *exchange, d budget.Decision) {
-	rec := &capture{h: http.Header{}}
-	s.g.refuse(rec, ex, d)
+// client the same 429 `headroom proxy` gives: the core's refusal, its
+// header fields as they are and its body in one more field.
+func (s *Sidecar) deny(w http.ResponseWriter, ref admit.Refusal) {
 	h := w.Header()
-	for _, k := range []string{"Retry-After", "Ratelimit-Policy", "Ratelimit"} {
-		if v := rec.h.Get(k); v != "" {
-			h.Set(k, v)
-		}
+	for _, f := range ref.Header {
+		h[f.Name] = []string{f.Value}
 	}
-	body := bytes.TrimSpace(rec.body.Bytes()) // one line: json.Encoder without indent
-	h.Set(hdrDenial, string(body))
-	h.Set("Content-Type", "application/json")
+	h.Set(hdrDenial, string(bytes.TrimSpace(ref.Body))) // one line: JSON without indent
 	w.WriteHeader(http.StatusForbidden)
-	_, _ = w.Write(rec.body.Bytes())
+	_, _ = w.Write(ref.Body)
 }
 
-// capture is a ResponseWriter that keeps what was written.
-type capture struct {
-	h    http.Header
-	body bytes.Buffer
-	code int
-}
-
-func (c *capture) Header() http.Header         { return c.h }
-func (c *capture) Write(p []byte) (int, error) { return c.body.Write(p) }
-func (c *capture) WriteHeader(code int)        { c.code = code }
-
-// originalRequest rebuilds, from the check subrequest, the request nginx is
+// checkedRequest rebuilds, from the check subrequest, the request nginx is
 // asking about: its headers are the original's (auth_request passes them),
 // and the snippet adds the client address, URI and host nginx saw. The key
 // sources, trusted proxies and pools then apply as in `headroom proxy`.
-func originalRequest(r *http.Request) *http.Request {
-	v := &http.Request{Method: r.Method, Header: r.Header, RemoteAddr: r.RemoteAddr, Host: r.Host, URL: &url.URL{Path: "/"}}
+func checkedRequest(r *http.Request) *admit.Request {
+	v := &admit.Request{Header: r.Header, Peer: admit.PeerAddr(r.RemoteAddr), Host: r.Host, Path: "/"}
 	if c := r.Header.Get(hdrClient); c != "" {
-		v.RemoteAddr = c
+		v.Peer = admit.PeerAddr(c)
 	}
 	if h := r.Header.Get(hdrHost); h != "" {
 		v.Host = h
 	}
 	if uri := r.Header.Get(hdrURI); uri != "" {
 		if u, err := url.ParseRequestURI(uri); err == nil {
-			v.URL = u
+			v.Path, v.Query = u.Path, u.RawQuery
 		} else {
 			// nginx passes $request_uri as the client sent it; a path
 			// that does not parse still routes by its prefix.
-			path, q, _ := strings.Cut(uri, "?")
-			v.URL = &url.URL{Path: path, RawQuery: q}
+			v.Path, v.Query, _ = strings.Cut(uri, "?")
 		}
 	}
 	return v
@@ -341,59 +300,30 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 
 	switch {
 	case ok:
-		pr.pool.m.inFlight.Dec()
 		o := lineOutcome(&rec, pr.shadowed)
-		if !rec.HasUpstreamTime {
-			s.g.ledger.Cancel(pr.ticket)
-		} else if d := s.g.ledger.Finish(pr.ticket, upTime); d.NewlyRestricted {
-			s.g.restricted(&exchange{key: pr.key, lim: pr.lim, pool: pr.pool}, d)
-		}
-		s.count(pr.pool, o, &rec)
+		s.core.Finish(&pr.adm, upTime, rec.HasUpstreamTime, o)
 		return LineMatched, nil
 	case wasExpired:
-		o := lineOutcome(&rec, false)
 		if rest := upTime - late.charged; rest > 0 {
-			s.chargeDirect(late.key, late.lim, late.pool, rest)
+			s.core.ChargeDirect(&late.adm, rest)
 		}
-		s.count(late.pool, o, &rec)
+		s.core.Count(&late.adm, lineOutcome(&rec, false), upTime, rec.HasUpstreamTime)
 		return LineLate, nil
 	}
 	if !rec.HasUpstreamTime || upTime <= 0 {
 		return LineNoUpstream, nil
 	}
-	key := rec.Key
-	if key == "" {
+	if rec.Key == "" {
 		// A location without the check logging to the sidecar: there is
 		// no key to charge.
 		return LineNoUpstream, nil
 	}
-	key = strings.Clone(key) // the ledger may keep it; rec.Key aliases b
-	st := s.g.state.Load()
-	pl := st.router.catchAll
-	for _, cand := range st.router.pools {
-		if cand.name == rec.Pool {
-			pl = cand
-		}
-	}
-	s.chargeDirect(key, st.policy.limits(key), pl, upTime)
-	s.count(pl, lineOutcome(&rec, false), &rec)
+	var a admit.Admission
+	// A copy of the key: the ledger may keep it; rec.Key aliases b.
+	s.core.Lookup(&a, strings.Clone(rec.Key), rec.Pool)
+	s.core.ChargeDirect(&a, upTime)
+	s.core.Count(&a, lineOutcome(&rec, false), upTime, true)
 	return LineUnmatched, nil
-}
-
-// chargeDirect charges worker time for which no ticket is in flight. The
-// work was done whatever the key's state, so it is admitted as shadow (a
-// restricted key is still charged) and finished at once.
-func (s *Sidecar) chargeDirect(key string, lim budget.Limits, pl *pool, d time.Duration) {
-	shadow := lim
-	shadow.Shadow = true
-	a, t := s.g.ledger.Admit(key, shadow)
-	f := s.g.ledger.Finish(t, d)
-	if a.NewlyRestricted || f.NewlyRestricted {
-		if f.RestrictedUntil.IsZero() {
-			f = a
-		}
-		s.g.restricted(&exchange{key: key, lim: lim, pool: pl}, f)
-	}
 }
 
 // lineOutcome reads the request's outcome from nginx's line, as the proxy
@@ -401,49 +331,33 @@ func (s *Sidecar) chargeDirect(key string, lim budget.Limits, pl *pool, d time.D
 // the request went upstream; once upstream (proxy_ignore_client_abort on) it
 // logs the upstream's status, and the abort shows only as an incomplete
 // answer, if the client was gone before nginx finished writing it.
-func lineOutcome(rec *accesslog.Record, shadowed bool) outcome {
+func lineOutcome(rec *accesslog.Record, shadowed bool) admit.Outcome {
 	completion, logged := rec.Get("request_completion")
 	switch {
 	case rec.Status == StatusClientClosed, logged && completion != "OK" && rec.HasUpstreamTime:
-		return outcomeClientAbort
+		return admit.ClientAbort
 	case (rec.Status == http.StatusBadGateway || rec.Status == http.StatusGatewayTimeout) &&
 		(rec.UpstreamStatus == 0 || rec.UpstreamStatus == rec.Status):
-		return outcomeUpstreamError
+		return admit.UpstreamError
 	case shadowed:
-		return outcomeShadowRestricted
+		return admit.ShadowRestricted
 	}
-	return outcomeOK
-}
-
-func (s *Sidecar) count(pl *pool, o outcome, rec *accesslog.Record) {
-	pm := pl.m
-	pm.requests[o].Inc()
-	if rec.HasUpstreamTime {
-		t := rec.UpstreamTime.Seconds()
-		if c := pm.workerSecs[o]; c != nil {
-			c.Add(t)
-		}
-		pm.upstream.Observe(t)
-	}
+	return admit.OK
 }
 
 // Expire charges the tickets whose log line has not come within the bound
 // (lost in UDP, or nginx never logged) the bound itself, and forgets
 // expired tickets one bound later. Run calls it every second.
 func (s *Sidecar) Expire() int {
-	now := s.g.clock.Now()
+	now := s.core.Clock().Now()
 	bound := s.bound()
-	type exp struct {
-		id string
-		p  *pendingReq
-	}
-	var due []exp
+	var due []*pendingReq
 	s.mu.Lock()
 	for id, p := range s.pending {
-		if now.Sub(p.admitted) >= bound {
-			due = append(due, exp{id, p})
+		if now.Sub(p.adm.Start) >= bound {
+			due = append(due, p)
 			delete(s.pending, id)
-			s.expired[id] = expiredReq{key: p.key, lim: p.lim, pool: p.pool, charged: bound, at: now}
+			s.expired[id] = expiredReq{adm: p.adm, charged: bound, at: now}
 		}
 	}
 	for id, e := range s.expired {
@@ -452,11 +366,8 @@ func (s *Sidecar) Expire() int {
 		}
 	}
 	s.mu.Unlock()
-	for _, e := range due {
-		e.p.pool.m.inFlight.Dec()
-		if d := s.g.ledger.Finish(e.p.ticket, bound); d.NewlyRestricted {
-			s.g.restricted(&exchange{key: e.p.key, lim: e.p.lim, pool: e.p.pool}, d)
-		}
+	for _, p := range due {
+		s.core.Charge(&p.adm, bound, true)
 		s.m.expired.Inc()
 	}
 	if len(due) > 0 {
@@ -469,13 +380,12 @@ func (s *Sidecar) Expire() int {
 // Close charges every ticket still pending its elapsed time (at shutdown:
 // the snapshot then keeps what those requests used so far).
 func (s *Sidecar) Close() {
-	now := s.g.clock.Now()
+	now := s.core.Clock().Now()
 	s.mu.Lock()
 	pend := s.pending
 	s.pending = map[string]*pendingReq{}
 	s.mu.Unlock()
 	for _, p := range pend {
-		p.pool.m.inFlight.Dec()
-		s.g.ledger.Finish(p.ticket, min(now.Sub(p.admitted), s.bound()))
+		s.core.Charge(&p.adm, min(now.Sub(p.adm.Start), s.bound()), true)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -84,8 +85,9 @@ func line(id, key string, status int, upstream string) []byte {
 }
 
 func (e *sidecarEnv) status(key string) budget.KeyStatus {
-	lk := e.sc.g.fp.LedgerKey(key)
-	return e.sc.g.ledger.Status(lk, e.sc.g.state.Load().policy.limits(lk))
+	c := e.sc.g.Core()
+	lk := c.LedgerKey(key)
+	return c.Ledger().Status(lk, c.Limits(lk))
 }
 
 func (e *sidecarEnv) ingest(b []byte, want string) {
@@ -321,14 +323,14 @@ func TestSidecarLineOutcome(t *testing.T) {
 		upTime     string
 		completion string
 		shadowed   bool
-		want       outcome
+		want       admit.Outcome
 	}{
-		{"answered", 200, "200", "0.1", "OK", false, outcomeOK},
-		{"client left while upstream (answer not sent in full)", 200, "200", "0.6", "", false, outcomeClientAbort},
-		{"client left before upstream", 499, "-", "-", "", false, outcomeClientAbort},
-		{"upstream down", 502, "502", "0.001", "OK", false, outcomeUpstreamError},
-		{"upstream unreachable", 502, "-", "-", "OK", false, outcomeUpstreamError},
-		{"shadow", 200, "200", "0.1", "OK", true, outcomeShadowRestricted},
+		{"answered", 200, "200", "0.1", "OK", false, admit.OK},
+		{"client left while upstream (answer not sent in full)", 200, "200", "0.6", "", false, admit.ClientAbort},
+		{"client left before upstream", 499, "-", "-", "", false, admit.ClientAbort},
+		{"upstream down", 502, "502", "0.001", "OK", false, admit.UpstreamError},
+		{"upstream unreachable", 502, "-", "-", "OK", false, admit.UpstreamError},
+		{"shadow", 200, "200", "0.1", "OK", true, admit.ShadowRestricted},
 	}
 	f, err := accesslog.CompileNginx(SidecarLogFormat)
 	if err != nil {

@@ -1,4 +1,4 @@
-package guard
+package admit
 
 import (
 	"net/http"
@@ -107,7 +107,7 @@ func TestRawKeySources(t *testing.T) {
 		if c.hdr[0] != "" {
 			r.Header.Set(c.hdr[0], c.hdr[1])
 		}
-		if got := f.rawKey(r); got != c.want {
+		if got := f.rawKey(&Request{Header: r.Header, Query: r.URL.RawQuery}); got != c.want {
 			t.Errorf("%s %v: key %q, want %q", c.target, c.hdr, got, c.want)
 		}
 	}
@@ -138,7 +138,7 @@ func TestPoolRouting(t *testing.T) {
 		{"app.example.com", "/", "ui"},
 	} {
 		r := httptest.NewRequest("GET", "http://"+c.host+c.path, nil)
-		if got := rt.pick(r).name; got != c.want {
+		if got := rt.pick(r.Host, r.URL.Path).name; got != c.want {
 			t.Errorf("%s%s -> %s, want %s", c.host, c.path, got, c.want)
 		}
 	}
@@ -155,9 +155,9 @@ func FuzzClientAddr(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, remote, xff string) {
-		r := &http.Request{RemoteAddr: remote, Header: http.Header{"X-Forwarded-For": {xff}}}
+		r := &Request{Peer: PeerAddr(remote), Header: http.Header{"X-Forwarded-For": {xff}}}
 		got := kf.clientAddr(r)
-		peer := peerAddr(remote)
+		peer := PeerAddr(remote)
 		if got == peer {
 			return
 		}

@@ -1,4 +1,4 @@
-package guard
+package admit
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -7,24 +7,24 @@ import (
 	"github.com/headroom-dev/headroom/internal/buildinfo"
 )
 
-// outcome is what happened to a request, one label value per request. The
+// Outcome is what happened to a request, one label value per request. The
 // set is fixed, so with pools (from config) it bounds every label: keys are
 // never labels.
-type outcome uint8
+type Outcome uint8
 
 const (
-	outcomeOK                 outcome = iota // proxied, upstream answered, client got it
-	outcomeShadowRestricted                  // proxied, but would have been refused (shadow mode)
-	outcomeClientAbort                       // proxied, the client left before the answer (499)
-	outcomeUpstreamError                     // proxied, the upstream failed or timed out (502/504)
-	outcomeRestricted                        // refused: over budget / restricted (429)
-	outcomeConcurrencyLimited                // refused: too many in flight for the key (429)
-	outcomeQueueFull                         // refused: pool queue full (503)
-	outcomeQueueTimeout                      // refused: waited too long in the pool queue (503)
-	outcomeAbortedInQueue                    // the client left while queued (499)
-	outcomeBodyTimeout                       // refused: the request body came too slowly (408)
-	outcomeBodyTooLarge                      // refused: the request body is over request_body.max (413)
-	outcomeBodyIncomplete                    // the client left or broke off mid-body (499)
+	OK                 Outcome = iota // proxied, upstream answered, client got it
+	ShadowRestricted                  // proxied, but would have been refused (shadow mode)
+	ClientAbort                       // proxied, the client left before the answer (499)
+	UpstreamError                     // proxied, the upstream failed or timed out (502/504)
+	Restricted                        // refused: over budget / restricted (429)
+	ConcurrencyLimited                // refused: too many in flight for the key (429)
+	QueueFull                         // refused: pool queue full (503)
+	QueueTimeout                      // refused: waited too long in the pool queue (503)
+	AbortedInQueue                    // the client left while queued (499)
+	BodyTimeout                       // refused: the request body came too slowly (408)
+	BodyTooLarge                      // refused: the request body is over request_body.max (413)
+	BodyIncomplete                    // the client left or broke off mid-body (499)
 	numOutcomes
 )
 
@@ -34,7 +34,7 @@ var outcomeNames = [numOutcomes]string{
 	"body_timeout", "body_too_large", "body_incomplete",
 }
 
-func (o outcome) String() string { return outcomeNames[o] }
+func (o Outcome) String() string { return outcomeNames[o] }
 
 // metrics are the guard's Prometheus collectors, all prefixed headroom_.
 type metrics struct {
@@ -121,8 +121,8 @@ func (m *metrics) pool(name string) *poolMetrics {
 	// Only requests that reached the upstream cost worker time (a body
 	// that fails while streaming has reached it); the other outcomes get no
 	// worker-seconds series.
-	for _, o := range []outcome{outcomeOK, outcomeShadowRestricted, outcomeClientAbort, outcomeUpstreamError,
-		outcomeBodyTimeout, outcomeBodyTooLarge, outcomeBodyIncomplete} {
+	for _, o := range []Outcome{OK, ShadowRestricted, ClientAbort, UpstreamError,
+		BodyTimeout, BodyTooLarge, BodyIncomplete} {
 		pm.workerSecs[o] = m.workerSecs.WithLabelValues(name, o.String())
 	}
 	return pm

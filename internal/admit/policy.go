@@ -1,4 +1,4 @@
-package guard
+package admit
 
 import (
 	"time"
@@ -42,7 +42,7 @@ func compilePolicy(c *config.Config, fp *Fingerprinter) *policy {
 		case o.Fingerprint != "":
 			key = o.Fingerprint
 		default:
-			key = addrPrefix + o.Client
+			key = AddrPrefix + o.Client
 		}
 		p.byKey[key] = l
 		if o.Tier != "" {

@@ -1,4 +1,4 @@
-package guard
+package admit
 
 import (
 	"encoding/base64"
@@ -34,11 +34,15 @@ func appendPartitionKey(b []byte, key string) []byte {
 	return append(b, ':')
 }
 
-func partitionKey(key string) string { return string(appendPartitionKey(nil, key)) }
+// PartitionKey is the "pk" parameter of the RateLimit fields for a ledger
+// key, as a client sees it.
+func PartitionKey(key string) string { return string(appendPartitionKey(nil, key)) }
 
-// setRateLimit writes the RateLimit-Policy and RateLimit fields of
-// draft-ietf-httpapi-ratelimit-headers (draft 10) for key, replacing any the
-// upstream sent.
+// appendRateLimit appends the values of the RateLimit-Policy and RateLimit
+// fields of draft-ietf-httpapi-ratelimit-headers (draft 10) for key under
+// lim, after decision d, to b; the policy is b[:split] of what was
+// appended, the RateLimit value the rest. Nothing is appended for a key
+// without limits.
 //
 // Worker time is not a registered quota unit (the registry has requests,
 // content-bytes and concurrent-requests), so the worker-time policy carries
@@ -50,16 +54,11 @@ func partitionKey(key string) string { return string(appendPartitionKey(nil, key
 //
 // t (seconds until quota returns) is given only while the key is
 // restricted: under a sliding window quota comes back continuously.
-func setRateLimit(h http.Header, key string, lim budget.Limits, used time.Duration, inFlight int, until, now time.Time) {
-	delete(h, "Ratelimit-Policy")
-	delete(h, "Ratelimit")
+func appendRateLimit(b []byte, key string, lim *budget.Limits, d *budget.Decision, now time.Time) (out []byte, split int) {
+	start := len(b)
 	if lim.Budget <= 0 && lim.MaxInFlight <= 0 {
-		return
+		return b, start
 	}
-	// Both fields are built in one stack buffer and become one string, so
-	// the headers cost two allocations per response.
-	var arr [512]byte
-	b := arr[:0]
 	if lim.Budget > 0 {
 		b = append(b, `"`+policyWorkerTime+`";q=`...)
 		b = strconv.AppendInt(b, int64(lim.Budget/time.Second), 10)
@@ -69,7 +68,7 @@ func setRateLimit(h http.Header, key string, lim budget.Limits, used time.Durati
 		b = appendPartitionKey(b, key)
 	}
 	if lim.MaxInFlight > 0 {
-		if len(b) > 0 {
+		if len(b) > start {
 			b = append(b, ", "...)
 		}
 		b = append(b, `"`+policyConcurrency+`";q=`...)
@@ -77,11 +76,11 @@ func setRateLimit(h http.Header, key string, lim budget.Limits, used time.Durati
 		b = append(b, `;qu="concurrent-requests";pk=`...)
 		b = appendPartitionKey(b, key)
 	}
-	split := len(b)
+	split = len(b)
 	if lim.Budget > 0 {
 		b = append(b, `"`+policyWorkerTime+`";r=`...)
-		b = strconv.AppendInt(b, int64(max(lim.Budget-used, 0)/time.Second), 10)
-		if !until.IsZero() && until.After(now) {
+		b = strconv.AppendInt(b, int64(max(lim.Budget-d.Used, 0)/time.Second), 10)
+		if until := d.RestrictedUntil; !until.IsZero() && until.After(now) {
 			b = append(b, ";t="...)
 			b = strconv.AppendInt(b, retryAfter(until, now), 10)
 		}
@@ -93,9 +92,23 @@ func setRateLimit(h http.Header, key string, lim budget.Limits, used time.Durati
 			b = append(b, ", "...)
 		}
 		b = append(b, `"`+policyConcurrency+`";r=`...)
-		b = strconv.AppendInt(b, int64(max(lim.MaxInFlight-inFlight, 0)), 10)
+		b = strconv.AppendInt(b, int64(max(lim.MaxInFlight-d.InFlight, 0)), 10)
 		b = append(b, ";pk="...)
 		b = appendPartitionKey(b, key)
+	}
+	return b, split
+}
+
+// setRateLimit writes the RateLimit fields into h, replacing any the
+// upstream sent. Both values are built in one stack buffer and become one
+// string, so the fields cost two allocations per response.
+func setRateLimit(h http.Header, key string, lim *budget.Limits, d *budget.Decision, now time.Time) {
+	delete(h, "Ratelimit-Policy")
+	delete(h, "Ratelimit")
+	var arr [512]byte
+	b, split := appendRateLimit(arr[:0], key, lim, d, now)
+	if len(b) == 0 {
+		return
 	}
 	s := string(b)
 	vals := make([]string, 2)

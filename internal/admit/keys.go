@@ -1,4 +1,4 @@
-package guard
+package admit
 
 import (
 	"crypto/hmac"
@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,10 +22,10 @@ import (
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
 
-// addrPrefix marks ledger keys that are client addresses (requests that
+// AddrPrefix marks ledger keys that are client addresses (requests that
 // carried no key). Addresses are not secrets, so they stay readable in the
 // admin API and the access log; API keys never do.
-const addrPrefix = "addr:"
+const AddrPrefix = "addr:"
 
 // fingerprintPrefix marks ledger keys that are fingerprints of API keys.
 const fingerprintPrefix = "fp-"
@@ -98,7 +99,7 @@ func (f *Fingerprinter) compute(key string) string {
 // LedgerKey turns what an admin typed (a raw key, a fingerprint, or an
 // addr:IP) into the key the ledger knows.
 func (f *Fingerprinter) LedgerKey(s string) string {
-	if config.IsFingerprint(s) || strings.HasPrefix(s, addrPrefix) {
+	if config.IsFingerprint(s) || strings.HasPrefix(s, AddrPrefix) {
 		return s
 	}
 	return f.Fingerprint(s)
@@ -136,12 +137,12 @@ func newKeyFinder(k config.Keys) (*keyFinder, error) {
 }
 
 // rawKey returns the API key the request carries, or "".
-func (f *keyFinder) rawKey(r *http.Request) string {
+func (f *keyFinder) rawKey(r *Request) string {
 	for _, s := range f.sources {
 		switch {
 		case s.Header != "":
-			if v := r.Header[s.Header]; len(v) > 0 && v[0] != "" {
-				return strings.TrimSpace(v[0])
+			if v := r.Header.Get(s.Header); v != "" {
+				return strings.TrimSpace(v)
 			}
 		case s.Bearer:
 			v := r.Header.Get("Authorization")
@@ -151,8 +152,9 @@ func (f *keyFinder) rawKey(r *http.Request) string {
 				}
 			}
 		case s.Query != "":
-			if r.URL.RawQuery != "" {
-				if v := r.URL.Query().Get(s.Query); v != "" {
+			if r.Query != "" {
+				q, _ := url.ParseQuery(r.Query)
+				if v := q.Get(s.Query); v != "" {
 					return v
 				}
 			}
@@ -175,8 +177,8 @@ func (f *keyFinder) isTrusted(a netip.Addr) bool {
 // the chain of trusted proxies goes: the rightmost address that is not one
 // of ours is the client (anything to its left was written by the client and
 // can be forged).
-func (f *keyFinder) clientAddr(r *http.Request) netip.Addr {
-	peer := peerAddr(r.RemoteAddr)
+func (f *keyFinder) clientAddr(r *Request) netip.Addr {
+	peer := r.Peer
 	if len(f.trusted) == 0 || !peer.IsValid() || !f.isTrusted(peer) {
 		return peer
 	}
@@ -199,7 +201,10 @@ func (f *keyFinder) clientAddr(r *http.Request) netip.Addr {
 	return client
 }
 
-func peerAddr(remote string) netip.Addr {
+// PeerAddr parses a connection's remote address (host:port, or a bare
+// host) as the core wants Request.Peer: IPv4-mapped IPv6 unmapped, the
+// zero Addr when it does not parse.
+func PeerAddr(remote string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(remote); err == nil {
 		return ap.Addr().Unmap()
 	}
@@ -250,4 +255,44 @@ func RandomSecret() []byte {
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
 	return []byte(hex.EncodeToString(raw[:]))
+}
+
+// redactQuery returns the request target with the values of the named
+// query parameters replaced by REDACTED, so keys passed in URLs never reach
+// the log. The rest of the target is kept byte for byte.
+func redactQuery(uri string, redact map[string]bool) string {
+	q := strings.IndexByte(uri, '?')
+	if q < 0 || len(redact) == 0 {
+		return uri
+	}
+	query := uri[q+1:]
+	needs := false
+	for part := range strings.SplitSeq(query, "&") {
+		name, _, _ := strings.Cut(part, "=")
+		if n, err := url.QueryUnescape(name); err == nil && redact[n] {
+			needs = true
+			break
+		}
+	}
+	if !needs {
+		return uri
+	}
+	var b strings.Builder
+	b.Grow(len(uri))
+	b.WriteString(uri[:q+1])
+	first := true
+	for part := range strings.SplitSeq(query, "&") {
+		if !first {
+			b.WriteByte('&')
+		}
+		first = false
+		name, _, hasValue := strings.Cut(part, "=")
+		if n, err := url.QueryUnescape(name); err == nil && redact[n] && hasValue {
+			b.WriteString(name)
+			b.WriteString("=REDACTED")
+			continue
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }

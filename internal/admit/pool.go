@@ -1,10 +1,9 @@
-package guard
+package admit
 
 import (
 	"context"
 	"errors"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,11 +16,11 @@ var (
 	errQueueTimeout = errors.New("queue timeout")
 )
 
-// pool is a share of upstream capacity: at most max requests upstream at
+// Pool is a share of upstream capacity: at most max requests upstream at
 // once, at most queue more waiting (first come, first served: blocked channel
 // senders are woken in order), each for at most timeout. A pool with nil
 // slots is unlimited (the implicit "default" pool when none catches all).
-type pool struct {
+type Pool struct {
 	name    string
 	max     int
 	queue   int64
@@ -32,8 +31,18 @@ type pool struct {
 	m       *poolMetrics
 }
 
-func newPool(p config.Pool, m *poolMetrics) *pool {
-	return &pool{
+// Name is the pool's name from the configuration ("default" for the
+// implicit unlimited pool).
+func (p *Pool) Name() string { return p.name }
+
+// Active is the number of requests holding a slot of the pool now.
+func (p *Pool) Active() int64 { return p.active.Load() }
+
+// Waiting is the number of requests in the pool's queue now.
+func (p *Pool) Waiting() int64 { return p.waiting.Load() }
+
+func newPool(p config.Pool, m *poolMetrics) *Pool {
+	return &Pool{
 		name: p.Name, max: p.MaxConcurrent, queue: int64(p.Queue), timeout: p.QueueTimeout.D(),
 		slots: make(chan struct{}, p.MaxConcurrent), m: m,
 	}
@@ -41,10 +50,9 @@ func newPool(p config.Pool, m *poolMetrics) *pool {
 
 // acquire takes a slot, waiting in the queue if there is room. ctx is the
 // client's: a client that gives up while queued leaves the queue.
-func (p *pool) acquire(ctx context.Context) error {
+func (p *Pool) acquire(ctx context.Context) error {
 	if p.slots == nil {
-		p.active.Add(1)
-		p.m.inFlight.Inc()
+		p.enter()
 		return nil
 	}
 	select {
@@ -77,32 +85,43 @@ func (p *pool) acquire(ctx context.Context) error {
 	}
 }
 
-func (p *pool) release() {
-	p.active.Add(-1)
-	p.m.inFlight.Dec()
+func (p *Pool) release() {
+	p.leave()
 	if p.slots != nil {
 		<-p.slots
 	}
 }
 
+// enter counts a request as in the pool without taking a slot (an
+// unlimited pool, or pools only counted).
+func (p *Pool) enter() {
+	p.active.Add(1)
+	p.m.inFlight.Inc()
+}
+
+func (p *Pool) leave() {
+	p.active.Add(-1)
+	p.m.inFlight.Dec()
+}
+
 // sameLimits reports whether p already enforces c, so a reload can keep it
 // (and its occupied slots) instead of starting a fresh count.
-func (p *pool) sameLimits(c config.Pool) bool {
+func (p *Pool) sameLimits(c config.Pool) bool {
 	return p.max == c.MaxConcurrent && p.queue == int64(c.Queue) && p.timeout == c.QueueTimeout.D()
 }
 
 // router sorts requests into pools: the first pool whose host or path
 // prefix matches, else the catch-all pool, else the unlimited "default".
 type router struct {
-	pools    []*pool
+	pools    []*Pool
 	rules    []config.Pool
-	catchAll *pool
+	catchAll *Pool
 }
 
-func (rt *router) pick(r *http.Request) *pool {
+func (rt *router) pick(host, path string) *Pool {
 	// The host without its port, worked out only when a rule has hosts
 	// (SplitHostPort allocates an error for a host without a port).
-	host, split := r.Host, false
+	split := false
 	for i := range rt.rules {
 		rule := &rt.rules[i]
 		if len(rule.Hosts) > 0 && !split {
@@ -117,10 +136,23 @@ func (rt *router) pick(r *http.Request) *pool {
 			}
 		}
 		for _, pre := range rule.PathPrefixes {
-			if strings.HasPrefix(r.URL.Path, pre) {
+			if strings.HasPrefix(path, pre) {
 				return rt.pools[i]
 			}
 		}
 	}
 	return rt.catchAll
+}
+
+// byName returns the pool named name, or nil.
+func (rt *router) byName(name string) *Pool {
+	for _, p := range rt.pools {
+		if p.name == name {
+			return p
+		}
+	}
+	if rt.catchAll.name == name {
+		return rt.catchAll
+	}
+	return nil
 }
