@@ -337,10 +337,10 @@ func Decode(data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
-	var unknown Errors
-	checkFields(&root, typeOfConfig, "", &unknown)
-	if len(unknown) > 0 {
-		return nil, unknown
+	var bad Errors // unknown fields and values of the wrong shape
+	checkFields(&root, typeOfConfig, "", &bad)
+	if len(bad) > 0 {
+		return nil, bad
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
