@@ -48,7 +48,9 @@ traffic on the interface that routes to the target, and the lag of its sends.
 If the generator was the limit, it says so instead of blaming the server.
 
 Thresholds (--threshold, repeatable) set the exit status for CI: 0 when all
-hold, 2 when one fails, 1 on other errors. Metrics: p50 p90 p95 p99 max
+hold, 2 when one fails, 1 on other errors. A run in which no request got a
+response (the target is down or unreachable) exits 1, unless thresholds are
+given and hold (only an errors threshold can, e.g. 'errors>99%'). Metrics: p50 p90 p95 p99 max
 (corrected latency), errors (failures and 5xx), dropped, rps.`,
 		Example: `  # 500 requests/s for 30 s, with a verdict
   headroom load http://127.0.0.1:8080/ --rate 500/s --duration 30s
@@ -240,6 +242,11 @@ func runLoad(cmd *cobra.Command, o loadgen.Options, f loadFlags) error {
 	}
 	if err != nil {
 		return err
+	}
+	if res.NoResponse && !res.Passed {
+		// Not a threshold that failed: the test could not run at all.
+		return fmt.Errorf("no request got a response from %s (%s): is the server up and reachable from here?",
+			strings.Join(res.Targets, ", "), loadgen.FailureKinds(res.ErrorKinds))
 	}
 	if !res.Passed {
 		return exitError{2}

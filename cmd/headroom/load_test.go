@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 func TestLoadFlagErrors(t *testing.T) {
@@ -32,5 +35,24 @@ func TestLoadFlagErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("load %s: error %v, want one mentioning %q", strings.Join(tt.args, " "), err, tt.want)
 		}
+	}
+}
+
+// Issue 17: 100% connection refused exited 0. It is an error (exit 1), not
+// a threshold failure (exit 2), and the report says why.
+func TestLoadUnreachableTargetFails(t *testing.T) {
+	dead := "http://" + testenv.FreePort(t) + "/"
+	cmd := newLoadCmd()
+	cmd.SetArgs([]string{dead, "--rate", "20/s", "--requests", "10", "--duration", "5s"})
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetErr(new(strings.Builder))
+	err := cmd.Execute()
+	var ee exitError
+	if err == nil || errors.As(err, &ee) || !strings.Contains(err.Error(), "no request got a response from GET "+dead+" (connection refused: 10)") {
+		t.Errorf("error %v, want one saying no request got a response (exit 1)", err)
+	}
+	if !strings.Contains(out.String(), "NO RESPONSE") {
+		t.Errorf("the report does not say the target never answered:\n%s", out.String())
 	}
 }

@@ -13,6 +13,11 @@ func sec(n int, f func(i int, s *Sample)) []Sample {
 		s := Sample{At: time.Duration(i+1) * time.Second, Interval: time.Second,
 			AvailCores: 2, CPUKnown: true, ProcCores: 0.1, NetKnown: true}
 		f(i, &s)
+		// Unless a case says otherwise, the generator had no send lag: the
+		// server's own (uncorrected) time is the corrected one.
+		if s.RawP50 == 0 && s.RawP95 == 0 {
+			s.RawP50, s.RawP95 = s.P50, s.P95
+		}
 		out[i] = s
 	}
 	return out
@@ -134,6 +139,22 @@ func TestDiagnose(t *testing.T) {
 			cfg:     DiagnoseConfig{Open: true},
 			want:    ServerBound,
 			reasons: []string{"completed 200/s of the 400/s asked", "latency grew", "first byte", "to spare"},
+		},
+		{
+			// Issue 17: at 2000/s on loopback the corrected p50 was 601µs
+			// against 77µs uncorrected, 522µs of it send lag. A generator
+			// whose timer falls further behind must not read as a server
+			// whose latency grew.
+			name: "the generator's send lag, not the server's latency",
+			samples: sec(9, func(i int, s *Sample) {
+				steady(2000)(i, s)
+				s.P50, s.P95 = 0.000601, 0.01*float64(i+1)
+				s.RawP50, s.RawP95 = 0.000077, 0.0003
+				s.LagP50, s.LagP99 = 0.000522, 0.01*float64(i+1)
+			}),
+			cfg:     DiagnoseConfig{Open: true},
+			want:    Inconclusive,
+			reasons: []string{"kept up with the asked 2000/s (answered 2000/s, p95 300µs", "send lag was p50 522µs of the corrected p50 601µs (87%)", "answered in p50 77µs"},
 		},
 		{
 			name: "pool full, arrivals dropped",

@@ -108,10 +108,13 @@ type Sample struct {
 
 	// Corrected latency quantiles, seconds (from the intended send time).
 	P50, P95, P99, Max float64
-	// RawP95 is the uncorrected p95 (from the actual send time).
-	RawP95 float64
-	// LagP99 is the 99th percentile of send lag, seconds.
-	LagP99 float64
+	// RawP50 and RawP95 are uncorrected (from the actual send time): the
+	// server's own time, since in the open model every arrival gets its own
+	// goroutine and nothing the server does delays a send.
+	RawP50, RawP95 float64
+	// LagP50 and LagP99 are quantiles of send lag (actual minus intended
+	// send time), seconds: the generator's own timer and scheduler.
+	LagP50, LagP99 float64
 	// ReceiveShare is the share of the requests' time spent receiving the
 	// response after its first byte: high when bodies crawl over a slow
 	// link, low when the server makes the client wait.
@@ -200,6 +203,10 @@ type Result struct {
 	// Invalid says why, in words.
 	Valid   bool
 	Invalid []string
+	// NoResponse is true when requests were sent and not one got a
+	// response: the target is down or unreachable. Such a run fails (Passed
+	// is false) unless an errors threshold says that is expected.
+	NoResponse bool
 
 	Samples    []Sample
 	Stages     []StageResult

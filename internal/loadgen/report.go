@@ -35,6 +35,10 @@ type JSONReport struct {
 	Errors            int64         `json:"errors"`
 	Verdict           string        `json:"verdict"`
 	Reasons           []string      `json:"reasons"`
+	// Failed counts requests that got no response at all (part of
+	// Errors); NoResponse is true when that was every one of them.
+	Failed     int64 `json:"failed"`
+	NoResponse bool  `json:"no_response"`
 
 	LatencyUncorrected JSONQuantiles    `json:"latency_uncorrected"`
 	SendLag            JSONQuantiles    `json:"send_lag"`
@@ -108,6 +112,7 @@ func (res *Result) JSON() JSONReport {
 		Requests: res.Completed, RPS: res.RPS, Latency: jq(res.Latency),
 		BytesReceivedPerS: res.BytesPerSec, Errors: res.Errors,
 		Verdict: res.Verdict.Verdict, Reasons: nonNil(res.Verdict.Reasons),
+		Failed: res.Failed, NoResponse: res.NoResponse,
 
 		LatencyUncorrected: jq(res.LatencyUncorrected), SendLag: jq(res.SendLag),
 		Model: res.Model, Rate: res.Rate, VUs: res.VUs, DurationS: res.Elapsed.Seconds(),
@@ -184,6 +189,10 @@ func (res *Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "  %s\n", t)
 	}
 	b.WriteString("\n")
+	if res.NoResponse {
+		fmt.Fprintf(&b, "NO RESPONSE: not one of the %d requests got an answer (%s).\n", res.Completed, FailureKinds(res.ErrorKinds))
+		b.WriteString("  Is the server up, listening at that address, and reachable from here?\n\n")
+	}
 	if !res.Valid {
 		fmt.Fprintf(&b, "NOT VALID for the asked rate: the generator did not keep its schedule, so the server never saw the asked load.\n")
 		for _, r := range res.Invalid {
@@ -191,7 +200,12 @@ func (res *Result) WriteText(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "requests     %d completed, %.1f/s", res.Completed, res.RPS)
+	if res.Failed > 0 {
+		// "100 completed" read as a success when all 100 were refused.
+		fmt.Fprintf(&b, "requests     %d completed: %d answered, %d with no response; %.1f/s answered", res.Completed, res.Completed-res.Failed, res.Failed, res.RPS)
+	} else {
+		fmt.Fprintf(&b, "requests     %d completed, %.1f/s", res.Completed, res.RPS)
+	}
 	if res.Model == "open" {
 		fmt.Fprintf(&b, " (%d scheduled, %d sent, %d dropped)", res.Scheduled, res.Sent, res.Dropped)
 	}
@@ -210,7 +224,12 @@ func (res *Result) WriteText(w io.Writer) error {
 		row("corrected", res.Latency)
 		row("uncorrected", res.LatencyUncorrected)
 		row("send lag", res.SendLag)
-		b.WriteString("  (corrected counts from each request's scheduled send time, so a stall is not hidden)\n")
+		b.WriteString("  (corrected counts from each request's scheduled send time, so a stall is not hidden:\n")
+		b.WriteString("   it is the server's time, uncorrected, plus the generator's own send lag)\n")
+		if lag, corr := res.SendLag.P50, res.Latency.P50; lag >= 0.0001 && corr > 0 && lag >= lagDominant*corr {
+			fmt.Fprintf(&b, "  warning: the generator's send lag is %.0f%% of the corrected p50 (%s of %s): the corrected\n", 100*lag/corr, fmtSeconds(lag), fmtSeconds(corr))
+			fmt.Fprintf(&b, "  figures measure this machine's timer here; the server's own time is the uncorrected row\n")
+		}
 	} else {
 		row("response", res.Latency)
 	}

@@ -113,3 +113,33 @@ func TestProgressLine(t *testing.T) {
 		t.Errorf("progress line spans lines: %q", line)
 	}
 }
+
+// Issue 17: the summary says when the corrected latency is mostly the
+// generator's own send lag, and says nothing when it is not.
+func TestReportWarnsWhenSendLagDominates(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		corr, lag   float64
+		wantWarning bool
+	}{
+		{"loopback at 2000/s", 0.000601, 0.000522, true},
+		{"a 20ms server", 0.021, 0.0002, false},
+		{"both tiny", 0.00004, 0.00003, false},
+	} {
+		res := &Result{Model: "open", Rate: 2000, Elapsed: 6 * time.Second, Valid: true,
+			Latency:            Quantiles{P50: tc.corr, P90: tc.corr, P95: tc.corr, P99: tc.corr, Max: tc.corr},
+			LatencyUncorrected: Quantiles{P50: tc.corr - tc.lag},
+			SendLag:            Quantiles{P50: tc.lag}}
+		var text bytes.Buffer
+		if err := res.WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Contains(text.String(), "warning: the generator's send lag is")
+		if got != tc.wantWarning {
+			t.Errorf("%s: warning %v, want %v:\n%s", tc.name, got, tc.wantWarning, text.String())
+		}
+		if tc.wantWarning && !strings.Contains(text.String(), "send lag is 87% of the corrected p50 (522µs of 601µs)") {
+			t.Errorf("%s: the warning does not give the figures:\n%s", tc.name, text.String())
+		}
+	}
+}

@@ -36,15 +36,19 @@ func thresholdValue(metric string, lat Quantiles, rps float64, completed, errors
 	return 0
 }
 
+// checkThresholds decides Result.Passed. A run in which no request got a
+// response fails unless thresholds are given and all hold, and then only
+// an errors threshold can hold: the latency of a refused connection says
+// nothing about a server.
 func checkThresholds(ts []Threshold, res *Result) ([]ThresholdResult, bool) {
-	ok := true
+	ok := !res.NoResponse || len(ts) > 0
 	var out []ThresholdResult
 	for _, t := range ts {
 		v := thresholdValue(t.Metric, res.Latency, res.RPS, res.Completed, res.Errors, res.Scheduled, res.Dropped)
 		pass := t.Holds(v)
 		// A run that sent nothing passes no threshold: an empty result
 		// must not turn a CI check green.
-		if res.Completed == 0 {
+		if res.Completed == 0 || res.NoResponse && t.Metric != "errors" {
 			pass = false
 		}
 		ok = ok && pass

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,29 @@ type run struct {
 	inFlight   atomic.Int64
 	stage      atomic.Int32
 	activeVUs  atomic.Int64
-	wg         sync.WaitGroup
+	// busy holds one flag per virtual user, set while its request is out:
+	// the closed model's in-flight count. Each user writes only its own
+	// (padded) flag, so counting costs the hot path no shared cache line.
+	busy []busyFlag
+	wg   sync.WaitGroup
+}
+
+// busyFlag is padded to a cache line so that two users' flags never share
+// one.
+type busyFlag struct {
+	v atomic.Bool
+	_ [63]byte
+}
+
+// vusBusy counts the virtual users with a request out.
+func (r *run) vusBusy() int64 {
+	var n int64
+	for i := range r.busy {
+		if r.busy[i].v.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // Run performs a load test and returns its result. It stops by itself after
@@ -93,6 +116,9 @@ func newRun(o Options) (*run, error) {
 			return nil, fmt.Errorf("stage %d: %g virtual users is not a whole number", i+1, s.Target)
 		}
 		r.total += s.Duration
+		if !r.open && int(s.Target) > len(r.busy) {
+			r.busy = make([]busyFlag, int(s.Target))
+		}
 	}
 	if r.o.Timeout <= 0 {
 		r.o.Timeout = 30 * time.Second
@@ -363,10 +389,12 @@ func (r *run) user(ctx context.Context, id int, end time.Time) {
 		o := outcome{}
 		o.sent = r.now()
 		o.intended = o.sent
+		r.busy[id].v.Store(true)
 		r.sent.Add(1)
 		dl := r.deadline(o.sent)
 		resp, err := conn.send(t, dl, r.endBound(dl, o.sent))
 		o.done = r.now()
+		r.busy[id].v.Store(false)
 		o.status, o.bytes, o.firstByte, o.err = resp.Status, resp.Bytes, resp.FirstByte, err
 		o.cut = err != nil && r.cutBy(dl, o.sent)
 		sh.record(&o)
@@ -464,9 +492,13 @@ func (a *aggregator) sample(now time.Time) {
 	inFlight := a.r.inFlight.Load()
 	if !a.r.open {
 		// The closed model counts only sends: a user's request is
-		// scheduled when sent, and in flight until recorded.
+		// scheduled when sent. In flight is what the users hold now, not
+		// sends minus the completions drained above: users go on
+		// completing and sending while the shards are drained and /proc
+		// is read, and that difference showed 246 in flight for 50 users
+		// (issue 17).
 		scheduled = sent
-		inFlight = sent - a.totals.completed - c.completed
+		inFlight = a.r.vusBusy()
 	}
 	// A sample belongs to the stage its middle falls in (the pacer may have
 	// moved on by the time the tick runs).
@@ -488,7 +520,9 @@ func (a *aggregator) sample(now time.Time) {
 		P95:           q(a.secCorr, 95),
 		P99:           q(a.secCorr, 99),
 		Max:           float64(a.secCorr.Max()) / 1e6,
+		RawP50:        q(a.secRaw, 50),
 		RawP95:        q(a.secRaw, 95),
+		LagP50:        q(a.secLag, 50),
 		LagP99:        q(a.secLag, 99),
 		AvailCores:    a.availCores,
 		Drain:         now.Sub(a.last) > 0 && a.last.Sub(a.r.start) >= a.r.total,
@@ -593,8 +627,56 @@ func (a *aggregator) result() *Result {
 	}
 	res.Valid, res.Invalid = validity(res, r.open)
 	res.Verdict = Diagnose(a.samples, a.diagConfig())
+	// Issue 17: 100% connection refused printed "100 completed" and exited
+	// 0. Whatever the samples would say (a run too short to judge, say),
+	// a target that never answered is the one thing to report.
+	res.NoResponse = res.Completed > 0 && res.Failed == res.Completed
+	if res.NoResponse {
+		res.Verdict = noResponseVerdict(res)
+	}
 	res.Thresholds, res.Passed = checkThresholds(r.o.Thresholds, res)
 	return res
+}
+
+// noResponseVerdict is the verdict of a run in which no request got a
+// response, naming how they failed.
+func noResponseVerdict(res *Result) Verdict {
+	unreachable := true
+	for k := range res.ErrorKinds {
+		switch k {
+		case "connection refused", "dns", "tls", "connection reset":
+		default:
+			unreachable = false
+		}
+	}
+	what := "the target never answered"
+	if unreachable {
+		what = "the target is unreachable"
+	}
+	return Verdict{Verdict: Inconclusive, Reasons: []string{
+		fmt.Sprintf("%s: none of the %d requests got a response (%s)", what, res.Completed, FailureKinds(res.ErrorKinds)),
+		"check that the server is up and listening at the URL, and reachable from this machine; nothing can be said about its capacity",
+	}}
+}
+
+// FailureKinds lists failures by kind, most frequent first: "connection
+// refused: 100".
+func FailureKinds(kinds map[string]int64) string {
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if kinds[names[i]] != kinds[names[j]] {
+			return kinds[names[i]] > kinds[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%s: %d", k, kinds[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // validity says whether the run kept the asked schedule. In the open model a

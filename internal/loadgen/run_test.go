@@ -430,3 +430,83 @@ func TestScheduleCountsAreExact(t *testing.T) {
 		}
 	}
 }
+
+// Issue 17: the closed model's progress line showed "in flight 246" with 50
+// virtual users. Each user has at most one request out, whatever the
+// server's speed and however long the self-monitor takes to read /proc.
+func TestClosedModelInFlightIsAtMostTheUsers(t *testing.T) {
+	srv, _ := okServer(t)
+	const vus = 50
+	var progress []int64
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, VUs: vus, Duration: 3 * time.Second,
+		Progress: func(p Progress) { progress = append(progress, p.Last.InFlight) }})
+	if res.Completed < vus {
+		t.Fatalf("only %d requests by %d users", res.Completed, vus)
+	}
+	for _, s := range res.Samples {
+		if s.InFlight < 0 || s.InFlight > vus {
+			t.Errorf("sample at %s: %d in flight with %d virtual users", s.At, s.InFlight, vus)
+		}
+	}
+	if len(progress) == 0 {
+		t.Fatal("no progress reported in 3 s")
+	}
+	for i, n := range progress {
+		if n < 0 || n > vus {
+			t.Errorf("progress %d: %d in flight with %d virtual users", i+1, n, vus)
+		}
+	}
+}
+
+// Issue 17: a run where every connection was refused printed "100
+// completed" and passed. It fails, says the target is unreachable, and only
+// an errors threshold can declare that expected.
+func TestNoResponseFailsTheRun(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String() + "/"
+	l.Close()
+	th := func(s string) Threshold {
+		x, err := ParseThreshold(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	for _, tc := range []struct {
+		name       string
+		thresholds []Threshold
+		passed     bool
+	}{
+		{"no thresholds", nil, false},
+		{"a latency threshold cannot hold", []Threshold{th("p95<10s")}, false},
+		{"an errors threshold that fails", []Threshold{th("errors<1%")}, false},
+		{"an errors threshold that expects it", []Threshold{th("errors>99%")}, true},
+	} {
+		for _, o := range []Options{{Rate: 50, MaxRequests: 20, Duration: 10 * time.Second}, {VUs: 2, MaxRequests: 20, Duration: 10 * time.Second}} {
+			o.Targets, o.Thresholds = []Target{target(t, dead)}, tc.thresholds
+			res := mustRun(t, o)
+			if !res.NoResponse || res.Passed != tc.passed {
+				t.Errorf("%s, %s model: no response %v, passed %v; want true, %v", tc.name, res.Model, res.NoResponse, res.Passed, tc.passed)
+			}
+			if len(res.Verdict.Reasons) == 0 || !strings.Contains(res.Verdict.Reasons[0], "the target is unreachable: none of the 20 requests got a response (connection refused: 20)") {
+				t.Errorf("%s, %s model: verdict %s %q, want it to say the target is unreachable", tc.name, res.Model, res.Verdict.Verdict, res.Verdict.Reasons)
+			}
+			var text bytes.Buffer
+			res.WriteText(&text)
+			for _, want := range []string{"NO RESPONSE: not one of the 20 requests got an answer (connection refused: 20)", "0 answered, 20 with no response"} {
+				if !strings.Contains(text.String(), want) {
+					t.Errorf("%s, %s model: summary lacks %q:\n%s", tc.name, res.Model, want, text.String())
+				}
+			}
+		}
+	}
+	// A run with some answers is not a no-response run.
+	srv, _ := okServer(t)
+	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL), target(t, dead)}, VUs: 1, MaxRequests: 10, Duration: 10 * time.Second})
+	if res.NoResponse || !res.Passed || res.Failed != 5 {
+		t.Errorf("half refused: no response %v, passed %v, failed %d", res.NoResponse, res.Passed, res.Failed)
+	}
+}
