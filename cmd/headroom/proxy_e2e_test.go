@@ -2,38 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
-
-// lockedBuffer collects a child process's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestProxyBinary runs the built `headroom proxy` as an operator would and
 // drives it with signals: SIGHUP with a broken config (refused, still
@@ -49,13 +30,7 @@ func TestProxyBinary(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			time.Sleep(300 * time.Millisecond)
-		}
-		io.WriteString(w, "ok\n")
-	}))
-	defer up.Close()
+	up := testenv.SlowUpstream(t, 300*time.Millisecond, "/slow")
 
 	listen, admin := testenv.FreePort(t), testenv.FreePort(t)
 	cfgPath := filepath.Join(dir, "headroom.yaml")
@@ -65,11 +40,11 @@ func TestProxyBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath, snap := filepath.Join(dir, "access.log"), filepath.Join(dir, "usage.snapshot")
-	start := func() (*exec.Cmd, *lockedBuffer) {
+	start := func() (*exec.Cmd, *testenv.Buffer) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		t.Cleanup(cancel)
 		cmd := exec.CommandContext(ctx, bin, "proxy", "--config", cfgPath, "--access-log", logPath, "--snapshot", snap)
-		stderr := &lockedBuffer{}
+		stderr := &testenv.Buffer{}
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -90,15 +65,9 @@ func TestProxyBinary(t *testing.T) {
 		res.Body.Close()
 		return res.StatusCode
 	}
-	waitLog := func(stderr *lockedBuffer, want string) {
+	waitLog := func(stderr *testenv.Buffer, want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(stderr.String(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("stderr lacks %q:\n%s", want, stderr.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.Eventually(t, fmt.Sprintf("stderr to say %q", want), func() bool { return strings.Contains(stderr.String(), want) })
 	}
 
 	cmd, stderr := start()
@@ -124,13 +93,7 @@ func TestProxyBinary(t *testing.T) {
 	waitFile(t, logPath)
 	os.Rename(logPath, logPath+".1")
 	cmd.Process.Signal(syscall.SIGUSR1)
-	deadline := time.Now().Add(10 * time.Second)
-	for _, err := os.Stat(logPath); err != nil; _, err = os.Stat(logPath) {
-		if time.Now().After(deadline) {
-			t.Fatalf("SIGUSR1 did not reopen %s", logPath)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, "SIGUSR1 to reopen "+logPath, func() bool { _, err := os.Stat(logPath); return err == nil })
 	status("/after-rotate")
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
@@ -163,14 +126,5 @@ func TestProxyBinary(t *testing.T) {
 
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not written", path)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, path+" to be written", func() bool { st, err := os.Stat(path); return err == nil && st.Size() > 0 })
 }

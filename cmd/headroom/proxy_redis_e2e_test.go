@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,11 +29,7 @@ func TestProxyBinaryRedisFleet(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
-		io.WriteString(w, "ok\n")
-	}))
-	defer up.Close()
+	up := testenv.SlowUpstream(t, 300*time.Millisecond)
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -43,10 +38,10 @@ func TestProxyBinaryRedisFleet(t *testing.T) {
 	type proc struct {
 		cmd           *exec.Cmd
 		listen, admin string
-		stderr        *lockedBuffer
+		stderr        *testenv.Buffer
 	}
 	start := func() *proc {
-		p := &proc{listen: testenv.FreePort(t), admin: testenv.FreePort(t), stderr: &lockedBuffer{}}
+		p := &proc{listen: testenv.FreePort(t), admin: testenv.FreePort(t), stderr: &testenv.Buffer{}}
 		p.cmd = exec.Command(bin, "proxy", "--listen", p.listen, "--admin", p.admin,
 			"--upstream", up.URL, "--budget", "1s", "--window", "1m", "--restrict-for", "1m",
 			"--store", rs.URL(), "--secret-file", secret)

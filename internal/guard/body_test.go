@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // echoBody is an upstream that answers with what it received: the body's
@@ -176,7 +178,7 @@ func TestClientAbortAfterBufferedBody(t *testing.T) {
 		res.Body.Close()
 		t.Fatalf("client should have timed out, got %d", res.StatusCode)
 	}
-	recv(t, "upstream finished", upstreamDone)
+	testenv.Recv(t, "upstream finished", upstreamDone)
 	f := parseLine(t, e.logLines(1)[0])
 	if f.status != 499 || f.upstreamStatus != "201" || f.upstreamTime < 1.2 {
 		t.Errorf("logged %+v, want 499 with upstream 201 after >= 1.2 s", f)

@@ -17,6 +17,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/buildinfo"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -102,7 +103,7 @@ budget: {worker_time: 60s, window: 10m, restrict_for: 5m}
 	})})
 	done := make(chan resp, 1)
 	go func() { done <- e.do("GET", "/slow", "X-Api-Key", "k1") }()
-	recv(t, "upstream request started", started)
+	testenv.Recv(t, "upstream request started", started)
 	clock.Advance(90 * time.Second)
 
 	kj := e.key("k1")
@@ -115,7 +116,7 @@ budget: {worker_time: 60s, window: 10m, restrict_for: 5m}
 		t.Errorf("second request while the first runs: status %d, want 429", r.status)
 	}
 	close(release)
-	if r := recv(t, "slow request", done); r.status != 200 {
+	if r := testenv.Recv(t, "slow request", done); r.status != 200 {
 		t.Errorf("slow request: status %d", r.status)
 	}
 	kj = e.key("k1")
@@ -144,7 +145,7 @@ budget: {worker_time: 60s, window: 10m, restrict_for: 5m}
 	if r := e.doCtx(ctx, "GET", "/report?api_key=secret-in-query", "User-Agent", "NewRelic Exporter"); r.status != -1 {
 		t.Fatalf("client should have timed out, got status %d", r.status)
 	}
-	recv(t, "upstream finished", upstreamDone)
+	testenv.Recv(t, "upstream finished", upstreamDone)
 	line := e.logLines(1)[0]
 	f := parseLine(t, line)
 	if f.status != 499 || f.upstreamStatus != "201" {
@@ -191,10 +192,10 @@ pools:
 			results <- e.do("GET", "/api/export", "X-Api-Key", "api-"+strconv.Itoa(i)).status
 		}()
 	}
-	waitFor(t, "2 api requests upstream", func() bool { return api.Active() == 2 })
+	testenv.Eventually(t, "2 api requests upstream", func() bool { return api.Active() == 2 })
 	queued := make(chan resp, 1)
 	go func() { queued <- e.do("GET", "/api/export", "X-Api-Key", "api-q") }()
-	waitFor(t, "1 api request queued", func() bool { return api.Waiting() == 1 })
+	testenv.Eventually(t, "1 api request queued", func() bool { return api.Waiting() == 1 })
 
 	// The queue is full: refused at once with 503 and Retry-After.
 	r := e.do("GET", "/api/export", "X-Api-Key", "api-x")
@@ -208,7 +209,7 @@ pools:
 		}
 	}
 	// The queued request waited its queue_timeout, then 503.
-	if q := recv(t, "queued request", queued); q.status != 503 || !strings.Contains(q.body, "pool_queue_timeout") {
+	if q := testenv.Recv(t, "queued request", queued); q.status != 503 || !strings.Contains(q.body, "pool_queue_timeout") {
 		t.Errorf("queued api request: %d %s, want 503 pool_queue_timeout", q.status, q.body)
 	}
 	close(release)
@@ -257,7 +258,7 @@ overrides:
 	})})
 	done := make(chan int, 1)
 	go func() { done <- e.do("GET", "/block", "X-Api-Key", "busy").status }()
-	recv(t, "upstream request started", started)
+	testenv.Recv(t, "upstream request started", started)
 	r := e.do("GET", "/x", "X-Api-Key", "busy")
 	if r.status != 429 || !strings.Contains(r.body, "too_many_in_flight") || r.header.Get("Retry-After") != "1" {
 		t.Errorf("second concurrent request: %d %s", r.status, r.body)
@@ -266,7 +267,7 @@ overrides:
 		t.Errorf("RateLimit-Policy = %s", got)
 	}
 	close(release)
-	recv(t, "blocked request", done)
+	testenv.Recv(t, "blocked request", done)
 
 	// Shadow tier: over budget, but served; counted as would-restrict.
 	for i := range 3 {
@@ -325,20 +326,20 @@ pools: [{name: api, path_prefixes: [/api/], max_concurrent: 1, queue: 5, queue_t
 	api := e.g.Core().Pool("api")
 	first := make(chan int, 1)
 	go func() { first <- e.do("GET", "/api/a").status }()
-	waitFor(t, "the first request upstream", func() bool { return api.Active() == 1 })
+	testenv.Eventually(t, "the first request upstream", func() bool { return api.Active() == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	queued := make(chan resp, 1)
 	go func() { queued <- e.doCtx(ctx, "GET", "/api/b") }()
-	waitFor(t, "the second request queued", func() bool { return api.Waiting() == 1 })
+	testenv.Eventually(t, "the second request queued", func() bool { return api.Waiting() == 1 })
 	cancel()
-	recv(t, "the queued client to give up", queued)
-	waitFor(t, "the queue to empty", func() bool { return api.Waiting() == 0 })
+	testenv.Recv(t, "the queued client to give up", queued)
+	testenv.Eventually(t, "the queue to empty", func() bool { return api.Waiting() == 0 })
 	f := parseLine(t, e.logLines(1)[0])
 	if f.status != 499 || f.upstreamStatus != "-" || f.pool != "api" {
 		t.Errorf("queued abort logged as %+v", f)
 	}
 	close(release)
-	if st := recv(t, "the first request", first); st != 200 {
+	if st := testenv.Recv(t, "the first request", first); st != 200 {
 		t.Errorf("first request: %d", st)
 	}
 	if m := metricsText(t, e); !strings.Contains(m, `headroom_requests_total{outcome="aborted_in_queue",pool="api"} 1`) {
@@ -524,7 +525,7 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 				seen <- r.Header.Get("X-Forwarded-For")
 			})})
 			e.do("GET", "/", "X-Forwarded-For", c.xff)
-			xff := recv(t, "upstream request", seen)
+			xff := testenv.Recv(t, "upstream request", seen)
 			f := parseLine(t, e.logLines(1)[0])
 			if f.key != c.want {
 				t.Errorf("key %s, want %s", f.key, c.want)

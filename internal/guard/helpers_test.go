@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,31 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
-
-// syncBuffer is a goroutine-safe bytes.Buffer for logs written by servers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // env is a guard between a test client and an httptest upstream, all on
 // loopback.
@@ -44,8 +25,8 @@ type env struct {
 	proxy    *httptest.Server
 	admin    *httptest.Server
 	upstream *httptest.Server
-	alog     *syncBuffer
-	logs     *syncBuffer
+	alog     *testenv.Buffer
+	logs     *testenv.Buffer
 }
 
 type envOpts struct {
@@ -56,7 +37,7 @@ type envOpts struct {
 
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	e := &env{t: t, alog: &syncBuffer{}, logs: &syncBuffer{}, clock: o.clock}
+	e := &env{t: t, alog: &testenv.Buffer{}, logs: &testenv.Buffer{}, clock: o.clock}
 	e.upstream = httptest.NewServer(o.upstream)
 	t.Cleanup(e.upstream.Close)
 	cfg, err := config.Parse([]byte("upstream: " + e.upstream.URL + "\n" + o.yaml))
@@ -162,32 +143,6 @@ func (e *env) logLines(n int) []string {
 			e.t.Fatalf("access log has %d lines, want %d:\n%s", len(lines), n, s)
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// waitFor polls cond until it holds (bounded), for states reached by other
-// goroutines.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// recv waits for a value from ch, failing the test after 10 s instead of
-// hanging it.
-func recv[T any](t *testing.T, what string, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
 	}
 }
 

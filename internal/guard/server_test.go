@@ -17,6 +17,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/store"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // running is one Run of the proxy, as `headroom proxy` runs it.
@@ -25,7 +26,7 @@ type running struct {
 	reload       chan struct{}
 	cancel       context.CancelFunc
 	done         chan error
-	logs         *syncBuffer
+	logs         *testenv.Buffer
 }
 
 func startRun(t *testing.T, configPath string, clock budget.Clock) *running {
@@ -35,7 +36,7 @@ func startRun(t *testing.T, configPath string, clock budget.Clock) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &running{reload: make(chan struct{}), done: make(chan error, 1), logs: &syncBuffer{}}
+	r := &running{reload: make(chan struct{}), done: make(chan error, 1), logs: &testenv.Buffer{}}
 	o := ServerOptions{
 		Config: cfg, LoadConfig: load, Reload: r.reload, Clock: clock,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil)),
@@ -73,7 +74,7 @@ func (r *running) stop(t *testing.T) {
 	}
 	r.cancel()
 	r.cancel = nil
-	if err := recv(t, "Run to return", r.done); err != nil {
+	if err := testenv.Recv(t, "Run to return", r.done); err != nil {
 		t.Errorf("Run: %v", err)
 	}
 }
@@ -148,13 +149,13 @@ store: {snapshot: `+filepath.Join(dir, "usage.snapshot")+`}
 	}
 	slow := make(chan int, 1)
 	go func() { st, _ := get(t, r1.proxy+"/slow?d=7s", "X-Api-Key", "drained-key"); slow <- st }()
-	recv(t, "slow request upstream", started)
+	testenv.Recv(t, "slow request upstream", started)
 	before := r1.key(t, "restart-key")
 
 	// Stop while /slow runs: the listener closes, the request finishes and
 	// is charged, then the snapshot is written.
 	r1.cancel()
-	waitFor(t, "the proxy to stop accepting", func() bool {
+	testenv.Eventually(t, "the proxy to stop accepting", func() bool {
 		c, err := net.Dial("tcp", strings.TrimPrefix(r1.proxy, "http://"))
 		if err == nil {
 			c.Close()
@@ -162,10 +163,10 @@ store: {snapshot: `+filepath.Join(dir, "usage.snapshot")+`}
 		return err != nil
 	})
 	close(release)
-	if st := recv(t, "the drained request", slow); st != 200 {
+	if st := testenv.Recv(t, "the drained request", slow); st != 200 {
 		t.Errorf("request drained at shutdown: status %d, want 200", st)
 	}
-	if err := recv(t, "Run to return", r1.done); err != nil {
+	if err := testenv.Recv(t, "Run to return", r1.done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	r1.cancel = nil
@@ -200,7 +201,7 @@ func TestRunReloadBadFileKeepsOldConfig(t *testing.T) {
 
 	writeConfig(t, cfgPath, base+"pools: [{name: api, path_prefixes: [/api/], max_concurrent: 0}]\n")
 	r.reload <- struct{}{}
-	waitFor(t, "the reload to be refused", func() bool {
+	testenv.Eventually(t, "the reload to be refused", func() bool {
 		return strings.Contains(r.logs.String(), "pools[0].max_concurrent: must be > 0")
 	})
 	if !strings.Contains(r.logs.String(), "keeping the running configuration") {
@@ -213,7 +214,7 @@ func TestRunReloadBadFileKeepsOldConfig(t *testing.T) {
 
 	writeConfig(t, cfgPath, base+"shadow: true\n")
 	r.reload <- struct{}{}
-	waitFor(t, "the reload", func() bool { return strings.Contains(r.logs.String(), "configuration reloaded") })
+	testenv.Eventually(t, "the reload", func() bool { return strings.Contains(r.logs.String(), "configuration reloaded") })
 	if st, _ := get(t, r.proxy+"/", "X-Api-Key", "k"); st != 200 {
 		t.Errorf("shadow mode from the reload not applied: %d", st)
 	}

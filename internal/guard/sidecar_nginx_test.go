@@ -126,7 +126,7 @@ func TestSidecarWithNginx(t *testing.T) {
 	type addrs struct{ check, syslog, admin net.Addr }
 	ready := make(chan addrs, 1)
 	runErr := make(chan error, 1)
-	var sidecarLog syncBuffer
+	var sidecarLog testenv.Buffer
 	go func() {
 		runErr <- RunSidecar(ctx, SidecarServerOptions{
 			Config: cfg, Syslog: "127.0.0.1:0", Tag: DefaultSyslogTag,
@@ -379,7 +379,7 @@ func startNginx(t *testing.T, bin string, o NginxConfigOptions, extraLog func() 
 	if err := os.WriteFile(conf, []byte(nginxMain(dir, sp)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd := exec.Command(bin, nginxArgs(dir, conf)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

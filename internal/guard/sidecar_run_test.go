@@ -11,6 +11,7 @@ import (
 
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/store"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 type sidecarRun struct {
@@ -24,7 +25,7 @@ func startSidecar(t *testing.T, o SidecarServerOptions) *sidecarRun {
 	ready := make(chan *sidecarRun, 1)
 	done := make(chan error, 1)
 	o.Syslog = "127.0.0.1:0"
-	o.Logger = slogTo(&syncBuffer{})
+	o.Logger = slogTo(&testenv.Buffer{})
 	o.Ready = func(c, s, a net.Addr) {
 		ready <- &sidecarRun{check: c.String(), syslog: s.String(), admin: "http://" + a.String()}
 	}
@@ -89,17 +90,6 @@ func getKey(t *testing.T, admin, key string) KeyJSON {
 	return k
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never happened", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestSidecarRunReloadsAndKeepsUsageAcrossRestarts drives RunSidecar over
 // its sockets: a check over HTTP, a log line over UDP, a reload, a
 // graceful stop with a request still pending, and a restart from the
@@ -140,16 +130,18 @@ func TestSidecarRunReloadsAndKeepsUsageAcrossRestarts(t *testing.T) {
 	if _, err := conn.Write(line("r1", fp, 200, "2.000")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the line charged 2 s", func() bool {
+	testenv.Eventually(t, "the line charged 2 s", func() bool {
 		k := getKey(t, run.admin, "k1")
 		return k.InFlight == 0 && k.WorkerSeconds == 2
 	})
 	check("r2") // its line never comes
 
 	reload <- struct{}{}
-	eventually(t, "the reloaded budget", func() bool { return getKey(t, run.admin, "k1").BudgetSeconds == 90 })
+	testenv.Eventually(t, "the reloaded budget", func() bool { return getKey(t, run.admin, "k1").BudgetSeconds == 90 })
 
-	time.Sleep(20 * time.Millisecond) // so r2's time so far is visible at ms resolution
+	// r2 is still running: wait until its time so far shows in the ledger
+	// (at ms resolution), so the stop below has something to charge.
+	testenv.Eventually(t, "r2's running time shows", func() bool { return getKey(t, run.admin, "k1").WorkerSeconds >= 2.02 })
 	if err := run.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}

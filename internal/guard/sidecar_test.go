@@ -14,6 +14,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // sidecarEnv is a Sidecar on a manual clock, driven without nginx: checks
@@ -22,7 +23,7 @@ type sidecarEnv struct {
 	t     *testing.T
 	sc    *Sidecar
 	clock *budget.ManualClock
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 }
 
 func newSidecarEnv(t *testing.T, yaml string) *sidecarEnv {
@@ -36,7 +37,7 @@ func newSidecarEnv(t *testing.T, yaml string) *sidecarEnv {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e := &sidecarEnv{t: t, clock: budget.NewManualClock(time.Date(2026, 11, 30, 11, 0, 0, 0, time.UTC)), logs: &syncBuffer{}}
+	e := &sidecarEnv{t: t, clock: budget.NewManualClock(time.Date(2026, 11, 30, 11, 0, 0, 0, time.UTC)), logs: &testenv.Buffer{}}
 	g, err := New(Options{Config: cfg, Clock: e.clock, Secret: []byte("test-secret-0123456789"),
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
 	if err != nil {

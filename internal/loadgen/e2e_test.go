@@ -148,10 +148,7 @@ func requireRoot(t *testing.T, why string) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	if testenv.InCI() {
-		t.Fatalf("%s needs root, and CI must run it", why)
-	}
-	t.Skipf("%s needs root; skipped", why)
+	testenv.SkipOrFail(t, why+" needs root, and CI runs as root")
 }
 
 func run(t *testing.T, argv ...string) {
@@ -177,11 +174,7 @@ func TestLinkLimitIsClientNetworkBound(t *testing.T) {
 	ns := fmt.Sprintf("hr-test-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
 	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
 		// Root in a container without CAP_SYS_ADMIN, say.
-		msg := fmt.Sprintf("cannot create a network namespace here: %v %s", err, out)
-		if testenv.InCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.SkipOrFail(t, fmt.Sprintf("cannot create a network namespace here: %v %s", err, out))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command(ip, "netns", "del", ns).CombinedOutput(); err != nil {
@@ -230,7 +223,7 @@ func TestStarvedGeneratorIsClientCPUBound(t *testing.T) {
 	taskset := testenv.RequireBinary(t, "taskset")
 	cpus := allowedCPUs(t)
 	if len(cpus) < 2 {
-		t.Skip("needs two CPUs: one for the starved generator, one for the server")
+		testenv.SkipOrFail(t, "needs two CPUs: one for the starved generator, one for the server")
 	}
 	genCPU, srvCPU := strconv.Itoa(cpus[0]), strconv.Itoa(cpus[1])
 	binaries(t)

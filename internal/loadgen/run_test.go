@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 func target(t *testing.T, raw string) Target {
@@ -35,23 +38,41 @@ func mustRun(t *testing.T, o Options) *Result {
 	return res
 }
 
-// requireKeptSchedule stops a test whose assertions need the generator to
-// have kept its schedule when, on an overloaded machine, it did not. That is
-// the generator being honest, not the code being wrong: the test then checks
-// that the report says so, and skips the figures that cannot hold.
-func requireKeptSchedule(t *testing.T, res *Result) {
+// scheduleAttempts is how many runs a test whose assertions need the
+// generator to have kept its schedule gets before it gives up: on an
+// overloaded machine a run may honestly report that it did not (the report
+// says so, which is checked), and the next run usually keeps it.
+const scheduleAttempts = 3
+
+// runOnSchedule runs o until a run kept its schedule and returns that run.
+// A run that did not keep it must say so in its report. before, when given,
+// runs ahead of each attempt (to reset a server's counters). If no attempt
+// kept the schedule the test cannot do its job: it skips on a developer's
+// machine and fails in CI, with what the reports said.
+func runOnSchedule(t *testing.T, o Options, before ...func()) *Result {
 	t.Helper()
-	starved := res.Verdict.Verdict == ClientCPUBound
-	if res.Valid && !starved {
-		return
+	var reasons []string
+	for attempt := 1; attempt <= scheduleAttempts; attempt++ {
+		for _, f := range before {
+			f()
+		}
+		res := mustRun(t, o)
+		starved := res.Verdict.Verdict == ClientCPUBound
+		if res.Valid && !starved {
+			return res
+		}
+		var text bytes.Buffer
+		res.WriteText(&text)
+		if !res.Valid && !strings.Contains(text.String(), "NOT VALID for the asked rate") {
+			t.Fatalf("the run was invalid but the summary does not say so:\n%s", text.String())
+		}
+		reasons = append(reasons, fmt.Sprintf("attempt %d: invalid %q, verdict %s %q",
+			attempt, res.Invalid, res.Verdict.Verdict, res.Verdict.Reasons))
+		t.Logf("the generator did not keep its schedule (the report said so); %s", reasons[len(reasons)-1])
 	}
-	var text bytes.Buffer
-	res.WriteText(&text)
-	if !res.Valid && !strings.Contains(text.String(), "NOT VALID for the asked rate") {
-		t.Fatalf("the run was invalid but the summary does not say so:\n%s", text.String())
-	}
-	t.Skipf("this machine starved the generator (invalid: %q; verdict %s: %q); the report said so",
-		res.Invalid, res.Verdict.Verdict, res.Verdict.Reasons)
+	testenv.SkipOrFail(t, fmt.Sprintf("this machine starved the generator in %d runs: %s",
+		scheduleAttempts, strings.Join(reasons, "; ")))
+	return nil
 }
 
 func okServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
@@ -84,7 +105,8 @@ func poolServer(t *testing.T, workers int, hold time.Duration) *httptest.Server 
 
 func TestOpenModelKeepsTheSchedule(t *testing.T) {
 	srv, served := okServer(t)
-	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, Rate: 200, Duration: 3 * time.Second})
+	res := runOnSchedule(t, Options{Targets: []Target{target(t, srv.URL)}, Rate: 200, Duration: 3 * time.Second},
+		func() { served.Store(0) })
 	// The schedule is exact: 200/s for 3 s is 600 arrivals, whatever the box.
 	if res.Scheduled != 600 {
 		t.Errorf("scheduled %d, want 600", res.Scheduled)
@@ -98,7 +120,6 @@ func TestOpenModelKeepsTheSchedule(t *testing.T) {
 	if res.Sent < 570 {
 		t.Errorf("sent %d of 600", res.Sent)
 	}
-	requireKeptSchedule(t, res)
 	if res.RPS < 150 || res.RPS > 210 {
 		t.Errorf("rps %.1f, want about 200", res.RPS)
 	}
@@ -143,8 +164,7 @@ func TestLatencyAgainstKnownDelay(t *testing.T) {
 		{VUs: 4, Duration: 2 * time.Second},
 	} {
 		o.Targets = []Target{target(t, srv.URL)}
-		res := mustRun(t, o)
-		requireKeptSchedule(t, res)
+		res := runOnSchedule(t, o)
 		for name, q := range map[string]Quantiles{"corrected": res.Latency, "uncorrected": res.LatencyUncorrected} {
 			if q.P50 < 0.050 || q.P50 > 0.150 {
 				t.Errorf("%s model: %s p50 %s, want within [50ms, 150ms]", res.Model, name, fmtSeconds(q.P50))
@@ -166,9 +186,8 @@ func TestLatencyAgainstKnownDelay(t *testing.T) {
 func TestFixedWorkerPoolIsServerBound(t *testing.T) {
 	// 4 workers × 25 ms = 160 requests/s; ask for 400/s.
 	srv := poolServer(t, 4, 25*time.Millisecond)
-	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, Rate: 400, Duration: 4 * time.Second,
+	res := runOnSchedule(t, Options{Targets: []Target{target(t, srv.URL)}, Rate: 400, Duration: 4 * time.Second,
 		GracefulStop: time.Second})
-	requireKeptSchedule(t, res)
 	if res.Verdict.Verdict != ServerBound {
 		t.Fatalf("verdict %s, want %s; reasons: %q", res.Verdict.Verdict, ServerBound, res.Verdict.Reasons)
 	}
@@ -321,7 +340,7 @@ func TestKeepAliveAndNot(t *testing.T) {
 func TestStagesFindCapacity(t *testing.T) {
 	// 4 workers × 20 ms = 200/s.
 	srv := poolServer(t, 4, 20*time.Millisecond)
-	res := mustRun(t, Options{Targets: []Target{target(t, srv.URL)}, GracefulStop: time.Second,
+	res := runOnSchedule(t, Options{Targets: []Target{target(t, srv.URL)}, GracefulStop: time.Second,
 		Stages: []Stage{{2 * time.Second, 40}, {2 * time.Second, 80}, {2 * time.Second, 400}}})
 	if len(res.Stages) != 3 {
 		t.Fatalf("%d stage results", len(res.Stages))
@@ -329,7 +348,6 @@ func TestStagesFindCapacity(t *testing.T) {
 	if res.Scheduled != 80+160+800 {
 		t.Errorf("scheduled %d, want %d", res.Scheduled, 80+160+800)
 	}
-	requireKeptSchedule(t, res)
 	if !res.Stages[0].Sustained || res.Stages[2].Sustained {
 		t.Errorf("stages: %+v", res.Stages)
 	}

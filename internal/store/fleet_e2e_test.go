@@ -1,17 +1,13 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,29 +19,11 @@ import (
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
-// lockedBuffer collects a proxy's operational log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // fleetProxy is one `headroom proxy` (guard.Run) with a Redis store.
 type fleetProxy struct {
 	name         string
 	proxy, admin string // base URLs
-	log          *lockedBuffer
+	log          *testenv.Buffer
 }
 
 func startFleetProxy(t *testing.T, name, upstream, redisURL, prefix string) *fleetProxy {
@@ -64,7 +42,7 @@ func startFleetProxy(t *testing.T, name, upstream, redisURL, prefix string) *fle
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	p := &fleetProxy{name: name, log: &lockedBuffer{}}
+	p := &fleetProxy{name: name, log: &testenv.Buffer{}}
 	lg := slog.New(slog.NewTextHandler(p.log, nil))
 	s, err := store.NewRedis(store.RedisOptions{URL: cfg.Store.URL, Prefix: cfg.Store.Prefix, ID: name,
 		Interval: cfg.Store.SyncInterval.D(), Timeout: cfg.Store.SyncTimeout.D(), MaxKeys: cfg.Store.MaxKeys, Logger: lg})
@@ -129,29 +107,12 @@ func (p *fleetProxy) adminJSON(t *testing.T, method, path string) map[string]any
 	return v
 }
 
-// eventually polls cond (no timing assertion: only a bound, far above the
-// sync interval, so a broken sync fails instead of hanging).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestFleetOfTwoProxies runs two real proxies (guard.Run, as `headroom
 // proxy --store redis://…` does) over loopback HTTP in front of one
 // sleeping upstream, sharing one redis-server.
 func TestFleetOfTwoProxies(t *testing.T) {
 	rs := testenv.StartRedis(t) // its own: the test kills it
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
-		fmt.Fprintln(w, "done")
-	}))
-	defer upstream.Close()
+	upstream := testenv.SlowUpstream(t, 300*time.Millisecond)
 	prefix := "e2e:"
 	a := startFleetProxy(t, "a", upstream.URL, rs.URL(), prefix)
 	b := startFleetProxy(t, "b", upstream.URL, rs.URL(), prefix)
@@ -167,7 +128,7 @@ func TestFleetOfTwoProxies(t *testing.T) {
 		}
 	}
 	for _, p := range []*fleetProxy{a, b} {
-		eventually(t, p.name+" sees the fleet's usage of "+half, func() bool {
+		testenv.Eventually(t, p.name+" sees the fleet's usage of "+half, func() bool {
 			return p.adminJSON(t, "GET", "/v1/keys/"+half)["worker_seconds"].(float64) >= 1.2
 		})
 		if code := p.get(t, half); code != http.StatusTooManyRequests {
@@ -178,7 +139,7 @@ func TestFleetOfTwoProxies(t *testing.T) {
 	// An operator restricts a key on a: b refuses it too.
 	const banned = "secret-api-key-banned"
 	a.adminJSON(t, "POST", "/v1/keys/"+banned+"/restrict?for=10m")
-	eventually(t, "b sees the restriction made on a", func() bool {
+	testenv.Eventually(t, "b sees the restriction made on a", func() bool {
 		return b.adminJSON(t, "GET", "/v1/keys/"+banned)["restricted"] == true
 	})
 	if code := b.get(t, banned); code != http.StatusTooManyRequests {
@@ -208,7 +169,7 @@ func TestFleetOfTwoProxies(t *testing.T) {
 	// Redis dies: both proxies keep serving and enforcing on their own view.
 	rs.Stop()
 	for _, p := range []*fleetProxy{a, b} {
-		eventually(t, p.name+" reports the store down", func() bool {
+		testenv.Eventually(t, p.name+" reports the store down", func() bool {
 			h := p.adminJSON(t, "GET", "/healthz")
 			return h["status"] == "degraded" && h["store"].(map[string]any)["up"] == false
 		})
@@ -228,17 +189,17 @@ func TestFleetOfTwoProxies(t *testing.T) {
 	// Redis is back (empty): sync resumes, and new restrictions propagate.
 	rs.Start(t)
 	for _, p := range []*fleetProxy{a, b} {
-		eventually(t, p.name+" reports the store up again", func() bool {
+		testenv.Eventually(t, p.name+" reports the store up again", func() bool {
 			return p.adminJSON(t, "GET", "/healthz")["status"] == "ok"
 		})
 	}
 	const later = "secret-api-key-later"
 	b.adminJSON(t, "POST", "/v1/keys/"+later+"/restrict?for=10m")
-	eventually(t, "a sees the restriction made on b after Redis came back", func() bool {
+	testenv.Eventually(t, "a sees the restriction made on b after Redis came back", func() bool {
 		return a.adminJSON(t, "GET", "/v1/keys/"+later)["restricted"] == true
 	})
 	// What the proxies held is in Redis again, the earlier restriction too.
-	eventually(t, "the restriction made before the Redis restart is back in Redis", func() bool {
+	testenv.Eventually(t, "the restriction made before the Redis restart is back in Redis", func() bool {
 		n, err := rdb.HLen(ctx, prefix+"restrictions").Result()
 		return err == nil && n >= 3 // half (by budget), banned, later
 	})

@@ -36,11 +36,7 @@ func RequireBinary(t testing.TB, name string, alternatives ...string) string {
 			}
 		}
 	}
-	msg := name + " not found: install it (scripts/deps.sh does) to run this test"
-	if InCI() {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	SkipOrFail(t, name+" not found: install it (scripts/deps.sh does) to run this test")
 	return ""
 }
 
