@@ -124,7 +124,7 @@ see deploy/headroom.yaml, documented field by field.`,
 		keyQuery:     "query `parameter` carrying the API key (repeatable; always redacted in the log)",
 		trustedProxy: "`CIDR` or address whose X-Forwarded-For is believed (repeatable)",
 		pool:         "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N[,queue=N,timeout=DUR] (repeatable; a pool with no prefix or host catches the rest)",
-		store:        "usage store: memory, or redis://HOST:PORT/DB to share budgets with a fleet of proxies",
+		store:        "usage store: memory, or a Redis shared with a fleet of proxies: redis://HOST:PORT/DB, rediss://… (TLS), redis-sentinel://SENTINEL[,…]/MASTER/DB, redis-cluster://NODE[,NODE…]",
 		snapshot:     "`file` the memory store is saved to and restored from",
 	})
 	fl.StringVar(&f.accessLog, "access-log", "", "access log `file`, or - for standard output (default none)")

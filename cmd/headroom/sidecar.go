@@ -83,7 +83,7 @@ requests still pending their time so far, and writes the --snapshot.`,
 		keyQuery:     "query `parameter` carrying the API key (repeatable)",
 		trustedProxy: "`CIDR` or address (in front of nginx) whose X-Forwarded-For is believed (repeatable)",
 		pool:         "pool `spec` name=NAME[,prefix=/p/][,host=H],max=N (repeatable; labels only, see above)",
-		store:        "usage store: memory, or redis://HOST:PORT/DB to share budgets with other sidecars and proxies",
+		store:        "usage store: memory, or a Redis shared with other sidecars and proxies: redis://HOST:PORT/DB, rediss://… (TLS), redis-sentinel://SENTINEL[,…]/MASTER/DB, redis-cluster://NODE[,NODE…]",
 		snapshot:     "`file` usage is saved to and restored from",
 	})
 	fl.DurationVar(&f.ticketTTL, "ticket-ttl", 5*time.Minute, "charge a request this long when its log line never comes (timeouts.upstream)")

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,7 +255,7 @@ func (c *Core) Reload(cfg *config.Config) error {
 	if cfg.Admin != old.cfg.Admin {
 		fixed = append(fixed, "admin")
 	}
-	if cfg.Store != old.cfg.Store {
+	if !reflect.DeepEqual(cfg.Store, old.cfg.Store) {
 		fixed = append(fixed, "store")
 	}
 	if cfg.Keys.Secret != old.cfg.Keys.Secret || cfg.Keys.SecretFile != old.cfg.Keys.SecretFile {

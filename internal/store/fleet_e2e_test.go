@@ -154,7 +154,7 @@ func TestFleetOfTwoProxies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restr, err := rdb.HGetAll(ctx, prefix+"restrictions").Result()
+	restr, err := rdb.HGetAll(ctx, prefix+"{restrictions}").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestFleetOfTwoProxies(t *testing.T) {
 	})
 	// What the proxies held is in Redis again, the earlier restriction too.
 	testenv.Eventually(t, "the restriction made before the Redis restart is back in Redis", func() bool {
-		n, err := rdb.HLen(ctx, prefix+"restrictions").Result()
+		n, err := rdb.HLen(ctx, prefix+"{restrictions}").Result()
 		return err == nil && n >= 3 // half (by budget), banned, later
 	})
 

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,20 +19,24 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/store/redisaddr"
 )
 
 // The Redis layout, all names under the prefix (default "headroom:"):
 //
-//	u:{key}:{width ns}   hash, one per key and bucket width, expiring a
+//	u:{KEY}:WIDTH        hash, one per key and bucket width (ns), expiring a
 //	                     window after its last push:
-//	                       {bucket index}:{proxy id} -> that proxy's worker ns in the bucket
-//	                       live:{proxy id}           -> "{pushed at, unix ms}:{in-flight ns}"
-//	restrictions         hash: {key} -> "{until, unix ns}:{made at, unix ns}";
-//	                     until 0 is a lift
-//	restrictions:v       counter, bumped at every change of restrictions
+//	                       IDX:PROXY   -> that proxy's worker ns in bucket IDX
+//	                       live:PROXY  -> "PUSHED_MS:IN_FLIGHT_NS"
+//	{restrictions}       hash: KEY -> "UNTIL_NS:MADE_AT_NS"; until 0 is a lift
+//	{restrictions}:v     counter, bumped at every change of restrictions
 //	epoch                random value set by the first proxy to find it missing
 //
-// {key} is the ledger's key: a fingerprint (fp-…, a keyed HMAC of the API
+// The braces are Redis Cluster hash tags: everything about one key is in
+// one hash (one slot), and the
+// restriction script's two keys share the tag {restrictions}.
+//
+// KEY is the ledger's key: a fingerprint (fp-…, a keyed HMAC of the API
 // key; every proxy of the fleet needs the same keys.secret) or addr:IP.
 // Raw API keys never reach Redis.
 //
@@ -64,8 +70,13 @@ const (
 
 // RedisOptions configures a Redis store.
 type RedisOptions struct {
-	// URL is redis://[user:password@]host:port/db (rediss:// for TLS).
+	// URL is where Redis is, in any form redisaddr.Parse reads: one server
+	// (redis://, rediss://), Sentinel (redis-sentinel://) or a Cluster seed
+	// list (redis-cluster://). Empty: Target.
 	URL string
+	// Target is the parsed address, for callers that built it otherwise
+	// (the config file's sentinel_addrs or cluster_addrs).
+	Target redisaddr.Target
 	// Prefix starts every Redis key; "" means DefaultRedisPrefix. Give
 	// fleets sharing one Redis different prefixes.
 	Prefix string
@@ -95,7 +106,7 @@ type RedisOptions struct {
 // fleet's usage as last pulled plus its own), logs the change of state once,
 // and retries with backoff.
 type Redis struct {
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	prefix   string
 	id       string
 	interval time.Duration
@@ -144,9 +155,16 @@ const (
 // Restore or Sync does, and a Redis that is down at start is reported and
 // retried like any other outage.
 func NewRedis(opts RedisOptions) (*Redis, error) {
-	ro, err := redis.ParseURL(opts.URL)
-	if err != nil {
-		return nil, fmt.Errorf("store: redis URL %q: %w", opts.URL, err)
+	target := opts.Target
+	if opts.URL != "" {
+		t, err := redisaddr.Parse(opts.URL)
+		if err != nil {
+			return nil, fmt.Errorf("store: redis address: %w", err)
+		}
+		target = t
+	}
+	if len(target.Addrs) == 0 {
+		return nil, errors.New("store: no redis address: give a URL (" + redisaddr.Forms + ")")
 	}
 	s := &Redis{
 		prefix:   opts.Prefix,
@@ -155,11 +173,14 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		maxKeys:  opts.MaxKeys,
 		clock:    opts.Clock,
 		log:      opts.Logger,
-		addr:     ro.Addr,
+		addr:     target.Redacted(),
 		restrVer: -1,
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultRedisPrefix
+	}
+	if strings.ContainsAny(s.prefix, "{}") {
+		return nil, fmt.Errorf("store: redis prefix %q must not contain braces: they would change the keys' hash tags in a cluster", s.prefix)
 	}
 	if s.interval <= 0 {
 		s.interval = DefaultSyncInterval
@@ -185,16 +206,7 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if s.timeout <= 0 {
 		s.timeout = s.interval
 	}
-	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = s.timeout, s.timeout, s.timeout
-	ro.ContextTimeoutEnabled = true
-	// The sync loop is the retry: a failed sync is reported and tried again
-	// after a backoff, so the client must not retry (and wait) on its own.
-	ro.MaxRetries = -1
-	ro.DialerRetries = 1
-	ro.PoolSize = 2
-	ro.DisableIdentity = true // CLIENT SETINFO is Redis 7.2+; Debian's 7.0 refuses it
-	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	s.rdb = redis.NewClient(ro)
+	s.rdb = redis.NewUniversalClient(universalOptions(target, s.timeout))
 	// go-redis logs every failed dial on its own (a line per attempt while
 	// Redis is down); the store reports outages once per change of state,
 	// so the library's lines go to debug.
@@ -374,11 +386,11 @@ func (s *Redis) report(err error, op string) {
 }
 
 func (s *Redis) usageKey(key string, width time.Duration) string {
-	return s.prefix + "u:" + key + ":" + strconv.FormatInt(int64(width), 10)
+	return s.prefix + "u:{" + key + "}:" + strconv.FormatInt(int64(width), 10)
 }
 
-func (s *Redis) restrictionsKey() string { return s.prefix + "restrictions" }
-func (s *Redis) versionKey() string      { return s.prefix + "restrictions:v" }
+func (s *Redis) restrictionsKey() string { return s.prefix + "{restrictions}" }
+func (s *Redis) versionKey() string      { return s.prefix + "{restrictions}:v" }
 func (s *Redis) epochKey() string        { return s.prefix + "epoch" }
 
 // staleLive is how old another proxy's in-flight report may be and still
@@ -657,4 +669,36 @@ func (s *Redis) push(ctx context.Context, l *budget.Ledger, setEpoch bool) error
 	}
 	s.pushed.Add(float64(len(s.ups)))
 	return nil
+}
+
+// universalOptions turns a target into go-redis options: one client type
+// (redis.UniversalClient) for a single server, Sentinel and Cluster.
+func universalOptions(t redisaddr.Target, timeout time.Duration) *redis.UniversalOptions {
+	o := &redis.UniversalOptions{
+		Addrs:            t.Addrs,
+		DB:               t.DB,
+		Username:         t.Username,
+		Password:         t.Password,
+		MasterName:       t.MasterName,
+		SentinelPassword: t.SentinelPassword,
+		IsClusterMode:    t.Kind == redisaddr.Cluster,
+		DialTimeout:      timeout,
+		ReadTimeout:      timeout,
+		WriteTimeout:     timeout,
+		// The sync loop is the retry: a failed sync is reported and tried
+		// again after a backoff, so the client must not retry (and wait)
+		// on its own.
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		PoolSize:              4,
+		// CLIENT SETINFO is Redis 7.2+; Debian's 7.0 refuses it.
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if t.TLS {
+		host, _, _ := net.SplitHostPort(t.Addrs[0])
+		o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	return o
 }

@@ -366,3 +366,44 @@ func TestRedisSlowIsReportedAsDown(t *testing.T) {
 		t.Errorf("health after a timed-out sync: up=%v %+v", up, detail)
 	}
 }
+
+// The store works the same on one server, a Redis Cluster (the keys of one
+// budget share a hash tag, so its scripts run on one slot) and a master
+// found through Sentinel.
+func TestRedisFormsShareUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"single", func(t *testing.T) string { return testenv.SharedRedis(t).URL() }},
+		{"cluster", func(t *testing.T) string { return testenv.SharedCluster(t).URL() }},
+		{"sentinel", func(t *testing.T) string { return testenv.StartSentinel(t, time.Second).URL() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := budget.NewManualClock(t0)
+			ps := newFleet(t, tc.url(t), clk, "a", "b")
+			a, b := ps[0], ps[1]
+			for _, k := range []string{"fp-one", "fp-two", "fp-three"} {
+				a.spend(t, k, 5*time.Second)
+				b.spend(t, k, 5*time.Second)
+			}
+			a.l.Restrict("fp-banned", t0.Add(time.Hour))
+			a.sync(t)
+			b.sync(t)
+			a.sync(t)
+			for _, p := range ps {
+				for _, k := range []string{"fp-one", "fp-two", "fp-three"} {
+					if d, _ := p.l.Admit(k, lim); d.Outcome != budget.Restricted || d.Used != 10*time.Second {
+						t.Errorf("%s %s: %+v, want restricted at the fleet's 10 s", p.s.id, k, d)
+					}
+				}
+			}
+			if s := b.l.Status("fp-banned", lim); !s.RestrictedUntil.Equal(t0.Add(time.Hour)) {
+				t.Errorf("b: fp-banned restricted until %v, want a's hour", s.RestrictedUntil)
+			}
+			if up, h := a.s.Health(); !up || !strings.HasPrefix(h.(RedisHealth).Addr, "redis") {
+				t.Errorf("health: %v %+v", up, h)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,13 +46,13 @@ func TestSharedClusterServesEverySlot(t *testing.T) {
 			t.Fatalf("set %s: %v", k, err)
 		}
 	}
-	n := 0
+	var n atomic.Int32 // ForEachMaster calls back concurrently
 	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		n++
+		n.Add(1)
 		return m.Ping(ctx).Err()
 	})
-	if err != nil || n != 3 {
-		t.Fatalf("masters: %d, %v; want 3", n, err)
+	if err != nil || n.Load() != 3 {
+		t.Fatalf("masters: %d, %v; want 3", n.Load(), err)
 	}
 }
 

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/headroom-dev/headroom/internal/store/redisaddr"
 )
 
 // Config is the whole guard configuration. The zero value is not valid; Parse
@@ -176,8 +178,15 @@ type Store struct {
 	SnapshotInterval Duration `yaml:"snapshot_interval"`
 
 	// URL is the Redis of a redis store: redis://[user:pass@]HOST:PORT/DB
-	// (rediss:// for TLS).
+	// (rediss:// for TLS), redis-sentinel://SENTINEL[,SENTINEL…]/MASTER/DB
+	// or redis-cluster://NODE[,NODE…] (redisaddr.Forms).
 	URL string `yaml:"url"`
+	// SentinelAddrs and MasterName are the Sentinel form as a list: the
+	// sentinels and the name of the master they watch. Instead of URL.
+	SentinelAddrs []string `yaml:"sentinel_addrs"`
+	MasterName    string   `yaml:"master_name"`
+	// ClusterAddrs is a Redis Cluster's seed list. Instead of URL.
+	ClusterAddrs []string `yaml:"cluster_addrs"`
 	// Prefix starts every Redis key the fleet uses (default "headroom:").
 	Prefix string `yaml:"prefix"`
 	// SyncInterval is how often each proxy pushes its usage and pulls the
@@ -529,12 +538,12 @@ func (c *Config) Validate() error {
 
 	switch {
 	case c.Store.Type == "memory":
-		if c.Store.URL != "" {
+		if c.Store.URL != "" || len(c.Store.SentinelAddrs) > 0 || len(c.Store.ClusterAddrs) > 0 {
 			es.add("store.url", "only for type: redis")
 		}
 	case c.Store.Type == "redis":
 		checkRedis(&es, c)
-	case strings.HasPrefix(c.Store.Type, "redis://"), strings.HasPrefix(c.Store.Type, "rediss://"):
+	case strings.HasPrefix(c.Store.Type, "redis"):
 		es.add("store.type", "write type: redis and url: %s", c.Store.Type)
 	default:
 		es.add("store.type", "%q is not a store: use memory or redis", c.Store.Type)
@@ -571,26 +580,26 @@ func (c *Config) Validate() error {
 // fleet needs to share keys at all.
 func checkRedis(es *Errors, c *Config) {
 	st := c.Store
-	if st.URL == "" {
-		es.add("store.url", "required with type: redis, e.g. redis://127.0.0.1:6379/0")
-	} else if u, err := url.Parse(st.URL); err != nil {
-		es.add("store.url", "not a URL: %v", err)
-	} else {
-		db := strings.TrimPrefix(u.Path, "/")
-		switch {
-		case u.Scheme != "redis" && u.Scheme != "rediss":
-			es.add("store.url", "%q must be redis://HOST:PORT/DB or rediss://HOST:PORT/DB", st.URL)
-		case u.Host == "":
-			es.add("store.url", "%q has no host", st.URL)
-		case db != "" && !isDigits(db):
-			es.add("store.url", "database %q in %q must be a number, e.g. /0", db, st.URL)
+	lists := len(st.SentinelAddrs) > 0 || st.MasterName != "" || len(st.ClusterAddrs) > 0
+	switch {
+	case st.URL != "" && lists:
+		es.add("store.url", "give url or sentinel_addrs/master_name or cluster_addrs, not both")
+	case st.URL != "":
+		if _, err := redisaddr.Parse(st.URL); err != nil {
+			es.add("store.url", "%v", err)
 		}
+	case lists:
+		if _, err := redisaddr.FromAddrs(st.SentinelAddrs, st.MasterName, st.ClusterAddrs); err != nil {
+			es.add("store", "%v", err)
+		}
+	default:
+		es.add("store.url", "required with type: redis, e.g. redis://127.0.0.1:6379/0 (or sentinel_addrs + master_name, or cluster_addrs)")
 	}
 	if st.Snapshot != "" {
 		es.add("store.snapshot", "only for type: memory: with redis the fleet's usage lives in Redis")
 	}
-	if st.Prefix == "" || strings.ContainsAny(st.Prefix, " \t\n") {
-		es.add("store.prefix", "%q must be a non-empty key prefix without spaces, e.g. headroom:", st.Prefix)
+	if st.Prefix == "" || strings.ContainsAny(st.Prefix, " \t\n{}") {
+		es.add("store.prefix", "%q must be a non-empty key prefix without spaces or braces, e.g. headroom:", st.Prefix)
 	}
 	if st.SyncInterval <= 0 {
 		es.add("store.sync_interval", "must be > 0")

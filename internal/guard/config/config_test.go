@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -52,9 +53,14 @@ func TestParseRefusesBadConfigNamingTheField(t *testing.T) {
 		{"log format", up + "access_log: {format: xml}\n", `access_log.format: "xml" is not a format`},
 		{"redis url as type", up + "store: {type: redis://127.0.0.1:6379/0}\n", "store.type: write type: redis and url: redis://127.0.0.1:6379/0"},
 		{"redis without url", up + sec + "store: {type: redis}\n", "store.url: required with type: redis"},
-		{"redis url scheme", up + sec + "store: {type: redis, url: http://127.0.0.1:6379/0}\n", `store.url: "http://127.0.0.1:6379/0" must be redis://`},
+		{"redis url scheme", up + sec + "store: {type: redis, url: http://127.0.0.1:6379/0}\n", `store.url: scheme "http": want redis://`},
 		{"redis url db", up + sec + "store: {type: redis, url: redis://127.0.0.1:6379/zero}\n", `store.url: database "zero"`},
 		{"redis without host", up + sec + "store: {type: redis, url: 'redis:///0'}\n", "store.url: \"redis:///0\" has no host"},
+		{"sentinel without master", up + sec + "store: {type: redis, url: 'redis-sentinel://10.0.0.1:26379'}\n", "names no master"},
+		{"sentinel list without master", up + sec + "store: {type: redis, sentinel_addrs: [10.0.0.1]}\n", "store: sentinel_addrs need master_name"},
+		{"url and a list", up + sec + "store: {type: redis, url: 'redis://h:1/0', cluster_addrs: [a:1]}\n", "store.url: give url or sentinel_addrs/master_name or cluster_addrs, not both"},
+		{"cluster db", up + sec + "store: {type: redis, url: 'redis-cluster://a:1,b:2/3'}\n", "only database 0"},
+		{"prefix with a hash tag", up + sec + "store: {type: redis, url: 'redis://h:1/0', prefix: 'x{y}'}\n", "store.prefix: \"x{y}\" must be a non-empty key prefix without spaces or braces"},
 		{"redis without secret", up + "store: {type: redis, url: redis://127.0.0.1:6379/0}\n", "keys.secret: a redis store needs the same fingerprint secret on every proxy"},
 		{"redis with snapshot", up + sec + "store: {type: redis, url: redis://127.0.0.1:6379/0, snapshot: /tmp/x}\n", "store.snapshot: only for type: memory"},
 		{"redis sync interval", up + sec + "store: {type: redis, url: redis://127.0.0.1:6379/0, sync_interval: -1s}\n", "store.sync_interval: must be > 0"},
@@ -209,7 +215,7 @@ store: {type: redis, url: "redis://10.0.0.5:6379/2"}
 	}
 	want := Store{Type: "redis", URL: "redis://10.0.0.5:6379/2", Prefix: "headroom:", SnapshotInterval: Duration(10 * time.Second),
 		SyncInterval: Duration(time.Second), SyncTimeout: Duration(time.Second), MaxKeys: 10000}
-	if c.Store != want {
+	if !reflect.DeepEqual(c.Store, want) {
 		t.Errorf("store = %+v\nwant    %+v", c.Store, want)
 	}
 }
