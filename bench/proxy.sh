@@ -43,24 +43,13 @@ HR_PORT=$((PORT_BASE + 2))
 HR_ADMIN=$((PORT_BASE + 3))
 GO_PORT=$((PORT_BASE + 4))
 
-need() {
-  if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
-    echo "bench/proxy.sh: $1 not found; install it (scripts/deps.sh does)" >&2
-    exit 1
-  fi
-}
+BENCH=bench/proxy.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 need go
 need wrk
 need nginx
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT"; do
-  if port_busy "$p"; then
-    echo "bench/proxy.sh: port $p on 127.0.0.1 is in use; set PORT_BASE to a free range" >&2
-    exit 1
-  fi
-done
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-proxy-bench.XXXXXX")
 pids=()
@@ -70,15 +59,6 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
-
-wait_port() {
-  for _ in $(seq 100); do
-    if port_busy "$1"; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench/proxy.sh: nothing listening on 127.0.0.1:$1 after 10 s ($2)" >&2
-  exit 1
-}
 
 echo "building headroom and the bench upstream..." >&2
 go build -o "$tmp/headroom" ./cmd/headroom
@@ -90,19 +70,7 @@ pids+=($!)
 UP_PID=$!
 wait_port "$UP_PORT" upstream
 
-mkdir -p "$tmp/nginx"
-cat >"$tmp/nginx/nginx.conf" <<CONF
-worker_processes auto;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $tmp/nginx/access.log combined buffer=64k flush=1s;
-  client_body_temp_path $tmp/nginx/body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
+nginx_conf "$tmp/nginx" "
   upstream app {
     server 127.0.0.1:$UP_PORT;
     keepalive 64;
@@ -112,15 +80,11 @@ http {
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header Host \$host;
     }
-  }
-}
-CONF
-"$NGINX" -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-NGINX_PID=$!
+  }"
+start_nginx "$tmp/nginx"
 wait_port "$NGINX_PORT" nginx
 
 "$tmp/headroom" proxy --listen "127.0.0.1:$HR_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
@@ -135,58 +99,12 @@ pids+=($!)
 GO_PID=$!
 wait_port "$GO_PORT" goproxy
 
-# to_ms converts wrk's latency (e.g. 812.00us, 1.23ms, 2.01s) to milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; else if (v ~ /m$/) n *= 60000
-    printf "%.3f", n
-  }'
-}
-
-# cpu_ticks PID: user+system clock ticks of PID and its children processes
-# (nginx's workers are children of its master).
-cpu_ticks() {
-  local total=0 p
-  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
-    if [ -r "/proc/$p/stat" ]; then
-      # Fields after the parenthesized command name: utime is 14, stime 15.
-      total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    fi
-  done
-  echo "$total"
-}
-HZ=$(getconf CLK_TCK)
-
-declare -A RPS P50 P99 ERRS CPU
-run() {
-  local name=$1 port=$2 pid=$3 out rps t0 t1 reqs
-  wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null # warm up
-  t0=$(cpu_ticks "$pid")
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
-  t1=$(cpu_ticks "$pid")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  echo "  round: $name $rps req/s" >&2
-  if [ -n "${RPS[$name]:-}" ] && awk -v a="$rps" -v b="${RPS[$name]}" 'BEGIN {exit !(a <= b)}'; then
-    return
-  fi
-  RPS[$name]=$rps
-  P50[$name]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-  P99[$name]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-  ERRS[$name]=$(awk '/Non-2xx or 3xx responses:/ {print $5} /Socket errors:/ {print "socket-errors"}' <<<"$out" | paste -sd, -)
-  ERRS[$name]=${ERRS[$name]:-0}
-  # Microseconds of CPU per request for the server measured (for a proxy:
-  # the proxy alone, not the upstream behind it).
-  CPU[$name]=$(awk -v d="$((t1 - t0))" -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
-}
-
 echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $BODY-byte responses, on $(nproc) cores, best of $ROUNDS rounds" >&2
 for _ in $(seq "$ROUNDS"); do
-  run direct "$UP_PORT" "$UP_PID"
-  run nginx "$NGINX_PORT" "$NGINX_PID"
-  run go-rp "$GO_PORT" "$GO_PID"
-  run headroom "$HR_PORT" "$HR_PID"
+  wrk_round direct "http://127.0.0.1:$UP_PORT/" "$UP_PID"
+  wrk_round nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID"
+  wrk_round go-rp "http://127.0.0.1:$GO_PORT/" "$GO_PID"
+  wrk_round headroom "http://127.0.0.1:$HR_PORT/" "$HR_PID"
 done
 
 printf '\n%-10s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# bench/sidecar.sh: what guarding nginx costs, side by side in one run on
+# loopback: nginx alone (proxy_pass), nginx with `headroom sidecar` beside it
+# (the snippet `headroom nginx-config` prints: auth_request per request,
+# access log over syslog), and the design the seed replaced, nginx + a Lua
+# bouncer asking a real redis-server per request (seeds/03). When
+# `headroom nginx-config` offers an allow cache (--cache), nginx + sidecar is
+# measured with it too.
+#
+# Usage: bench/sidecar.sh          (about ROUNDS x 4 x (DURATION + 2 s))
+# Environment: DURATION=10s CONNS=64 THREADS=1 BODY=64 (response bytes)
+#              ROUNDS=3 (best round of each is reported)
+#              PORT_BASE=18180 (uses PORT_BASE..PORT_BASE+9 on 127.0.0.1)
+#
+# CPU per request is user+system time from /proc of everything each design
+# runs besides the upstream: nginx's master and workers, plus the sidecar,
+# plus redis-server for the Lua bouncer.
+#
+# Fairness: the same upstream for all; every nginx keeps its upstream
+# connections alive; every request carries the same API key (X-Api-Key), so
+# the sidecar and the bouncer both look it up; the budget is high (1h per
+# 1m) so the key is never refused, while the ledger is still consulted and
+# charged on every request.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=bench/sidecar.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-1}
+BODY=${BODY:-64}
+ROUNDS=${ROUNDS:-3}
+PORT_BASE=${PORT_BASE:-18180}
+UP_PORT=$PORT_BASE
+NGINX_PORT=$((PORT_BASE + 1))
+SC_NGINX_PORT=$((PORT_BASE + 2))
+SC_CHECK=$((PORT_BASE + 3))
+SC_SYSLOG=$((PORT_BASE + 4))
+SC_ADMIN=$((PORT_BASE + 5))
+LUA_PORT=$((PORT_BASE + 6))
+REDIS_PORT=$((PORT_BASE + 7))
+CACHE_NGINX_PORT=$((PORT_BASE + 8))
+
+need go
+need wrk
+need nginx
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$SC_NGINX_PORT" "$SC_CHECK" "$SC_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$CACHE_NGINX_PORT"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-sidecar-bench.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+echo "building headroom and the bench upstream..." >&2
+go build -o "$tmp/headroom" ./cmd/headroom
+go build -o "$tmp/upstream" ./bench/upstream
+
+"$tmp/upstream" -listen "127.0.0.1:$UP_PORT" -size "$BODY" &
+pids+=($!)
+wait_port "$UP_PORT" upstream
+
+nginx_conf "$tmp/alone" "
+  upstream app {
+    server 127.0.0.1:$UP_PORT;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host \$host;
+    }
+  }"
+start_nginx "$tmp/alone"
+ALONE_PID=$NGINX_PID
+wait_port "$NGINX_PORT" "nginx alone"
+
+"$tmp/headroom" sidecar --listen "127.0.0.1:$SC_CHECK" --syslog "127.0.0.1:$SC_SYSLOG" \
+  --admin "127.0.0.1:$SC_ADMIN" --budget 1h --window 1m --restrict-for 1m 2>"$tmp/sidecar.log" &
+pids+=($!)
+SC_PID=$!
+wait_port "$SC_CHECK" "headroom sidecar; its log: $(cat "$tmp/sidecar.log" 2>/dev/null)"
+
+snippet() { # snippet PORT [FLAGS...]
+  local port=$1
+  shift
+  "$tmp/headroom" nginx-config --listen "127.0.0.1:$port" --sidecar "127.0.0.1:$SC_CHECK" \
+    --syslog "127.0.0.1:$SC_SYSLOG" --upstream "http://127.0.0.1:$UP_PORT" "$@"
+}
+nginx_conf "$tmp/sidecar" "$(snippet "$SC_NGINX_PORT")"
+start_nginx "$tmp/sidecar"
+SC_NGINX_PID=$NGINX_PID
+wait_port "$SC_NGINX_PORT" "nginx + sidecar"
+
+targets=(nginx nginx+sidecar)
+if "$tmp/headroom" nginx-config --help 2>&1 | grep -q -- '--cache'; then
+  # Both nginx instances share the one sidecar: its cache zone differs by
+  # name in the snippet, not by process.
+  nginx_conf "$tmp/cache" "$(snippet "$CACHE_NGINX_PORT" --cache "$tmp/cache/zone")"
+  start_nginx "$tmp/cache"
+  CACHE_NGINX_PID=$NGINX_PID
+  wait_port "$CACHE_NGINX_PORT" "nginx + sidecar + cache"
+  targets+=(nginx+sidecar+cache)
+fi
+
+start_redis "$REDIS_PORT"
+LUA=1 nginx_conf "$tmp/lua" "$(lua_bouncer_body "$LUA_PORT" "$UP_PORT" "$REDIS_PORT")"
+start_nginx "$tmp/lua"
+LUA_PID=$NGINX_PID
+wait_port "$LUA_PORT" "nginx + Lua + Redis"
+targets+=(nginx+lua+redis)
+
+# A restriction flag for another key, so the bouncer's GET finds a real
+# keyspace (and is checked to refuse).
+redis-cli -p "$REDIS_PORT" SET restricted:banned-key 1 >/dev/null
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Api-Key: banned-key' "http://127.0.0.1:$LUA_PORT/")
+if [ "$code" != 429 ]; then
+  echo "$BENCH: the Lua bouncer answered $code for a restricted key, want 429; nginx log:" >&2
+  cat "$tmp/lua/error.log" >&2
+  exit 1
+fi
+
+key=(-H "X-Api-Key: bench-key")
+echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $BODY-byte responses, one API key, on $(nproc) cores, best of $ROUNDS rounds" >&2
+for _ in $(seq "$ROUNDS"); do
+  wrk_round nginx "http://127.0.0.1:$NGINX_PORT/" "$ALONE_PID" -- "${key[@]}"
+  wrk_round nginx+sidecar "http://127.0.0.1:$SC_NGINX_PORT/" "$SC_NGINX_PID" "$SC_PID" -- "${key[@]}"
+  if [ -n "${CACHE_NGINX_PID:-}" ]; then
+    wrk_round nginx+sidecar+cache "http://127.0.0.1:$CACHE_NGINX_PORT/" "$CACHE_NGINX_PID" "$SC_PID" -- "${key[@]}"
+  fi
+  wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID" -- "${key[@]}"
+done
+
+wrk_table "${targets[@]}"
+echo
+for t in "${targets[@]}"; do
+  [ "$t" = nginx ] && continue
+  printf '%-20s req/s %sx nginx alone, %sx nginx+lua+redis; CPU per request %sx nginx alone\n' "$t" \
+    "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")" \
+    "$(ratio "${CPU[$t]}" "${CPU[nginx]}")"
+done
+# The sidecar must have charged what it was asked about.
+echo "sidecar's view of the key: $(curl -s "http://127.0.0.1:$SC_ADMIN/v1/keys/bench-key")" >&2
