@@ -24,6 +24,9 @@ func TestLoadFlagErrors(t *testing.T) {
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "-H", "novalue"}, "--header"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--body", "x", "--body-file", "y"}, "choose one"},
 		{[]string{"ftp://127.0.0.1/", "--rate", "10/s", "--duration", "1s"}, "http:// or https://"},
+		// Issue 17 item 16: Go's raw "first path segment in URL cannot contain colon".
+		{[]string{"127.0.0.1:8000", "--rate", "10/s", "--duration", "1s"}, `"127.0.0.1:8000" has no scheme: write http://127.0.0.1:8000`},
+		{[]string{"localhost:8000/api", "--rate", "10/s", "--duration", "1s"}, "write http://localhost:8000/api"},
 		{[]string{"http://127.0.0.1:1/", "--rate", "10/s", "--duration", "1s", "--targets", "/nonexistent/targets"}, "--targets"},
 	}
 	for _, tt := range tests {

@@ -45,6 +45,7 @@ Start with 'headroom demo' to see the guard at work on this machine.`,
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate(buildinfo.Read().String() + "\n")
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		newVersionCmd(),
 		newProxyCmd(),

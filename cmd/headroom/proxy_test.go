@@ -74,6 +74,8 @@ func TestProxyFlagErrors(t *testing.T) {
 		want string
 	}{
 		{nil, "upstream: required"},
+		// Issue 17 item 16: an upstream without a scheme says what to write.
+		{[]string{"--upstream", "127.0.0.1:8000"}, `upstream: "127.0.0.1:8000" has no scheme: write http://127.0.0.1:8000`},
 		{[]string{"--upstream", "http://x", "--store", "redis://127.0.0.1:6379/0"}, "keys.secret: a redis store needs the same fingerprint secret"},
 		{[]string{"--upstream", "http://x", "--store", "redis://127.0.0.1:6379/x", "--secret-file", "/etc/headroom/secret"}, `store.url: database "x"`},
 		{[]string{"--upstream", "http://x", "--admin", "0.0.0.0:9091"}, "admin.listen: 0.0.0.0:9091 is not a loopback address"},

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/weburl"
 )
 
 // ParseRate parses an arrival rate: "500/s", "500" (per second), "30000/m",
@@ -234,15 +236,9 @@ func ParseTarget(s string) (Target, error) {
 			return Target{}, fmt.Errorf("target %q: method %q is not a word like GET", s, t.Method)
 		}
 	}
-	u, err := url.Parse(raw)
+	u, err := weburl.Parse(raw)
 	if err != nil {
-		return Target{}, fmt.Errorf("target %q: %w", s, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return Target{}, fmt.Errorf("target %q: want an http:// or https:// URL", s)
-	}
-	if u.Host == "" {
-		return Target{}, fmt.Errorf("target %q: URL has no host", s)
+		return Target{}, fmt.Errorf("target: %w", err)
 	}
 	t.URL = u
 	return t, nil

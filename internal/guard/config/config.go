@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -23,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/headroom-dev/headroom/internal/store/redisaddr"
+	"github.com/headroom-dev/headroom/internal/weburl"
 )
 
 // Config is the whole guard configuration. The zero value is not valid; Parse
@@ -402,10 +402,8 @@ func (c *Config) Validate() error {
 		if !c.NoUpstream {
 			es.add("upstream", "required: the URL of the application to protect, e.g. http://127.0.0.1:8000")
 		}
-	} else if u, err := url.Parse(c.Upstream); err != nil {
-		es.add("upstream", "not a URL: %v", err)
-	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		es.add("upstream", "%q must be an http:// or https:// URL with a host", c.Upstream)
+	} else if _, err := weburl.Parse(c.Upstream); err != nil {
+		es.add("upstream", "%v", err)
 	}
 
 	if c.Admin.Listen != "off" {

@@ -15,7 +15,10 @@ func TestParseRefusesBadConfigNamingTheField(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"no upstream", "listen: :8080\n", "upstream: required"},
-		{"upstream not http", "upstream: ftp://x\n", "upstream: \"ftp://x\" must be an http:// or https:// URL"},
+		{"upstream not http", "upstream: ftp://x\n", "upstream: \"ftp://x\": the scheme must be http:// or https://, not ftp://"},
+		// Issue 17 item 16: Go's "first path segment in URL cannot contain colon".
+		{"upstream without a scheme", "upstream: 127.0.0.1:8000\n", `upstream: "127.0.0.1:8000" has no scheme: write http://127.0.0.1:8000 (or https:// for TLS)`},
+		{"upstream host:port", "upstream: localhost:8000\n", `upstream: "localhost:8000" has no scheme: write http://localhost:8000`},
 		{"bad listen", up + "listen: 8080\n", `listen: "8080" is not host:port`},
 		{"pool max", up + "pools:\n  - {name: api, path_prefixes: [/api/], max_concurrent: 4}\n  - {name: ui, max_concurrent: 0}\n", "pools[1].max_concurrent: must be > 0"},
 		{"pool name", up + "pools: [{name: 'API Pool', max_concurrent: 1}]\n", "pools[0].name: \"API Pool\" must be"},
