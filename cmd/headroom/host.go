@@ -77,9 +77,11 @@ sample is cut on the next start). Run it as a service: deploy/headroom-host.serv
 	fl.StringVar(&f.data, "data", hostwatch.DefaultDataDir(), "directory of the recording")
 	fl.StringVar(&f.retention, "retention", "7d", "how long samples are kept (e.g. 7d, 36h)")
 	fl.StringVar(&f.maxSize, "max-size", "64MB", "most disk the recording may use")
-	fl.IntVar(&f.top, "top", 8, "processes kept per sample, by memory and by CPU")
+	fl.IntVar(&f.top, "processes", 8, "processes kept per sample, by memory and by CPU")
 	fl.StringVar(&f.proc, "proc", "/proc", "the /proc to read (e.g. /host/proc in a container)")
 	fl.BoolVar(&f.noSync, "no-sync", false, "do not fsync each sample (loses the last seconds on a power cut)")
+	// Issue 17: --top is rows per table in headroom logs analyze.
+	aliasFlags(fl, map[string]string{"top": "processes"})
 	return cmd
 }
 

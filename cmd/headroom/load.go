@@ -39,7 +39,7 @@ client-network-bound or inconclusive, with reasons.
 Two models:
   --rate N/s   open model: arrivals on a fixed schedule whatever the server does.
                Latency counts from each request's scheduled time (coordinated-
-               omission correction); a request that finds all --max-in-flight
+               omission correction); a request that finds all --max-outstanding
                slots busy is counted as dropped, never sent late.
   --vus N      closed model: N virtual users send, wait, --think, and send again.
 
@@ -92,12 +92,16 @@ given and hold (only an errors threshold can, e.g. 'errors>99%'). Metrics: p50 p
 	fl.BoolVar(&f.insecure, "insecure", false, "do not verify TLS certificates")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "per-request timeout")
 	fl.StringVar(&f.apiKey, "api-key", "", "API key to send (or set HEADROOM_API_KEY); never printed")
-	fl.StringVar(&f.apiKeyHeader, "api-key-header", "X-API-Key", "header that carries --api-key")
+	fl.StringVar(&f.apiKeyHeader, "key-header", "X-Api-Key", "`header` that carries --api-key (as headroom proxy's --key-header)")
 	fl.StringArrayVar(&f.thresholds, "threshold", nil, "pass/fail condition, e.g. 'p95<500ms', 'errors<1%', 'rps>100' (repeatable)")
 	fl.StringVar(&f.out, "out", "", "write per-second samples to this CSV file")
 	fl.DurationVar(&f.gracefulStop, "graceful-stop", 0, "time requests outstanding at the end may take to finish (default: the smaller of --timeout and 10s)")
-	fl.IntVar(&f.maxInFlight, "max-in-flight", 10000, "open model: most outstanding requests; arrivals beyond are dropped")
+	fl.IntVar(&f.maxInFlight, "max-outstanding", 10000, "open model: most requests awaiting a response at once; arrivals beyond are dropped")
 	fl.StringVar(&f.iface, "iface", "", "network interface to watch (default: the one that routes to the target)")
+	// Until issue 17 the key header was --api-key-header (the proxy's is
+	// --key-header) and the outstanding-request bound --max-in-flight (the
+	// proxy's per-key concurrency cap).
+	aliasFlags(fl, map[string]string{"api-key-header": "key-header", "max-in-flight": "max-outstanding"})
 	return cmd
 }
 

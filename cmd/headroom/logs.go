@@ -127,8 +127,13 @@ is not a log (or not in the --format given) is reported and skipped.`,
 	fl.BoolVar(&f.follow, "follow", false, "keep reading a live log as it grows, across rotation, until interrupted")
 	fl.DurationVar(&f.refresh, "refresh", 5*time.Second, "with --follow: how often to print the report so far")
 	fl.IntVar(&f.top, "top", 10, "rows per table")
-	fl.IntVar(&f.workers, "workers", 0, "parsing goroutines (0: one per CPU)")
+	fl.IntVar(&f.workers, "parallel", 0, "parsing goroutines (0: one per CPU)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (only on a terminal), always, never")
+	// Issue 17: -f reads as follow (tail) or file (GoAccess); it still
+	// means --format, but is no longer offered. --workers were parsing
+	// goroutines here and upstream workers everywhere else.
+	_ = fl.MarkShorthandDeprecated("format", "write --format (and --follow to follow a growing log)")
+	aliasFlags(fl, map[string]string{"workers": "parallel"})
 	return cmd
 }
 

@@ -33,7 +33,7 @@ type Options struct {
 	Header http.Header
 	// Body is sent with every request; nil means none.
 	Body []byte
-	// APIKey, when set, is sent in APIKeyHeader ("" means X-API-Key) to
+	// APIKey, when set, is sent in APIKeyHeader ("" means X-Api-Key, the proxy's default) to
 	// exercise the guard. It never appears in reports.
 	APIKey, APIKeyHeader string
 

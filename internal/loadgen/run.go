@@ -130,7 +130,7 @@ func newRun(o Options) (*run, error) {
 		r.o.MaxInFlight = 10000
 	}
 	if r.o.APIKey != "" && r.o.APIKeyHeader == "" {
-		r.o.APIKeyHeader = "X-API-Key"
+		r.o.APIKeyHeader = "X-Api-Key"
 	}
 	var err error
 	r.targets, err = prepareTargets(&r.o)
