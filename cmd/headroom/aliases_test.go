@@ -25,12 +25,12 @@ func find(t *testing.T, root *cobra.Command, path string) *cobra.Command {
 // where it means that.
 func TestOneMeaningPerFlagName(t *testing.T) {
 	meanings := map[string][]string{
-		"max-in-flight": {"proxy", "sidecar", "demo"},     // concurrent upstream requests per key
-		"workers":       {"demo"},                         // upstream workers
-		"top":           {"logs analyze"},                 // rows per table
-		"key-header":    {"proxy", "sidecar", "load"},     // the header carrying the API key
-		"api-key":       {"load"},                         // the key itself
-		"format":        {"logs analyze"},                 // the input log format
+		"max-in-flight": {"proxy", "sidecar", "demo"}, // concurrent upstream requests per key
+		"workers":       {"demo"},                     // upstream workers
+		"top":           {"logs analyze"},             // rows per table
+		"key-header":    {"proxy", "sidecar", "load"}, // the header carrying the API key
+		"api-key":       {"load"},                     // the key itself
+		"format":        {"logs analyze"},             // the input log format
 		"listen":        {"proxy", "sidecar", "nginx-config"},
 	}
 	root := newRootCmd()
