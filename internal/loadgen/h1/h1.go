@@ -62,12 +62,15 @@ func NewRequest(o RequestOptions) (*Request, error) {
 	if o.URL.Host == "" {
 		return nil, fmt.Errorf("h1: URL %q has no host", o.URL.String())
 	}
+	if !httpwire.ValidHost(o.URL.Host) {
+		return nil, fmt.Errorf("h1: URL %q: %q is not a host a server would accept", o.URL.String(), o.URL.Host)
+	}
 	method := o.Method
 	if method == "" {
 		method = "GET"
 	}
-	if strings.ContainsAny(method, " \r\n") {
-		return nil, fmt.Errorf("h1: invalid method %q", method)
+	if !httpwire.ValidToken(method) {
+		return nil, fmt.Errorf("h1: invalid method %q: a method is a word like GET or POST", method)
 	}
 	addr := o.URL.Host
 	if o.URL.Port() == "" {
@@ -77,6 +80,9 @@ func NewRequest(o RequestOptions) (*Request, error) {
 	ua := o.UserAgent
 	if ua == "" {
 		ua = "headroom"
+	}
+	if !httpwire.ValidFieldValue(ua) {
+		return nil, fmt.Errorf("h1: user agent %q has a control byte or line break", ua)
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n", method, target, o.URL.Host, ua)
@@ -90,12 +96,12 @@ func NewRequest(o RequestOptions) (*Request, error) {
 		case "host", "content-length", "connection", "transfer-encoding":
 			continue
 		}
-		if strings.ContainsAny(k, " :\r\n") {
+		if !httpwire.ValidToken(k) {
 			return nil, fmt.Errorf("h1: invalid header name %q", k)
 		}
 		for _, v := range o.Header[k] {
-			if strings.ContainsAny(v, "\r\n") {
-				return nil, fmt.Errorf("h1: header %s has a line break in its value", k)
+			if !httpwire.ValidFieldValue(v) {
+				return nil, fmt.Errorf("h1: header %s has a control byte or line break in its value", k)
 			}
 			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 		}

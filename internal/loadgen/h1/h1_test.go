@@ -120,6 +120,12 @@ func TestNewRequest(t *testing.T) {
 		{URL: mustURL("https://127.0.0.1/")},
 		{URL: mustURL("http://127.0.0.1/"), Method: "GET /x"},
 		{URL: mustURL("http://127.0.0.1/"), Header: map[string][]string{"X": {"a\r\nInjected: 1"}}},
+		// Issue 17 item 9, found by FuzzNewRequest: bytes a server refuses.
+		{URL: mustURL("http://127.0.0.1/"), UserAgent: "\x7f"},
+		{URL: mustURL("http://\"/")},
+		{URL: mustURL("http://127.0.0.1/"), Method: "G\x00T"},
+		{URL: mustURL("http://127.0.0.1/"), Header: map[string][]string{"X\x01": {"v"}}},
+		{URL: mustURL("http://127.0.0.1/"), Header: map[string][]string{"X": {"nul\x00"}}},
 	} {
 		if _, err := NewRequest(bad); err == nil {
 			t.Errorf("NewRequest(%+v) accepted", bad)
