@@ -616,15 +616,6 @@ func checkRedis(es *Errors, c *Config) {
 	}
 }
 
-func isDigits(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
 func checkLimits(es *Errors, field string, l Limits, isDefault bool) {
 	if l.WorkerTime != nil && *l.WorkerTime < 0 {
 		es.add(field+".worker_time", "must be >= 0 (0 disables the worker-time budget)")
