@@ -150,6 +150,7 @@ func New(o Options) (*Core, error) {
 		return nil, err
 	}
 	c.st.Store(st)
+	c.reg.MustRegister(newCapacityCollector(c))
 	return c, nil
 }
 

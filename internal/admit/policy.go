@@ -11,9 +11,10 @@ import (
 // default budget. Tiers are resolved at compile time, so a request costs one
 // map lookup.
 type policy struct {
-	def    budget.Limits
-	byKey  map[string]budget.Limits
-	tierOf map[string]string
+	def     budget.Limits
+	byKey   map[string]budget.Limits
+	tierOf  map[string]string
+	labelOf map[string]string // overrides' labels, for the admin page
 }
 
 func compilePolicy(c *config.Config, fp *Fingerprinter) *policy {
@@ -27,7 +28,7 @@ func compilePolicy(c *config.Config, fp *Fingerprinter) *policy {
 		l.Shadow = l.Shadow || c.Shadow
 		tiers[t.Name] = l
 	}
-	p := &policy{def: def, byKey: map[string]budget.Limits{}, tierOf: map[string]string{}}
+	p := &policy{def: def, byKey: map[string]budget.Limits{}, tierOf: map[string]string{}, labelOf: map[string]string{}}
 	for _, o := range c.Overrides {
 		base := def
 		if o.Tier != "" {
@@ -47,6 +48,9 @@ func compilePolicy(c *config.Config, fp *Fingerprinter) *policy {
 		p.byKey[key] = l
 		if o.Tier != "" {
 			p.tierOf[key] = o.Tier
+		}
+		if o.Label != "" {
+			p.labelOf[key] = o.Label
 		}
 	}
 	return p
@@ -91,3 +95,5 @@ func (p *policy) tier(key string) string {
 	}
 	return "default"
 }
+
+func (p *policy) label(key string) string { return p.labelOf[key] }

@@ -658,8 +658,16 @@ func (l *Ledger) Restricted(key string, lim Limits) (Decision, bool) {
 // no usage left in the window still appear, after those with usage). lim
 // gives each key's limits, for Remaining; nil means no budget.
 func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
+	top, _ := l.selectTop(n, lim, false)
+	return top
+}
+
+// selectTop is Top, or with restrictedOnly the restricted keys alone, and
+// how many keys qualified in all. It keeps the n best seen so far, sorted:
+// a bounded selection, so 100,000 keys cost one pass and no sort.
+func (l *Ledger) selectTop(n int, lim func(key string) Limits, restrictedOnly bool) ([]KeyStatus, int) {
 	if n <= 0 {
-		return nil
+		return nil, 0
 	}
 	off, abs := l.now()
 	type cand struct {
@@ -667,7 +675,6 @@ func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
 		used  int64
 		until int64
 	}
-	// A bounded selection: keep the n best seen so far, sorted descending.
 	best := make([]cand, 0, min(n, 1024))
 	better := func(a, b cand) bool {
 		if a.used != b.used {
@@ -678,6 +685,7 @@ func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
 		}
 		return a.key < b.key
 	}
+	total := 0
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
@@ -690,9 +698,10 @@ func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
 			if c.until <= abs {
 				c.until = 0
 			}
-			if c.used == 0 && c.until == 0 && e.inFlight == 0 {
+			if c.until == 0 && (restrictedOnly || c.used == 0 && e.inFlight == 0) {
 				continue
 			}
+			total++
 			if len(best) == n && !better(c, best[n-1]) {
 				continue
 			}
@@ -718,7 +727,7 @@ func (l *Ledger) Top(n int, lim func(key string) Limits) []KeyStatus {
 		}
 		out = append(out, l.Status(c.key, lm))
 	}
-	return out
+	return out, total
 }
 
 // Restrict restricts key until the given time (an operator's decision; it

@@ -412,3 +412,33 @@ func TestRestrictedPeeksWithoutAdmitting(t *testing.T) {
 		t.Error("still restricted after restrict_for")
 	}
 }
+
+func TestTopRestricted(t *testing.T) {
+	l, clk := newTestLedger()
+	for i, w := range []time.Duration{3, 9, 1, 7} {
+		_, tk := l.Admit(fmt.Sprintf("k%d", i), Limits{})
+		l.Finish(tk, w*sec)
+	}
+	l.Restrict("k0", clk.Now().Add(time.Minute))   // 3 s used
+	l.Restrict("k2", clk.Now().Add(time.Minute))   // 1 s used
+	l.Restrict("idle", clk.Now().Add(time.Hour))   // no usage
+	l.Restrict("gone", clk.Now().Add(time.Second)) // ends before the query
+	clk.Advance(2 * sec)
+	got, total := l.TopRestricted(2, func(string) Limits { return Limits{Budget: 2 * sec} })
+	var keys []string
+	for _, ks := range got {
+		keys = append(keys, ks.Key)
+		if ks.RestrictedUntil.IsZero() {
+			t.Errorf("%s listed as restricted without a restriction", ks.Key)
+		}
+	}
+	if fmt.Sprint(keys) != "[k0 k2]" || total != 3 {
+		t.Fatalf("TopRestricted(2) = %v of %d, want [k0 k2] of 3", keys, total)
+	}
+	if all, _ := l.TopRestricted(10, nil); len(all) != 3 || all[2].Key != "idle" {
+		t.Fatalf("want the idle restricted key last, got %+v", all)
+	}
+	if got, total := l.TopRestricted(0, nil); got != nil || total != 0 {
+		t.Fatalf("TopRestricted(0) = %v, %d", got, total)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/headroom-dev/headroom/internal/adminui"
 	"github.com/headroom-dev/headroom/internal/budget"
 )
 
@@ -24,11 +25,14 @@ import (
 //	GET    /v1/keys/{key}                one key: worker_seconds, in_flight, restricted_until, …
 //	POST   /v1/keys/{key}/restrict       restrict now [?for=10m | ?until=RFC3339]
 //	DELETE /v1/keys/{key}/restriction    lift a restriction and forgive the window's usage
+//	GET    /                             the live page (internal/adminui)
+//	GET    /v1/overview[?top=N]          what the page shows: top keys, restricted keys, pools, totals, store
 //
 // {key} is a raw API key (fingerprinted on arrival, never stored or
 // logged), a fingerprint (fp-…) or a client address (addr:IP). With
-// admin.token set, every endpoint but /healthz needs
-// "Authorization: Bearer TOKEN".
+// admin.token set, every endpoint but /healthz and / needs
+// "Authorization: Bearer TOKEN" (the page at / holds no data and asks
+// for the token).
 func (g *Guard) Admin() http.Handler { return g.admin }
 
 func (g *Guard) newAdmin() http.Handler {
@@ -51,8 +55,13 @@ func (g *Guard) newAdmin() http.Handler {
 	mux.HandleFunc("GET /v1/keys/{key}", g.getKey)
 	mux.HandleFunc("POST /v1/keys/{key}/restrict", g.restrictKey)
 	mux.HandleFunc("DELETE /v1/keys/{key}/restriction", g.liftKey)
+	ui := adminui.Handler(adminui.Options{Source: g, TokenRequired: func() bool { return g.adminToken() != "" }})
+	mux.Handle("GET /{$}", ui)
+	mux.Handle("GET /v1/overview", ui)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" {
+		// The page holds no data: it asks for the token, then polls
+		// /v1/overview with it.
+		if r.URL.Path != "/healthz" && r.URL.Path != "/" {
 			if tok := g.adminToken(); tok != "" {
 				got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 				if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {

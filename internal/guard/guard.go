@@ -95,6 +95,8 @@ type Guard struct {
 	admin     http.Handler
 
 	storeHealth StoreHealth // nil: no store that can be down; set by Run before serving
+	started     time.Time   // for the admin page's uptime
+	sidecar     atomic.Bool // a Sidecar fronts this Guard (the admin page says so)
 
 	front atomic.Pointer[front]
 
@@ -141,6 +143,7 @@ func New(opts Options) (*Guard, error) {
 		clock:     core.Clock(),
 		log:       opts.Logger,
 		transport: opts.Transport,
+		started:   core.Clock().Now(),
 	}
 	if g.log == nil {
 		g.log = slog.Default()

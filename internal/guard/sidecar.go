@@ -93,6 +93,7 @@ func NewSidecar(o SidecarOptions) (*Sidecar, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: compile log format: %w", err)
 	}
+	o.Guard.sidecar.Store(true)
 	s := &Sidecar{
 		g:       o.Guard,
 		core:    o.Guard.core,

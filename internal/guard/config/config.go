@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -136,7 +137,10 @@ type Override struct {
 	// Client is a client address, for requests that carry no key.
 	Client string `yaml:"client"`
 	// Tier names the tier the key belongs to; empty = the default budget.
-	Tier   string `yaml:"tier"`
+	Tier string `yaml:"tier"`
+	// Label names the key for people (the admin page shows it beside the
+	// fingerprint): "acme exporter", not the key itself.
+	Label  string `yaml:"label"`
 	Limits `yaml:",inline"`
 }
 
@@ -483,6 +487,9 @@ func (c *Config) Validate() error {
 		}
 		if o.Tier != "" && !tiers[o.Tier] {
 			es.add(f+".tier", "unknown tier %q", o.Tier)
+		}
+		if len(o.Label) > 64 || strings.ContainsFunc(o.Label, unicode.IsControl) {
+			es.add(f+".label", "at most 64 characters, no control characters")
 		}
 		checkLimits(&es, f, o.Limits, false)
 	}
