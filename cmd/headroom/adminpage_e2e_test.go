@@ -97,7 +97,7 @@ func startGuard(t *testing.T, bin, dir, name, yaml, admin string, args ...string
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, append([]string{args[0], "--config", path}, args[1:]...)...)
-	stderr := &lockedBuffer{}
+	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
