@@ -3,10 +3,14 @@ package guard
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
+	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +20,51 @@ import (
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
+// fastPath runs the guard's tests against the fast HTTP/1.1 front-end
+// (internal/fastproxy) instead of net/http: go test ./internal/guard
+// -fastpath, or HEADROOM_FASTPATH=1 (scripts/test.sh runs both).
+var fastPath = flag.Bool("fastpath", os.Getenv("HEADROOM_FASTPATH") == "1", "serve the proxy in tests with internal/fastproxy")
+
+// testServer is the proxy's listener in a test.
+type testServer struct {
+	URL   string
+	close func()
+}
+
+func (s *testServer) Close() { s.close() }
+
+// serveProxy serves g on a loopback port, with the front-end the test run
+// asks for.
+func serveProxy(t *testing.T, g *Guard, cfg *config.Config) *testServer {
+	t.Helper()
+	if !*fastPath {
+		hs := httptest.NewServer(g)
+		return &testServer{URL: hs.URL, close: hs.Close}
+	}
+	c := *cfg
+	c.FastPath = true
+	fe, err := g.NewFrontend(&c, log.New(slogWriter{g.log}, "", 0))
+	if err != nil {
+		t.Fatalf("fast front-end: %v", err)
+	}
+	if _, ok := fe.(*http.Server); ok {
+		t.Fatalf("-fastpath: the front-end for upstream %s is net/http", cfg.Upstream)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go fe.Serve(ln)
+	return &testServer{URL: "http://" + ln.Addr().String(), close: func() { fe.Close() }}
+}
+
 // env is a guard between a test client and an httptest upstream, all on
 // loopback.
 type env struct {
 	t        *testing.T
 	g        *Guard
 	clock    budget.Clock
-	proxy    *httptest.Server
+	proxy    *testServer
 	admin    *httptest.Server
 	upstream *httptest.Server
 	alog     *testenv.Buffer
@@ -54,7 +96,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	e.proxy = httptest.NewServer(e.g)
+	e.proxy = serveProxy(t, e.g, cfg)
 	e.admin = httptest.NewServer(e.g.Admin())
 	t.Cleanup(func() {
 		e.proxy.Close()

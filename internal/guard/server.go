@@ -93,7 +93,11 @@ func Run(ctx context.Context, o ServerOptions) error {
 		return fmt.Errorf("listen for clients (listen %s): %w", cfg.Listen, err)
 	}
 	errLog := log.New(slogWriter{lg}, "", 0)
-	proxySrv := frontServer(g, cfg, errLog)
+	proxySrv, err := g.NewFrontend(cfg, errLog)
+	if err != nil {
+		pl.Close()
+		return err
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
 	adminSrv, adminAddr, err := serveAdmin(g, cfg, errLog, errc)
@@ -102,7 +106,7 @@ func Run(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	lg.Info("headroom proxy listening", "listen", pl.Addr().String(), "upstream", cfg.Upstream,
-		"admin", addrString(adminAddr), "pools", len(cfg.Pools), "shadow", cfg.Shadow)
+		"admin", addrString(adminAddr), "pools", len(cfg.Pools), "shadow", cfg.Shadow, "fast_path", cfg.FastPath)
 	if o.Ready != nil {
 		o.Ready(pl.Addr(), adminAddr)
 	}

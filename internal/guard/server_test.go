@@ -31,11 +31,18 @@ type running struct {
 
 func startRun(t *testing.T, configPath string, clock budget.Clock) *running {
 	t.Helper()
-	load := func() (*config.Config, error) { return config.Load(configPath) }
+	load := func() (*config.Config, error) {
+		c, err := config.Load(configPath)
+		if c != nil {
+			c.FastPath = *fastPath
+		}
+		return c, err
+	}
 	cfg, err := load()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.FastPath = *fastPath
 	r := &running{reload: make(chan struct{}), done: make(chan error, 1), logs: &testenv.Buffer{}}
 	o := ServerOptions{
 		Config: cfg, LoadConfig: load, Reload: r.reload, Clock: clock,

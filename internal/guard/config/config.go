@@ -49,6 +49,15 @@ type Config struct {
 	// the request may take a pool slot or an upstream worker.
 	RequestBody RequestBody `yaml:"request_body"`
 
+	// FastPath serves plain HTTP/1.x clients with internal/fastproxy
+	// instead of net/http (issue 12); what it does not handle (Upgrade,
+	// Expect: 100-continue, non-origin-form targets) still goes to
+	// net/http on the same connection. Needs an http:// upstream.
+	FastPath bool `yaml:"fast_path"`
+	// MaxHeaderBytes bounds a request head on the fast path (431 past
+	// it); 0 means 32 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+
 	// NoUpstream is set by `headroom sidecar`: nginx proxies to the
 	// application, so Validate does not require Upstream.
 	NoUpstream bool `yaml:"-"`

@@ -1,0 +1,475 @@
+package fastproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/admit"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/httpwire"
+)
+
+// conn is one client connection and everything reused across its
+// requests.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	cr   connReader
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	peer netip.Addr
+	idle atomic.Bool // waiting for the next request: Shutdown may close it
+
+	req httpwire.Request
+	ex  exchange
+	w   *watcher // started on first use
+
+	body  []byte // the buffered request body, reused
+	chunk httpwire.ChunkedReader
+}
+
+// connReader reads the client connection, first handing back the byte the
+// watcher read while the connection was meant to be quiet (the start of a
+// pipelined request).
+type connReader struct {
+	c     net.Conn
+	stash []byte
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if len(r.stash) > 0 {
+		n := copy(p, r.stash)
+		r.stash = r.stash[n:]
+		return n, nil
+	}
+	return r.c.Read(p)
+}
+
+// exchange is one request's story, reset for each request.
+type exchange struct {
+	adm admit.Admission
+
+	upStart, upEnd time.Time
+	respAt         time.Time
+	upStatus       int
+
+	status int   // what the client was answered
+	sent   int64 // body bytes written to the client
+	failed bool  // a write to the client failed: it left
+
+	mu     sync.Mutex
+	goneAt time.Time // when the client left, if it did
+}
+
+func (ex *exchange) reset() {
+	ex.adm = admit.Admission{}
+	ex.upStart, ex.upEnd, ex.respAt = time.Time{}, time.Time{}, time.Time{}
+	ex.upStatus, ex.status, ex.sent, ex.failed = 0, 0, 0, false
+	ex.mu.Lock()
+	ex.goneAt = time.Time{}
+	ex.mu.Unlock()
+}
+
+func (ex *exchange) markGone(t time.Time) {
+	ex.mu.Lock()
+	if ex.goneAt.IsZero() {
+		ex.goneAt = t
+	}
+	ex.mu.Unlock()
+}
+
+func (ex *exchange) gone() time.Time {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	return ex.goneAt
+}
+
+func (c *conn) serve() {
+	handedOff := false
+	defer func() {
+		if c.w != nil {
+			c.w.quit()
+		}
+		if !handedOff {
+			c.nc.Close()
+		}
+		c.s.forget(c)
+	}()
+	first := true
+	for {
+		cfg := c.s.core.Config()
+		wait := cfg.Timeouts.Idle.D()
+		if first {
+			wait = cfg.Timeouts.ReadHeader.D()
+		}
+		c.idle.Store(true)
+		if c.s.closing.Load() {
+			return
+		}
+		if len(c.cr.stash) == 0 && c.br.Buffered() == 0 {
+			setReadDeadline(c.nc, wait)
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		c.idle.Store(false)
+		setReadDeadline(c.nc, cfg.Timeouts.ReadHeader.D())
+		if err := httpwire.ReadRequest(c.br, &c.req, c.s.maxHead); err != nil {
+			var we *httpwire.Error
+			if errors.As(err, &we) {
+				c.answerMalformed(we.Status)
+			}
+			return
+		}
+		if c.needsFallback() {
+			handedOff = c.handOff()
+			if !handedOff {
+				c.answerMalformed(501)
+			}
+			return
+		}
+		first = false
+		if !c.handle() || c.s.closing.Load() {
+			return
+		}
+	}
+}
+
+func setReadDeadline(nc net.Conn, d time.Duration) {
+	if d > 0 {
+		nc.SetReadDeadline(time.Now().Add(d))
+	} else {
+		nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// needsFallback reports a request the fast path leaves to net/http.
+func (c *conn) needsFallback() bool {
+	r := &c.req
+	return r.Upgrade || r.ConnectionUpgrade || r.Expect != nil || !r.OriginForm()
+}
+
+// handOff gives the connection to the fallback server, replaying the
+// request head and whatever followed it.
+func (c *conn) handOff() bool {
+	if c.s.handoff == nil {
+		return false
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	rest := make([]byte, 0, len(c.req.Raw)+len(c.cr.stash)+c.br.Buffered())
+	rest = append(rest, c.req.Raw...)
+	buffered, _ := c.br.Peek(c.br.Buffered())
+	rest = append(rest, buffered...)
+	rest = append(rest, c.cr.stash...)
+	return c.s.handoff.hand(&replayConn{Conn: c.nc, r: io.MultiReader(bytes.NewReader(rest), c.nc)})
+}
+
+// replayConn is a connection whose first bytes were already read.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+var statusText = map[int]string{400: "Bad Request", 431: "Request Header Fields Too Large", 501: "Not Implemented", 505: "HTTP Version Not Supported"}
+
+// answerMalformed answers a request the parser refused and the connection
+// is closed after it (RFC 9112 §9.6 lets nothing after a framing error be
+// trusted).
+func (c *conn) answerMalformed(status int) {
+	text := statusText[status]
+	if text == "" {
+		status, text = 400, statusText[400]
+	}
+	b := c.bw.AvailableBuffer()
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, text...)
+	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(text)+5), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, text...)
+	b = append(b, '\n')
+	c.bw.Write(b)
+	c.bw.Flush()
+}
+
+// handle serves one request; it reports whether the connection may carry
+// another.
+func (c *conn) handle() bool {
+	ex := &c.ex
+	ex.reset()
+	r := &c.req
+	core := c.s.core
+	path, ok := decodePath(r.Path())
+	if !ok {
+		c.answerMalformed(400)
+		return false
+	}
+	areq := admit.Request{Header: headerView{r}, Peer: c.peer, Host: string(r.Host), Path: path}
+	if q := r.Query(); len(q) > 0 {
+		areq.Query = string(q)
+	}
+	core.Begin(&areq, &ex.adm)
+	cfg := ex.adm.Config()
+	keep := r.KeepAlive
+
+	body, o, done := c.readBody(cfg)
+	if done {
+		keep = false // the body's rest was not read
+		c.finish(o)
+		return false
+	}
+	// The client's part is in: watch for it leaving while it waits for
+	// the pool, the ledger and the upstream.
+	ctx := context.Background()
+	var cancel context.CancelFunc
+	if poolQueues(cfg, ex.adm.Pool.Name()) {
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+	}
+	watching := c.startWatch(cancel)
+	o, ok = core.Admit(ctx, &ex.adm)
+	if !ok {
+		if o != admit.AbortedInQueue {
+			ref := core.Refusal(&ex.adm, o)
+			c.writeAnswer(ref.Status, ref.Header, ref.Body, keep)
+		} else {
+			keep = false
+		}
+	} else {
+		var upKeep bool
+		o, upKeep = c.proxy(cfg, body, o, keep)
+		keep = keep && upKeep
+	}
+	if watching && !c.stopWatch() {
+		keep = false
+	}
+	if ex.failed {
+		keep = false
+	}
+	c.finish(o)
+	return keep
+}
+
+func poolQueues(cfg *config.Config, name string) bool {
+	for i := range cfg.Pools {
+		if cfg.Pools[i].Name == name {
+			return cfg.Pools[i].Queue > 0
+		}
+	}
+	return false
+}
+
+// decodePath is the target's path as net/http decodes it (the core routes
+// pools by path prefix: "/%61pi/" must land in the same pool as "/api/").
+func decodePath(raw []byte) (string, bool) {
+	if bytes.IndexByte(raw, '%') < 0 {
+		return string(raw), true
+	}
+	p, err := url.PathUnescape(string(raw))
+	return p, err == nil
+}
+
+// finish charges and counts the request, and writes its access-log line:
+// a client that left is logged 499 at the moment it left, next to the
+// upstream's real status and time (seeds/03).
+func (c *conn) finish(o admit.Outcome) {
+	ex := &c.ex
+	s := c.s
+	end := s.clock.Now()
+	if !ex.upStart.IsZero() && ex.upEnd.IsZero() {
+		ex.upEnd = end
+	}
+	status, sent := ex.status, ex.sent
+	gone := ex.gone()
+	switch {
+	case o == admit.BodyTimeout || o == admit.BodyTooLarge:
+		gone = time.Time{}
+	case gone.IsZero() && (o == admit.AbortedInQueue || (o == admit.BodyIncomplete && status == 0)):
+		gone = end
+	}
+	if !gone.IsZero() && !gone.After(end) {
+		status, end = StatusClientClosed, gone
+		if ex.respAt.IsZero() || gone.Before(ex.respAt) {
+			sent = 0
+		}
+		if o == admit.OK || o == admit.ShadowRestricted {
+			o = admit.ClientAbort
+		}
+	}
+	reached := !ex.upStart.IsZero()
+	s.core.Finish(&ex.adm, ex.upEnd.Sub(ex.upStart), reached, o)
+	if s.log == nil {
+		return
+	}
+	r := &c.req
+	proto := "HTTP/1.1"
+	if r.Minor == 0 {
+		proto = "HTTP/1.0"
+	}
+	rec := accesslog.Record{
+		Time:            end,
+		Key:             ex.adm.Key,
+		Method:          string(r.Method),
+		Path:            ex.adm.RedactQuery(string(r.Target)),
+		Proto:           proto,
+		Host:            string(r.Host),
+		Status:          status,
+		BytesSent:       sent,
+		RequestTime:     end.Sub(ex.adm.Start),
+		UpstreamStatus:  ex.upStatus,
+		HasUpstreamTime: reached,
+		Referer:         string(r.Get("referer")),
+		UserAgent:       string(r.Get("user-agent")),
+		Pool:            ex.adm.Pool.Name(),
+	}
+	if reached {
+		rec.UpstreamTime = ex.upEnd.Sub(ex.upStart)
+	}
+	s.log(&rec, ex.adm.Client, o)
+}
+
+// StatusClientClosed is nginx's status for a client that left before its
+// answer (as internal/guard logs it).
+const StatusClientClosed = 499
+
+// writeAnswer writes a response the proxy makes itself (a refusal, an
+// upstream failure, a body fault).
+func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep bool) {
+	ex := &c.ex
+	ex.status = status
+	b := c.bw.AvailableBuffer()
+	b = appendStatusLine(b, status, nil)
+	for _, f := range fields {
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n"...)
+	b = appendConnection(b, &c.req, keep)
+	b = append(b, "\r\n"...)
+	c.clientWrite(b)
+	c.clientWrite(body)
+	ex.sent += int64(len(body))
+	c.clientFlush()
+}
+
+func appendStatusLine(b []byte, status int, reason []byte) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if reason == nil {
+		reason = []byte(reasons[status])
+	}
+	b = append(b, reason...)
+	return append(b, "\r\n"...)
+}
+
+var reasons = map[int]string{
+	200: "OK", 400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large",
+	429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+func appendConnection(b []byte, r *httpwire.Request, keep bool) []byte {
+	switch {
+	case !keep:
+		return append(b, "Connection: close\r\n"...)
+	case r.Minor == 0:
+		return append(b, "Connection: keep-alive\r\n"...)
+	}
+	return b
+}
+
+// clientWrite writes to the client; once a write failed (the client
+// left), the rest is dropped so the upstream's answer is still read to its
+// end and charged in full.
+func (c *conn) clientWrite(p []byte) {
+	ex := &c.ex
+	if ex.failed {
+		return
+	}
+	if _, err := c.bw.Write(p); err != nil {
+		ex.failed = true
+		ex.markGone(c.s.clock.Now())
+	}
+}
+
+func (c *conn) clientFlush() {
+	ex := &c.ex
+	if ex.failed {
+		return
+	}
+	if err := c.bw.Flush(); err != nil {
+		ex.failed = true
+		ex.markGone(c.s.clock.Now())
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// headerView gives the core the request's fields (admit.Header).
+type headerView struct{ r *httpwire.Request }
+
+func (h headerView) Get(name string) string {
+	for i := range h.r.Fields {
+		if equalFoldName(h.r.Fields[i].Name, name) {
+			return string(h.r.Fields[i].Value)
+		}
+	}
+	return ""
+}
+
+func (h headerView) Values(name string) []string {
+	var vs []string
+	for i := range h.r.Fields {
+		if equalFoldName(h.r.Fields[i].Name, name) {
+			vs = append(vs, string(h.r.Fields[i].Value))
+		}
+	}
+	return vs
+}
+
+func equalFoldName(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,501 @@
+package fastproxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/admit"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/httpwire"
+)
+
+// upConn is one keep-alive connection to the upstream.
+type upConn struct {
+	nc        net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+	resp      httpwire.Response
+	chunk     httpwire.ChunkedReader
+}
+
+// maxIdle bounds the idle upstream connections kept (as the net/http
+// front-end's transport keeps 256 per host).
+const maxIdle = 256
+
+// upstreamPool keeps idle upstream connections, last used first.
+type upstreamPool struct {
+	addr string
+	core *admit.Core
+
+	mu     sync.Mutex
+	idle   []*upConn
+	all    map[*upConn]struct{}
+	closed bool
+}
+
+func newUpstreamPool(addr string, core *admit.Core) *upstreamPool {
+	return &upstreamPool{addr: addr, core: core, all: map[*upConn]struct{}{}}
+}
+
+var errPoolClosed = errors.New("fastproxy: shutting down")
+
+func (p *upstreamPool) get(cfg *config.Config) (*upConn, bool, error) {
+	idleFor := cfg.Timeouts.Idle.D()
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		u := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if idleFor > 0 && time.Since(u.idleSince) > idleFor {
+			delete(p.all, u)
+			u.nc.Close()
+			continue
+		}
+		p.mu.Unlock()
+		return u, true, nil
+	}
+	p.mu.Unlock()
+	d := net.Dialer{Timeout: cfg.Timeouts.Dial.D(), KeepAlive: 30 * time.Second}
+	nc, err := d.Dial("tcp", p.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	u := &upConn{nc: nc, br: bufio.NewReaderSize(nc, httpwire.DefaultMaxHeadBytes), bw: bufio.NewWriterSize(nc, 8<<10)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		nc.Close()
+		return nil, false, errPoolClosed
+	}
+	p.all[u] = struct{}{}
+	return u, false, nil
+}
+
+func (p *upstreamPool) put(u *upConn) {
+	u.nc.SetDeadline(time.Time{})
+	u.idleSince = time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle) >= maxIdle {
+		delete(p.all, u)
+		u.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, u)
+}
+
+func (p *upstreamPool) drop(u *upConn) {
+	u.nc.Close()
+	p.mu.Lock()
+	delete(p.all, u)
+	p.mu.Unlock()
+}
+
+// closeAll closes every upstream connection, busy ones included: the
+// calls still running end (and are charged the time they ran).
+func (p *upstreamPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for u := range p.all {
+		u.nc.Close()
+	}
+	p.idle = p.idle[:0]
+}
+
+func (p *upstreamPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.closeAll()
+}
+
+var copyBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// bodyErr is a failure reading the client's body while it streams
+// upstream: the client's fault.
+type bodyErr struct{ err error }
+
+func (e *bodyErr) Error() string { return "request body: " + e.err.Error() }
+
+// clientBody reads the streamed rest of a request body, telling its
+// failures apart from the upstream's, and lifts the client's read deadline
+// once the body is in.
+type clientBody struct {
+	c   *conn
+	r   io.Reader
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.c.nc.SetReadDeadline(time.Time{})
+	} else if err != nil {
+		b.err = err
+		err = &bodyErr{err}
+	}
+	return n, err
+}
+
+// proxy hands the admitted request upstream and streams the answer back.
+// It returns the request's outcome and whether the client connection may
+// be kept.
+func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep bool) (admit.Outcome, bool) {
+	ex := &c.ex
+	s := c.s
+	r := &c.req
+	ex.upStart = s.clock.Now()
+	var deadline time.Time
+	if d := cfg.Timeouts.Upstream.D(); d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	var u *upConn
+	for attempt := 0; ; attempt++ {
+		var reused bool
+		var err error
+		u, reused, err = s.upstream.get(cfg)
+		if err != nil {
+			return c.upstreamFailed(cfg, err), false
+		}
+		u.nc.SetDeadline(deadline)
+		if err = c.writeRequest(u, body); err != nil {
+			s.upstream.drop(u)
+			var be *bodyErr
+			if errors.As(err, &be) {
+				ex.upEnd = s.clock.Now()
+				return c.bodyFailed(cfg, be.err), false
+			}
+			if reused && attempt == 0 && body.rest == nil && idempotent(r.Method) {
+				continue // a stale keep-alive connection: once more on a fresh one
+			}
+			return c.upstreamFailed(cfg, err), false
+		}
+		hd := deadline
+		if d := cfg.Timeouts.UpstreamHeader.D(); d > 0 && (hd.IsZero() || time.Now().Add(d).Before(hd)) {
+			hd = time.Now().Add(d)
+		}
+		u.nc.SetReadDeadline(hd)
+		noBytes, err := readResponseHead(u)
+		if err != nil {
+			s.upstream.drop(u)
+			if noBytes && reused && attempt == 0 && body.rest == nil && idempotent(r.Method) && !isTimeout(err) {
+				continue
+			}
+			return c.upstreamFailed(cfg, err), false
+		}
+		break
+	}
+	u.nc.SetReadDeadline(deadline)
+	ex.upStatus = u.resp.Status
+	ex.respAt = s.clock.Now()
+	ok, clientKeep := c.copyResponse(u, keep)
+	ex.upEnd = s.clock.Now()
+	if !ok {
+		s.upstream.drop(u)
+		s.logger.Error("upstream response broken off", "upstream", s.upstream.addr, "method", string(r.Method),
+			"path", string(r.Path()), "key", ex.adm.Key)
+		return admit.UpstreamError, false
+	}
+	if u.resp.KeepAlive && u.resp.Body(isHead(r.Method)) != httpwire.CloseBody {
+		s.upstream.put(u)
+	} else {
+		s.upstream.drop(u)
+	}
+	if ex.failed {
+		return admit.ClientAbort, false
+	}
+	return o, clientKeep
+}
+
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
+func isHead(m []byte) bool { return string(m) == "HEAD" }
+
+// readResponseHead reads the upstream's response head, skipping 1xx
+// interim responses. noBytes reports that nothing at all came back.
+func readResponseHead(u *upConn) (noBytes bool, err error) {
+	if _, err := u.br.Peek(1); err != nil {
+		return true, err
+	}
+	for {
+		if err := httpwire.ReadResponse(u.br, &u.resp, httpwire.DefaultMaxHeadBytes); err != nil {
+			return false, err
+		}
+		if u.resp.Status >= 200 {
+			return false, nil
+		}
+		if u.resp.Status == 101 {
+			return false, &httpwire.Error{Status: 502, Reason: "101 Switching Protocols without an Upgrade request"}
+		}
+	}
+}
+
+// writeRequest writes the request head, rewritten, and its body.
+func (c *conn) writeRequest(u *upConn, body reqBody) error {
+	r := &c.req
+	ex := &c.ex
+	b := u.bw.AvailableBuffer()
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, r.Target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	if len(r.Host) > 0 {
+		b = append(b, r.Host...)
+	} else {
+		b = append(b, c.s.upstream.addr...)
+	}
+	b = append(b, "\r\n"...)
+	var xff [][]byte
+	trusted := c.peer.IsValid() && ex.adm.TrustedPeer(c.peer)
+	for i := range r.Fields {
+		f := &r.Fields[i]
+		if r.IsHopByHop(f.Name) || skipForward(f.Name) {
+			if trusted && httpwire.EqualFold(f.Name, "x-forwarded-for") {
+				xff = append(xff, f.Value)
+			}
+			continue
+		}
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	// As httputil.ProxyRequest.SetXForwarded: the trusted chain so far
+	// (only from a trusted proxy), then the peer.
+	b = append(b, "X-Forwarded-For: "...)
+	for _, v := range xff {
+		b = append(b, v...)
+		b = append(b, ", "...)
+	}
+	if c.peer.IsValid() {
+		b = c.peer.AppendTo(b)
+	}
+	b = append(b, "\r\n"...)
+	if len(r.Host) > 0 {
+		b = append(b, "X-Forwarded-Host: "...)
+		b = append(b, r.Host...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	chunked := false
+	switch {
+	case body.none:
+	case body.rest == nil:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(len(body.buf)), 10)
+		b = append(b, "\r\n"...)
+	case body.length >= 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, body.length, 10)
+		b = append(b, "\r\n"...)
+	default:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+		chunked = true
+	}
+	b = append(b, "\r\n"...)
+	if _, err := u.bw.Write(b); err != nil {
+		return err
+	}
+	if body.rest == nil {
+		if len(body.buf) > 0 {
+			if _, err := u.bw.Write(body.buf); err != nil {
+				return err
+			}
+		}
+		return u.bw.Flush()
+	}
+	var w io.Writer = u.bw
+	cw := httpwire.ChunkedWriter{W: u.bw}
+	if chunked {
+		w = &cw
+	}
+	if _, err := w.Write(body.buf); err != nil {
+		return err
+	}
+	buf := copyBuffers.Get().(*[32 << 10]byte)
+	defer copyBuffers.Put(buf)
+	cb := &clientBody{c: c, r: body.rest}
+	if _, err := io.CopyBuffer(w, cb, buf[:]); err != nil {
+		return err
+	}
+	if chunked {
+		if err := cw.Close(); err != nil {
+			return err
+		}
+	}
+	return u.bw.Flush()
+}
+
+// skipForward are request fields the proxy rewrites itself.
+func skipForward(name []byte) bool {
+	switch len(name) {
+	case 4:
+		return httpwire.EqualFold(name, "host")
+	case 9:
+		return httpwire.EqualFold(name, "forwarded")
+	case 15:
+		return httpwire.EqualFold(name, "x-forwarded-for")
+	case 16:
+		return httpwire.EqualFold(name, "x-forwarded-host")
+	case 17:
+		return httpwire.EqualFold(name, "x-forwarded-proto")
+	}
+	return false
+}
+
+func skipResponse(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return httpwire.EqualFold(name, "ratelimit")
+	case 16:
+		return httpwire.EqualFold(name, "ratelimit-policy")
+	}
+	return false
+}
+
+// copyResponse writes the upstream's response to the client: its head
+// with hop-by-hop fields removed and the key's RateLimit fields, then its
+// body, re-framed for the client. ok is false when the upstream's body
+// broke off (the client connection must close: it cannot be told).
+func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
+	ex := &c.ex
+	r := &c.req
+	resp := &u.resp
+	kind := resp.Body(isHead(r.Method))
+	chunkOut := false
+	b := c.bw.AvailableBuffer()
+	b = appendStatusLine(b, resp.Status, resp.Reason)
+	for i := range resp.Fields {
+		f := &resp.Fields[i]
+		if resp.IsHopByHop(f.Name) || skipResponse(f.Name) {
+			continue
+		}
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	var rlBuf [512]byte
+	if rl, split := ex.adm.AppendRateLimit(rlBuf[:0], ex.adm.Start); len(rl) > 0 {
+		b = append(b, "Ratelimit-Policy: "...)
+		b = append(b, rl[:split]...)
+		b = append(b, "\r\nRatelimit: "...)
+		b = append(b, rl[split:]...)
+		b = append(b, "\r\n"...)
+	}
+	switch kind {
+	case httpwire.LengthBody:
+		b = appendLength(b, resp.ContentLength)
+	case httpwire.ChunkedBody, httpwire.CloseBody:
+		if r.Minor == 1 {
+			b = append(b, "Transfer-Encoding: chunked\r\n"...)
+			chunkOut = true
+		} else {
+			keep = false
+		}
+	case httpwire.NoBody:
+		if resp.ContentLength >= 0 && resp.Status >= 200 && resp.Status != 204 {
+			b = appendLength(b, resp.ContentLength) // HEAD, 304: the length of what a GET would get
+		}
+	}
+	b = appendConnection(b, r, keep)
+	b = append(b, "\r\n"...)
+	ex.status = resp.Status
+	c.clientWrite(b)
+
+	var src io.Reader
+	switch kind {
+	case httpwire.NoBody:
+		c.clientFlush()
+		return true, keep
+	case httpwire.LengthBody:
+		src = &httpwire.LengthReader{R: u.br, N: resp.ContentLength}
+	case httpwire.ChunkedBody:
+		u.chunk.Reset(u.br)
+		src = &u.chunk
+	default:
+		src = u.br
+	}
+	buf := copyBuffers.Get().(*[32 << 10]byte)
+	defer copyBuffers.Put(buf)
+	var hdr [20]byte
+	for {
+		n, err := src.Read(buf[:])
+		if n > 0 {
+			if chunkOut {
+				c.clientWrite(httpwire.AppendChunkHeader(hdr[:0], n))
+			}
+			c.clientWrite(buf[:n])
+			if chunkOut {
+				c.clientWrite(crlf)
+			}
+			ex.sent += int64(n)
+			if u.br.Buffered() == 0 {
+				// The next read would wait on the upstream: send what
+				// the client has so far.
+				c.clientFlush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if kind == httpwire.CloseBody && !isTimeout(err) {
+				break // a close-delimited body ends at any close
+			}
+			return false, false
+		}
+	}
+	if chunkOut {
+		c.clientWrite(httpwire.LastChunk)
+	}
+	c.clientFlush()
+	return true, keep
+}
+
+var crlf = []byte("\r\n")
+
+func appendLength(b []byte, n int64) []byte {
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, "\r\n"...)
+}
+
+// upstreamFailed answers for an upstream that could not be reached, did
+// not answer in time, or answered with a malformed message: 502, or 504 for
+// a timeout, with a log line saying which upstream and why.
+func (c *conn) upstreamFailed(cfg *config.Config, err error) admit.Outcome {
+	ex := &c.ex
+	s := c.s
+	if !ex.upStart.IsZero() && ex.upEnd.IsZero() {
+		ex.upEnd = s.clock.Now()
+	}
+	status, msg := 502, "the upstream could not be reached"
+	switch {
+	case isTimeout(err):
+		status, msg = 504, "the upstream did not answer in time"
+	case errors.Is(err, httpwire.ErrMalformed):
+		msg = "the upstream sent a malformed response"
+	}
+	r := &c.req
+	s.logger.Error("upstream request failed", "upstream", cfg.Upstream, "status", status,
+		"method", string(r.Method), "path", string(r.Path()), "key", ex.adm.Key, "err", err)
+	c.writeJSON(status, map[string]any{"error": "upstream_unavailable", "message": msg})
+	return admit.UpstreamError
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,80 @@
+package guard
+
+import (
+	"context"
+	"log"
+	"net"
+	"net/netip"
+	"net/url"
+
+	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/admit"
+	"github.com/headroom-dev/headroom/internal/fastproxy"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+)
+
+// Frontend is the server that takes the proxy's clients: an *http.Server
+// over the Guard (ServeHTTP), or the fast HTTP/1.1 path
+// (internal/fastproxy) with that same http.Server behind it for what the
+// fast path hands off.
+type Frontend interface {
+	Serve(l net.Listener) error
+	Shutdown(ctx context.Context) error
+	Close() error
+}
+
+// NewFrontend returns the front server for cfg: the fast path when
+// cfg.FastPath is set and the upstream is a plain http:// URL without a
+// base path (the fast path forwards targets as they are), else net/http.
+func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, error) {
+	std := frontServer(g, cfg, errLog)
+	if !cfg.FastPath {
+		return std, nil
+	}
+	addr, ok := fastUpstream(cfg.Upstream)
+	if !ok {
+		g.log.Warn("fast_path needs an http:// upstream without a path; serving with net/http", "upstream", cfg.Upstream)
+		return std, nil
+	}
+	return fastproxy.New(fastproxy.Options{
+		Core:         g.core,
+		Upstream:     addr,
+		Log:          g.logRecord,
+		Logger:       g.log,
+		Fallback:     std,
+		MaxHeadBytes: cfg.MaxHeaderBytes,
+	})
+}
+
+func fastUpstream(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "", false
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80"), true
+	}
+	return u.Host, true
+}
+
+// logRecord writes the access-log line of a request the fast path served,
+// in the format configured now.
+func (g *Guard) logRecord(rec *accesslog.Record, client netip.Addr, o admit.Outcome) {
+	if g.alog == nil {
+		return
+	}
+	e := entry{Record: *rec, Outcome: o}
+	e.setClient(client)
+	bp := lineBuffers.Get().(*[]byte)
+	b := (*bp)[:0]
+	if g.front.Load().json {
+		b = appendJSON(b, &e)
+	} else {
+		b = appendHeadroom(b, &e)
+	}
+	if err := g.alog.write(b); err != nil {
+		g.log.Error("write access log", "err", err)
+	}
+	*bp = b
+	lineBuffers.Put(bp)
+}
