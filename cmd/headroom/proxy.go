@@ -19,6 +19,7 @@ type proxyFlags struct {
 	upstream        string
 	accessLog       string
 	accessLogFormat string
+	fastPath        bool
 }
 
 func newProxyCmd() *cobra.Command { return newProxyCmdWith(&proxyFlags{}) }
@@ -129,6 +130,7 @@ see deploy/headroom.yaml, documented field by field.`,
 	})
 	fl.StringVar(&f.accessLog, "access-log", "", "access log `file`, or - for standard output (default none)")
 	fl.StringVar(&f.accessLogFormat, "access-log-format", "headroom", "access log `format`: headroom (nginx log_format above) or json")
+	fl.BoolVar(&f.fastPath, "fast-path", false, "serve HTTP/1.x clients with headroom's own HTTP/1.1 path instead of net/http (Upgrade and Expect still go to net/http; needs an http:// upstream)")
 	return cmd
 }
 
@@ -148,6 +150,7 @@ func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) 
 	}
 	set("access-log", func() { cfg.AccessLog.Path = f.accessLog })
 	set("access-log-format", func() { cfg.AccessLog.Format = f.accessLogFormat })
+	set("fast-path", func() { cfg.FastPath = f.fastPath })
 
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {

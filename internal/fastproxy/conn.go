@@ -232,8 +232,9 @@ func (c *conn) handle() bool {
 
 	body, o, done := c.readBody(cfg)
 	if done {
-		keep = false // the body's rest was not read
+		// The body's rest was not read: the connection closes.
 		c.finish(o)
+		c.clientFlush()
 		return false
 	}
 	// The client's part is in: watch for it leaving while it waits for
@@ -264,7 +265,11 @@ func (c *conn) handle() bool {
 	if ex.failed {
 		keep = false
 	}
+	// Counted and logged before the client has the end of its answer, as
+	// on the net/http path, so whoever reads the metrics or the log after
+	// the answer finds the request there.
 	c.finish(o)
+	c.clientFlush()
 	return keep
 }
 
@@ -371,7 +376,6 @@ func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep b
 	c.clientWrite(b)
 	c.clientWrite(body)
 	ex.sent += int64(len(body))
-	c.clientFlush()
 }
 
 func appendStatusLine(b []byte, status int, reason []byte) []byte {

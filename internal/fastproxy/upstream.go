@@ -418,12 +418,13 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 	c.clientWrite(b)
 
 	var src io.Reader
+	var lr *httpwire.LengthReader
 	switch kind {
 	case httpwire.NoBody:
-		c.clientFlush()
 		return true, keep
 	case httpwire.LengthBody:
-		src = &httpwire.LengthReader{R: u.br, N: resp.ContentLength}
+		lr = &httpwire.LengthReader{R: u.br, N: resp.ContentLength}
+		src = lr
 	case httpwire.ChunkedBody:
 		u.chunk.Reset(u.br)
 		src = &u.chunk
@@ -444,7 +445,7 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 				c.clientWrite(crlf)
 			}
 			ex.sent += int64(n)
-			if u.br.Buffered() == 0 {
+			if u.br.Buffered() == 0 && (lr == nil || lr.N > 0) {
 				// The next read would wait on the upstream: send what
 				// the client has so far.
 				c.clientFlush()
@@ -463,7 +464,6 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 	if chunkOut {
 		c.clientWrite(httpwire.LastChunk)
 	}
-	c.clientFlush()
 	return true, keep
 }
 

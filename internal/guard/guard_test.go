@@ -409,6 +409,48 @@ func TestUpgradePassesThrough(t *testing.T) {
 	}
 }
 
+// TestExpectContinue: a client that waits for 100 Continue before sending
+// its body gets it (on the fast path the request is handed to net/http,
+// which answers the expectation), then its body reaches the upstream, and
+// the keep-alive connection serves a next request.
+func TestExpectContinue(t *testing.T) {
+	e := newEnv(t, envOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "got "+string(b))
+	})})
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.proxy.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue before the body, got %q %v", line, err)
+	}
+	if rest, _ := br.ReadString('\n'); rest != "\r\n" {
+		t.Fatalf("100 Continue followed by %q", rest)
+	}
+	io.WriteString(c, "hello")
+	var res *http.Response
+	for res == nil || res.StatusCode < 200 {
+		// More 1xx may come (the upstream's own 100, passed on).
+		if res, err = http.ReadResponse(br, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || string(b) != "got hello" {
+		t.Fatalf("after 100 Continue: %d %q", res.StatusCode, b)
+	}
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	if res, err := http.ReadResponse(br, nil); err != nil || res.StatusCode != 200 {
+		t.Fatalf("next request on the connection: %v %v", res, err)
+	}
+}
+
 func TestAdminRestrictAndLift(t *testing.T) {
 	clock := budget.NewManualClock(t0)
 	e := newEnv(t, envOpts{clock: clock, upstream: advancing(clock)})

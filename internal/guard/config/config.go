@@ -581,6 +581,9 @@ func (c *Config) Validate() error {
 	if c.RequestBody.Buffer < -1 {
 		es.add("request_body.buffer", "must be a number of bytes, or -1 to turn buffering off")
 	}
+	if c.MaxHeaderBytes < 0 {
+		es.add("max_header_bytes", "must be a number of bytes >= 0 (0: 32 KiB)")
+	}
 	if c.RequestBody.Max < 0 {
 		es.add("request_body.max", "must be >= 0 (0: no limit)")
 	}
