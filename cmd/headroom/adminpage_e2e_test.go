@@ -53,14 +53,14 @@ func TestAdminPageInBrowser(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 
-	// 4 s of worker time per minute; the heavy key runs one 400 ms request
+	// 6 s of worker time per minute; the heavy key runs one 400 ms request
 	// after another, so the page sees it climb for several polls before
 	// it goes over.
 	cfg := func(listen, admin string) string {
 		return "listen: " + listen + "\nupstream: " + up.URL + "\n" +
 			"admin: {listen: " + admin + ", token: " + pageToken + "}\n" +
 			"keys: {secret: page-test-secret-0123456789}\n" +
-			"budget: {worker_time: 4s, window: 1m, restrict_for: 10m}\n" +
+			"budget: {worker_time: 6s, window: 1m, restrict_for: 10m}\n" +
 			"overrides:\n  - key: " + heavyKey + "\n    label: acme exporter\n" +
 			"pools:\n  - name: api\n    path_prefixes: [/api/]\n    max_concurrent: 4\n    queue: 8\n    queue_timeout: 5s\n" +
 			"  - name: ui\n    max_concurrent: 4\n"

@@ -1,16 +1,23 @@
 package guard
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/adminui"
 	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/store"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // TestOverviewWith100kKeys: with 100,000 keys in the ledger, the page and
@@ -154,4 +161,59 @@ func TestAdminPageToken(t *testing.T) {
 	if strings.Contains(string(b), "s3cret") {
 		t.Error("the page carries the token")
 	}
+}
+
+// TestOverviewStoreState: beside a real Redis fleet store the page says
+// "redis up", and "degraded" with a warning once Redis is gone.
+func TestOverviewStoreState(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(up.Close)
+	cfg, err := config.Parse([]byte("listen: 127.0.0.1:0\nupstream: " + up.URL + "\nadmin: {listen: 127.0.0.1:0}\n" +
+		"keys: {secret: overview-store-secret-0123}\nstore: {type: redis, url: " + rs.URL() + ", sync_interval: 100ms}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.Buffer{}
+	st, err := store.NewRedis(store.RedisOptions{URL: cfg.Store.URL, Interval: cfg.Store.SyncInterval.D(), Timeout: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		st.Close()
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	admin := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, ServerOptions{Config: cfg, Snapshots: st, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+			Ready: func(_, a net.Addr) { admin <- "http://" + a.String() }})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	base := testenv.Recv(t, "the admin address", admin)
+
+	overview := func() adminui.Overview {
+		res, err := http.Get(base + "/v1/overview")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var ov adminui.Overview
+		if err := json.NewDecoder(res.Body).Decode(&ov); err != nil {
+			t.Fatal(err)
+		}
+		return ov
+	}
+	testenv.Eventually(t, "the store up on the page", func() bool {
+		ov := overview()
+		return ov.Store.Type == "redis" && ov.Store.State == "up"
+	})
+	rs.Stop()
+	testenv.Eventually(t, "the store degraded on the page", func() bool {
+		ov := overview()
+		return ov.Store.State == "degraded" && len(ov.Warnings) > 0 && ov.Warnings[0].Kind == "store_degraded"
+	})
 }
