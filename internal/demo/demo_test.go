@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -67,6 +68,21 @@ func TestDemoStory(t *testing.T) {
 	}
 	if lg.KeyAborted != a.abandoned {
 		t.Errorf("access log has %d aborted requests for the key, the client abandoned %d", lg.KeyAborted, a.abandoned)
+	}
+	// Issue 17: the summary said "4 abandoned" where the analyzer, reading
+	// the same log, counted "5 of status 499" (a UI page cut off at the
+	// stop). Every 499 in the log is accounted for in the summary.
+	var uiStopped int
+	for _, s := range res.UI {
+		if s.Err == "stopped" {
+			uiStopped++
+		}
+	}
+	if lg.UIAborted > uiStopped {
+		t.Errorf("access log has %d UI lines with 499, only %d UI pages were cut off at the stop", lg.UIAborted, uiStopped)
+	}
+	if n := lg.KeyAborted + lg.UIAborted; !strings.Contains(out.String(), fmt.Sprintf("%d with status 499 (the client gave up): the exporter's %d", n, lg.KeyAborted)) {
+		t.Errorf("the summary does not account for the log's %d lines with status 499", n)
 	}
 	if lg.AbortedAnswered != lg.KeyAborted {
 		t.Errorf("%d of %d aborted requests lack the upstream's status", lg.KeyAborted-lg.AbortedAnswered, lg.KeyAborted)

@@ -30,6 +30,11 @@ type LogSummary struct {
 	KeyUpstream     time.Duration // upstream time of all the key's lines
 
 	UIRequests, UIOK int
+	// UIAborted counts UI lines with 499: pages still waiting when the
+	// clients stopped. The analyzer counts every 499 in the log, so the
+	// summary names these beside the exporter's (issue 17: "4 abandoned"
+	// beside the analyzer's "5 of status 499").
+	UIAborted int
 }
 
 func summarizeLog(path, keyFP string) (LogSummary, error) {
@@ -58,8 +63,11 @@ func summarizeLog(path, keyFP string) (LogSummary, error) {
 		}
 		if r.Key != keyFP {
 			s.UIRequests++
-			if r.Status == http.StatusOK {
+			switch r.Status {
+			case http.StatusOK:
 				s.UIOK++
+			case 499:
+				s.UIAborted++
 			}
 			continue
 		}
@@ -195,6 +203,13 @@ func (r *Result) WriteSummary(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nAccess log: %s (%d requests)\n", r.AccessLog, r.Log.Lines)
+	if n := r.Log.KeyAborted + r.Log.UIAborted; n > 0 {
+		fmt.Fprintf(w, "  %d with status 499 (the client gave up): the exporter's %d abandoned requests", n, r.Log.KeyAborted)
+		if r.Log.UIAborted > 0 {
+			fmt.Fprintf(w, " and %d UI %s still waiting when the clients stopped", r.Log.UIAborted, plural(r.Log.UIAborted, "page", "pages"))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  analyze it: headroom logs analyze --format headroom %s\n", r.AccessLog)
 }
 
@@ -339,4 +354,11 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
 	return d.Round(time.Second).String()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

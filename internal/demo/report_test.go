@@ -51,6 +51,9 @@ func syntheticResult(restricted bool) *Result {
 	}
 	r.Log = LogSummary{Lines: 189, KeyRequests: 14, KeyRefused: 10, KeyAborted: 4, AbortedClient: 20 * time.Second,
 		AbortedUpstream: 82600 * time.Millisecond, AbortedAnswered: 4}
+	if !restricted {
+		r.Log.UIAborted = 1 // the page sent a moment before the stop
+	}
 	r.GuardLog = []string{`level=WARN msg="key over its worker-time budget" key=fp-0123456789abcdef used=30.2s`}
 	return r
 }
