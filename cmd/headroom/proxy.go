@@ -81,17 +81,20 @@ Usage and restrictions survive restarts with --snapshot PATH (the memory store
 saved every 10 s and at shutdown); the fingerprint secret is kept next to it
 (PATH.secret) unless keys.secret/--secret-file is given.
 
-Fleet: --store redis://HOST:PORT/DB lets several proxies share each key's
-worker time and restrictions through Redis. Decisions stay local and never
-wait on Redis: every second (store.sync_interval) each proxy pushes its own
-usage since the last push in one pipelined batch, pulls the fleet's usage for
-the keys it has seen, and applies restrictions and lifts made on any proxy
-(admin API included). Every proxy needs the same --secret-file, since keys
-are shared by fingerprint; raw API keys never reach Redis. If Redis is down
-or slow the proxy logs it once, reports headroom_store_up 0 and "degraded"
-in /healthz, keeps enforcing with its own view, and resumes (re-pushing what
-it holds) when Redis is back. Prefix, interval and batch size are in the
-config file's store: block. Every setting, and
+Fleet: --store redis://HOST:PORT/DB (or rediss://, redis-sentinel://S1,S2/MASTER/DB,
+redis-cluster://N1,N2,N3) lets several proxies share each key's worker time
+and restrictions through Redis. Decisions stay local and never wait on Redis:
+each proxy admits a key against a lease, a slice of the key's remaining budget
+granted atomically in Redis, and asks for the next one before it runs out, so
+the fleet keeps the budget as one proxy does (docs/fleet.md). Restrictions made
+on any proxy (admin API included) are published at once; every second
+(store.sync_interval) each proxy also pushes its usage and pulls the fleet's.
+Every proxy needs the same --secret-file, since keys are shared by
+fingerprint; raw API keys never reach Redis. If Redis is down the proxy logs
+it once, reports headroom_store_degraded 1 and "degraded" in /healthz, spends
+its leases, then an even share of each budget (budget / proxies last seen),
+and resumes (re-pushing what it holds) when Redis is back. Prefix, interval
+and batch size are in the config file's store: block. Every setting, and
 more (tiers, per-key overrides, timeouts), is in the YAML --config file:
 see deploy/headroom.yaml, documented field by field.`,
 		Example: `  # Budget 60 worker-seconds per minute per key, restrict for 5 minutes

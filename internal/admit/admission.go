@@ -294,6 +294,14 @@ func (c *Core) Refusal(a *Admission, o Outcome) Refusal {
 			" s of upstream worker time in the last " + lim.Window.String() + " (budget " +
 			strconv.FormatFloat(lim.Budget.Seconds(), 'f', 1, 64) + " s) and is restricted until " +
 			d.RestrictedUntil.UTC().Format(time.RFC3339)
+		if d.Fleet {
+			// Not restricted: this proxy's slice of the fleet's budget is
+			// spent until its next lease (budget.Decision.Fleet).
+			body["message"] = "this key's budget (" + strconv.FormatFloat(lim.Budget.Seconds(), 'f', 1, 64) +
+				" s of upstream worker time per " + lim.Window.String() + ") is shared by a fleet of proxies and this proxy's share of it is spent for now; retry after " +
+				d.RestrictedUntil.UTC().Format(time.RFC3339)
+			body["fleet_share_spent"] = true
+		}
 		body["used_seconds"] = round3(d.Used.Seconds())
 		body["budget_seconds"] = lim.Budget.Seconds()
 		body["window_seconds"] = lim.Window.Seconds()

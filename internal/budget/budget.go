@@ -95,6 +95,10 @@ type Decision struct {
 	InFlight        int           // the key's requests in flight, this one included when admitted
 	RestrictedUntil time.Time     // zero when not restricted
 	NewlyRestricted bool          // this decision started a restriction (for logs/metrics)
+	// Fleet: refused because this proxy's lease on the fleet's budget (or,
+	// without one, its even share) is spent, though the key is not
+	// restricted (lease.go). RestrictedUntil is when to retry.
+	Fleet bool
 }
 
 // Proceed reports whether the request may go upstream: allowed, or denied
@@ -463,13 +467,21 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 		d.Outcome = Restricted
 		if lim.RestrictFor > 0 {
 			e.until = abs + int64(lim.RestrictFor)
-			f.restricted(abs)
+			l.restricted(f, key, abs)
 			d.NewlyRestricted = true
 		}
+	case f != nil && lim.Budget > 0 && l.leasing.Load() && !l.leaseAllows(key, e, f, off, abs, lim):
+		// This proxy's slice of the fleet's budget is spent (lease.go):
+		// refused until the next slice, not restricted.
+		d.Outcome = Restricted
+		d.Fleet = true
 	case lim.MaxInFlight > 0 && int(e.inFlight) >= lim.MaxInFlight:
 		d.Outcome = TooManyInFlight
 	}
-	d.RestrictedUntil = l.restrictedUntil(e, abs, lim.RestrictFor, d.Outcome == Restricted)
+	d.RestrictedUntil = l.restrictedUntil(e, abs, lim.RestrictFor, d.Outcome == Restricted && !d.Fleet)
+	if d.Fleet {
+		d.RestrictedUntil = time.Unix(0, abs+l.lease.ttl/2)
+	}
 	if lim.Budget > 0 {
 		d.Remaining = max(lim.Budget-d.Used, 0)
 	}
@@ -543,10 +555,14 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		completed += int64(worker)
 		if f != nil {
 			f.own[e.head%ringSize] += int64(worker)
+			f.lease.spent += int64(worker)
 		}
 	}
 	if f != nil {
 		f.dirty |= dirtyUsage
+		if l.leasing.Load() {
+			l.leaseLow(s.keys[t.slot], e, f, off, abs)
+		}
 	}
 	used := completed + e.inFlightElapsed(off)
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
@@ -554,7 +570,7 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		d.Remaining = max(time.Duration(t.budget-used), 0)
 		if used >= t.budget && e.until <= abs && t.restrictFor > 0 {
 			e.until = abs + t.restrictFor
-			f.restricted(abs)
+			l.restricted(f, s.keys[t.slot], abs)
 			d.NewlyRestricted = true
 		}
 	}
@@ -738,7 +754,7 @@ func (l *Ledger) Restrict(key string, until time.Time) {
 	s.mu.Lock()
 	slot, _ := s.lookup(key, h, widthOf(0), abs, true)
 	s.entries[slot].until = until.UnixNano()
-	s.fleetAt(slot).restricted(abs)
+	l.restricted(s.fleetAt(slot), key, abs)
 	s.mu.Unlock()
 }
 
@@ -756,6 +772,7 @@ func (l *Ledger) Lift(key string) {
 	s.entries[slot].lift(abs, f)
 	if f != nil {
 		f.dirty |= dirtyRestriction
+		l.urgent(f, key)
 	}
 	s.mu.Unlock()
 }

@@ -47,6 +47,7 @@ type fleetEntry struct {
 	// last lift, whose forgiveness stale remote usage must not undo.
 	since, lifted int64
 	dirty         uint8 // dirtyUsage | dirtyRestriction: changed since the last ExportChanges
+	lease         leaseState
 }
 
 // fleetAt is slot's fleet bookkeeping, nil while no fleet store uses the
@@ -124,6 +125,11 @@ type KeyUsage struct {
 	// InFlight (ExportChanges only) is the elapsed time of this ledger's
 	// requests for the key still running.
 	InFlight time.Duration
+	// LeaseLeft is what this ledger may still spend of its lease on the key,
+	// until LeaseUntil (zero: no lease in force): pushed, so the store
+	// counts it as reserved and not as usage.
+	LeaseLeft  time.Duration
+	LeaseUntil time.Time
 
 	// The restriction, from ExportChanges. RestrictionChanged says it was
 	// set or lifted here since the last export; Since is when (it orders
@@ -234,6 +240,11 @@ func (f *fleetEntry) export(u *KeyUsage, e *entry, key string, off, abs int64) {
 		}
 	}
 	u.InFlight = time.Duration(e.inFlightElapsed(off))
+	u.LeaseLeft, u.LeaseUntil = 0, time.Time{}
+	if ls := &f.lease; ls.until > abs {
+		u.LeaseLeft = time.Duration(max(ls.limit-ls.spent-int64(u.InFlight), 0))
+		u.LeaseUntil = time.Unix(0, ls.until)
+	}
 	u.RestrictionChanged = f.dirty&dirtyRestriction != 0
 	u.Until, u.Since = time.Time{}, time.Time{}
 	if e.until > abs {
@@ -377,4 +388,6 @@ type fleetCursors struct {
 	exportCursor atomic.Uint64
 	fleetOn      atomic.Bool
 	fleetOnce    sync.Once
+	leasing      atomic.Bool // EnableLeases was called
+	lease        leaseQueue
 }

@@ -28,12 +28,18 @@ import (
 //	                     window after its last push:
 //	                       IDX:PROXY   -> that proxy's worker ns in bucket IDX
 //	                       live:PROXY  -> "PUSHED_MS:IN_FLIGHT_NS"
+//	                       lease:PROXY -> "LEFT_NS:EXPIRES_MS": what the proxy
+//	                                      has not spent of its slice (lease.go)
 //	{restrictions}       hash: KEY -> "UNTIL_NS:MADE_AT_NS"; until 0 is a lift
 //	{restrictions}:v     counter, bumped at every change of restrictions
+//	restrictions         pub/sub channel: "KEY UNTIL_NS MADE_AT_NS" at every
+//	                     restriction or lift, so the fleet applies it at once
+//	proxies              sorted set: proxy id -> last sync (unix ms): the
+//	                     divisor of the even share while Redis is away
 //	epoch                random value set by the first proxy to find it missing
 //
 // The braces are Redis Cluster hash tags: everything about one key is in
-// one hash (one slot), and the
+// one hash (one slot), so the lease script runs on one node, and the
 // restriction script's two keys share the tag {restrictions}.
 //
 // KEY is the ledger's key: a fingerprint (fp-…, a keyed HMAC of the API
@@ -88,6 +94,9 @@ type RedisOptions struct {
 	// MaxKeys bounds the keys pulled and the keys pushed per sync; 0 means
 	// DefaultMaxKeys. With more active keys, successive syncs take turns.
 	MaxKeys int
+	// LeaseTTL is how long a proxy may use a slice of a key's budget
+	// before it must have a new one; 0 means budget.DefaultLeaseTTL.
+	LeaseTTL time.Duration
 	// ID names this proxy in Redis; "" means a random id per process.
 	ID string
 	// Clock is the ledger's clock. Nil: budget.SystemClock.
@@ -117,14 +126,18 @@ type Redis struct {
 	addr     string
 
 	// Sync state, used by one sync at a time (syncMu).
-	syncMu   sync.Mutex
-	epoch    string
-	restrVer int64
-	refs     []budget.KeyRef
-	ups      []budget.KeyUsage
+	syncMu    sync.Mutex
+	epoch     string
+	restrVer  int64
+	refs      []budget.KeyRef
+	ups       []budget.KeyUsage
+	leaseReqs []budget.LeaseRequest
+	events    []budget.RestrictionEvent
+	leaseTTL  time.Duration
 
 	mu        sync.Mutex // guards the health fields
 	state     int        // stateUnknown, stateUp, stateDown
+	fleetN    int        // proxies last seen
 	lastErr   string
 	changedAt time.Time
 	lastSync  time.Time
@@ -134,6 +147,10 @@ type Redis struct {
 	duration prometheus.Histogram
 	pushed   prometheus.Counter
 	pulled   prometheus.Counter
+
+	leases    *prometheus.CounterVec
+	fleetSize prometheus.Gauge
+	degraded  prometheus.Gauge
 }
 
 var quietRedisLog sync.Once
@@ -206,6 +223,10 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if s.timeout <= 0 {
 		s.timeout = s.interval
 	}
+	s.leaseTTL = opts.LeaseTTL
+	if s.leaseTTL <= 0 {
+		s.leaseTTL = budget.DefaultLeaseTTL
+	}
 	s.rdb = redis.NewUniversalClient(universalOptions(target, s.timeout))
 	// go-redis logs every failed dial on its own (a line per attempt while
 	// Redis is down); the store reports outages once per change of state,
@@ -233,8 +254,24 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		Name: "headroom_store_keys_pulled_total",
 		Help: "Keys whose fleet usage this proxy pulled from the Redis fleet store.",
 	})
+	s.leases = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "headroom_store_leases_total",
+		Help: "Answers to this proxy's requests for a slice of a key's budget, by result: granted (in full), short (less than asked: the fleet's budget is nearly spent), exhausted (the fleet's usage reached the budget), error (Redis did not answer).",
+	}, []string{"result"})
+	s.fleetSize = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "headroom_store_fleet_proxies",
+		Help: "Proxies seen syncing with the Redis fleet store recently: while Redis is away, each enforces budget / this many on its own usage.",
+	})
+	s.degraded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "headroom_store_degraded",
+		Help: "1 while Redis is away and this proxy enforces with the leases it holds, then an even share of each budget (budget / headroom_store_fleet_proxies).",
+	})
+	for _, r := range []string{"granted", "short", "exhausted", "error"} {
+		s.leases.WithLabelValues(r)
+	}
 	s.errs.WithLabelValues("pull")
 	s.errs.WithLabelValues("push")
+	s.errs.WithLabelValues("lease")
 	return s, nil
 }
 
@@ -253,7 +290,7 @@ func (s *Redis) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (s *Redis) collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.up, s.errs, s.duration, s.pushed, s.pulled}
+	return []prometheus.Collector{s.up, s.errs, s.duration, s.pushed, s.pulled, s.leases, s.fleetSize, s.degraded}
 }
 
 // RedisHealth is the store's state as /healthz shows it.
@@ -264,13 +301,18 @@ type RedisHealth struct {
 	Since    *time.Time `json:"since,omitempty"`     // when Up last changed
 	LastSync *time.Time `json:"last_sync,omitempty"` // last successful sync
 	Error    string     `json:"error,omitempty"`     // why it is down
+	// Degraded: Redis is away, and budgets are enforced on the leases
+	// held, then on an even share of FleetProxies.
+	Degraded     bool `json:"degraded"`
+	FleetProxies int  `json:"fleet_proxies"`
 }
 
 // Health reports whether the last sync succeeded, with details.
 func (s *Redis) Health() (bool, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := RedisHealth{Type: "redis", Addr: s.addr, Up: s.state == stateUp, Error: s.lastErr}
+	h := RedisHealth{Type: "redis", Addr: s.addr, Up: s.state == stateUp, Error: s.lastErr,
+		Degraded: s.state == stateDown, FleetProxies: s.fleetN}
 	if !s.changedAt.IsZero() {
 		t := s.changedAt.UTC()
 		h.Since = &t
@@ -307,30 +349,73 @@ func (s *Redis) Save(l *budget.Ledger) error {
 	return err
 }
 
-// Sync keeps l in step with the fleet until ctx is done: every Interval
-// while Redis answers; while it does not, with a backoff doubling up to
-// 30 s. It never returns early: errors are reported (log on change of
-// state, headroom_store_up, headroom_store_errors_total, Health).
+// Sync keeps l in step with the fleet until ctx is done: it answers the
+// ledger's lease requests and publishes its restrictions as soon as the
+// ledger asks (budget.Ledger.FleetWake), applies the restrictions other
+// proxies publish as they arrive, and syncs in full every Interval while
+// Redis answers; while it does not, it retries with a backoff doubling up
+// to 30 s, and the ledger enforces on the leases it holds, then on an even
+// share. It never returns early: errors are reported (log on change of
+// state, headroom_store_up, headroom_store_degraded,
+// headroom_store_errors_total, Health).
 func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
-	wait := s.interval
-	t := time.NewTimer(wait)
+	l.EnableLeases(s.leaseTTL)
+	wake := l.FleetWake()
+	subDone := make(chan struct{})
+	go func() { defer close(subDone); s.subscribe(ctx, l) }()
+	defer func() { <-subDone }()
+	t := time.NewTimer(s.interval)
 	defer t.Stop()
+	// retry is the wait before the next attempt while Redis fails, 0 while
+	// it answers. The first retry comes soon (a Sentinel failover takes a
+	// second or two), then the wait doubles.
+	var retry time.Duration
+	fail := func() {
+		if retry == 0 {
+			retry = min(s.interval, time.Second)
+		} else {
+			retry = min(retry*2, max(maxBackoff, s.interval))
+		}
+		resetTimer(t, retry)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-wake:
+			if retry > 0 {
+				// Backing off: the queue waits for the next attempt.
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, s.timeout)
+			s.syncMu.Lock()
+			sent, err := s.serveLeases(sctx, l)
+			s.syncMu.Unlock()
+			cancel()
+			if sent {
+				s.report(err, "lease")
+			}
+			if err != nil {
+				fail()
+			}
+			continue
 		case <-t.C:
 		}
 		sctx, cancel := context.WithTimeout(ctx, s.syncBound())
 		err := s.SyncOnce(sctx, l)
 		cancel()
 		if err != nil {
-			wait = min(wait*2, max(maxBackoff, s.interval))
+			fail()
 		} else {
-			wait = s.interval
+			retry = 0
+			t.Reset(s.interval)
 		}
-		t.Reset(wait)
 	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	t.Stop()
+	t.Reset(d)
 }
 
 // syncBound is the longest one sync may take: its four round trips (pull,
@@ -350,10 +435,16 @@ func (s *Redis) SyncOnce(ctx context.Context, l *budget.Ledger) error {
 		return err
 	}
 	err = s.push(ctx, l, setEpoch)
-	s.report(err, "push")
 	if err == nil {
-		s.duration.Observe(time.Since(start).Seconds())
+		err = s.heartbeat(ctx, l)
 	}
+	if err != nil {
+		s.report(err, "push")
+		return err
+	}
+	s.duration.Observe(time.Since(start).Seconds())
+	_, err = s.serveLeases(ctx, l)
+	s.report(err, "lease")
 	return err
 }
 
@@ -365,14 +456,17 @@ func (s *Redis) report(err error, op string) {
 	if err != nil {
 		s.errs.WithLabelValues(op).Inc()
 		s.up.Set(0)
+		s.degraded.Set(1)
 		s.lastErr = err.Error()
 		if s.state != stateDown {
 			s.state, s.changedAt = stateDown, now
-			s.log.Error("redis store unreachable: enforcing budgets with this proxy's local view until it is back", "addr", s.addr, "err", err)
+			s.log.Error("redis store unreachable: degraded, enforcing budgets with the leases this proxy holds, then an even share of each (budget / proxies last seen) until it is back",
+				"addr", s.addr, "fleet_proxies", s.fleetN, "err", err)
 		}
 		return
 	}
 	s.up.Set(1)
+	s.degraded.Set(0)
 	s.lastErr, s.lastSync = "", now
 	switch s.state {
 	case stateDown:
@@ -633,6 +727,12 @@ func (s *Redis) push(ctx context.Context, l *budget.Ledger, setEpoch bool) error
 		} else {
 			del = append(del, live)
 		}
+		if !u.LeaseUntil.IsZero() {
+			// What is left of the slice, so the fleet's next grants count
+			// it as reserved rather than as usage.
+			set = append(set, "lease:"+s.id, strconv.FormatInt(int64(u.LeaseLeft), 10)+":"+
+				strconv.FormatInt(u.LeaseUntil.Add(leaseMargin).UnixMilli(), 10))
+		}
 		if len(set) > 0 {
 			pipe.HSet(ctx, key, set...)
 			// The hash outlives its last push by a window (plus a margin
@@ -643,16 +743,8 @@ func (s *Redis) push(ctx context.Context, l *budget.Ledger, setEpoch bool) error
 			pipe.HDel(ctx, key, del...)
 		}
 		if u.RestrictionChanged {
-			since := u.Since
-			if since.IsZero() {
-				since = now
-			}
-			var untilNs int64
-			if !u.Until.IsZero() {
-				untilNs = u.Until.UnixNano()
-			}
-			pipe.Eval(ctx, setIfNewer, []string{s.restrictionsKey(), s.versionKey()}, u.Key,
-				strconv.FormatInt(untilNs, 10), strconv.FormatInt(since.UnixNano(), 10))
+			untilNs, atNs := restrictionNs(u.Until, u.Since, now)
+			pipe.Eval(ctx, setIfNewer, []string{s.restrictionsKey(), s.versionKey()}, u.Key, untilNs, atNs)
 		}
 	}
 	if setEpoch {

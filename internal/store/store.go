@@ -10,13 +10,15 @@
 // relies on (guard.Snapshotter).
 //
 // Redis (redis.go) is the fleet store: several proxies share each key's
-// worker time and restrictions through one Redis. It implements the same
-// pair (Restore pulls the fleet's state at start, Save pushes the last
-// changes at shutdown) plus guard.Syncer, a loop that every second pushes
-// this proxy's usage since the last push in one pipelined batch and merges
-// the other proxies' usage into the ledger (budget.Ledger's ExportChanges
-// and MergeRemote). Decisions stay local, and a Redis outage degrades to
-// local enforcement, never to an outage.
+// budget and restrictions through one Redis (a single server, Sentinel or
+// a Cluster). It implements the same pair (Restore pulls the fleet's state
+// at start, Save pushes the last changes at shutdown) plus guard.Syncer:
+// a loop that grants the ledger leases, slices of each key's remaining
+// budget, atomically in Redis (lease.go, docs/fleet.md), publishes and
+// applies restrictions as they happen, and every second pushes this
+// proxy's usage and merges the fleet's (budget.Ledger's ExportChanges and
+// MergeRemote). Redis is never on the request path; while it is away each
+// proxy spends its leases, then an even share of each budget.
 package store
 
 import (

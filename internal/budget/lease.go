@@ -1,0 +1,315 @@
+package budget
+
+import (
+	"sync"
+	"time"
+)
+
+// Leases: how a fleet keeps one budget without a round trip on the request
+// path (docs/fleet.md tells why this design).
+//
+// A proxy admits a key's request only while its own spend (its completed
+// worker time plus the elapsed time of its requests in flight) stays under
+// the lease it holds: a slice of the key's remaining budget granted by the
+// fleet store, atomically against what the whole fleet used and the slices
+// the other proxies hold. So the slices in force never add up to more than
+// the budget left, and the fleet overshoots only by the requests that were
+// already running when the budget ran out, as one proxy does.
+//
+// The ledger asks for the next slice before the current one runs out (at
+// half of it, or half of its lifetime) by queueing the key for the store's
+// loop (LeaseRequests, GrantLease), which is woken through FleetWake: the
+// request that noticed never waits. A key without a lease in force (its
+// first requests here, a renewal that is late, or Redis away) falls back
+// to an even share: this proxy's own usage in the window must stay under
+// budget / the number of proxies last seen, so the fleet as a whole cannot
+// exceed the budget while the store is away.
+//
+// Restrictions made here (budget, operator, lift) are queued the same way
+// (Restrictions) so the store publishes them at once instead of at its next
+// sync.
+
+// DefaultLeaseTTL is how long a granted slice may be used.
+const DefaultLeaseTTL = 2 * time.Second
+
+// leaseState is the lease side of a fleet entry.
+type leaseState struct {
+	// spent is this ledger's completed worker ns for the key, cumulative
+	// (it never slides out): spend = spent + in-flight elapsed.
+	spent int64
+	// limit is the spend allowed under the lease; until (Unix ns) is when
+	// it lapses; grant is the last slice, for the refill threshold.
+	limit, until, grant int64
+	// askSpend, askAt: spend and time when the last request was built;
+	// the grant counts from there, and the next request's burn rate.
+	askSpend, askAt int64
+	// budget and restrictFor are the limits of the key's last Admit: what
+	// the store asks a slice of, and how long to restrict once the fleet's
+	// usage reached the budget.
+	budget, restrictFor int64
+	wanted, urgent      bool // queued for a lease; queued for a restriction push
+}
+
+// leaseQueue is the ledger's side of the lease protocol.
+type leaseQueue struct {
+	mu     sync.Mutex
+	on     bool
+	ttl    int64
+	fleetN int64 // proxies last seen; 1 until the store says
+	keys   []string
+	restr  []string
+	wake   chan struct{}
+}
+
+// EnableLeases switches the ledger to lease admission (see above) for keys
+// with a budget; a fleet store calls it once before its loop. ttl is how
+// long a slice may be used (0: DefaultLeaseTTL).
+func (l *Ledger) EnableLeases(ttl time.Duration) {
+	l.enableFleet()
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	q := &l.lease
+	q.mu.Lock()
+	q.on, q.ttl = true, int64(ttl)
+	if q.fleetN < 1 {
+		q.fleetN = 1
+	}
+	if q.wake == nil {
+		q.wake = make(chan struct{}, 1)
+	}
+	q.mu.Unlock()
+	l.leasing.Store(true)
+}
+
+// FleetWake is signalled when a key wants a lease or a restriction waits to
+// be published. Nil before EnableLeases.
+func (l *Ledger) FleetWake() <-chan struct{} {
+	l.lease.mu.Lock()
+	defer l.lease.mu.Unlock()
+	return l.lease.wake
+}
+
+// SetFleetSize records how many proxies share the budgets (at least 1): the
+// divisor of the even share used without a lease.
+func (l *Ledger) SetFleetSize(n int) {
+	l.lease.mu.Lock()
+	l.lease.fleetN = max(int64(n), 1)
+	l.lease.mu.Unlock()
+}
+
+// FleetSize is the number of proxies last seen.
+func (l *Ledger) FleetSize() int {
+	l.lease.mu.Lock()
+	defer l.lease.mu.Unlock()
+	return int(max(l.lease.fleetN, 1))
+}
+
+func (l *Ledger) signal() {
+	select {
+	case l.lease.wake <- struct{}{}:
+	default:
+	}
+}
+
+// leaseAllows decides a key with a budget under leases (shard locked, f
+// non-nil). It queues the key for a lease when its slice runs low.
+func (l *Ledger) leaseAllows(key string, e *entry, f *fleetEntry, off, abs int64, lim Limits) bool {
+	ls := &f.lease
+	ls.budget, ls.restrictFor = int64(lim.Budget), int64(lim.RestrictFor)
+	spend := ls.spent + e.inFlightElapsed(off)
+	if ls.until > abs {
+		left := ls.limit - spend
+		if left <= ls.grant/2 || ls.until-abs <= l.lease.ttl/2 {
+			l.wantLease(key, ls)
+		}
+		return left > 0
+	}
+	l.wantLease(key, ls)
+	l.lease.mu.Lock()
+	n := l.lease.fleetN
+	l.lease.mu.Unlock()
+	return f.ownCompleted(e, abs)+e.inFlightElapsed(off) < ls.budget/max(n, 1)
+}
+
+// leaseLow queues key for its next slice when what is left of the current
+// one is low: at a request's end, since a long request may spend most of a
+// slice without any Admit to notice (shard locked, f non-nil).
+func (l *Ledger) leaseLow(key string, e *entry, f *fleetEntry, off, abs int64) {
+	ls := &f.lease
+	if ls.budget <= 0 || ls.wanted {
+		return
+	}
+	if ls.limit-(ls.spent+e.inFlightElapsed(off)) <= ls.grant/2 || ls.until-abs <= l.lease.ttl/2 {
+		l.wantLease(key, ls)
+	}
+}
+
+func (l *Ledger) wantLease(key string, ls *leaseState) {
+	if ls.wanted {
+		return
+	}
+	ls.wanted = true
+	l.lease.mu.Lock()
+	l.lease.keys = append(l.lease.keys, key)
+	l.lease.mu.Unlock()
+	l.signal()
+}
+
+// restricted records a restriction made here at abs and, under leases,
+// queues it for an immediate push (f may be nil).
+func (l *Ledger) restricted(f *fleetEntry, key string, abs int64) {
+	if f == nil {
+		return
+	}
+	f.restricted(abs)
+	l.urgent(f, key)
+}
+
+func (l *Ledger) urgent(f *fleetEntry, key string) {
+	if !l.leasing.Load() || f.lease.urgent {
+		return
+	}
+	f.lease.urgent = true
+	l.lease.mu.Lock()
+	l.lease.restr = append(l.lease.restr, key)
+	l.lease.mu.Unlock()
+	l.signal()
+}
+
+// LeaseRequest is one key's request for a slice, with this ledger's usage
+// of it (the store writes both in one atomic step).
+type LeaseRequest struct {
+	KeyUsage
+	Budget time.Duration
+	// Left is what remains of the lease in force (0 without one); Want
+	// is the slice asked for on top, sized from the key's burn rate here.
+	Left, Want time.Duration
+}
+
+// LeaseRequests moves up to limit queued keys into dst. Each must be
+// answered with GrantLease or LeaseFailed.
+func (l *Ledger) LeaseRequests(dst []LeaseRequest, limit int) []LeaseRequest {
+	q := &l.lease
+	q.mu.Lock()
+	n := min(limit, len(q.keys))
+	keys := append([]string(nil), q.keys[:n]...)
+	q.keys = append(q.keys[:0], q.keys[n:]...)
+	fleetN := q.fleetN
+	ttl := q.ttl
+	q.mu.Unlock()
+	off, abs := l.now()
+	for _, key := range keys {
+		h, _, s := l.shardOf(key)
+		s.mu.Lock()
+		slot, ok := s.lookup(key, h, 0, abs, false)
+		if !ok {
+			s.mu.Unlock()
+			continue
+		}
+		e, f := &s.entries[slot], &s.fleet[slot]
+		ls := &f.lease
+		if ls.budget <= 0 {
+			ls.wanted = false
+			s.mu.Unlock()
+			continue
+		}
+		dst = append(dst, LeaseRequest{})
+		r := &dst[len(dst)-1]
+		f.export(&r.KeyUsage, e, key, off, abs)
+		spend := ls.spent + e.inFlightElapsed(off)
+		r.Budget = time.Duration(ls.budget)
+		if ls.until > abs {
+			r.Left = time.Duration(max(ls.limit-spend, 0))
+		}
+		// The slice: what the key burns here in a lease's lifetime, at
+		// least a quarter of its even share, at most the share; the whole
+		// share the first time, when the rate is unknown. A slice must
+		// outlast a request or two, since a request admitted on what is
+		// left runs to its end.
+		share := ls.budget / max(fleetN, 1)
+		want := share
+		if ls.askAt > 0 && abs > ls.askAt {
+			rate := float64(spend-ls.askSpend) / float64(abs-ls.askAt)
+			want = max(share/4, int64(rate*float64(ttl)))
+		}
+		// What is left counts in: a proxy holds at most its share at once.
+		r.Want = time.Duration(max(min(want, share)-int64(r.Left), 0))
+		ls.askSpend, ls.askAt = spend, abs
+		s.mu.Unlock()
+	}
+	return dst
+}
+
+// GrantLease applies the store's answer to a LeaseRequest: the key may
+// spend left more (counted from when the request was built) for ttl.
+// exhausted says the fleet's usage has reached the budget: the key is then
+// restricted for its restriction period, as a local Admit over budget
+// would. It reports whether that restriction is new.
+func (l *Ledger) GrantLease(key string, left, ttl time.Duration, exhausted bool) bool {
+	_, abs := l.now()
+	h, _, s := l.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot, ok := s.lookup(key, h, 0, abs, false)
+	if !ok {
+		return false
+	}
+	e, f := &s.entries[slot], &s.fleet[slot]
+	ls := &f.lease
+	ls.wanted = false
+	ls.limit = ls.askSpend + int64(left)
+	ls.until = ls.askAt + int64(ttl)
+	ls.grant = int64(left)
+	if exhausted && ls.restrictFor > 0 && e.until <= abs {
+		e.until = abs + ls.restrictFor
+		l.restricted(f, key, abs)
+		return true
+	}
+	return false
+}
+
+// LeaseFailed returns a request the store could not answer (Redis away):
+// the key asks again with its next request, and meanwhile keeps what is
+// left of its lease, then its even share.
+func (l *Ledger) LeaseFailed(key string) {
+	_, abs := l.now()
+	h, _, s := l.shardOf(key)
+	s.mu.Lock()
+	if slot, ok := s.lookup(key, h, 0, abs, false); ok {
+		s.fleet[slot].lease.wanted = false
+	}
+	s.mu.Unlock()
+}
+
+// RestrictionEvent is a restriction or lift to publish.
+type RestrictionEvent struct {
+	Key   string
+	Until time.Time // zero: a lift
+	Since time.Time // when it was made here
+}
+
+// Restrictions moves the queued restriction changes into dst.
+func (l *Ledger) Restrictions(dst []RestrictionEvent) []RestrictionEvent {
+	q := &l.lease
+	q.mu.Lock()
+	keys := q.restr
+	q.restr = nil
+	q.mu.Unlock()
+	_, abs := l.now()
+	for _, key := range keys {
+		h, _, s := l.shardOf(key)
+		s.mu.Lock()
+		if slot, ok := s.lookup(key, h, 0, abs, false); ok {
+			e, f := &s.entries[slot], &s.fleet[slot]
+			f.lease.urgent = false
+			ev := RestrictionEvent{Key: key, Since: time.Unix(0, f.since)}
+			if e.until > abs {
+				ev.Until = time.Unix(0, e.until)
+			}
+			dst = append(dst, ev)
+		}
+		s.mu.Unlock()
+	}
+	return dst
+}
