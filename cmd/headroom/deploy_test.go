@@ -14,6 +14,7 @@ import (
 
 	"github.com/headroom-dev/headroom/internal/guard"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/sidecar"
 	"github.com/headroom-dev/headroom/internal/store"
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
@@ -52,7 +53,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if _, err := guard.NewSidecar(guard.SidecarOptions{Guard: g}); err != nil {
+	if _, err := sidecar.New(sidecar.Options{Core: g.Core()}); err != nil {
 		t.Fatal(err)
 	}
 	// Constructing the store dials nothing; its collectors are what a

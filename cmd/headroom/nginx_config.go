@@ -1,13 +1,12 @@
 package main
 
 import (
+	"github.com/headroom-dev/headroom/internal/sidecar"
 	"github.com/spf13/cobra"
-
-	"github.com/headroom-dev/headroom/internal/guard"
 )
 
 func newNginxConfigCmd() *cobra.Command {
-	var o guard.NginxConfigOptions
+	var o sidecar.NginxConfigOptions
 	cmd := &cobra.Command{
 		Use:   "nginx-config [--sidecar ADDR] [--syslog ADDR] [--upstream URL] [--listen PORT]",
 		Short: "Print the nginx snippet that puts headroom sidecar beside nginx",
@@ -31,7 +30,7 @@ also in deploy/nginx-headroom.conf.`,
   nginx -t && nginx -s reload`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := guard.NginxConfig(o)
+			s, err := sidecar.NginxConfig(o)
 			if err != nil {
 				return err
 			}
@@ -40,10 +39,10 @@ also in deploy/nginx-headroom.conf.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&o.Sidecar, "sidecar", guard.DefaultSidecarListen, "`address` of the sidecar's check endpoint (its --listen)")
-	fl.StringVar(&o.Syslog, "syslog", guard.DefaultSyslogListen, "UDP `address` of the sidecar's syslog listener (its --syslog)")
-	fl.StringVar(&o.Tag, "syslog-tag", guard.DefaultSyslogTag, "syslog `tag` (the sidecar's --syslog-tag)")
-	fl.StringVar(&o.Upstream, "upstream", guard.DefaultNginxUpstream, "`URL` of the application nginx proxies to")
-	fl.StringVar(&o.Listen, "listen", guard.DefaultNginxListen, "nginx's listen: a `port` or host:port")
+	fl.StringVar(&o.Sidecar, "sidecar", sidecar.DefaultListen, "`address` of the sidecar's check endpoint (its --listen)")
+	fl.StringVar(&o.Syslog, "syslog", sidecar.DefaultSyslogListen, "UDP `address` of the sidecar's syslog listener (its --syslog)")
+	fl.StringVar(&o.Tag, "syslog-tag", sidecar.DefaultSyslogTag, "syslog `tag` (the sidecar's --syslog-tag)")
+	fl.StringVar(&o.Upstream, "upstream", sidecar.DefaultNginxUpstream, "`URL` of the application nginx proxies to")
+	fl.StringVar(&o.Listen, "listen", sidecar.DefaultNginxListen, "nginx's listen: a `port` or host:port")
 	return cmd
 }

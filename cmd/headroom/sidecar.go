@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/headroom-dev/headroom/internal/guard"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/sidecar"
 )
 
 // sidecarFlags are the flags of `headroom sidecar`. Those it shares with
@@ -75,9 +75,9 @@ requests still pending their time so far, and writes the --snapshot.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.configPath, "config", "c", "", "YAML config `file` shared with headroom proxy; flags override it")
-	fl.StringVar(&f.listen, "listen", guard.DefaultSidecarListen, "`address` of the check endpoint nginx's auth_request calls")
-	fl.StringVar(&f.syslog, "syslog", guard.DefaultSyslogListen, "UDP `address` nginx's access_log syslog:server= sends to")
-	fl.StringVar(&f.tag, "syslog-tag", guard.DefaultSyslogTag, "syslog `tag` to accept (nginx's tag=); other tags are ignored")
+	fl.StringVar(&f.listen, "listen", sidecar.DefaultListen, "`address` of the check endpoint nginx's auth_request calls")
+	fl.StringVar(&f.syslog, "syslog", sidecar.DefaultSyslogListen, "UDP `address` nginx's access_log syslog:server= sends to")
+	fl.StringVar(&f.tag, "syslog-tag", sidecar.DefaultSyslogTag, "syslog `tag` to accept (nginx's tag=); other tags are ignored")
 	f.register(fl, guardHelp{
 		maxInFlight:  "concurrent requests per key (0 = no cap)",
 		keyQuery:     "query `parameter` carrying the API key (repeatable)",
@@ -125,7 +125,7 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 	if err != nil {
 		return err
 	}
-	opts := guard.SidecarServerOptions{
+	opts := sidecar.RunOptions{
 		Config:     cfg,
 		Syslog:     f.syslog,
 		Tag:        f.tag,
@@ -141,5 +141,5 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 	reload, stopReload := onSignal(syscall.SIGHUP)
 	defer stopReload()
 	opts.Reload = reload
-	return guard.RunSidecar(cmd.Context(), opts)
+	return sidecar.Run(cmd.Context(), opts)
 }

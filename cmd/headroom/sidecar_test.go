@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/headroom-dev/headroom/internal/guard"
+	"github.com/headroom-dev/headroom/internal/sidecar"
 )
 
 var updateDeploy = flag.Bool("update-deploy", false, "rewrite deploy/nginx-headroom.conf from `headroom nginx-config`")
@@ -45,8 +45,8 @@ func TestNginxConfigMatchesDeployFile(t *testing.T) {
 		t.Errorf("deploy/nginx-headroom.conf differs from `headroom nginx-config`; run go test ./cmd/headroom -run NginxConfigMatchesDeployFile -update-deploy")
 	}
 	// The sidecar parses what the snippet logs.
-	if !strings.Contains(got, strings.ReplaceAll(guard.SidecarLogFormat, `"`, `\"`)) {
-		t.Error("the snippet's log_format is not guard.SidecarLogFormat")
+	if !strings.Contains(got, strings.ReplaceAll(sidecar.LogFormat, `"`, `\"`)) {
+		t.Error("the snippet's log_format is not sidecar.LogFormat")
 	}
 }
 
@@ -95,7 +95,7 @@ pools: [{name: api, path_prefixes: [/api/], max_concurrent: 4}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != guard.DefaultSidecarListen || cfg.Upstream != "" || cfg.AccessLog.Path != "" {
+	if cfg.Listen != sidecar.DefaultListen || cfg.Upstream != "" || cfg.AccessLog.Path != "" {
 		t.Errorf("listen %q upstream %q access log %q: the proxy's settings leaked in", cfg.Listen, cfg.Upstream, cfg.AccessLog.Path)
 	}
 	if cfg.Budget.WorkerTime.D() != 90*time.Second || cfg.Budget.Window.D() != 2*time.Minute {

@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/headroom-dev/headroom/internal/guard"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/lifecycle"
 	"github.com/headroom-dev/headroom/internal/store"
 	"github.com/headroom-dev/headroom/internal/store/redisaddr"
 )
@@ -30,7 +30,7 @@ func applyStoreFlag(cfg *config.Config, v string) {
 
 // openStore returns the store cfg names (nil: usage in memory only) and a
 // function that releases it.
-func openStore(cfg *config.Config, lg *slog.Logger, what string) (guard.Snapshotter, func(), error) {
+func openStore(cfg *config.Config, lg *slog.Logger, what string) (lifecycle.Snapshotter, func(), error) {
 	switch {
 	case cfg.Store.Type == "redis":
 		var target redisaddr.Target

@@ -1,7 +1,9 @@
 // Package accesslog defines the request record, the vocabulary every part of
 // headroom shares (who, what, when, client-facing status and time, upstream
 // status and time, bytes), and the parsers that turn access logs written by
-// nginx, headroom itself, S3, ALB and JSON-lines emitters into records.
+// nginx, headroom itself, S3, ALB and JSON-lines emitters into records; and
+// the writer of headroom's own access log (write.go), next to the parser
+// that reads it back, so the two are tested as a round trip.
 package accesslog
 
 import "time"
@@ -16,6 +18,12 @@ const HeadroomFormat = `$remote_addr - $remote_user [$time_local] "$request" $st
 
 // CombinedFormat is nginx's predefined `combined` log_format.
 const CombinedFormat = `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
+
+// StatusClientClosed is nginx's non-standard status for a client that
+// closed the connection before the response was sent; headroom's access
+// log uses it too, so `headroom logs analyze` and other nginx tooling
+// understand it.
+const StatusClientClosed = 499
 
 // Record is one request as an access log saw it.
 //

@@ -11,6 +11,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/fastproxy"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/lifecycle"
 )
 
 // Frontend is the server that takes the proxy's clients: an *http.Server
@@ -27,7 +28,7 @@ type Frontend interface {
 // cfg.FastPath is set and the upstream is a plain http:// URL without a
 // base path (the fast path forwards targets as they are), else net/http.
 func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, error) {
-	std := frontServer(g, cfg, errLog)
+	std := lifecycle.FrontServer(g, cfg, errLog)
 	if !cfg.FastPath {
 		return std, nil
 	}
@@ -63,16 +64,16 @@ func (g *Guard) logRecord(rec *accesslog.Record, client netip.Addr, o admit.Outc
 	if g.alog == nil {
 		return
 	}
-	e := entry{Record: *rec, Outcome: o}
-	e.setClient(client)
+	e := accesslog.Entry{Record: *rec, Outcome: o.String()}
+	e.SetClient(client)
 	bp := lineBuffers.Get().(*[]byte)
 	b := (*bp)[:0]
 	if g.front.Load().json {
-		b = appendJSON(b, &e)
+		b = accesslog.AppendJSON(b, &e)
 	} else {
-		b = appendHeadroom(b, &e)
+		b = accesslog.AppendHeadroom(b, &e)
 	}
-	if err := g.alog.write(b); err != nil {
+	if err := g.alog.Write(b); err != nil {
 		g.log.Error("write access log", "err", err)
 	}
 	*bp = b

@@ -19,22 +19,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/lifecycle"
 )
 
 // upstreamShards is how many parents the upstream calls' contexts are
@@ -77,6 +78,10 @@ type Options struct {
 	// restricted, reloads. If nil, slog.Default() is used.
 	Logger *slog.Logger
 
+	// Health, if set, is the store's health, which the admin API shows in
+	// /healthz.
+	Health admin.StoreHealth
+
 	// Registry receives the metrics the admin handler serves at /metrics.
 	// If nil, New creates one (so several Guards in one process, as in
 	// tests, do not collide).
@@ -94,13 +99,9 @@ type Guard struct {
 	transport http.RoundTripper
 	admin     http.Handler
 
-	storeHealth StoreHealth // nil: no store that can be down; set by Run before serving
-	started     time.Time   // for the admin page's uptime
-	sidecar     atomic.Bool // a Sidecar fronts this Guard (the admin page says so)
-
 	front atomic.Pointer[front]
 
-	alog      *logFile // nil: no access log
+	alog      *accesslog.File // nil: no access log
 	flushStop chan struct{}
 	flushDone chan struct{}
 
@@ -143,7 +144,6 @@ func New(opts Options) (*Guard, error) {
 		clock:     core.Clock(),
 		log:       opts.Logger,
 		transport: opts.Transport,
-		started:   core.Clock().Now(),
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -159,9 +159,9 @@ func New(opts Options) (*Guard, error) {
 
 	switch {
 	case opts.AccessLog != nil:
-		g.alog = newLogWriter(opts.AccessLog)
+		g.alog = accesslog.NewFile(opts.AccessLog)
 	case cfg.AccessLog.Path != "":
-		if g.alog, err = openLogFile(cfg.AccessLog.Path); err != nil {
+		if g.alog, err = accesslog.OpenFile(cfg.AccessLog.Path); err != nil {
 			return nil, err
 		}
 	}
@@ -174,7 +174,7 @@ func New(opts Options) (*Guard, error) {
 			cancel()
 		}
 	}
-	g.admin = g.newAdmin()
+	g.admin = admin.Handler(admin.Options{Core: core, Health: opts.Health, Logger: g.log})
 	if g.alog != nil {
 		g.flushStop, g.flushDone = make(chan struct{}), make(chan struct{})
 		go g.flushLoop(cfg.AccessLog.FlushInterval.D())
@@ -216,7 +216,7 @@ func (g *Guard) buildFront(cfg *config.Config) (*front, error) {
 		ErrorHandler:   g.upstreamError,
 		Transport:      g.transport,
 		BufferPool:     bufferPool{},
-		ErrorLog:       log.New(slogWriter{g.log}, "", 0),
+		ErrorLog:       lifecycle.ErrorLog(g.log),
 	}
 	return fr, nil
 }
@@ -232,6 +232,13 @@ func (g *Guard) Fingerprint(key string) string { return g.core.Fingerprint(key) 
 
 // Config returns the configuration in force.
 func (g *Guard) Config() *config.Config { return g.core.Config() }
+
+// Admin returns the admin API handler (internal/admin) over the Guard's
+// core.
+func (g *Guard) Admin() http.Handler { return g.admin }
+
+// ReloadRefused counts a reload whose configuration did not load.
+func (g *Guard) ReloadRefused() { g.core.ReloadRefused() }
 
 // Reload replaces the configuration. An invalid cfg is refused with the
 // reason and the running configuration stays. Listen addresses, the admin
@@ -259,7 +266,7 @@ func (g *Guard) ReopenAccessLog() error {
 	if g.alog == nil {
 		return nil
 	}
-	return g.alog.reopen()
+	return g.alog.Reopen()
 }
 
 func (g *Guard) flushLoop(every time.Duration) {
@@ -269,7 +276,7 @@ func (g *Guard) flushLoop(every time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			if err := g.alog.flush(); err != nil {
+			if err := g.alog.Flush(); err != nil {
 				g.log.Error("write access log", "err", err)
 			}
 		case <-g.flushStop:
@@ -311,7 +318,7 @@ func (g *Guard) Close() error {
 		if g.alog != nil {
 			close(g.flushStop)
 			<-g.flushDone
-			err = g.alog.close()
+			err = g.alog.Close()
 		}
 	})
 	return err
@@ -332,12 +339,4 @@ func (bufferPool) Put(b []byte) {
 	if len(b) == copyBufferSize {
 		copyBuffers.Put((*[copyBufferSize]byte)(b))
 	}
-}
-
-// slogWriter routes ReverseProxy's own log lines to the Guard's logger.
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

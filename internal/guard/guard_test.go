@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/buildinfo"
@@ -454,7 +455,7 @@ func TestExpectContinue(t *testing.T) {
 func TestAdminRestrictAndLift(t *testing.T) {
 	clock := budget.NewManualClock(t0)
 	e := newEnv(t, envOpts{clock: clock, upstream: advancing(clock)})
-	var kj KeyJSON
+	var kj admin.KeyJSON
 	if st := e.adminDo("POST", "/v1/keys/ops-key/restrict?for=10m", &kj); st != 200 || !kj.Restricted || *kj.RestrictedUntil != t0.Add(10*time.Minute).Format(time.RFC3339) {
 		t.Fatalf("restrict: %d %+v", st, kj)
 	}
@@ -471,7 +472,7 @@ func TestAdminRestrictAndLift(t *testing.T) {
 		t.Errorf("after lift: status %d, want 200", r.status)
 	}
 	var list struct {
-		Keys []KeyJSON `json:"keys"`
+		Keys []admin.KeyJSON `json:"keys"`
 	}
 	e.do("GET", "/?d=5s", "X-Api-Key", "second")
 	if st := e.adminDo("GET", "/v1/keys", &list); st != 200 || len(list.Keys) == 0 || list.Keys[0].Key != e.g.Fingerprint("second") {

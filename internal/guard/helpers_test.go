@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/lifecycle"
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ func serveProxy(t *testing.T, g *Guard, cfg *config.Config) *testServer {
 	}
 	c := *cfg
 	c.FastPath = true
-	fe, err := g.NewFrontend(&c, log.New(slogWriter{g.log}, "", 0))
+	fe, err := g.NewFrontend(&c, lifecycle.ErrorLog(g.log))
 	if err != nil {
 		t.Fatalf("fast front-end: %v", err)
 	}
@@ -156,9 +157,9 @@ func (e *env) adminDo(method, path string, out any) int {
 	return res.StatusCode
 }
 
-func (e *env) key(k string) KeyJSON {
+func (e *env) key(k string) admin.KeyJSON {
 	e.t.Helper()
-	var kj KeyJSON
+	var kj admin.KeyJSON
 	if st := e.adminDo("GET", "/v1/keys/"+k, &kj); st != 200 {
 		e.t.Fatalf("GET /v1/keys/%s: status %d", k, st)
 	}
@@ -172,7 +173,7 @@ func (e *env) logLines(n int) []string {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		e.g.alog.flush()
+		e.g.alog.Flush()
 		s := strings.TrimSpace(e.alog.String())
 		var lines []string
 		if s != "" {

@@ -12,11 +12,6 @@ import (
 
 var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// StatusClientClosed is nginx's non-standard status for a client that
-// closed the connection before the response was sent; the access log uses
-// it so `headroom logs analyze` and other nginx tooling understand it.
-const StatusClientClosed = 499
-
 // record counts the request in the metrics and writes its access log line.
 // A client that left early is logged with 499 at the moment it left, next
 // to the upstream's real status and time: both truths (seeds/03).
@@ -42,7 +37,7 @@ func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *excha
 		gone = end
 	}
 	if !gone.IsZero() && !gone.After(end) {
-		status, end = StatusClientClosed, gone
+		status, end = accesslog.StatusClientClosed, gone
 		if ex.respAt.IsZero() || gone.Before(ex.respAt) {
 			// Gone before there was anything to send: whatever was
 			// written went into a dead connection's buffer.
@@ -57,7 +52,7 @@ func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *excha
 	if g.alog == nil {
 		return
 	}
-	e := entry{
+	e := accesslog.Entry{
 		Record: accesslog.Record{
 			Time:            end,
 			Key:             ex.adm.Key,
@@ -74,20 +69,20 @@ func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *excha
 			UserAgent:       r.UserAgent(),
 			Pool:            ex.adm.Pool.Name(),
 		},
-		Outcome: o,
+		Outcome: o.String(),
 	}
-	e.setClient(ex.adm.Client)
+	e.SetClient(ex.adm.Client)
 	if e.HasUpstreamTime {
 		e.UpstreamTime = ex.upEnd.Sub(ex.upStart)
 	}
 	bp := lineBuffers.Get().(*[]byte)
 	b := (*bp)[:0]
 	if fr.json {
-		b = appendJSON(b, &e)
+		b = accesslog.AppendJSON(b, &e)
 	} else {
-		b = appendHeadroom(b, &e)
+		b = accesslog.AppendHeadroom(b, &e)
 	}
-	if err := g.alog.write(b); err != nil {
+	if err := g.alog.Write(b); err != nil {
 		g.log.Error("write access log", "err", err)
 	}
 	*bp = b

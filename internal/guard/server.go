@@ -4,39 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/lifecycle"
 )
-
-// Snapshotter keeps the ledger across restarts; internal/store's file
-// store is the one `headroom proxy` uses.
-type Snapshotter interface {
-	// Restore loads the last snapshot into l. A missing snapshot is not an
-	// error.
-	Restore(l *budget.Ledger) error
-	// Save writes l's state durably.
-	Save(l *budget.Ledger) error
-}
-
-// Syncer is a store that keeps the ledger in step with other proxies while
-// this one runs (internal/store's Redis fleet store). Run starts Sync in its
-// own goroutine after Restore, instead of calling Save periodically, and
-// stops it (cancelling ctx) before the final Save. Sync must never block
-// requests: they only ever touch the ledger.
-type Syncer interface {
-	Sync(ctx context.Context, l *budget.Ledger)
-}
-
-// StoreHealth is a store that can be unreachable (Redis): /healthz shows
-// its state. The proxy stays healthy while its store is down: it enforces
-// budgets with its local view.
-type StoreHealth interface {
-	Health() (up bool, detail any)
-}
 
 // ServerOptions configures Run. Only Config is required.
 type ServerOptions struct {
@@ -60,7 +35,7 @@ type ServerOptions struct {
 	// memory only. If it is also a Syncer, it syncs instead of periodic
 	// saves; a StoreHealth shows in /healthz; a prometheus.Collector is
 	// served at /metrics.
-	Snapshots Snapshotter
+	Snapshots lifecycle.Snapshotter
 
 	// Logger receives operational messages. Nil: slog.Default().
 	Logger *slog.Logger
@@ -82,17 +57,22 @@ func Run(ctx context.Context, o ServerOptions) error {
 	if lg == nil {
 		lg = slog.Default()
 	}
-	g, ledger, err := openGuard(cfg, o.Clock, lg, o.Snapshots)
+	ledger := lifecycle.OpenLedger(cfg, o.Clock, lg, o.Snapshots)
+	health, _ := o.Snapshots.(admin.StoreHealth)
+	g, err := New(Options{Config: cfg, Ledger: ledger, Clock: o.Clock, Logger: lg, Health: health})
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	if err := lifecycle.RegisterStore(g.core.Registry(), o.Snapshots); err != nil {
+		return err
+	}
 
 	pl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen for clients (listen %s): %w", cfg.Listen, err)
 	}
-	errLog := log.New(slogWriter{lg}, "", 0)
+	errLog := lifecycle.ErrorLog(lg)
 	proxySrv, err := g.NewFrontend(cfg, errLog)
 	if err != nil {
 		pl.Close()
@@ -100,19 +80,19 @@ func Run(ctx context.Context, o ServerOptions) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
-	adminSrv, adminAddr, err := serveAdmin(g, cfg, errLog, errc)
+	adminSrv, adminAddr, err := lifecycle.ServeAdmin(g.Admin(), cfg, errLog, errc)
 	if err != nil {
 		proxySrv.Close()
 		return err
 	}
 	lg.Info("headroom proxy listening", "listen", pl.Addr().String(), "upstream", cfg.Upstream,
-		"admin", addrString(adminAddr), "pools", len(cfg.Pools), "shadow", cfg.Shadow, "fast_path", cfg.FastPath)
+		"admin", lifecycle.AddrString(adminAddr), "pools", len(cfg.Pools), "shadow", cfg.Shadow, "fast_path", cfg.FastPath)
 	if o.Ready != nil {
 		o.Ready(pl.Addr(), adminAddr)
 	}
 
-	p := persist(o.Snapshots, ledger, cfg.Store.SnapshotInterval.D())
-	defer func() { p.stop() }()
+	p := lifecycle.Persist(o.Snapshots, ledger, cfg.Store.SnapshotInterval.D())
+	defer p.Stop()
 	var runErr error
 loop:
 	for {
@@ -123,7 +103,7 @@ loop:
 			runErr = fmt.Errorf("serve: %w", err)
 			break loop
 		case <-o.Reload:
-			g.reloadFrom(o.LoadConfig, lg)
+			lifecycle.ReloadFrom(g, o.LoadConfig, lg)
 			if err := g.ReopenAccessLog(); err != nil {
 				lg.Error("reopen access log", "err", err)
 			}
@@ -132,7 +112,7 @@ loop:
 				lg.Error("reopen access log", "err", err)
 			}
 		case <-p.Tick:
-			p.save(lg)
+			p.Save(lg)
 		}
 	}
 
@@ -148,16 +128,9 @@ loop:
 	if err := g.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		lg.Error("close guard", "err", err)
 	}
-	stopAdmin(adminSrv)
-	if err := p.close(cfg, lg); err != nil && runErr == nil {
+	lifecycle.StopAdmin(adminSrv)
+	if err := p.Close(cfg, lg); err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr
-}
-
-func addrString(a net.Addr) string {
-	if a == nil {
-		return "off"
-	}
-	return a.String()
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/store"
@@ -101,10 +102,10 @@ func get(t *testing.T, url string, hdr ...string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-func (r *running) key(t *testing.T, k string) KeyJSON {
+func (r *running) key(t *testing.T, k string) admin.KeyJSON {
 	t.Helper()
 	_, body := get(t, r.admin+"/v1/keys/"+k)
-	var kj KeyJSON
+	var kj admin.KeyJSON
 	if err := json.Unmarshal([]byte(body), &kj); err != nil {
 		t.Fatalf("%v: %s", err, body)
 	}

@@ -1,10 +1,14 @@
-package guard
+// Package admin is the guard's admin HTTP API over the admission core:
+// health, metrics, and the keys (usage, restrictions) that an operator
+// looks at and acts on. The proxy and the sidecar serve the same API.
+package admin
 
 import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
@@ -14,10 +18,42 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/headroom-dev/headroom/internal/adminui"
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 )
 
-// Admin returns the admin API handler:
+// StoreHealth is a store that can be unreachable (Redis): /healthz shows
+// its state. The guard stays healthy while its store is down: it enforces
+// budgets with its local view.
+type StoreHealth interface {
+	Health() (up bool, detail any)
+}
+
+// Options configures the admin API. Core is required.
+type Options struct {
+	Core *admit.Core
+	// Health, if set, is the store's health, shown in /healthz.
+	Health StoreHealth
+	// Logger receives operators' actions. Nil: slog.Default().
+	Logger *slog.Logger
+	// Role names the front-end on the admin page: "proxy" (the default)
+	// or "sidecar", whose pools nginx enforces, not the guard.
+	Role string
+	// Started is when the guard started, for the page's uptime. Zero: when
+	// Handler is called.
+	Started time.Time
+}
+
+// api is the admin API's state.
+type api struct {
+	core    *admit.Core
+	health  StoreHealth
+	log     *slog.Logger
+	role    string
+	started time.Time
+}
+
+// Handler returns the admin API handler:
 //
 //	GET    /healthz                      liveness (never needs the token)
 //	GET    /metrics                      Prometheus metrics, prefixed headroom_
@@ -33,16 +69,24 @@ import (
 // admin.token set, every endpoint but /healthz and / needs
 // "Authorization: Bearer TOKEN" (the page at / holds no data and asks
 // for the token).
-func (g *Guard) Admin() http.Handler { return g.admin }
-
-func (g *Guard) newAdmin() http.Handler {
+func Handler(o Options) http.Handler {
+	g := &api{core: o.Core, health: o.Health, log: o.Logger, role: o.Role, started: o.Started}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.role == "" {
+		g.role = "proxy"
+	}
+	if g.started.IsZero() {
+		g.started = g.core.Clock().Now()
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		h := map[string]any{"status": "ok", "keys_tracked": g.core.Ledger().Len()}
-		if g.storeHealth != nil {
+		if g.health != nil {
 			// Still 200: with its store down the proxy serves and enforces
 			// on its local view; "degraded" says the fleet view is stale.
-			up, detail := g.storeHealth.Health()
+			up, detail := g.health.Health()
 			h["store"] = detail
 			if !up {
 				h["status"] = "degraded"
@@ -77,7 +121,7 @@ func (g *Guard) newAdmin() http.Handler {
 
 // adminToken is the configured token, read from admin.token_file when set
 // (re-read on reload, so a rotated token takes effect without a restart).
-func (g *Guard) adminToken() string {
+func (g *api) adminToken() string {
 	a := g.core.Config().Admin
 	if a.TokenFile == "" {
 		return a.Token
@@ -108,7 +152,7 @@ type KeyJSON struct {
 	Shadow           bool    `json:"shadow"`
 }
 
-func (g *Guard) keyJSON(s budget.KeyStatus) KeyJSON {
+func (g *api) keyJSON(s budget.KeyStatus) KeyJSON {
 	lim := g.core.Limits(s.Key)
 	k := KeyJSON{
 		Key:              s.Key,
@@ -129,7 +173,7 @@ func (g *Guard) keyJSON(s budget.KeyStatus) KeyJSON {
 	return k
 }
 
-func (g *Guard) listKeys(w http.ResponseWriter, r *http.Request) {
+func (g *api) listKeys(w http.ResponseWriter, r *http.Request) {
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -147,15 +191,15 @@ func (g *Guard) listKeys(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"keys": keys, "keys_tracked": g.core.Ledger().Len()})
 }
 
-func (g *Guard) getKey(w http.ResponseWriter, r *http.Request) {
+func (g *api) getKey(w http.ResponseWriter, r *http.Request) {
 	key := g.core.LedgerKey(r.PathValue("key"))
 	writeJSON(w, http.StatusOK, g.keyJSON(g.core.Ledger().Status(key, g.core.Limits(key))))
 }
 
-func (g *Guard) restrictKey(w http.ResponseWriter, r *http.Request) {
+func (g *api) restrictKey(w http.ResponseWriter, r *http.Request) {
 	key := g.core.LedgerKey(r.PathValue("key"))
 	lim := g.core.Limits(key)
-	now := g.clock.Now()
+	now := g.core.Clock().Now()
 	until, err := restrictUntil(r, now, lim.RestrictFor)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad_duration", "message": err.Error()})
@@ -201,7 +245,7 @@ func restrictUntil(r *http.Request, now time.Time, def time.Duration) (time.Time
 	return now.Add(def), nil
 }
 
-func (g *Guard) liftKey(w http.ResponseWriter, r *http.Request) {
+func (g *api) liftKey(w http.ResponseWriter, r *http.Request) {
 	key := g.core.LedgerKey(r.PathValue("key"))
 	g.core.Ledger().Lift(key)
 	g.log.Warn("key restriction lifted by an operator", "key", key, "admin", r.RemoteAddr)

@@ -1,4 +1,4 @@
-package guard
+package sidecar
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
@@ -128,7 +129,7 @@ func TestSidecarWithNginx(t *testing.T) {
 	runErr := make(chan error, 1)
 	var sidecarLog testenv.Buffer
 	go func() {
-		runErr <- RunSidecar(ctx, SidecarServerOptions{
+		runErr <- Run(ctx, RunOptions{
 			Config: cfg, Syslog: "127.0.0.1:0", Tag: DefaultSyslogTag,
 			Logger: slogTo(&sidecarLog),
 			Ready:  func(c, s, a net.Addr) { ready <- addrs{c, s, a} },
@@ -153,7 +154,7 @@ func TestSidecarWithNginx(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("sidecar did not start")
 	}
-	admin := "http://" + a.admin.String()
+	adminURL := "http://" + a.admin.String()
 
 	// nginx, with the snippet nginx-config prints for these ports.
 	base := startNginx(t, bin, NginxConfigOptions{Sidecar: a.check.String(), Syslog: a.syslog.String(), Upstream: up.URL},
@@ -174,14 +175,14 @@ func TestSidecarWithNginx(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res, string(b), nil
 	}
-	keyState := func(t *testing.T, key string) KeyJSON {
+	keyState := func(t *testing.T, key string) admin.KeyJSON {
 		t.Helper()
-		res, err := client.Get(admin + "/v1/keys/" + key)
+		res, err := client.Get(adminURL + "/v1/keys/" + key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer res.Body.Close()
-		var k KeyJSON
+		var k admin.KeyJSON
 		if err := json.NewDecoder(res.Body).Decode(&k); err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +190,7 @@ func TestSidecarWithNginx(t *testing.T) {
 	}
 	// waitKey polls the admin API until cond holds (the log line travels
 	// by UDP, asynchronously), with a bound.
-	waitKey := func(t *testing.T, key, what string, cond func(KeyJSON) bool) KeyJSON {
+	waitKey := func(t *testing.T, key, what string, cond func(admin.KeyJSON) bool) admin.KeyJSON {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -265,7 +266,7 @@ func TestSidecarWithNginx(t *testing.T) {
 			}
 			done <- err
 		}()
-		k := waitKey(t, "gamma-key", "in_flight 1 and worker_seconds > 0", func(k KeyJSON) bool {
+		k := waitKey(t, "gamma-key", "in_flight 1 and worker_seconds > 0", func(k admin.KeyJSON) bool {
 			return k.InFlight == 1 && k.WorkerSeconds > 0
 		})
 		if k.Requests != 1 {
@@ -275,7 +276,7 @@ func TestSidecarWithNginx(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("blocked request: %v", err)
 		}
-		waitKey(t, "gamma-key", "in_flight 0 after the log line", func(k KeyJSON) bool { return k.InFlight == 0 })
+		waitKey(t, "gamma-key", "in_flight 0 after the log line", func(k admin.KeyJSON) bool { return k.InFlight == 0 })
 	})
 
 	t.Run("a client that aborts is charged the real upstream time", func(t *testing.T) {
@@ -284,7 +285,7 @@ func TestSidecarWithNginx(t *testing.T) {
 		if res, body, err := get(t, impatient, "/sleep?ms=600&bytes=8388608", "delta-key"); err == nil {
 			t.Fatalf("the impatient client got an answer (%d %q); it should have timed out", res.StatusCode, body)
 		}
-		k := waitKey(t, "delta-key", "the log line charged (in_flight 0)", func(k KeyJSON) bool { return k.InFlight == 0 && k.Requests == 1 })
+		k := waitKey(t, "delta-key", "the log line charged (in_flight 0)", func(k admin.KeyJSON) bool { return k.InFlight == 0 && k.Requests == 1 })
 		// The upstream worked 600 ms; the client left after 100 ms. The
 		// seed's guard charged the 100 ms (or less); nginx's line, written
 		// once the upstream finished, carries the 600 ms.
@@ -297,7 +298,7 @@ func TestSidecarWithNginx(t *testing.T) {
 		// nginx logs the upstream's status (200), not 499: it does not
 		// watch the client while the upstream works. The abort shows as an
 		// empty $request_completion: the answer could not be sent.
-		m := adminMetrics(t, client, admin)
+		m := adminMetrics(t, client, adminURL)
 		if !strings.Contains(m, `headroom_requests_total{outcome="client_abort",pool="default"} 1`) {
 			t.Errorf("the abort was not counted:\n%s", grepLines(m, "headroom_requests_total"))
 		}
@@ -332,7 +333,7 @@ func TestSidecarWithNginx(t *testing.T) {
 		}
 		// in_flight 0: its line is in too (and, read in order from one
 		// nginx worker, every line before it), which the totals below need.
-		waitKey(t, "addr:127.0.0.1", "the request charged to nginx's view of the client", func(k KeyJSON) bool {
+		waitKey(t, "addr:127.0.0.1", "the request charged to nginx's view of the client", func(k admin.KeyJSON) bool {
 			return k.Requests == 1 && k.InFlight == 0
 		})
 		if k := keyState(t, "addr:192.0.2.99"); k.Requests != 0 {
@@ -342,7 +343,7 @@ func TestSidecarWithNginx(t *testing.T) {
 
 	// Every line the sidecar got matched a ticket (none lost or unmatched
 	// on loopback), and keys never appear in clear in the metrics.
-	m := adminMetrics(t, client, admin)
+	m := adminMetrics(t, client, adminURL)
 	for _, want := range []string{
 		`headroom_sidecar_syslog_lines_total{result="matched"} 6`,
 		`headroom_sidecar_syslog_lines_total{result="no_upstream"} 1`, // the 429
@@ -422,9 +423,9 @@ func TestSidecarDownNginxFailsOpen(t *testing.T) {
 	}
 }
 
-func adminMetrics(t *testing.T, c *http.Client, admin string) string {
+func adminMetrics(t *testing.T, c *http.Client, adminURL string) string {
 	t.Helper()
-	res, err := c.Get(admin + "/metrics")
+	res, err := c.Get(adminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

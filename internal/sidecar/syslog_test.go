@@ -1,10 +1,11 @@
-package guard
+package sidecar
 
 import (
 	"bytes"
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 )
@@ -64,14 +65,14 @@ func FuzzSidecarSyslog(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	cfg := &config.Config{Listen: DefaultSidecarListen, NoUpstream: true}
+	cfg := &config.Config{Listen: DefaultListen, NoUpstream: true}
 	cfg.SetDefaults()
 	clock := budget.NewManualClock(time.Date(2026, 11, 30, 11, 0, 0, 0, time.UTC))
-	g, err := New(Options{Config: cfg, Clock: clock, Secret: []byte("test-secret-0123456789")})
+	core, err := admit.New(admit.Options{Config: cfg, Clock: clock, Secret: []byte("test-secret-0123456789")})
 	if err != nil {
 		f.Fatal(err)
 	}
-	sc, err := NewSidecar(SidecarOptions{Guard: g, Tag: DefaultSyslogTag})
+	sc, err := New(Options{Core: core, Tag: DefaultSyslogTag})
 	if err != nil {
 		f.Fatal(err)
 	}

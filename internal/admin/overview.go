@@ -1,4 +1,4 @@
-package guard
+package admin
 
 import (
 	"time"
@@ -10,28 +10,26 @@ import (
 	"github.com/headroom-dev/headroom/internal/buildinfo"
 )
 
-// The Guard is the admin page's Source (internal/adminui): the page at "/"
-// and GET /v1/overview on the admin address, for the proxy and the sidecar.
-var _ adminui.Source = (*Guard)(nil)
+// The admin API is the admin page's Source (internal/adminui): the page at
+// "/" and GET /v1/overview on the admin address, for the proxy and the
+// sidecar.
+var _ adminui.Source = (*api)(nil)
 
 // Snapshot implements adminui.Source: the top keys by usage, the restricted
 // keys, the pools' occupancy and the store's state, at most top keys in
 // each list (the ledger's bounded selection: no list of every key).
-func (g *Guard) Snapshot(top int) adminui.Snapshot {
+func (g *api) Snapshot(top int) adminui.Snapshot {
 	cfg := g.core.Config()
 	led := g.core.Ledger()
 	s := adminui.Snapshot{
-		Role:        "proxy",
+		Role:        g.role,
 		Version:     buildinfo.Read().Version,
 		Started:     g.started,
 		Shadow:      cfg.Shadow,
 		KeysTracked: led.Len(),
 		Store:       adminui.Store{Type: "memory", State: "memory"},
 	}
-	sidecar := g.sidecar.Load()
-	if sidecar {
-		s.Role = "sidecar"
-	}
+	sidecar := g.role == "sidecar"
 	for _, ks := range led.Top(top, g.core.Limits) {
 		s.Top = append(s.Top, g.uiKey(ks))
 	}
@@ -49,8 +47,8 @@ func (g *Guard) Snapshot(top int) adminui.Snapshot {
 		}
 		s.Pools = append(s.Pools, row)
 	}
-	if g.storeHealth != nil {
-		up, detail := g.storeHealth.Health()
+	if g.health != nil {
+		up, detail := g.health.Health()
 		s.Store = adminui.Store{Type: cfg.Store.Type, State: "up", Detail: detail}
 		if !up {
 			s.Store.State = "degraded"
@@ -60,9 +58,9 @@ func (g *Guard) Snapshot(top int) adminui.Snapshot {
 }
 
 // Gatherer implements adminui.Source: the registry /metrics serves.
-func (g *Guard) Gatherer() prometheus.Gatherer { return g.core.Registry() }
+func (g *api) Gatherer() prometheus.Gatherer { return g.core.Registry() }
 
-func (g *Guard) uiKey(ks budget.KeyStatus) adminui.Key {
+func (g *api) uiKey(ks budget.KeyStatus) adminui.Key {
 	lim := g.core.Limits(ks.Key)
 	k := adminui.Key{
 		Key:           ks.Key,

@@ -1,4 +1,4 @@
-package guard
+package accesslog
 
 import (
 	"bytes"
@@ -10,51 +10,52 @@ import (
 	"testing"
 	"time"
 
-	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/testenv"
-
-	"github.com/headroom-dev/headroom/internal/accesslog"
 )
 
-func sampleEntries() []entry {
+func sampleEntries() []Entry {
 	at := time.Date(2017, 2, 5, 6, 49, 2, 0, time.FixedZone("", -8*3600))
-	return []entry{
-		{Record: accesslog.Record{ // seeds/03: the client gave up at 4.668 s, the upstream worked 29.9 s
+	return []Entry{
+		{Record: Record{ // seeds/03: the client gave up at 4.668 s, the upstream worked 29.9 s
 			Time: at, Client: "203.0.113.7", Key: "fp-3fa94c0d1e2b5a67", Method: "GET",
 			Path: "/v2/applications/33591900/metrics.json?api_key=REDACTED", Proto: "HTTP/1.1", Host: "api.example.com",
 			Status: 499, BytesSent: 0, RequestTime: 4668 * time.Millisecond,
 			UpstreamStatus: 200, UpstreamTime: 29904 * time.Millisecond, HasUpstreamTime: true,
 			UserAgent: "NewRelic Exporter", Pool: "api",
-		}, Outcome: admit.ClientAbort},
-		{Record: accesslog.Record{ // refused: never reached the upstream
+		}, Outcome: "client_abort"},
+		{Record: Record{ // refused: never reached the upstream
 			Time: at, Client: "203.0.113.7", Key: "fp-3fa94c0d1e2b5a67", Method: "GET", Path: "/v2/x", Proto: "HTTP/1.1",
 			Status: 429, BytesSent: 312, RequestTime: 0, Pool: "api",
-		}, Outcome: admit.Restricted},
-		{Record: accesslog.Record{ // odd bytes are escaped as nginx does
+		}, Outcome: "restricted"},
+		{Record: Record{ // odd bytes are escaped as nginx does
 			Time: at, Client: "::1", Key: "addr:::1", Method: "POST", Path: "/ui/\"quoted\"\\path\x01", Proto: "HTTP/2.0",
 			Status: 200, BytesSent: 1234, RequestTime: 12 * time.Millisecond, UpstreamStatus: 200,
 			UpstreamTime: 11 * time.Millisecond, HasUpstreamTime: true, Referer: "https://example.com/é", UserAgent: "Mozilla/5.0", Pool: "ui",
-		}, Outcome: admit.OK},
+		}, Outcome: "ok"},
 	}
 }
 
 func TestAccessLogFormats(t *testing.T) {
 	var h, j []byte
 	for _, e := range sampleEntries() {
-		h = appendHeadroom(h, &e)
-		j = appendJSON(j, &e)
+		h = AppendHeadroom(h, &e)
+		j = AppendJSON(j, &e)
 	}
-	testenv.Golden(t, "testdata/access.headroom.log", h)
-	testenv.Golden(t, "testdata/access.jsonl", j)
+	testenv.Golden(t, "testdata/writer/access.headroom.log", h)
+	testenv.Golden(t, "testdata/writer/access.jsonl", j)
 	for line := range strings.SplitSeq(strings.TrimSpace(string(j)), "\n") {
 		var v map[string]any
 		if err := json.Unmarshal([]byte(line), &v); err != nil {
 			t.Errorf("not JSON: %v: %s", err, line)
 		}
 	}
-	// Every headroom line has the fields of accesslog.HeadroomFormat.
+	// Every headroom line has the fields of HeadroomFormat.
+	p := mustFormat(t, "headroom").NewParser()
 	for line := range strings.SplitSeq(strings.TrimSpace(string(h)), "\n") {
-		parseLine(t, line)
+		var r Record
+		if err := p.Parse([]byte(line), &r); err != nil {
+			t.Errorf("the headroom format does not read %q: %v", line, err)
+		}
 	}
 }
 
@@ -74,7 +75,7 @@ func TestAppendSeconds(t *testing.T) {
 // goroutine's lines in the order it wrote them.
 func TestLogFileConcurrentWrites(t *testing.T) {
 	var out bytes.Buffer
-	l := newLogWriter(&out)
+	l := NewFile(&out)
 	const writers, lines = 8, 20000
 	stop := make(chan struct{})
 	flushed := make(chan struct{})
@@ -85,7 +86,7 @@ func TestLogFileConcurrentWrites(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				if err := l.flush(); err != nil {
+				if err := l.Flush(); err != nil {
 					t.Error(err)
 				}
 			}
@@ -97,7 +98,7 @@ func TestLogFileConcurrentWrites(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range lines {
-				if err := l.write(fmt.Appendf(nil, "%d %d\n", w, i)); err != nil {
+				if err := l.Write(fmt.Appendf(nil, "%d %d\n", w, i)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -106,7 +107,7 @@ func TestLogFileConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	<-flushed
-	if err := l.close(); err != nil {
+	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	next := make([]int, writers)
@@ -147,13 +148,13 @@ func TestAccessLogClientAndTimeShortcuts(t *testing.T) {
 				want, got := base, base
 				want.Time, got.Time = at.In(loc), at.In(loc)
 				want.Client, got.Client = a.String(), ""
-				got.setClient(a)
-				w := appendHeadroom(nil, &want)
-				if g := appendHeadroom(nil, &got); !bytes.Equal(g, w) {
+				got.SetClient(a)
+				w := AppendHeadroom(nil, &want)
+				if g := AppendHeadroom(nil, &got); !bytes.Equal(g, w) {
 					t.Errorf("headroom line:\n got %s\nwant %s", g, w)
 				}
-				w = appendJSON(nil, &want)
-				if g := appendJSON(nil, &got); !bytes.Equal(g, w) {
+				w = AppendJSON(nil, &want)
+				if g := AppendJSON(nil, &got); !bytes.Equal(g, w) {
 					t.Errorf("JSON line:\n got %s\nwant %s", g, w)
 				}
 			}

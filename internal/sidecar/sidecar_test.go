@@ -1,4 +1,4 @@
-package guard
+package sidecar
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
@@ -32,19 +33,18 @@ func newSidecarEnv(t *testing.T, yaml string) *sidecarEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Listen, cfg.NoUpstream = DefaultSidecarListen, true
+	cfg.Listen, cfg.NoUpstream = DefaultListen, true
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	e := &sidecarEnv{t: t, clock: budget.NewManualClock(time.Date(2026, 11, 30, 11, 0, 0, 0, time.UTC)), logs: &testenv.Buffer{}}
-	g, err := New(Options{Config: cfg, Clock: e.clock, Secret: []byte("test-secret-0123456789"),
-		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	lg := slog.New(slog.NewTextHandler(e.logs, nil))
+	core, err := admit.New(admit.Options{Config: cfg, Clock: e.clock, Secret: []byte("test-secret-0123456789"), Logger: lg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { g.Close() })
-	if e.sc, err = NewSidecar(SidecarOptions{Guard: g, Tag: DefaultSyslogTag}); err != nil {
+	if e.sc, err = New(Options{Core: core, Tag: DefaultSyslogTag, Logger: lg}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -78,7 +78,7 @@ func line(id, key string, status int, upstream string) []byte {
 		upStatus = "-"
 	}
 	completion := "OK"
-	if status == StatusClientClosed {
+	if status == accesslog.StatusClientClosed {
 		completion = ""
 	}
 	return fmt.Appendf(nil, `<190>Nov 30 11:00:04 headroom: 203.0.113.7 - - [30/Nov/2026:11:00:04 +0000] "GET /api/report?x=1 HTTP/1.1" %d 12 "-" "curl/8.5.0" 0.254 %s %s %s default %s %s`+"\n",
@@ -86,7 +86,7 @@ func line(id, key string, status int, upstream string) []byte {
 }
 
 func (e *sidecarEnv) status(key string) budget.KeyStatus {
-	c := e.sc.g.Core()
+	c := e.sc.Core()
 	lk := c.LedgerKey(key)
 	return c.Ledger().Status(lk, c.Limits(lk))
 }
@@ -105,7 +105,7 @@ func TestSidecarChargesTheLoggedUpstreamTime(t *testing.T) {
 	if w.Code != http.StatusNoContent {
 		t.Fatalf("check = %d %s", w.Code, w.Body)
 	}
-	fp := e.sc.g.Fingerprint("k1")
+	fp := e.sc.Core().Fingerprint("k1")
 	if got := w.Header().Get(hdrKey); got != fp {
 		t.Errorf("%s = %q, want the fingerprint %s", hdrKey, got, fp)
 	}
@@ -138,7 +138,7 @@ func TestSidecarChargesTheLoggedUpstreamTime(t *testing.T) {
 
 func TestSidecarRefusesAKeyOverBudget(t *testing.T) {
 	e := newSidecarEnv(t, "budget: {worker_time: 5s, window: 1m, restrict_for: 5m}\n")
-	fp := e.sc.g.Fingerprint("k1")
+	fp := e.sc.Core().Fingerprint("k1")
 	e.check("req-1", "/", "X-Api-Key: k1")
 	e.ingest(line("req-1", fp, 200, "6.000"), LineMatched)
 
@@ -200,7 +200,7 @@ func TestSidecarTooManyInFlight(t *testing.T) {
 
 func TestSidecarExpiresTicketsWhoseLineIsLost(t *testing.T) {
 	e := newSidecarEnv(t, "timeouts: {upstream: 10s}\n")
-	fp := e.sc.g.Fingerprint("k1")
+	fp := e.sc.Core().Fingerprint("k1")
 	e.check("lost", "/", "X-Api-Key: k1")
 	e.check("late", "/", "X-Api-Key: k1")
 	e.clock.Advance(9 * time.Second)
@@ -228,7 +228,7 @@ func TestSidecarExpiresTicketsWhoseLineIsLost(t *testing.T) {
 
 func TestSidecarChargesLinesWithoutATicket(t *testing.T) {
 	e := newSidecarEnv(t, "")
-	fp := e.sc.g.Fingerprint("k1")
+	fp := e.sc.Core().Fingerprint("k1")
 	// A sidecar restart loses its tickets, not nginx's lines.
 	e.ingest(line("before-restart", fp, 200, "2.500"), LineUnmatched)
 	if s := e.status("k1"); s.WorkerSeconds != 2.5 || s.InFlight != 0 {
@@ -267,9 +267,9 @@ pools:
 		hdr       []string
 		key, pool string
 	}{
-		{"header", "/api/x", []string{"X-Api-Key: k1"}, e.sc.g.Fingerprint("k1"), "api"},
-		{"bearer", "/home", []string{"Authorization: Bearer tok"}, e.sc.g.Fingerprint("tok"), "ui"},
-		{"query", "/api/x?api_key=q1&y=2", nil, e.sc.g.Fingerprint("q1"), "api"},
+		{"header", "/api/x", []string{"X-Api-Key: k1"}, e.sc.Core().Fingerprint("k1"), "api"},
+		{"bearer", "/home", []string{"Authorization: Bearer tok"}, e.sc.Core().Fingerprint("tok"), "ui"},
+		{"query", "/api/x?api_key=q1&y=2", nil, e.sc.Core().Fingerprint("q1"), "api"},
 		// nginx's peer (203.0.113.7) is a trusted proxy: the client is the
 		// rightmost untrusted X-Forwarded-For address.
 		{"no key", "/", []string{"X-Forwarded-For: 198.51.100.1, 198.51.100.9"}, "addr:198.51.100.9", "ui"},
@@ -333,7 +333,7 @@ func TestSidecarLineOutcome(t *testing.T) {
 		{"upstream unreachable", 502, "-", "-", "OK", false, admit.UpstreamError},
 		{"shadow", 200, "200", "0.1", "OK", true, admit.ShadowRestricted},
 	}
-	f, err := accesslog.CompileNginx(SidecarLogFormat)
+	f, err := accesslog.CompileNginx(LogFormat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestSidecarLineOutcome(t *testing.T) {
 
 func TestSidecarShadowModeLetsThroughAndCounts(t *testing.T) {
 	e := newSidecarEnv(t, "shadow: true\nbudget: {worker_time: 1s}\n")
-	fp := e.sc.g.Fingerprint("k1")
+	fp := e.sc.Core().Fingerprint("k1")
 	e.check("a", "/", "X-Api-Key: k1")
 	e.ingest(line("a", fp, 200, "2.000"), LineMatched)
 	w := e.check("b", "/", "X-Api-Key: k1")
@@ -364,7 +364,7 @@ func TestSidecarShadowModeLetsThroughAndCounts(t *testing.T) {
 	}
 	e.ingest(line("b", fp, 200, "0.500"), LineMatched)
 	rec := httptest.NewRecorder()
-	e.sc.Guard().Admin().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	admin.Handler(admin.Options{Core: e.sc.Core()}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if want := `headroom_requests_total{outcome="shadow_restricted",pool="default"} 1`; !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("metrics lack %s", want)
 	}

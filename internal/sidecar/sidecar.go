@@ -1,4 +1,4 @@
-package guard
+package sidecar
 
 import (
 	"bytes"
@@ -23,20 +23,19 @@ import (
 // and keeps the ticket under nginx's $request_id, so the request's time
 // counts while it runs; the log line, which nginx writes only once the
 // upstream finished (proxy_ignore_client_abort on), charges the upstream's
-// real time. It shares the Guard's key sources, budgets, ledger, admin API
-// and metrics; the Guard's proxy is unused.
+// real time. It is a front-end of the admission core (internal/admit), as
+// the proxy is: the same key sources, budgets, ledger and metrics.
 //
 // The seed's nginx+UDP guard (seeds/03) charged only on completion, and a
 // client abort at the moment the client left. Here a request is in flight
 // from the check, and an abort is charged what the upstream really spent.
 type Sidecar struct {
-	g    *Guard
 	core *admit.Core
 	log  *slog.Logger
 	tag  string
 	m    sidecarMetrics
 
-	parsers sync.Pool // of accesslog.Parser for SidecarLogFormat
+	parsers sync.Pool // of accesslog.Parser for LogFormat
 
 	mu      sync.Mutex
 	pending map[string]*pendingReq // by $request_id
@@ -58,17 +57,20 @@ type expiredReq struct {
 	at      time.Time
 }
 
-// SidecarOptions configures a Sidecar.
-type SidecarOptions struct {
-	// Guard supplies the configuration, key sources, ledger, admin API and
-	// metrics registry. Required.
-	Guard *Guard
+// Options configures a Sidecar.
+type Options struct {
+	// Core identifies, admits and charges the requests nginx asks about;
+	// the sidecar's metrics join its registry. Required.
+	Core *admit.Core
+	// Logger receives lost lines and malformed datagrams. Nil:
+	// slog.Default().
+	Logger *slog.Logger
 	// Tag is the syslog tag of nginx's access_log; datagrams with another
 	// tag are ignored. "" accepts any tag.
 	Tag string
 }
 
-// sidecarMetrics are the sidecar's own collectors, beside the Guard's.
+// sidecarMetrics are the sidecar's own collectors, beside the core's.
 type sidecarMetrics struct {
 	checks  *prometheus.CounterVec
 	lines   *prometheus.CounterVec
@@ -81,23 +83,24 @@ const (
 	LineLate       = "late"        // came after its ticket expired; charged what the bound had not
 	LineUnmatched  = "unmatched"   // no ticket (a sidecar restart, a check without $request_id): charged directly
 	LineNoUpstream = "no_upstream" // no ticket and no upstream time (refused by the check, served by nginx itself)
-	LineMalformed  = "malformed"   // not syslog, another tag, or not SidecarLogFormat
+	LineMalformed  = "malformed"   // not syslog, another tag, or not LogFormat
 )
 
-// NewSidecar returns a Sidecar over o.Guard and registers its metrics.
-func NewSidecar(o SidecarOptions) (*Sidecar, error) {
-	if o.Guard == nil {
-		return nil, errors.New("sidecar: SidecarOptions.Guard is required")
+// New returns a Sidecar over o.Core and registers its metrics.
+func New(o Options) (*Sidecar, error) {
+	if o.Core == nil {
+		return nil, errors.New("sidecar: Options.Core is required")
 	}
-	f, err := accesslog.CompileNginx(SidecarLogFormat)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	f, err := accesslog.CompileNginx(LogFormat)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: compile log format: %w", err)
 	}
-	o.Guard.sidecar.Store(true)
 	s := &Sidecar{
-		g:       o.Guard,
-		core:    o.Guard.core,
-		log:     o.Guard.log,
+		core:    o.Core,
+		log:     o.Logger,
 		tag:     o.Tag,
 		pending: map[string]*pendingReq{},
 		expired: map[string]expiredReq{},
@@ -123,7 +126,7 @@ func NewSidecar(o SidecarOptions) (*Sidecar, error) {
 	for _, r := range []string{LineMatched, LineLate, LineUnmatched, LineNoUpstream, LineMalformed} {
 		s.m.lines.WithLabelValues(r)
 	}
-	if err := registerAll(o.Guard.core.Registry(), s.m.checks, s.m.lines, s.m.expired,
+	if err := registerAll(o.Core.Registry(), s.m.checks, s.m.lines, s.m.expired,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "headroom_sidecar_tickets_pending",
 			Help: "Requests nginx let through whose log line has not come yet.",
@@ -142,9 +145,8 @@ func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	return nil
 }
 
-// Guard returns the Guard the Sidecar charges (its Admin handler serves the
-// admin API).
-func (s *Sidecar) Guard() *Guard { return s.g }
+// Core returns the admission core the Sidecar is a front-end of.
+func (s *Sidecar) Core() *admit.Core { return s.core }
 
 // Pending returns the number of tickets waiting for their log line.
 func (s *Sidecar) Pending() int {
@@ -154,7 +156,7 @@ func (s *Sidecar) Pending() int {
 }
 
 // bound is how long a ticket waits for its log line.
-func (s *Sidecar) bound() time.Duration { return s.g.Config().Timeouts.Upstream.D() }
+func (s *Sidecar) bound() time.Duration { return s.core.Config().Timeouts.Upstream.D() }
 
 // ServeHTTP is the check endpoint nginx's auth_request calls. It answers
 // 204 to let the request through, or 403 for a key that is restricted or
@@ -335,7 +337,7 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 func lineOutcome(rec *accesslog.Record, shadowed bool) admit.Outcome {
 	completion, logged := rec.Get("request_completion")
 	switch {
-	case rec.Status == StatusClientClosed, logged && completion != "OK" && rec.HasUpstreamTime:
+	case rec.Status == accesslog.StatusClientClosed, logged && completion != "OK" && rec.HasUpstreamTime:
 		return admit.ClientAbort
 	case (rec.Status == http.StatusBadGateway || rec.Status == http.StatusGatewayTimeout) &&
 		(rec.UpstreamStatus == 0 || rec.UpstreamStatus == rec.Status):

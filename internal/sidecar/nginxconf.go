@@ -1,4 +1,4 @@
-package guard
+package sidecar
 
 import (
 	"fmt"
@@ -12,14 +12,14 @@ import (
 // Defaults of `headroom sidecar` and `headroom nginx-config`: the snippet
 // nginx-config prints with no flags talks to a sidecar started with none.
 const (
-	DefaultSidecarListen = "127.0.0.1:9092" // the check endpoint nginx's auth_request calls
+	DefaultListen        = "127.0.0.1:9092" // the check endpoint nginx's auth_request calls
 	DefaultSyslogListen  = "127.0.0.1:9093" // UDP: nginx's access_log syslog:server=
 	DefaultSyslogTag     = "headroom"
 	DefaultNginxListen   = "8080"
 	DefaultNginxUpstream = "http://127.0.0.1:8000"
 )
 
-// SidecarLogFormat is the nginx log_format the sidecar reads from nginx's
+// LogFormat is the nginx log_format the sidecar reads from nginx's
 // syslog access log: headroom's own access log format (so `headroom logs
 // analyze --format headroom` reads a file written with it too) plus
 // $request_id, which ties each line to the ticket the check opened, and
@@ -30,7 +30,7 @@ const (
 // $headroom_key and $headroom_pool are set in nginx by auth_request_set from
 // the check's answer: the key's fingerprint, never the key. NginxConfig
 // prints this text and the sidecar compiles it, so the two cannot drift.
-const SidecarLogFormat = accesslog.HeadroomFormat + ` $request_id $request_completion`
+const LogFormat = accesslog.HeadroomFormat + ` $request_id $request_completion`
 
 // Header fields between nginx and the sidecar's check endpoint.
 const (
@@ -58,7 +58,7 @@ type NginxConfigOptions struct {
 
 func (o *NginxConfigOptions) setDefaults() {
 	if o.Sidecar == "" {
-		o.Sidecar = DefaultSidecarListen
+		o.Sidecar = DefaultListen
 	}
 	if o.Syslog == "" {
 		o.Syslog = DefaultSyslogListen
@@ -95,7 +95,7 @@ func NginxConfig(o NginxConfigOptions) (string, error) {
 		return "", fmt.Errorf("--listen %q: want a port or host:port", o.Listen)
 	}
 	r := strings.NewReplacer(
-		"@FORMAT@", strings.ReplaceAll(SidecarLogFormat, `"`, `\"`),
+		"@FORMAT@", strings.ReplaceAll(LogFormat, `"`, `\"`),
 		"@UPSTREAM@", u.Host,
 		"@SIDECAR@", o.Sidecar,
 		"@SYSLOG@", o.Syslog,

@@ -1,4 +1,4 @@
-package guard
+package accesslog
 
 import (
 	"fmt"
@@ -10,13 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-
-	"github.com/headroom-dev/headroom/internal/accesslog"
-	"github.com/headroom-dev/headroom/internal/admit"
 )
 
-// logFile is the access log: lines are appended to a buffer and written out
-// by a flusher every FlushInterval, when the buffer fills, and at Close, so a
+// File is an access log being written: lines are appended to a buffer and
+// written out by the caller's flusher (Flush, every access_log.flush
+// interval in the proxy), when the buffer fills, and at Close, so a
 // request never waits on a disk write. Reopen closes and reopens the file for
 // logrotate (SIGHUP, SIGUSR1).
 //
@@ -28,7 +26,7 @@ import (
 // the file in the order they were appended. While a write is in progress
 // the buffer may grow past logBufferSize, up to logBufferMax; past that,
 // appenders wait for the write as they would on a plain buffered writer.
-type logFile struct {
+type File struct {
 	mu  sync.Mutex
 	buf []byte // lines not yet handed to out
 
@@ -46,19 +44,21 @@ const (
 	logBufferMax  = 4 * logBufferSize
 )
 
-func openLogFile(path string) (*logFile, error) {
-	l := &logFile{path: path, buf: make([]byte, 0, logBufferSize)}
+// OpenFile opens (creating, appending to) the access log file at path.
+func OpenFile(path string) (*File, error) {
+	l := &File{path: path, buf: make([]byte, 0, logBufferSize)}
 	if err := l.open(); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-func newLogWriter(w io.Writer) *logFile {
-	return &logFile{out: w, buf: make([]byte, 0, logBufferSize)}
+// NewFile is a File writing to w (Reopen does nothing).
+func NewFile(w io.Writer) *File {
+	return &File{out: w, buf: make([]byte, 0, logBufferSize)}
 }
 
-func (l *logFile) open() error {
+func (l *File) open() error {
 	l.broken = nil
 	if l.path == "-" {
 		l.out = os.Stdout
@@ -72,7 +72,9 @@ func (l *logFile) open() error {
 	return nil
 }
 
-func (l *logFile) write(line []byte) error {
+// Write appends one line (its newline included) to the buffer; it waits
+// for the disk only when the buffer is at its bound.
+func (l *File) Write(line []byte) error {
 	l.mu.Lock()
 	l.buf = append(l.buf, line...)
 	if len(l.buf) < logBufferSize {
@@ -93,7 +95,7 @@ func (l *logFile) write(line []byte) error {
 
 // swapLocked takes the buffered lines, leaving the spare buffer in their
 // place, and releases mu. Called with mu and wmu held; wmu stays held.
-func (l *logFile) swapLocked() []byte {
+func (l *File) swapLocked() []byte {
 	if l.spare == nil {
 		l.spare = make([]byte, 0, logBufferSize)
 	}
@@ -106,7 +108,7 @@ func (l *logFile) swapLocked() []byte {
 // writeOut writes b and keeps it as the next spare buffer. Called with wmu
 // held. After a failed write, lines are dropped and the error returned
 // until the file is reopened, as a bufio.Writer does.
-func (l *logFile) writeOut(b []byte) error {
+func (l *File) writeOut(b []byte) error {
 	err := l.broken
 	if err == nil && len(b) > 0 {
 		var n int
@@ -120,8 +122,8 @@ func (l *logFile) writeOut(b []byte) error {
 	return err
 }
 
-// flush writes out the buffered lines.
-func (l *logFile) flush() error {
+// Flush writes out the buffered lines.
+func (l *File) Flush() error {
 	l.mu.Lock()
 	l.wmu.Lock()
 	err := l.noteErr(l.writeOut(l.swapLocked()))
@@ -131,7 +133,7 @@ func (l *logFile) flush() error {
 
 // noteErr returns err only the first time in a row it happens, so a full
 // disk is logged once, not once per request. Called with wmu held.
-func (l *logFile) noteErr(err error) error {
+func (l *File) noteErr(err error) error {
 	if err == nil {
 		l.err = nil
 		return nil
@@ -143,10 +145,10 @@ func (l *logFile) noteErr(err error) error {
 	return err
 }
 
-// reopen flushes and reopens the file at the same path (after logrotate
+// Reopen flushes and reopens the file at the same path (after logrotate
 // moved it away). A no-op for standard output and caller writers. Lines
 // appended meanwhile wait in the buffer for the new file.
-func (l *logFile) reopen() error {
+func (l *File) Reopen() error {
 	l.mu.Lock()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -167,7 +169,8 @@ func (l *logFile) reopen() error {
 	return nil
 }
 
-func (l *logFile) close() error {
+// Close flushes the buffer and closes the file (not a caller's writer).
+func (l *File) Close() error {
 	l.mu.Lock()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -181,19 +184,19 @@ func (l *logFile) close() error {
 	return err
 }
 
-// entry is one access log record: the shared accesslog.Record plus the
+// Entry is one access log record: the shared Record plus the
 // guard's decision, for the JSON format.
-type entry struct {
-	accesslog.Record
-	Outcome admit.Outcome
+type Entry struct {
+	Record
+	Outcome string // the guard's outcome label (JSON format only)
 
 	// addr, when valid, is the client address, written in place of
 	// Record.Client (empty then) without making a string of it first.
 	addr netip.Addr
 }
 
-// setClient sets the client address, as netip.Addr.String would write it.
-func (e *entry) setClient(a netip.Addr) {
+// SetClient sets the client address, as netip.Addr.String would write it.
+func (e *Entry) SetClient(a netip.Addr) {
 	if a.IsValid() && a.Zone() == "" {
 		e.addr = a
 		return
@@ -201,14 +204,14 @@ func (e *entry) setClient(a netip.Addr) {
 	e.Client = a.String() // a zone may need escaping; "invalid IP"
 }
 
-func appendClient(b []byte, e *entry) []byte {
+func appendClient(b []byte, e *Entry) []byte {
 	if e.addr.IsValid() {
 		return e.addr.AppendTo(b)
 	}
 	return appendDash(b, e.Client)
 }
 
-func appendJSONClient(b []byte, e *entry) []byte {
+func appendJSONClient(b []byte, e *Entry) []byte {
 	if e.addr.IsValid() {
 		b = append(b, '"')
 		b = e.addr.AppendTo(b)
@@ -240,7 +243,7 @@ func appendTimeLocal(b []byte, t time.Time) []byte {
 // TimeLocalLayout is nginx's $time_local.
 const TimeLocalLayout = "02/Jan/2006:15:04:05 -0700"
 
-// appendHeadroom appends e as one line of accesslog.HeadroomFormat:
+// AppendHeadroom appends e as one line of HeadroomFormat:
 //
 //	$remote_addr - $remote_user [$time_local] "$request" $status
 //	$body_bytes_sent "$http_referer" "$http_user_agent" $request_time
@@ -249,7 +252,7 @@ const TimeLocalLayout = "02/Jan/2006:15:04:05 -0700"
 // Strings are escaped as nginx's default escape does (`"`, `\`, control and
 // non-ASCII bytes as \xHH), times are seconds with millisecond resolution,
 // and absent values are `-`.
-func appendHeadroom(b []byte, e *entry) []byte {
+func AppendHeadroom(b []byte, e *Entry) []byte {
 	b = appendClient(b, e)
 	b = append(b, " - - ["...)
 	b = appendTimeLocal(b, e.Time)
@@ -288,10 +291,10 @@ func appendHeadroom(b []byte, e *entry) []byte {
 	return append(b, '\n')
 }
 
-// appendJSON appends e as one JSON line. Field names follow
-// accesslog.Record; times are RFC 3339 and seconds, absent upstream values
+// AppendJSON appends e as one JSON line. Field names follow
+// Record; times are RFC 3339 and seconds, absent upstream values
 // are null.
-func appendJSON(b []byte, e *entry) []byte {
+func AppendJSON(b []byte, e *Entry) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","client":`...)
@@ -330,9 +333,9 @@ func appendJSON(b []byte, e *entry) []byte {
 	b = appendJSONString(b, e.UserAgent)
 	b = append(b, `,"pool":`...)
 	b = appendJSONString(b, e.Pool)
-	b = append(b, `,"outcome":"`...)
-	b = append(b, e.Outcome.String()...)
-	return append(b, "\"}\n"...)
+	b = append(b, `,"outcome":`...)
+	b = appendJSONString(b, e.Outcome)
+	return append(b, "}\n"...)
 }
 
 func appendSeconds(b []byte, d time.Duration) []byte {

@@ -1,21 +1,23 @@
-package guard
+package sidecar
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admin"
+	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/lifecycle"
 )
 
-// SidecarServerOptions configures RunSidecar. Config is required; its
-// Listen is the check endpoint's address.
-type SidecarServerOptions struct {
+// RunOptions configures Run. Config is required; its Listen is the check
+// endpoint's address.
+type RunOptions struct {
 	// Config is the validated starting configuration (NoUpstream set).
 	Config *config.Config
 	// Syslog is the UDP address nginx's access_log syslog:server= sends
@@ -25,11 +27,11 @@ type SidecarServerOptions struct {
 	Tag string
 
 	// LoadConfig, Reload, Snapshots, Logger and Clock are as in
-	// ServerOptions: a Snapshots that is also a Syncer (the Redis fleet
-	// store) shares budgets with other sidecars and proxies.
+	// guard.ServerOptions: a Snapshots that is also a lifecycle.Syncer (the
+	// Redis fleet store) shares budgets with other sidecars and proxies.
 	LoadConfig func() (*config.Config, error)
 	Reload     <-chan struct{}
-	Snapshots  Snapshotter
+	Snapshots  lifecycle.Snapshotter
 	Logger     *slog.Logger
 	Clock      budget.Clock
 
@@ -38,11 +40,11 @@ type SidecarServerOptions struct {
 	Ready func(check, syslog, admin net.Addr)
 }
 
-// RunSidecar serves the check endpoint, the syslog listener and the admin
+// Run serves the check endpoint, the syslog listener and the admin
 // API until ctx is cancelled, then stops accepting checks, reads the log
 // lines still queued, charges the tickets still pending their elapsed time,
 // and writes a last snapshot.
-func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
+func Run(ctx context.Context, o RunOptions) error {
 	cfg := o.Config
 	lg := o.Logger
 	if lg == nil {
@@ -52,15 +54,20 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 	if syslogAddr == "" {
 		syslogAddr = DefaultSyslogListen
 	}
-	g, ledger, err := openGuard(cfg, o.Clock, lg, o.Snapshots)
+	ledger := lifecycle.OpenLedger(cfg, o.Clock, lg, o.Snapshots)
+	core, err := admit.New(admit.Options{Config: cfg, Ledger: ledger, Clock: o.Clock, Logger: lg})
+	if err != nil {
+		return fmt.Errorf("sidecar: %w", err)
+	}
+	if err := lifecycle.RegisterStore(core.Registry(), o.Snapshots); err != nil {
+		return err
+	}
+	sc, err := New(Options{Core: core, Tag: o.Tag, Logger: lg})
 	if err != nil {
 		return err
 	}
-	defer g.Close()
-	sc, err := NewSidecar(SidecarOptions{Guard: g, Tag: o.Tag})
-	if err != nil {
-		return err
-	}
+	health, _ := o.Snapshots.(admin.StoreHealth)
+	adminAPI := admin.Handler(admin.Options{Core: core, Health: health, Logger: lg, Role: "sidecar"})
 
 	pc, err := net.ListenPacket("udp", syslogAddr)
 	if err != nil {
@@ -80,8 +87,8 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen for nginx's checks (--listen %s): %w", cfg.Listen, err)
 	}
-	errLog := log.New(slogWriter{lg}, "", 0)
-	checkSrv := frontServer(sc, cfg, errLog)
+	errLog := lifecycle.ErrorLog(lg)
+	checkSrv := lifecycle.FrontServer(sc, cfg, errLog)
 	errc := make(chan error, 3)
 	go func() { errc <- checkSrv.Serve(cl) }()
 
@@ -93,13 +100,13 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 		}
 	}()
 
-	adminSrv, adminAddr, err := serveAdmin(g, cfg, errLog, errc)
+	adminSrv, adminAddr, err := lifecycle.ServeAdmin(adminAPI, cfg, errLog, errc)
 	if err != nil {
 		checkSrv.Close()
 		return err
 	}
 	lg.Info("headroom sidecar listening", "check", cl.Addr().String(), "syslog", pc.LocalAddr().String(),
-		"admin", addrString(adminAddr), "bound", cfg.Timeouts.Upstream.String(), "shadow", cfg.Shadow)
+		"admin", lifecycle.AddrString(adminAddr), "bound", cfg.Timeouts.Upstream.String(), "shadow", cfg.Shadow)
 	if len(cfg.Pools) > 0 {
 		lg.Info("pools sort requests for the metrics here; their max_concurrent and queue are not enforced beside nginx (use limit_conn or upstream max_conns)",
 			"pools", len(cfg.Pools))
@@ -108,8 +115,8 @@ func RunSidecar(ctx context.Context, o SidecarServerOptions) error {
 		o.Ready(cl.Addr(), pc.LocalAddr(), adminAddr)
 	}
 
-	p := persist(o.Snapshots, ledger, cfg.Store.SnapshotInterval.D())
-	defer func() { p.stop() }()
+	p := lifecycle.Persist(o.Snapshots, ledger, cfg.Store.SnapshotInterval.D())
+	defer p.Stop()
 	expire := time.NewTicker(time.Second)
 	defer expire.Stop()
 	var runErr error
@@ -122,11 +129,11 @@ loop:
 			runErr = fmt.Errorf("serve: %w", err)
 			break loop
 		case <-o.Reload:
-			g.reloadFrom(o.LoadConfig, lg)
+			lifecycle.ReloadFrom(core, o.LoadConfig, lg)
 		case <-expire.C:
 			sc.Expire()
 		case <-p.Tick:
-			p.save(lg)
+			p.Save(lg)
 		}
 	}
 
@@ -141,8 +148,8 @@ loop:
 	_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	<-readDone
 	sc.Close()
-	stopAdmin(adminSrv)
-	if err := p.close(cfg, lg); err != nil && runErr == nil {
+	lifecycle.StopAdmin(adminSrv)
+	if err := p.Close(cfg, lg); err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr

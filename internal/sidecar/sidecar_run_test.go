@@ -1,4 +1,4 @@
-package guard
+package sidecar
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/store"
 	"github.com/headroom-dev/headroom/internal/testenv"
@@ -19,7 +20,7 @@ type sidecarRun struct {
 	stop                 func() error
 }
 
-func startSidecar(t *testing.T, o SidecarServerOptions) *sidecarRun {
+func startSidecar(t *testing.T, o RunOptions) *sidecarRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *sidecarRun, 1)
@@ -29,7 +30,7 @@ func startSidecar(t *testing.T, o SidecarServerOptions) *sidecarRun {
 	o.Ready = func(c, s, a net.Addr) {
 		ready <- &sidecarRun{check: c.String(), syslog: s.String(), admin: "http://" + a.String()}
 	}
-	go func() { done <- RunSidecar(ctx, o) }()
+	go func() { done <- Run(ctx, o) }()
 	var r *sidecarRun
 	select {
 	case r = <-ready:
@@ -76,14 +77,14 @@ func sidecarConfig(t *testing.T, budget time.Duration, snapshot string) *config.
 	return cfg
 }
 
-func getKey(t *testing.T, admin, key string) KeyJSON {
+func getKey(t *testing.T, adminURL, key string) admin.KeyJSON {
 	t.Helper()
-	res, err := http.Get(admin + "/v1/keys/" + key)
+	res, err := http.Get(adminURL + "/v1/keys/" + key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var k KeyJSON
+	var k admin.KeyJSON
 	if err := json.NewDecoder(res.Body).Decode(&k); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestSidecarRunReloadsAndKeepsUsageAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload := make(chan struct{}, 1)
-	run := startSidecar(t, SidecarServerOptions{
+	run := startSidecar(t, RunOptions{
 		Config: sidecarConfig(t, time.Minute, snap), Tag: DefaultSyslogTag, Snapshots: st, Reload: reload,
 		LoadConfig: func() (*config.Config, error) { return sidecarConfig(t, 90*time.Second, snap), nil },
 	})
@@ -149,7 +150,7 @@ func TestSidecarRunReloadsAndKeepsUsageAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run2 := startSidecar(t, SidecarServerOptions{Config: sidecarConfig(t, time.Minute, snap), Tag: DefaultSyslogTag, Snapshots: st2})
+	run2 := startSidecar(t, RunOptions{Config: sidecarConfig(t, time.Minute, snap), Tag: DefaultSyslogTag, Snapshots: st2})
 	k := getKey(t, run2.admin, "k1")
 	// 2 s from the line, plus r2's 20 ms or more until the stop charged it.
 	if k.WorkerSeconds < 2.02 || k.InFlight != 0 || k.Key != fp {
