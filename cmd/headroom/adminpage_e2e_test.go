@@ -211,6 +211,11 @@ func checkAdminPage(t *testing.T, front, admin string) {
 	run("enter the token", chromedp.SendKeys(chromedp.CSS("#token"), pageToken), chromedp.Click(chromedp.CSS("#token-submit")))
 	poll("the light key, allowed", state(light)+` === "allowed"`)
 
+	// Find a key by its raw value: the API fingerprints it, and the page
+	// replaces what was typed with the fingerprint.
+	run("find the light key", chromedp.SendKeys(chromedp.CSS("#find-key"), lightKey), chromedp.Click(chromedp.CSS(`#find button`)))
+	poll("the key found", `document.querySelector('#found tr[data-key="`+light+`"] .state')?.textContent === "allowed" && document.querySelector('#find-key').value === "`+light+`"`)
+
 	// The heavy key starts while the page watches: it rises, allowed...
 	traffic(front, heavyKey, "/api/report?ms=400", 0, stopHeavy, &heavyWG)
 	poll("the heavy key rising", state(heavy)+` === "allowed" && parseFloat(`+row("top", heavy)+`.querySelector('.budgetbar .txt').textContent) > 0.5`)

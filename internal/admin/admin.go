@@ -140,6 +140,7 @@ func (g *api) adminToken() string {
 type KeyJSON struct {
 	Key              string  `json:"key"`
 	Tier             string  `json:"tier"`
+	Label            string  `json:"label,omitempty"` // the override's label in the config file
 	WorkerSeconds    float64 `json:"worker_seconds"`
 	BudgetSeconds    float64 `json:"budget_seconds"`
 	RemainingSeconds float64 `json:"remaining_seconds"`
@@ -157,6 +158,7 @@ func (g *api) keyJSON(s budget.KeyStatus) KeyJSON {
 	k := KeyJSON{
 		Key:              s.Key,
 		Tier:             g.core.Tier(s.Key),
+		Label:            g.core.Label(s.Key),
 		WorkerSeconds:    round3(s.WorkerSeconds),
 		BudgetSeconds:    lim.Budget.Seconds(),
 		RemainingSeconds: round3(s.Remaining.Seconds()),

@@ -111,7 +111,7 @@ func writeHeader(w io.Writer, r *Result) {
 	if r.Scale < 1 {
 		fmt.Fprintf(w, "  (a %s run: the 30 s story's timings are scaled by %.2f)\n", o.Duration, r.Scale)
 	}
-	fmt.Fprintf(w, "  admin API while it runs: %s/v1/keys\n\n", r.AdminURL)
+	fmt.Fprintf(w, "  live page while it runs: %s/ (admin API: %s/v1/keys)\n\n", r.AdminURL, r.AdminURL)
 }
 
 // WriteSummary prints what happened.
