@@ -291,6 +291,13 @@ func (c *conn) writeRequest(u *upConn, body reqBody) error {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	// X-Real-Ip as the net/http path writes it: the client the guard
+	// resolved, never a client's own claim (issue 17).
+	if ex.adm.Client.IsValid() {
+		b = append(b, "X-Real-Ip: "...)
+		b = ex.adm.Client.AppendTo(b)
+		b = append(b, "\r\n"...)
+	}
 	chunked := false
 	switch {
 	case body.none:
@@ -346,7 +353,7 @@ func skipForward(name []byte) bool {
 	case 4:
 		return httpwire.EqualFold(name, "host")
 	case 9:
-		return httpwire.EqualFold(name, "forwarded")
+		return httpwire.EqualFold(name, "forwarded") || httpwire.EqualFold(name, "x-real-ip")
 	case 15:
 		return httpwire.EqualFold(name, "x-forwarded-for")
 	case 16:

@@ -581,6 +581,33 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 	}
 }
 
+// Issue 17 item 6: an untrusted client's X-Real-Ip reached the upstream
+// unchanged, where applications read it as the client's address. It is
+// treated as X-Forwarded-For is: the upstream sees the client the guard
+// resolved, the peer or, behind a trusted proxy, the forwarded address.
+func TestRealIPOnlyFromTrustedProxies(t *testing.T) {
+	for _, c := range []struct {
+		name, yaml string
+		header     []string
+		want       string
+	}{
+		{"untrusted client's claim replaced", "", []string{"X-Real-Ip", "203.0.113.9"}, "127.0.0.1"},
+		{"no header: set to the client", "", nil, "127.0.0.1"},
+		{"trusted proxy: the forwarded client", "keys: {trusted_proxies: [127.0.0.1]}\n", []string{"X-Forwarded-For", "203.0.113.9", "X-Real-Ip", "198.51.100.1"}, "203.0.113.9"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			seen := make(chan []string, 1)
+			e := newEnv(t, envOpts{yaml: c.yaml, upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				seen <- r.Header.Values("X-Real-Ip")
+			})})
+			e.do("GET", "/", c.header...)
+			if got := testenv.Recv(t, "upstream request", seen); len(got) != 1 || got[0] != c.want {
+				t.Errorf("upstream X-Real-Ip = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
 func TestReloadKeepsOldConfigWhenInvalid(t *testing.T) {
 	clock := budget.NewManualClock(t0)
 	e := newEnv(t, envOpts{clock: clock, upstream: advancing(clock), yaml: `

@@ -172,7 +172,15 @@ func (g *Guard) rewrite(fr *front, pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.SetXForwarded()
+	// X-Real-Ip is a forwarding header like X-Forwarded-For (issue 17: an
+	// untrusted client's reached the upstream unchanged): it says the
+	// client the guard resolved, the peer or, behind a trusted proxy, the
+	// address X-Forwarded-For gave, never what a client claims.
+	pr.Out.Header.Del("X-Real-Ip")
 	if ex != nil {
+		if ex.adm.Client.IsValid() {
+			pr.Out.Header["X-Real-Ip"] = []string{ex.adm.Client.String()}
+		}
 		ex.upStart = g.clock.Now()
 	}
 }
