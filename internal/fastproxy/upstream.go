@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -200,8 +201,12 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 	ex.upEnd = s.clock.Now()
 	if !ok {
 		s.upstream.drop(u)
-		s.logger.Error("upstream response broken off", "upstream", s.upstream.addr, "method", string(r.Method),
-			"path", string(r.Path()), "key", ex.adm.Key)
+		s.logger.Error("upstream response broken off", "upstream", s.upstream.addr, "status", ex.upStatus,
+			"method", string(r.Method), "path", string(r.Path()), "key", ex.adm.Key)
+		// The client got a status line and part of a body, then a cut
+		// connection: logged as the upstream failure it was, not as the
+		// 200 its status line said (issue 17, as internal/guard does).
+		ex.upStatus, ex.status = http.StatusBadGateway, http.StatusBadGateway
 		return admit.UpstreamError, false
 	}
 	if u.resp.KeepAlive && u.resp.Body(isHead(r.Method)) != httpwire.CloseBody {

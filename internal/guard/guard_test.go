@@ -705,3 +705,39 @@ func TestStandardMetrics(t *testing.T) {
 		}
 	}
 }
+
+// Issue 17 item 4: an upstream that resets after 12 of 100,000 bytes
+// reached the client as a cut connection but was logged 200 with upstream
+// status 200. It is logged and counted as an upstream failure.
+func TestTruncatedUpstreamBodyIsAnUpstreamFailure(t *testing.T) {
+	e := newEnv(t, envOpts{upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "twelve bytes")
+		w.(http.Flusher).Flush()
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c.(*net.TCPConn).SetLinger(0) // a reset, not a clean close
+		c.Close()
+	})})
+	res := e.do("GET", "/big", "X-Api-Key", "k-trunc")
+	if res.status == http.StatusOK && len(res.body) == 100000 {
+		t.Fatalf("the client got the whole body from an upstream that sent 12 bytes")
+	}
+	f := parseLine(t, e.logLines(1)[0])
+	if f.status != http.StatusBadGateway || f.upstreamStatus != "502" {
+		t.Errorf("logged status %d, upstream %s; want 502 and 502 for a body cut short:\n%s", f.status, f.upstreamStatus, e.alog.String())
+	}
+	m := metricsText(t, e)
+	if !strings.Contains(m, `headroom_requests_total{outcome="upstream_error",pool="default"} 1`) ||
+		strings.Contains(m, `headroom_requests_total{outcome="ok",pool="default"} 1`) {
+		t.Errorf("not counted as an upstream failure:\n%s", grepLines(m, "headroom_requests_total"))
+	}
+	if !strings.Contains(e.logs.String(), "upstream response broken off") {
+		t.Errorf("no log line says the upstream's answer was cut short:\n%s", e.logs.String())
+	}
+}
+

@@ -1,7 +1,10 @@
 package guard
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -24,6 +27,20 @@ func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *excha
 	if status == 0 && ex.upStatus == http.StatusSwitchingProtocols {
 		// ReverseProxy writes a 101 straight to the hijacked connection.
 		status = http.StatusSwitchingProtocols
+	}
+	upStatus := ex.upStatus
+	if ex.upBroken != nil {
+		// The client got a status line and part of a body, then a cut
+		// connection: log and count what it was, an upstream failure, as
+		// nginx's $upstream_status says 502 for an upstream that fails.
+		status = http.StatusBadGateway
+		var ne net.Error
+		if errors.Is(ex.upBroken, context.DeadlineExceeded) || errors.As(ex.upBroken, &ne) && ne.Timeout() {
+			status = http.StatusGatewayTimeout
+		}
+		upStatus, o = status, admit.UpstreamError
+		g.log.Error("upstream response broken off", "upstream", ex.adm.Config().Upstream, "status", ex.upStatus,
+			"bytes", sent, "method", r.Method, "path", r.URL.Path, "key", ex.adm.Key, "err", ex.upBroken)
 	}
 	ex.mu.Lock()
 	gone := ex.goneAt
@@ -63,7 +80,7 @@ func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *excha
 			Status:          status,
 			BytesSent:       sent,
 			RequestTime:     end.Sub(ex.adm.Start),
-			UpstreamStatus:  ex.upStatus,
+			UpstreamStatus:  upStatus,
 			HasUpstreamTime: !ex.upStart.IsZero(),
 			Referer:         r.Referer(),
 			UserAgent:       r.UserAgent(),

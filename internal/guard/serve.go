@@ -25,6 +25,10 @@ type exchange struct {
 	respAt         time.Time // when the upstream's response headers came back
 	upStatus       int
 	upErr          error
+	// upBroken is the error that cut the upstream's response body short
+	// (a reset after 12 of 100,000 bytes): an upstream failure, though
+	// its status line said 200 (issue 17).
+	upBroken error
 	// bodyFault is set when the client's body failed while streaming
 	// upstream (too slow, too large, broken off): the client's fault,
 	// answered 408/413, not the upstream's 502.
@@ -253,6 +257,9 @@ func (b *timedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && b.ex.upEnd.IsZero() {
 		b.ex.upEnd = b.clock.Now()
+		if err != io.EOF {
+			b.ex.upBroken = err
+		}
 	}
 	return n, err
 }
