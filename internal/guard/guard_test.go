@@ -741,3 +741,13 @@ func TestTruncatedUpstreamBodyIsAnUpstreamFailure(t *testing.T) {
 	}
 }
 
+// grepLines keeps the lines of s that contain sub, comments left out.
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
