@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ type sidecarFlags struct {
 	listen    string
 	syslog    string
 	tag       string
+	senders   []string
 	ticketTTL time.Duration
 }
 
@@ -46,6 +48,11 @@ nginx snippet that does both.
   lost    a request whose line never comes (UDP loss) is charged --ticket-ttl
           when that has passed; a line with no check behind it (a sidecar
           restart) is charged directly to the key nginx logged.
+  forged  datagrams are taken only from --syslog-senders (default: the
+          address nginx's checks come from, and 127.0.0.1 and ::1); no line
+          charges more than --ticket-ttl, and a line with no check behind it
+          no more than the longest checked request of its pool. What is
+          refused or capped is counted and logged.
 
 Pools (--pool) sort requests for the metrics and the log; their concurrency
 limits are not enforced here: use nginx's limit_conn or upstream max_conns.
@@ -53,9 +60,10 @@ limits are not enforced here: use nginx's limit_conn or upstream max_conns.
 Admin API and metrics as 'headroom proxy' (--admin): GET /v1/keys,
 GET /v1/keys/{key}, POST /v1/keys/{key}/restrict, DELETE
 /v1/keys/{key}/restriction, GET /metrics (headroom_*, and
-headroom_sidecar_syslog_lines_total{result=matched|late|unmatched|no_upstream|malformed},
+headroom_sidecar_syslog_lines_total{result=matched|late|unmatched|no_upstream|malformed|refused},
 headroom_sidecar_checks_total, headroom_sidecar_tickets_pending,
-headroom_sidecar_tickets_expired_total).
+headroom_sidecar_tickets_expired_total,
+headroom_sidecar_charges_capped_total{cap=ticket_ttl|pool_max}).
 
 --config reads the same YAML file as 'headroom proxy' (budget, tiers,
 overrides, keys, pools, store, admin; --store redis://… shares budgets with
@@ -78,6 +86,7 @@ requests still pending their time so far, and writes the --snapshot.`,
 	fl.StringVar(&f.listen, "listen", sidecar.DefaultListen, "`address` of the check endpoint nginx's auth_request calls")
 	fl.StringVar(&f.syslog, "syslog", sidecar.DefaultSyslogListen, "UDP `address` nginx's access_log syslog:server= sends to")
 	fl.StringVar(&f.tag, "syslog-tag", sidecar.DefaultSyslogTag, "syslog `tag` to accept (nginx's tag=); other tags are ignored")
+	fl.StringSliceVar(&f.senders, "syslog-senders", nil, "`CIDR`s or addresses syslog datagrams are taken from (default: nginx's, as its checks show, and 127.0.0.1, ::1)")
 	f.register(fl, guardHelp{
 		maxInFlight:  "concurrent requests per key (0 = no cap)",
 		keyQuery:     "query `parameter` carrying the API key (repeatable)",
@@ -125,10 +134,15 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 	if err != nil {
 		return err
 	}
+	senders, err := parseSenders(f.senders)
+	if err != nil {
+		return err
+	}
 	opts := sidecar.RunOptions{
 		Config:     cfg,
 		Syslog:     f.syslog,
 		Tag:        f.tag,
+		Senders:    senders,
 		Logger:     lg,
 		LoadConfig: func() (*config.Config, error) { return loadSidecarConfig(cmd, f) },
 	}
@@ -142,4 +156,17 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 	defer stopReload()
 	opts.Reload = reload
 	return sidecar.Run(cmd.Context(), opts)
+}
+
+// parseSenders reads --syslog-senders.
+func parseSenders(ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
+		p, err := config.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("--syslog-senders %q: %w", s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

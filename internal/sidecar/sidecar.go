@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +38,22 @@ type Sidecar struct {
 	m    sidecarMetrics
 
 	parsers sync.Pool // of accesslog.Parser for LogFormat
+
+	// senders are the addresses syslog datagrams are accepted from
+	// (Options.Senders); with none configured, checkers holds the
+	// addresses checks came from (nginx), accepted with loopback's
+	// 127.0.0.1 and ::1.
+	senders  []netip.Prefix
+	checkers sync.Map // netip.Addr -> struct{}
+
+	// maxSeen is, per pool name, the longest upstream time a line with a
+	// ticket reported (*atomic.Int64, ns): the most a line without one may
+	// charge (issue 17: a forged line charged a victim 500 s).
+	maxSeen sync.Map
+
+	warnMu   sync.Mutex
+	warnNext time.Time // refusals and caps are logged at most once a minute
+	warnSkip int
 
 	mu      sync.Mutex
 	pending map[string]*pendingReq // by $request_id
@@ -68,6 +86,12 @@ type Options struct {
 	// Tag is the syslog tag of nginx's access_log; datagrams with another
 	// tag are ignored. "" accepts any tag.
 	Tag string
+	// Senders are the addresses IngestFrom accepts datagrams from. Empty:
+	// the addresses the checks come from (nginx's), and 127.0.0.1 and ::1
+	// (where a local nginx sends from). Anyone who can send the syslog port
+	// a datagram could otherwise charge any key (fingerprints are public:
+	// they are in 429 bodies and logs).
+	Senders []netip.Prefix
 }
 
 // sidecarMetrics are the sidecar's own collectors, beside the core's.
@@ -75,6 +99,7 @@ type sidecarMetrics struct {
 	checks  *prometheus.CounterVec
 	lines   *prometheus.CounterVec
 	expired prometheus.Counter
+	capped  *prometheus.CounterVec
 }
 
 // Results of a syslog datagram, the values of headroom_sidecar_syslog_lines_total.
@@ -84,6 +109,14 @@ const (
 	LineUnmatched  = "unmatched"   // no ticket (a sidecar restart, a check without $request_id): charged directly
 	LineNoUpstream = "no_upstream" // no ticket and no upstream time (refused by the check, served by nginx itself)
 	LineMalformed  = "malformed"   // not syslog, another tag, or not LogFormat
+	LineRefused    = "refused"     // from a sender that is not nginx (Options.Senders): ignored
+)
+
+// Caps on what one line may charge, the values of
+// headroom_sidecar_charges_capped_total.
+const (
+	CapTicketTTL = "ticket_ttl" // a line claimed more than the ticket bound (--ticket-ttl)
+	CapPoolMax   = "pool_max"   // a line without a check claimed more than its pool's longest checked request
 )
 
 // New returns a Sidecar over o.Core and registers its metrics.
@@ -102,6 +135,7 @@ func New(o Options) (*Sidecar, error) {
 		core:    o.Core,
 		log:     o.Logger,
 		tag:     o.Tag,
+		senders: o.Senders,
 		pending: map[string]*pendingReq{},
 		expired: map[string]expiredReq{},
 	}
@@ -119,14 +153,21 @@ func New(o Options) (*Sidecar, error) {
 			Name: "headroom_sidecar_tickets_expired_total",
 			Help: "Requests whose log line did not come within the bound (timeouts.upstream; UDP loss): charged the bound.",
 		}),
+		capped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_sidecar_charges_capped_total",
+			Help: "Log lines that claimed more upstream time than one line may charge, by cap (ticket_ttl: the ticket bound; pool_max: a line without a check, over its pool's longest checked request).",
+		}, []string{"cap"}),
 	}
 	for _, r := range []string{"allowed", "refused", "repeated", "untracked"} {
 		s.m.checks.WithLabelValues(r)
 	}
-	for _, r := range []string{LineMatched, LineLate, LineUnmatched, LineNoUpstream, LineMalformed} {
+	for _, r := range []string{LineMatched, LineLate, LineUnmatched, LineNoUpstream, LineMalformed, LineRefused} {
 		s.m.lines.WithLabelValues(r)
 	}
-	if err := registerAll(o.Core.Registry(), s.m.checks, s.m.lines, s.m.expired,
+	for _, c := range []string{CapTicketTTL, CapPoolMax} {
+		s.m.capped.WithLabelValues(c)
+	}
+	if err := registerAll(o.Core.Registry(), s.m.checks, s.m.lines, s.m.expired, s.m.capped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "headroom_sidecar_tickets_pending",
 			Help: "Requests nginx let through whose log line has not come yet.",
@@ -169,6 +210,7 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	s.noteChecker(r.RemoteAddr)
 	var a admit.Admission
 	s.core.Begin(checkedRequest(r), &a)
 	id := r.Header.Get(hdrRequestID)
@@ -270,6 +312,113 @@ func (s *Sidecar) Ingest(b []byte) (string, error) {
 	return res, err
 }
 
+// errForeignSender is IngestFrom's answer to a datagram from an address
+// that is not a sender.
+var errForeignSender = errors.New("syslog datagram from an address that is not nginx (--syslog-senders)")
+
+// IngestFrom is Ingest for a datagram that came from the address from: one
+// from an address that is not a sender (Options.Senders) is refused
+// (LineRefused), counted and logged, and charges nothing.
+func (s *Sidecar) IngestFrom(b []byte, from netip.Addr) (string, error) {
+	if !s.Sender(from) {
+		s.m.lines.WithLabelValues(LineRefused).Inc()
+		s.warn("syslog datagram refused: not from nginx (set --syslog-senders if nginx sends from another address)", "from", from.String())
+		return LineRefused, errForeignSender
+	}
+	return s.Ingest(b)
+}
+
+// Sender reports whether datagrams from a are accepted.
+func (s *Sidecar) Sender(a netip.Addr) bool {
+	a = a.Unmap()
+	if len(s.senders) > 0 {
+		for _, p := range s.senders {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if a == netip.IPv4Unspecified() || !a.IsValid() {
+		return false
+	}
+	if a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || a == netip.IPv6Loopback() {
+		return true
+	}
+	_, ok := s.checkers.Load(a)
+	return ok
+}
+
+// noteChecker remembers the address a check came from: nginx's, the
+// default sender of syslog datagrams.
+func (s *Sidecar) noteChecker(remote string) {
+	if len(s.senders) > 0 {
+		return
+	}
+	a := admit.PeerAddr(remote)
+	if !a.IsValid() {
+		return
+	}
+	if _, ok := s.checkers.Load(a); !ok {
+		s.checkers.Store(a, struct{}{})
+	}
+}
+
+// capCharge bounds what one line may charge: never more than the ticket
+// bound, and for a line no check opened a ticket for, never more than the
+// longest upstream time a checked request of its pool reported. A forged
+// datagram then costs its victim at most what a real request could.
+func (s *Sidecar) capCharge(d time.Duration, pool string, checked bool, key string) time.Duration {
+	if b := s.bound(); d > b {
+		s.m.capped.WithLabelValues(CapTicketTTL).Inc()
+		s.warn("a log line claimed more upstream time than the ticket bound; charged the bound", "key", key, "claimed", d.String(), "charged", b.String())
+		d = b
+	}
+	if checked {
+		return d
+	}
+	if v, ok := s.maxSeen.Load(pool); ok {
+		if m := time.Duration(v.(*atomic.Int64).Load()); d > m {
+			s.m.capped.WithLabelValues(CapPoolMax).Inc()
+			s.warn("a log line without a check claimed more upstream time than any checked request of its pool; charged that maximum",
+				"key", key, "pool", pool, "claimed", d.String(), "charged", m.String())
+			d = m
+		}
+	}
+	return d
+}
+
+// observe keeps the longest upstream time a checked request of pool took.
+func (s *Sidecar) observe(pool string, d time.Duration) {
+	v, ok := s.maxSeen.Load(pool)
+	if !ok {
+		v, _ = s.maxSeen.LoadOrStore(pool, new(atomic.Int64))
+	}
+	m := v.(*atomic.Int64)
+	for {
+		cur := m.Load()
+		if int64(d) <= cur || m.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}
+
+// warn logs a refusal or a cap at most once a minute, with how many were
+// not logged since: junk must not flood the log.
+func (s *Sidecar) warn(msg string, args ...any) {
+	now := time.Now()
+	s.warnMu.Lock()
+	if now.Before(s.warnNext) {
+		s.warnSkip++
+		s.warnMu.Unlock()
+		return
+	}
+	skipped := s.warnSkip
+	s.warnNext, s.warnSkip = now.Add(time.Minute), 0
+	s.warnMu.Unlock()
+	s.log.Warn(msg, append(args, "not_logged_since", skipped)...)
+}
+
 func (s *Sidecar) ingest(b []byte) (string, error) {
 	msg, err := ParseSyslog(b, s.tag)
 	if err != nil {
@@ -304,11 +453,17 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 	switch {
 	case ok:
 		o := lineOutcome(&rec, pr.shadowed)
+		if rec.HasUpstreamTime {
+			upTime = s.capCharge(upTime, pr.adm.Pool.Name(), true, pr.adm.Key)
+			s.observe(pr.adm.Pool.Name(), upTime)
+		}
 		s.core.Finish(&pr.adm, upTime, rec.HasUpstreamTime, o)
 		return LineMatched, nil
 	case wasExpired:
+		// The ticket was charged the bound at expiry; the line charges
+		// the rest, itself no more than one line may.
 		if rest := upTime - late.charged; rest > 0 {
-			s.core.ChargeDirect(&late.adm, rest)
+			s.core.ChargeDirect(&late.adm, s.capCharge(rest, late.adm.Pool.Name(), true, late.adm.Key))
 		}
 		s.core.Count(&late.adm, lineOutcome(&rec, false), upTime, rec.HasUpstreamTime)
 		return LineLate, nil
@@ -324,6 +479,7 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 	var a admit.Admission
 	// A copy of the key: the ledger may keep it; rec.Key aliases b.
 	s.core.Lookup(&a, strings.Clone(rec.Key), rec.Pool)
+	upTime = s.capCharge(upTime, a.Pool.Name(), false, a.Key)
 	s.core.ChargeDirect(&a, upTime)
 	s.core.Count(&a, lineOutcome(&rec, false), upTime, true)
 	return LineUnmatched, nil

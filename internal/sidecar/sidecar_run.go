@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/admin"
@@ -25,6 +26,10 @@ type RunOptions struct {
 	Syslog string
 	// Tag is the syslog tag to accept; "" accepts any.
 	Tag string
+	// Senders are the addresses syslog datagrams are accepted from (see
+	// Options.Senders); empty: nginx's, as its checks show, and loopback's
+	// 127.0.0.1 and ::1.
+	Senders []netip.Prefix
 
 	// LoadConfig, Reload, Snapshots, Logger and Clock are as in
 	// guard.ServerOptions: a Snapshots that is also a lifecycle.Syncer (the
@@ -62,26 +67,28 @@ func Run(ctx context.Context, o RunOptions) error {
 	if err := lifecycle.RegisterStore(core.Registry(), o.Snapshots); err != nil {
 		return err
 	}
-	sc, err := New(Options{Core: core, Tag: o.Tag, Logger: lg})
+	sc, err := New(Options{Core: core, Tag: o.Tag, Logger: lg, Senders: o.Senders})
 	if err != nil {
 		return err
 	}
 	health, _ := o.Snapshots.(admin.StoreHealth)
 	adminAPI := admin.Handler(admin.Options{Core: core, Health: health, Logger: lg, Role: "sidecar"})
 
-	pc, err := net.ListenPacket("udp", syslogAddr)
+	ua, err := net.ResolveUDPAddr("udp", syslogAddr)
+	if err != nil {
+		return fmt.Errorf("listen for nginx's syslog (--syslog %s): %w", syslogAddr, err)
+	}
+	pc, err := net.ListenUDP("udp", ua)
 	if err != nil {
 		return fmt.Errorf("listen for nginx's syslog (--syslog %s): %w", syslogAddr, err)
 	}
 	defer pc.Close()
-	if uc, ok := pc.(*net.UDPConn); ok {
-		// Bursts of lines must wait in the kernel, not be dropped, while
-		// the reader works: every lost line is charged the bound instead
-		// of the real time.
-		_ = uc.SetReadBuffer(4 << 20)
-	}
+	// Bursts of lines must wait in the kernel, not be dropped, while the
+	// reader works: every lost line is charged the bound instead of the
+	// real time.
+	_ = pc.SetReadBuffer(4 << 20)
 	if !config.IsLoopback(syslogAddr) {
-		lg.Warn("the syslog listener is not on loopback: anyone who can send it UDP can charge keys", "syslog", syslogAddr)
+		lg.Warn("the syslog listener is not on loopback: firewall it; datagrams are taken only from --syslog-senders (default: the address nginx's checks come from)", "syslog", syslogAddr)
 	}
 	cl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -158,11 +165,11 @@ loop:
 // readSyslog reads datagrams until the connection is closed or its read
 // deadline passes (nil), or reading fails. Malformed lines are counted (and
 // logged at most once a minute, so junk cannot flood the log).
-func readSyslog(pc net.PacketConn, sc *Sidecar, lg *slog.Logger) error {
+func readSyslog(pc *net.UDPConn, sc *Sidecar, lg *slog.Logger) error {
 	buf := make([]byte, 64<<10) // the largest UDP datagram
 	var lastWarn time.Time
 	for {
-		n, _, err := pc.ReadFrom(buf)
+		n, from, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			var ne net.Error
 			if errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout() {
@@ -170,7 +177,8 @@ func readSyslog(pc net.PacketConn, sc *Sidecar, lg *slog.Logger) error {
 			}
 			return fmt.Errorf("read syslog: %w", err)
 		}
-		if _, err := sc.Ingest(buf[:n]); err != nil && time.Since(lastWarn) > time.Minute {
+		res, err := sc.IngestFrom(buf[:n], from.Addr())
+		if err != nil && res == LineMalformed && time.Since(lastWarn) > time.Minute {
 			lastWarn = time.Now()
 			lg.Warn("malformed syslog line from nginx (is the log_format the one `headroom nginx-config` prints?)", "err", err, "bytes", n)
 		}

@@ -3,9 +3,11 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,4 +158,49 @@ func TestSidecarRunReloadsAndKeepsUsageAcrossRestarts(t *testing.T) {
 	if k.WorkerSeconds < 2.02 || k.InFlight != 0 || k.Key != fp {
 		t.Fatalf("after restart: %+v, want at least 2.02 s (r2 charged at stop), none in flight", k)
 	}
+}
+
+// Issue 17: the syslog listener took charge lines from anyone. A datagram
+// from another local address is refused and counted, over real UDP; the
+// same line from nginx's address charges.
+func TestSidecarSyslogRefusesOtherSenders(t *testing.T) {
+	run := startSidecar(t, RunOptions{Config: sidecarConfig(t, time.Minute, ""), Tag: DefaultSyslogTag})
+	fp := getKey(t, run.admin, "k1").Key
+	send := func(from string) {
+		t.Helper()
+		laddr, err := net.ResolveUDPAddr("udp", from+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raddr, err := net.ResolveUDPAddr("udp", run.syslog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.DialUDP("udp", laddr, raddr)
+		if err != nil {
+			t.Fatalf("send from %s: %v", from, err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write(line("forged", fp, 200, "0.500")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics := func() string {
+		res, err := http.Get(run.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	send("127.0.0.2")
+	testenv.Eventually(t, "the datagram from 127.0.0.2 refused", func() bool {
+		return strings.Contains(metrics(), `headroom_sidecar_syslog_lines_total{result="refused"} 1`)
+	})
+	if k := getKey(t, run.admin, "k1"); k.WorkerSeconds != 0 {
+		t.Fatalf("a datagram from 127.0.0.2 charged %v s", k.WorkerSeconds)
+	}
+	send("127.0.0.1")
+	testenv.Eventually(t, "the line from 127.0.0.1 charged", func() bool { return getKey(t, run.admin, "k1").WorkerSeconds == 0.5 })
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,12 @@ type sidecarEnv struct {
 
 func newSidecarEnv(t *testing.T, yaml string) *sidecarEnv {
 	t.Helper()
+	return newSidecarEnvWith(t, yaml, nil)
+}
+
+// newSidecarEnvWith is newSidecarEnv with syslog senders (Options.Senders).
+func newSidecarEnvWith(t *testing.T, yaml string, senders []netip.Prefix) *sidecarEnv {
+	t.Helper()
 	cfg, err := config.Decode([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +52,7 @@ func newSidecarEnv(t *testing.T, yaml string) *sidecarEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.sc, err = New(Options{Core: core, Tag: DefaultSyslogTag, Logger: lg}); err != nil {
+	if e.sc, err = New(Options{Core: core, Tag: DefaultSyslogTag, Logger: lg, Senders: senders}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -370,5 +378,114 @@ func TestSidecarShadowModeLetsThroughAndCounts(t *testing.T) {
 	}
 	if s := e.status("k1"); s.WorkerSeconds != 2.5 || s.RestrictedUntil.IsZero() {
 		t.Errorf("%+v: want 2.5 s and a (would-be) restriction shown", s)
+	}
+}
+
+// Issue 17: one datagram carrying a victim's fingerprint (fingerprints are
+// public: 429 bodies, logs) charged it 500 s and restricted it. No line
+// charges more than the ticket bound, and a line no check stands behind no
+// more than the longest checked request of its pool; both are counted.
+func TestSidecarCapsWhatOneLineCharges(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {worker_time: 60s, window: 10m, restrict_for: 5m}\ntimeouts: {upstream: 30s}\n")
+	c := e.sc.Core()
+	fp, victim := c.Fingerprint("k1"), c.Fingerprint("victim")
+
+	// A checked request whose line claims more than the 30 s bound: the
+	// bound is what a ticket may cost, so that is what is charged.
+	if w := e.check("req-1", "/api/report", "X-Api-Key: k1"); w.Code != http.StatusNoContent {
+		t.Fatalf("check = %d", w.Code)
+	}
+	e.ingest(line("req-1", fp, 200, "45.000"), LineMatched)
+	if s := e.status("k1"); s.WorkerSeconds != 30 {
+		t.Fatalf("a checked line claiming 45 s charged %v s, want the 30 s bound", s.WorkerSeconds)
+	}
+	// A forged line, no check behind it, claiming 500 s for the victim.
+	e.ingest(line("forged", victim, 200, "500.000"), LineUnmatched)
+	s := e.status("victim")
+	if s.WorkerSeconds != 30 || !s.RestrictedUntil.IsZero() {
+		t.Fatalf("forged 500 s line: victim charged %v s (restricted until %v), want the 30 s bound and not restricted",
+			s.WorkerSeconds, s.RestrictedUntil)
+	}
+	for _, want := range []string{
+		`headroom_sidecar_charges_capped_total{cap="ticket_ttl"} 2`,
+		`headroom_sidecar_charges_capped_total{cap="pool_max"} 0`,
+	} {
+		if m := e.metrics(); !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "claimed more upstream time") {
+		t.Errorf("the cap was not logged:\n%s", e.logs)
+	}
+}
+
+// A line without a check in a pool with a short longest request is charged
+// that longest request at most.
+func TestSidecarCapsUncheckedLinesAtThePoolsLongest(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {worker_time: 60s, window: 10m, restrict_for: 5m}\n")
+	c := e.sc.Core()
+	fp, victim := c.Fingerprint("k1"), c.Fingerprint("victim")
+	if w := e.check("req-1", "/api/report", "X-Api-Key: k1"); w.Code != http.StatusNoContent {
+		t.Fatalf("check = %d", w.Code)
+	}
+	e.ingest(line("req-1", fp, 200, "0.250"), LineMatched)
+	e.ingest(line("forged", victim, 200, "500.000"), LineUnmatched)
+	if s := e.status("victim"); s.WorkerSeconds != 0.25 || !s.RestrictedUntil.IsZero() {
+		t.Fatalf("forged 500 s line: victim charged %v s (restricted until %v), want 0.25 s and not restricted", s.WorkerSeconds, s.RestrictedUntil)
+	}
+	if m := e.metrics(); !strings.Contains(m, `headroom_sidecar_charges_capped_total{cap="pool_max"} 1`) {
+		t.Errorf("the pool_max cap is not counted")
+	}
+}
+
+func (e *sidecarEnv) metrics() string {
+	rec := httptest.NewRecorder()
+	admin.Handler(admin.Options{Core: e.sc.Core()}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+// Datagrams are taken from nginx only: by default the address its checks
+// come from, and loopback's 127.0.0.1 and ::1; or the configured senders.
+func TestSidecarSyslogSenders(t *testing.T) {
+	e := newSidecarEnv(t, "")
+	fp := e.sc.Core().Fingerprint("k1")
+	for _, c := range []struct {
+		from string
+		want string
+	}{
+		{"127.0.0.1", LineUnmatched},
+		{"::1", LineUnmatched},
+		{"::ffff:127.0.0.1", LineUnmatched},
+		{"127.0.0.2", LineRefused},
+		{"10.0.0.9", LineRefused}, // until a check comes from there
+	} {
+		if got, err := e.sc.IngestFrom(line("x", fp, 200, "0.100"), netip.MustParseAddr(c.from)); got != c.want {
+			t.Errorf("from %s: %s (%v), want %s", c.from, got, err, c.want)
+		}
+	}
+	if s := e.status("k1"); math.Abs(s.WorkerSeconds-0.3) > 1e-9 {
+		t.Errorf("charged %v s, want 0.3 (three accepted lines)", s.WorkerSeconds)
+	}
+	// nginx on another host: its checks name its address.
+	r := httptest.NewRequest("GET", "http://10.0.0.1:9092"+CheckPath, nil)
+	r.RemoteAddr = "10.0.0.9:41000"
+	e.sc.ServeHTTP(httptest.NewRecorder(), r)
+	if got, _ := e.sc.IngestFrom(line("y", fp, 200, "0.100"), netip.MustParseAddr("10.0.0.9")); got != LineUnmatched {
+		t.Errorf("from the checks' address: %s, want %s", got, LineUnmatched)
+	}
+
+	if m := e.metrics(); !strings.Contains(m, `headroom_sidecar_syslog_lines_total{result="refused"} 2`) {
+		t.Errorf("refused datagrams not counted")
+	}
+	if !strings.Contains(e.logs.String(), "syslog datagram refused") {
+		t.Errorf("refused datagram not logged:\n%s", e.logs)
+	}
+
+	// Configured senders replace the default.
+	e2 := newSidecarEnvWith(t, "", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+	for from, want := range map[string]string{"192.0.2.8": LineUnmatched, "127.0.0.1": LineRefused} {
+		if got, _ := e2.sc.IngestFrom(line("z", fp, 200, "0.100"), netip.MustParseAddr(from)); got != want {
+			t.Errorf("senders 192.0.2.0/24, from %s: %s, want %s", from, got, want)
+		}
 	}
 }
