@@ -9,6 +9,7 @@ import (
 	"github.com/axiomhq/hyperloglog"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/dims"
 )
 
 // Dimensions the engine ranks values of.
@@ -116,7 +117,7 @@ func (a *aggregate) observe(r *accesslog.Record) {
 		// Work done once per distinct client, not per line: its network
 		// is cached with it, and the distinct count only needs to see it
 		// once (inserting again after a prune is harmless).
-		a.scratch = appendClientPrefix(a.scratch[:0], r.Client)
+		a.scratch = dims.AppendClientNetwork(a.scratch[:0], r.Client)
 		cl.aux = string(a.scratch)
 		a.clients.Insert([]byte(r.Client))
 	}
@@ -129,12 +130,13 @@ func (a *aggregate) observe(r *accesslog.Record) {
 	if isNew {
 		// The family is worked out once per distinct agent and cached
 		// with it: classifying every line costs more than the lookup.
-		ua.aux = strings.Clone(uaFamily(r.UserAgent))
+		ua.aux = strings.Clone(dims.AgentFamily(r.UserAgent))
 	}
 	ua.add(&c)
 	a.tops[dimUAFamily].observeAux(ua, &c)
-	a.tops[dimReferer].observe(refererDomain(r.Referer), &c)
-	a.scratch = appendPathTemplate(a.scratch[:0], r.Path)
+	a.scratch = dims.AppendRefererDomain(a.scratch[:0], r.Referer)
+	a.tops[dimReferer].observe(unsafeString(a.scratch), &c)
+	a.scratch = dims.AppendPathTemplate(a.scratch[:0], r.Path)
 	a.tops[dimTemplate].observe(unsafeString(a.scratch), &c)
 	if r.Method != "" {
 		a.tops[dimMethod].observe(r.Method, &c)

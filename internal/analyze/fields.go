@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/dims"
 )
 
 type valueKind uint8
@@ -86,7 +87,7 @@ func init() {
 	})})
 	add(field{name: "template", str: func(r *accesslog.Record, b []byte) (string, []byte) {
 		start := len(b)
-		b = appendPathTemplate(b, r.Path)
+		b = dims.AppendPathTemplate(b, r.Path)
 		return unsafeString(b[start:]), b
 	}}, "endpoint")
 	add(field{name: "proto", str: plain(func(r *accesslog.Record) string { return r.Proto })})
@@ -94,14 +95,18 @@ func init() {
 	add(field{name: "client", str: plain(func(r *accesslog.Record) string { return r.Client })}, "remote_addr", "ip")
 	add(field{name: "prefix", str: func(r *accesslog.Record, b []byte) (string, []byte) {
 		start := len(b)
-		b = appendClientPrefix(b, r.Client)
+		b = dims.AppendClientNetwork(b, r.Client)
 		return unsafeString(b[start:]), b
 	}}, "network")
 	add(field{name: "key", str: plain(keyOf)})
 	add(field{name: "user_agent", str: plain(func(r *accesslog.Record) string { return r.UserAgent })}, "ua", "http_user_agent")
-	add(field{name: "ua_family", str: plain(func(r *accesslog.Record) string { return uaFamily(r.UserAgent) })}, "agent")
+	add(field{name: "ua_family", str: plain(func(r *accesslog.Record) string { return dims.AgentFamily(r.UserAgent) })}, "agent")
 	add(field{name: "referer", str: plain(func(r *accesslog.Record) string { return r.Referer })}, "http_referer", "referrer")
-	add(field{name: "referer_domain", str: plain(func(r *accesslog.Record) string { return refererDomain(r.Referer) })})
+	add(field{name: "referer_domain", str: func(r *accesslog.Record, b []byte) (string, []byte) {
+		start := len(b)
+		b = dims.AppendRefererDomain(b, r.Referer)
+		return unsafeString(b[start:]), b
+	}})
 	add(field{name: "pool", str: plain(func(r *accesslog.Record) string { return r.Pool })})
 }
 

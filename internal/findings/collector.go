@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/dims"
 )
 
 // Options configure a Collector. Zero values choose the defaults noted.
@@ -181,9 +182,6 @@ type Collector struct {
 	valHash [numDims]uint64 // keyHash of each value
 	valStr  [numDims]string // the interned value, once valInt says so
 	valInt  [numDims]bool
-	// staticPath(r.Path), when computing the path's value found it.
-	pathClass   string
-	pathClassOK bool
 }
 
 // interned is the current record's value in dimension d as a string shared
@@ -251,12 +249,7 @@ func (bc *botCache) store(ua string, h uint64, bot bool, i int) {
 func (c *Collector) computeValues(r *accesslog.Record) {
 	c.vals = c.vals[:0]
 	for d := range numDims {
-		if d == DimPath {
-			c.vals, c.pathClass, c.pathClassOK = appendPathTemplateClass(c.vals, r.Path)
-			c.valOK[d] = true
-		} else {
-			c.vals, c.valOK[d] = appendValue(c.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
-		}
+		c.vals, c.valOK[d] = appendValue(c.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
 		c.valEnd[d] = len(c.vals)
 		start := 0
 		if d > 0 {
@@ -642,7 +635,7 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 		var ok bool
 		var i int
 		if bot, ok, i = c.botCache.lookup(ua, h); !ok {
-			bot, c.scratch = isBot(r.UserAgent, c.scratch)
+			bot, c.scratch = dims.Automated(r.UserAgent, c.scratch)
 			c.botCache.store(c.interned(DimUserAgent), h, bot, i)
 		}
 	}
@@ -651,11 +644,7 @@ func (c *Collector) observeStatic(r *accesslog.Record) {
 		c.botBytes += r.BytesSent
 		c.count(c.bots, DimUserAgent, r.BytesSent, 1, 0)
 	}
-	class := c.pathClass
-	if !c.pathClassOK {
-		class = staticPath(r.Path)
-	}
-	switch class {
+	switch dims.StaticPath(r.Path) {
 	case "image", "media", "download":
 	default:
 		return

@@ -6,63 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
 )
-
-func TestPathTemplate(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"/v2/applications/33591900/metrics.json", "/v2/applications/:id/metrics.json"},
-		{"/images/a8f3c2d1.jpg", "/images/*.jpg"},
-		{"/images/kibana-search.PNG", "/images/*.PNG"},
-		{"/t/1234?page=2", "/t/:id"},
-		{"/users/3f2b8c1e-9d4a-4b7e-8a1f-2c3d4e5f6a7b/avatar", "/users/:id/avatar"},
-		{"/blog/tags/puppet", "/blog/tags/puppet"},
-		{"/", "/"},
-		{"", "-"},
-		{"-", "-"},
-		{"*", "*"},
-		{"/a/b/c/d/e/f/g/h", "/a/b/c/d/e/f/…"},
-		{"/api/v1/search#frag", "/api/v1/search"},
-		{"/feed/rss2", "/feed/rss2"},
-	} {
-		if got := string(appendPathTemplate(nil, tc.in)); got != tc.want {
-			t.Errorf("appendPathTemplate(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestClientPrefix(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"203.0.113.77", "203.0.113.0/24"},
-		{"2001:db8:1:2::5", "2001:db8:1::/48"},
-		{"::ffff:198.51.100.9", "198.51.100.0/24"},
-		{"unix:", "unix:"},
-		{"", "(none)"},
-		{"-", "(none)"},
-		{"example.org", "example.org"},
-	} {
-		if got := string(appendClientPrefix(nil, tc.in)); got != tc.want {
-			t.Errorf("appendClientPrefix(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestRefererDomain(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"https://Forum.Example.com/t/1?x=1", "forum.example.com"},
-		{"http://user:pw@pics.example.net:8080/a", "pics.example.net"},
-		{"-", "(none)"},
-		{"", "(none)"},
-		{"android-app://com.google.android.gm/", "com.google.android.gm"},
-		{"http://[2001:db8::1]:80/x", "[2001:db8::1]"},
-	} {
-		if got := string(appendRefererDomain(nil, tc.in)); got != tc.want {
-			t.Errorf("appendRefererDomain(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
 
 // API keys never appear in clear; fingerprints and addresses do.
 func TestKeyValues(t *testing.T) {
@@ -85,42 +31,6 @@ func TestKeyValues(t *testing.T) {
 	b, _ := appendValue(nil, DimKey, "", "key-one-bbbbbbbb", "", "", "", "", 0)
 	if string(a) == string(b) {
 		t.Errorf("two keys masked alike: %q", a)
-	}
-}
-
-func TestIsBot(t *testing.T) {
-	for _, tc := range []struct {
-		ua   string
-		want bool
-	}{
-		{"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", true},
-		{"Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)", true},
-		{"curl/7.68.0", true},
-		{"python-requests/2.31.0", true},
-		{"Go-http-client/1.1", true},
-		{"Wget/1.21.2", true},
-		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", false},
-		{"NewRelic Exporter", false},
-		{"-", false},
-	} {
-		if got, _ := isBot(tc.ua, nil); got != tc.want {
-			t.Errorf("isBot(%q) = %v, want %v", tc.ua, got, tc.want)
-		}
-	}
-}
-
-func TestSiteDomain(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"forum.example.com", "example.com"},
-		{"www.example.co.uk", "example.co.uk"},
-		{"example.com", "example.com"},
-		{"Forum.Example.COM.", "example.com"},
-		{"cdn.example.com:8443", "example.com"},
-		{"203.0.113.5", "203.0.113.5"},
-	} {
-		if got := siteDomain(tc.in); got != tc.want {
-			t.Errorf("siteDomain(%q) = %q, want %q", tc.in, got, tc.want)
-		}
 	}
 }
 
@@ -170,38 +80,6 @@ func FuzzParseCompare(f *testing.F) {
 		}
 		if !c.Period.End.After(c.Period.Start) || !c.Baseline.End.After(c.Baseline.Start) {
 			t.Fatalf("ParseCompare(%q) accepted an empty or reversed window: %+v", s, c)
-		}
-	})
-}
-
-// FuzzDimensionValues: whatever a log line holds, dimension values are
-// bounded, valid where the input was, and templating is idempotent.
-func FuzzDimensionValues(f *testing.F) {
-	for _, s := range []string{"/v2/applications/33591900/metrics.json?x=1", "https://a.b/c", "203.0.113.5", "2001:db8::1", "/images/x.jpg", "", "-", "///", "/é/ü/123"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		tpl := appendPathTemplate(nil, s)
-		if again := appendPathTemplate(nil, string(tpl)); string(again) != string(tpl) && strings.HasPrefix(s, "/") && !strings.Contains(string(tpl), "…") && !strings.ContainsAny(s, "?#") {
-			t.Fatalf("template not idempotent: %q → %q → %q", s, tpl, again)
-		}
-		for name, v := range map[string][]byte{
-			"path": tpl, "referer": appendRefererDomain(nil, s), "client": appendClientPrefix(nil, s),
-		} {
-			if len(v) > maxValueLen*2+16 {
-				t.Fatalf("%s value of %d bytes for input of %d", name, len(v), len(s))
-			}
-			if utf8.ValidString(s) && len(s) <= maxValueLen && !utf8.Valid(v) {
-				t.Fatalf("%s value %q is not valid UTF-8 although %q is", name, v, s)
-			}
-		}
-		_ = siteDomain(s)
-		_, _ = isBot(s, nil)
-		_ = staticPath(s)
-		// The collector takes the static class from templating when it
-		// can: it must be staticPath's.
-		if tpl2, class, ok := appendPathTemplateClass(nil, s); string(tpl2) != string(tpl) || ok && class != staticPath(s) {
-			t.Fatalf("appendPathTemplateClass(%q) = %q, %q, %v; template %q, staticPath %q", s, tpl2, class, ok, tpl, staticPath(s))
 		}
 	})
 }

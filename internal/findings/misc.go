@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/dims"
 )
 
 // minRepeatBytes is the least refetched volume worth reporting.
@@ -144,7 +146,7 @@ func (c *Collector) ownDomains(given []string) ([]string, string) {
 	set := map[string]bool{}
 	var out []string
 	addDomain := func(h string) {
-		if d := siteDomain(h); d != "" && !set[d] {
+		if d := dims.SiteDomain(h); d != "" && !set[d] {
 			set[d] = true
 			out = append(out, d)
 		}
@@ -190,7 +192,7 @@ func (c *Collector) hotlink(siteHosts []string) *Finding {
 	var foreign []dom
 	var fBytes, fReq int64
 	for _, e := range c.staticRef.sorted() {
-		if e.Key == "(none)" || isOwn[siteDomain(e.Key)] {
+		if e.Key == dims.None || isOwn[dims.SiteDomain(e.Key)] {
 			continue
 		}
 		foreign = append(foreign, dom{e.Key, e.W - e.Err, e.A})

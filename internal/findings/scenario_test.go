@@ -117,8 +117,8 @@ func TestLevelShiftNamesTheClientAndTheDay(t *testing.T) {
 	if !strings.Contains(top.Title, "2019-04-04") {
 		t.Errorf("title does not name the day: %q", top.Title)
 	}
-	if !hasContributor(top, "path", "/images/*.jpg") {
-		t.Errorf("level shift does not say what the client fetched (/images/*.jpg): %+v", top.Contributors)
+	if !hasContributor(top, "path", "/images/:hash.jpg") {
+		t.Errorf("level shift does not say what the client fetched (/images/:hash.jpg): %+v", top.Contributors)
 	}
 }
 
