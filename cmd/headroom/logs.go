@@ -161,7 +161,7 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 		Follow:        f.follow,
 		Refresh:       f.refresh,
 		Now:           func() time.Time { return now },
-		NewSink:       newFindingsSink,
+		Findings:      &findings.AnalyzeOptions{Compare: cmp, SiteHosts: f.site},
 	}
 	var err error
 	if f.since != "" {
@@ -199,21 +199,16 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 		return fmt.Errorf("--progress %q: want auto, always or never", f.progress)
 	}
 	out := cmd.OutOrStdout()
-	var last *findings.Report
+	var last *analyze.Report
 	write := func(res *analyze.Result) error {
-		fr, err := findings.Analyze(res.Sink.(findingsSink).Collector, findings.AnalyzeOptions{Compare: cmp, SiteHosts: f.site})
+		rep, err := res.Report()
 		if err != nil {
 			return err
 		}
-		last = fr
-		rep := res.Report(fr.Findings)
+		last = rep
 		if f.json {
 			return rep.WriteJSON(out)
 		}
-		if err := findings.WriteText(out, fr.Findings, nil); err != nil {
-			return err
-		}
-		fmt.Fprintln(out)
 		return rep.WriteText(out)
 	}
 	if f.follow {
@@ -233,27 +228,24 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 		return err
 	}
 	if f.html != "" {
-		return writeHTMLReport(f.html, last, htmlreport.Options{Sources: args, Generated: now, Malformed: res.Malformed})
+		return writeHTMLReport(f.html, last.Detail, htmlreport.Options{Sources: args, Generated: now, Malformed: res.Malformed})
 	}
 	return nil
 }
 
-// findingsSink plugs the findings collector into the engine's workers.
-type findingsSink struct{ *findings.Collector }
-
-func newFindingsSink() analyze.Sink { return findingsSink{findings.NewCollector(findings.Options{})} }
-
 // findingsOf reads whole logs and returns only what the detectors make of
 // them, for commands that show findings without the aggregate tables.
 func findingsOf(ctx context.Context, inputs []string, format string) (*findings.Report, error) {
-	res, err := analyze.Run(ctx, analyze.Options{Inputs: inputs, Format: format, Log: io.Discard, NewSink: newFindingsSink})
+	res, err := analyze.Run(ctx, analyze.Options{Inputs: inputs, Format: format, Log: io.Discard, Findings: &findings.AnalyzeOptions{}})
 	if err != nil {
 		return nil, err
 	}
-	return findings.Analyze(res.Sink.(findingsSink).Collector, findings.AnalyzeOptions{})
+	rep, err := res.Report()
+	if err != nil {
+		return nil, err
+	}
+	return rep.Detail, nil
 }
-
-func (s findingsSink) Merge(o analyze.Sink) { s.Collector.Merge(o.(findingsSink).Collector) }
 
 func writeHTMLReport(path string, rep *findings.Report, opt htmlreport.Options) error {
 	file, err := os.Create(path)

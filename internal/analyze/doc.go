@@ -9,7 +9,7 @@
 // stdin; rotated sets oldest first) in chunks of whole lines; each worker
 // goroutine parses chunks with its own zero-allocation parser, applies the
 // filters (--where, --since, --until) and folds records into its own shard
-// (an aggregate, and a Sink when Options.NewSink is set). Shards are merged
+// (an aggregate, and a findings collector when Options.Findings is set). Shards are merged
 // when all input is read. Malformed lines are counted per input and the
 // first few kept with file and line number; an input whose first lines do
 // not parse is reported and skipped rather than yielding an empty report.
@@ -25,22 +25,17 @@
 // (HyperLogLog); and an optional --by table over any field or pair,
 // including the variables of a custom nginx log_format.
 //
-// # Extending: Sink
+// # Findings
 //
-// Other per-record consumers (the findings detectors of internal/findings)
-// plug in as a Sink: one per worker, merged at the end, exactly like the
-// engine's own shards. Sink is a plain interface rather than a generic
-// parameter so that a consumer package need not import analyze: a type with
-// Observe(*accesslog.Record) and a typed Merge is adapted in cmd/headroom with
-// a few lines:
+// The detectors of internal/findings are consumers of the same pass: with
+// Options.Findings set, each worker feeds its records to its own
+// findings.Collector as well as to its aggregate, the collectors merge with
+// the shards, and Result.Report returns one typed Report holding the tables
+// and the findings, so a command only wires flags to Options and writes the
+// Report (WriteText, WriteJSON). Both sides name endpoints, networks,
+// referers and agents through internal/dims, so a finding and a table call
+// the same endpoint the same way.
 //
-//	type findingsSink struct{ *findings.Collector }
-//
-//	func (s findingsSink) Merge(o analyze.Sink) { s.Collector.Merge(o.(findingsSink).Collector) }
-//
-// Records alias the line buffer: a Sink copies what it keeps.
-//
-// The JSON report (Result.Report) carries records, malformed (with examples),
-// findings (given by the caller; an empty list when none) and the
-// aggregates.
+// The JSON report (Result.Report) carries records, malformed (with
+// examples), findings (an empty list without detectors) and the aggregates.
 package analyze

@@ -14,21 +14,8 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/findings"
 )
-
-// Sink consumes records on one worker goroutine. The engine gives each
-// worker its own Sink (Options.NewSink), calls Observe for every record that
-// passed the filters, and after all workers finished calls Merge on the
-// first shard with each of the others (same concrete type) and returns it
-// in Result.Sink.
-//
-// Records come from zero-allocation parsers: their strings alias a reused
-// line buffer and are valid only during Observe. A Sink must copy
-// (strings.Clone) anything it keeps.
-type Sink interface {
-	Observe(r *accesslog.Record)
-	Merge(other Sink)
-}
 
 // Options configures a run. The zero value reads standard input in any
 // format headroom recognizes.
@@ -63,8 +50,11 @@ type Options struct {
 	// 0 means 4 MiB.
 	ChunkSize int
 
-	// NewSink, when set, is called once per worker; see Sink.
-	NewSink func() Sink
+	// Findings, when set, runs the detectors of internal/findings as
+	// consumers of the same pass (one collector per worker, merged like
+	// the tables) and puts what they conclude in the report; nil gives
+	// the tables alone.
+	Findings *findings.AnalyzeOptions
 
 	// Log receives one-line notices (the format detected, files skipped);
 	// nil discards them.
@@ -114,10 +104,10 @@ type Result struct {
 	Filtered          int64 // parsed, but outside --where/--since/--until
 	Bytes             int64 // decompressed bytes read
 	Elapsed           time.Duration
-	Sink              Sink
 
-	agg  *aggregate
-	opts Options
+	agg       *aggregate
+	collector *findings.Collector // nil without Options.Findings
+	opts      Options
 }
 
 // Records is the number of records that passed the filters.
@@ -144,7 +134,7 @@ type chunk struct {
 
 type worker struct {
 	agg       *aggregate
-	sink      Sink
+	collector *findings.Collector
 	parsers   map[*accesslog.Format]accesslog.Parser
 	malformed []int64 // per input
 	lines     []int64 // per input
@@ -271,8 +261,8 @@ func (rn *run) newWorker() *worker {
 		lines:     make([]int64, len(rn.paths)),
 		scratch:   make([]byte, 0, 1024),
 	}
-	if rn.opts.NewSink != nil {
-		w.sink = rn.opts.NewSink()
+	if rn.opts.Findings != nil {
+		w.collector = findings.NewCollector(findings.Options{})
 	}
 	return w
 }
@@ -528,8 +518,8 @@ func (w *worker) process(rn *run, c chunk) {
 			continue
 		}
 		w.agg.observe(&r)
-		if w.sink != nil {
-			w.sink.Observe(&r)
+		if w.collector != nil {
+			w.collector.Observe(&r)
 		}
 	}
 	w.lines[c.input] += lines
@@ -550,9 +540,7 @@ func (rn *run) result(workers []*worker, start time.Time) *Result {
 			continue
 		}
 		first.agg.merge(w.agg)
-		if first.sink != nil {
-			first.sink.Merge(w.sink)
-		}
+		first.collector.Merge(w.collector) // a no-op without detectors
 	}
 	slices.SortFunc(res.MalformedExamples, func(a, b MalformedLine) int {
 		if c := strings.Compare(a.File, b.File); c != 0 {
@@ -569,7 +557,7 @@ func (rn *run) result(workers []*worker, start time.Time) *Result {
 		res.Bytes += in.Bytes
 	}
 	res.agg = first.agg
-	res.Sink = first.sink
+	res.collector = first.collector
 	res.Elapsed = time.Since(start)
 	return res
 }

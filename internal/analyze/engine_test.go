@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/findings"
 	"github.com/headroom-dev/headroom/internal/testenv"
 
 	"github.com/klauspost/compress/gzip"
-
-	"github.com/headroom-dev/headroom/internal/accesslog"
 )
 
 func mustRun(t *testing.T, opts Options) *Result {
@@ -29,10 +28,19 @@ func mustRun(t *testing.T, opts Options) *Result {
 	return res
 }
 
+func mustReport(t *testing.T, res *Result) *Report {
+	t.Helper()
+	rep, err := res.Report()
+	if err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	return rep
+}
+
 // stableJSON renders a report without the parts that depend on the machine.
 func stableJSON(t *testing.T, res *Result) string {
 	t.Helper()
-	rep := res.Report(nil)
+	rep := mustReport(t, res)
 	rep.ElapsedSeconds, rep.LinesPerSecond = 0, 0
 	var b bytes.Buffer
 	if err := rep.WriteJSON(&b); err != nil {
@@ -69,7 +77,7 @@ func TestRealCombined(t *testing.T) {
 	}
 
 	res := mustRun(t, Options{Inputs: []string{realCombined}, Workers: 2, ChunkSize: 64 << 10})
-	rep := res.Report(nil)
+	rep := mustReport(t, res)
 	if rep.Records != 10000 || rep.Malformed != 0 {
 		t.Fatalf("records=%d malformed=%d, want 10000 and 0", rep.Records, rep.Malformed)
 	}
@@ -264,7 +272,7 @@ func TestWhereByAndTimeFilters(t *testing.T) {
 		t.Errorf("since/until one hour: %d records, want 60", got)
 	}
 	res := mustRun(t, Options{Inputs: []string{p}, Format: format, By: []string{"tenant", "status"}})
-	g := res.Report(nil).Groups
+	g := mustReport(t, res).Groups
 	if g == nil || len(g.Rows) != 6 {
 		t.Fatalf("--by tenant,status: %+v", g)
 	}
@@ -288,19 +296,19 @@ func TestCompileFilterErrors(t *testing.T) {
 	}
 }
 
-// countingSink is a Sink that counts what it is given.
-type countingSink struct{ n int64 }
-
-func (s *countingSink) Observe(*accesslog.Record) { s.n++ }
-func (s *countingSink) Merge(o Sink)              { s.n += o.(*countingSink).n }
-
-func TestSinkSeesFilteredRecordsOnce(t *testing.T) {
+// TestDetectorsSeeFilteredRecordsOnce: the findings collectors, one per
+// worker and merged, observe exactly the records the tables count.
+func TestDetectorsSeeFilteredRecordsOnce(t *testing.T) {
 	realCombined := testenv.RealSample(t, "elastic-apache-combined-2015.log")
 	f, _ := CompileFilter("status=200", time.Now(), time.UTC)
 	res := mustRun(t, Options{Inputs: []string{realCombined}, Where: f, Workers: 3, ChunkSize: 32 << 10,
-		NewSink: func() Sink { return &countingSink{} }})
-	if n := res.Sink.(*countingSink).n; n != res.Records() || n == 0 {
-		t.Errorf("sink saw %d, engine kept %d", n, res.Records())
+		Findings: &findings.AnalyzeOptions{}})
+	if n := res.collector.Records(); n != res.Records() || n == 0 {
+		t.Errorf("detectors saw %d, engine kept %d", n, res.Records())
+	}
+	rep, err := res.Report()
+	if err != nil || rep.Detail == nil || rep.Detail.Records != res.Records() {
+		t.Fatalf("Report() = %+v, %v: want the findings of the same %d records", rep, err, res.Records())
 	}
 }
 
@@ -334,7 +342,7 @@ func TestTextReportGolden(t *testing.T) {
 	b.WriteString("this line is broken\n")
 	p := writeFile(t, dir, "access.log", b.String())
 	res := mustRun(t, Options{Inputs: []string{p}, By: []string{"key"}})
-	rep := res.Report(nil)
+	rep := mustReport(t, res)
 	rep.ElapsedSeconds, rep.LinesPerSecond = 0, 0
 	rep.Inputs[0].Name = "access.log"
 	for i := range rep.MalformedExamples {

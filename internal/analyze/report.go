@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/findings"
 )
 
 // Report is the JSON form of a Result (`headroom logs analyze --json`).
@@ -15,8 +17,11 @@ type Report struct {
 	Malformed         int64           `json:"malformed"`
 	MalformedExamples []MalformedLine `json:"malformed_examples"`
 	// Findings are the detectors' conclusions (internal/findings), most
-	// important first; an empty list until detectors are wired in.
-	Findings any `json:"findings"`
+	// important first; an empty list when Options.Findings was nil.
+	Findings []findings.Finding `json:"findings"`
+	// Detail is the detectors' whole report (the series and samples the
+	// HTML report charts); nil when Options.Findings was nil.
+	Detail *findings.Report `json:"-"`
 
 	Lines       int64          `json:"lines"`
 	FilteredOut int64          `json:"filtered_out"`
@@ -157,18 +162,27 @@ func bucketName(sec int64) string {
 	return (time.Duration(sec) * time.Second).String()
 }
 
-// Report builds the JSON report; findings (nil for none) is placed under
-// "findings" as given.
-func (r *Result) Report(findings any) *Report {
+// Report builds the report: the tables and, when Options.Findings was set,
+// what the detectors concluded (an error only for a --compare window the
+// log does not cover). It only reads the result, so a run that goes on
+// (--follow) may report again.
+func (r *Result) Report() (*Report, error) {
 	a := r.agg
-	if findings == nil {
-		findings = []any{}
+	fs := []findings.Finding{}
+	var detail *findings.Report
+	if r.collector != nil {
+		var err error
+		if detail, err = findings.Analyze(r.collector, *r.opts.Findings); err != nil {
+			return nil, err
+		}
+		fs = detail.Findings
 	}
 	rep := &Report{
 		Records:           a.total.Requests,
 		Malformed:         r.Malformed,
 		MalformedExamples: r.MalformedExamples,
-		Findings:          findings,
+		Findings:          fs,
+		Detail:            detail,
 		Lines:             r.Lines,
 		FilteredOut:       r.Filtered,
 		Inputs:            r.Inputs,
@@ -258,7 +272,7 @@ func (r *Result) Report(findings any) *Report {
 		}
 		rep.Groups = g
 	}
-	return rep
+	return rep, nil
 }
 
 func byRequests(e *topEntry) int64 { return e.Requests }

@@ -6,12 +6,21 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/headroom-dev/headroom/internal/findings"
 )
 
 // WriteText writes the report for a person at a terminal: totals, the time
 // series as sparklines, then the tables that say who and what.
 func (rep *Report) WriteText(w io.Writer) error {
 	b := &strings.Builder{}
+	if rep.Detail != nil {
+		// Findings first: what changed and who did it, then the tables.
+		if err := findings.WriteText(b, rep.Findings, nil); err != nil {
+			return err
+		}
+		b.WriteString("\n")
+	}
 	rep.textHeader(b)
 	rep.textSeries(b)
 	rep.textStatus(b)

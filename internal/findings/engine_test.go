@@ -19,11 +19,6 @@ import (
 
 var keep = flag.String("keep", "", "write the generated logs of the engine tests to this directory")
 
-// sink adapts the collector to the engine, as cmd/headroom does.
-type sink struct{ *findings.Collector }
-
-func (s sink) Merge(o analyze.Sink) { s.Collector.Merge(o.(sink).Collector) }
-
 // writeLog writes a generated log in headroom's access-log format.
 func writeLog(t *testing.T, name string, o findingstest.Options) string {
 	t.Helper()
@@ -64,7 +59,7 @@ func runEngine(t *testing.T, path string, aopt findings.AnalyzeOptions, format .
 		Format:    f,
 		Workers:   3,
 		ChunkSize: 256 << 10, // several chunks per worker, so merging matters
-		NewSink:   func() analyze.Sink { return sink{findings.NewCollector(findings.Options{})} },
+		Findings:  &aopt,
 	})
 	if err != nil {
 		t.Fatalf("analyze.Run: %v", err)
@@ -72,10 +67,11 @@ func runEngine(t *testing.T, path string, aopt findings.AnalyzeOptions, format .
 	if res.Malformed != 0 {
 		t.Fatalf("%d malformed lines in the generated log: %+v", res.Malformed, res.MalformedExamples)
 	}
-	rep, err := findings.Analyze(res.Sink.(sink).Collector, aopt)
+	full, err := res.Report()
 	if err != nil {
 		t.Fatal(err)
 	}
+	rep := full.Detail
 	var b strings.Builder
 	if err := findings.WriteText(&b, rep.Findings, nil); err != nil {
 		t.Fatal(err)
@@ -171,16 +167,14 @@ func BenchmarkEngine(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				opt := analyze.Options{Inputs: []string{path}, Format: "headroom"}
 				if withFindings {
-					opt.NewSink = func() analyze.Sink { return sink{findings.NewCollector(findings.Options{})} }
+					opt.Findings = &findings.AnalyzeOptions{}
 				}
 				res, err := analyze.Run(context.Background(), opt)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if withFindings {
-					if _, err := findings.Analyze(res.Sink.(sink).Collector, findings.AnalyzeOptions{}); err != nil {
-						b.Fatal(err)
-					}
+				if _, err := res.Report(); err != nil {
+					b.Fatal(err)
 				}
 				lines = res.Lines
 			}
