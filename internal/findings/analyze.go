@@ -77,58 +77,22 @@ func Analyze(c *Collector, opt AnalyzeOptions) (*Report, error) {
 		rep.Start = time.Unix(0, c.first).In(c.loc)
 		rep.End = time.Unix(0, c.last).In(c.loc)
 	}
+	a := &analysis{c: c, opt: opt}
 	var fs []Finding
-	if opt.Compare != nil {
-		f, err := c.compare(*opt.Compare)
+	for _, d := range c.detectors {
+		found, err := d.find(a)
 		if err != nil {
 			return nil, err
 		}
-		fs = append(fs, f)
+		fs = append(fs, found...)
 	}
-	shifts := c.levelShifts()
-	fs = append(fs, shifts...)
-	ct, knee := c.clientTimeout()
-	if ct != nil {
-		fs = append(fs, *ct)
-	}
-	fs = append(fs, c.abortAccounting(knee)...)
-	if f := c.repeatedFetch(); f != nil {
-		fs = append(fs, *f)
-	}
-	if f := c.crawler(); f != nil {
-		fs = append(fs, *f)
-	}
-	if f := c.hotlink(opt.SiteHosts); f != nil {
-		fs = append(fs, *f)
-	}
-	fs = append(fs, c.errorBursts()...)
-	if f := c.rateLimited(); f != nil {
-		fs = append(fs, *f)
-	}
-	fs = append(fs, c.latencyBursts()...)
 	rank(fs)
 	if fs == nil {
 		fs = []Finding{}
 	}
 	rep.Findings = fs
-	rep.Charts = c.charts(fs, knee)
+	rep.Charts = c.charts(fs, a.knee)
 	return rep, nil
-}
-
-// series returns the buckets from minIdx to maxIdx (nil for empty ones).
-func (c *Collector) series() []*bucket {
-	if len(c.buckets) == 0 {
-		return nil
-	}
-	out := make([]*bucket, c.maxIdx-c.minIdx+1)
-	for idx, b := range c.buckets {
-		out[idx-c.minIdx] = b
-	}
-	return out
-}
-
-func (c *Collector) bucketTime(i int) time.Time {
-	return time.Unix((c.minIdx+int64(i))*c.width, 0).In(c.loc)
 }
 
 // sumDim adds up dimension d over buckets [from, to) of the series: the
@@ -377,13 +341,13 @@ func (c *Collector) charts(fs []Finding, knee float64) Charts {
 	// Histogram: 50 ms bins up to a little past the knee or the 99.5th
 	// percentile, whichever is larger, so the pile-up is visible.
 	var n int64
-	for _, v := range c.reqHist {
+	for _, v := range c.timeouts.reqHist {
 		n += v
 	}
 	limit := 0
 	if n > 0 {
 		var acc int64
-		for i, v := range c.reqHist {
+		for i, v := range c.timeouts.reqHist {
 			acc += v
 			if float64(acc) >= 0.995*float64(n) {
 				limit = i
@@ -398,8 +362,8 @@ func (c *Collector) charts(fs []Finding, knee float64) Charts {
 	for i := 0; i <= limit; i += group {
 		var s, a int64
 		for j := i; j < i+group && j < histBins; j++ {
-			s += c.reqHist[j]
-			a += c.abortHist[j]
+			s += c.timeouts.reqHist[j]
+			a += c.timeouts.abortHist[j]
 		}
 		ch.Histogram.Counts = append(ch.Histogram.Counts, s)
 		ch.Histogram.Aborted = append(ch.Histogram.Aborted, a)

@@ -65,6 +65,20 @@ func parseRange(s string, now time.Time, loc *time.Location) (Window, error) {
 	return Window{Start: start, End: end}, nil
 }
 
+// comparison attributes the change between the two windows of --compare.
+type comparison struct{ timelineOnly }
+
+func (comparison) find(a *analysis) ([]Finding, error) {
+	if a.opt.Compare == nil {
+		return nil, nil
+	}
+	f, err := a.c.compare(*a.opt.Compare)
+	if err != nil {
+		return nil, err
+	}
+	return []Finding{f}, nil
+}
+
 // compare attributes the change between the baseline and the period.
 func (c *Collector) compare(cmp Compare) (Finding, error) {
 	bs := c.series()

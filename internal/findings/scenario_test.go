@@ -282,11 +282,13 @@ func TestCollectorMemoryIsBounded(t *testing.T) {
 		check("errWho", b.errWho)
 		check("slowWho", b.slowWho)
 	}
-	for name, tk := range map[string]*topK{"hosts": c.hosts, "referers": c.referers, "abortWho": c.abortWho, "bots": c.bots, "staticRef": c.staticRef, "staticRefPath": c.staticRefPath} {
+	hl := detectorOf[*hotlinks](c)
+	for name, tk := range map[string]*topK{"hosts": hl.hosts, "referers": hl.referers, "abortWho": c.timeouts.abortWho, "bots": detectorOf[*crawlers](c).bots,
+		"staticRef": hl.staticRef, "staticRefPath": hl.staticRefPath, "gapWho": detectorOf[*accounting](c).gapWho} {
 		check(name, tk)
 	}
-	if len(c.sample) > opt.Samples || len(c.recent) != opt.RefetchSlots {
-		t.Errorf("sample %d (bound %d), refetch table %d (want %d)", len(c.sample), opt.Samples, len(c.recent), opt.RefetchSlots)
+	if len(c.sample) > opt.Samples || len(c.repeats.recent) != opt.RefetchSlots {
+		t.Errorf("sample %d (bound %d), refetch table %d (want %d)", len(c.sample), opt.Samples, len(c.repeats.recent), opt.RefetchSlots)
 	}
 	if _, err := Analyze(c, AnalyzeOptions{}); err != nil {
 		t.Fatal(err)
@@ -342,15 +344,15 @@ func TestRepeatedFetchEstimateUnderPressure(t *testing.T) {
 	for i := range recs {
 		c.Observe(&recs[i])
 	}
-	got := float64(c.repeatReq)
+	got := float64(c.repeats.repeatReq)
 	if got < 0.75*pairs || got > 1.25*pairs {
-		t.Errorf("estimated %0.f repeats, true %d (sample 1 in %d)", got, pairs, 1<<c.maxShift)
+		t.Errorf("estimated %0.f repeats, true %d (sample 1 in %d)", got, pairs, 1<<c.repeats.maxShift)
 	}
-	t.Logf("estimated %.0f repeats of %d (sample 1 in %d)", got, pairs, 1<<c.maxShift)
-	if c.maxShift == 0 {
+	t.Logf("estimated %.0f repeats of %d (sample 1 in %d)", got, pairs, 1<<c.repeats.maxShift)
+	if c.repeats.maxShift == 0 {
 		t.Error("the table never switched to sampling")
 	}
-	f := c.repeatedFetch()
+	f := c.repeats.repeatedFetch(c)
 	if f == nil || !strings.Contains(strings.Join(f.Evidence, " "), "sample") {
 		t.Errorf("finding does not say it is estimated from a sample: %+v", f)
 	}
@@ -546,4 +548,15 @@ func TestFewAbortsHidingMuchWork(t *testing.T) {
 			}
 		})
 	}
+}
+
+// detectorOf returns c's detector of type T (every Collector has one of
+// each).
+func detectorOf[T detector](c *Collector) T {
+	for _, d := range c.detectors {
+		if x, ok := d.(T); ok {
+			return x
+		}
+	}
+	panic("no such detector")
 }

@@ -334,6 +334,11 @@ type detectedShift struct {
 	lo, hi  int // the neighbouring changes (or the series' ends)
 }
 
+// levelShifts finds lasting changes in requests and bytes on the timeline.
+type levelShifts struct{ timelineOnly }
+
+func (levelShifts) find(a *analysis) ([]Finding, error) { return a.c.levelShifts(), nil }
+
 func (c *Collector) levelShifts() []Finding {
 	s := c.shiftSeries()
 	if len(s.req) < 6 {

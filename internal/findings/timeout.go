@@ -1,6 +1,8 @@
 package findings
 
 import (
+	"github.com/headroom-dev/headroom/internal/accesslog"
+
 	"fmt"
 	"math"
 	"sort"
@@ -19,6 +21,126 @@ const (
 	kneeMinTime  = 50  // bins: ignore pile-ups under 0.5 s (instant 404s)
 	kneeBgHalf   = 100 // bins of background on each side (±1 s)
 )
+
+// Fine histograms of durations: 10 ms bins up to 2 minutes; a client timeout
+// is a spike a few bins wide.
+const (
+	histStep = 10 * time.Millisecond
+	histBins = 12001
+	whoStep  = 50 * time.Millisecond // bins of the aborted-line attribution
+	whoBins  = 2401
+)
+
+// timeouts finds client timeouts: histograms of client-facing, aborted and
+// upstream times, and who the aborted lines were, by 50 ms bin.
+type timeouts struct {
+	reqHist               []int64 // all lines with a client-facing time (charted)
+	abortHist             []int64 // aborted or upstream-less lines
+	upHist                []int64 // upstream times of lines the client did not abort
+	upTotal               int64   // µs
+	rtLines               int64
+	abortWho              *topK // "u|k|p" + bin + value; W lines, A logged µs, B upstream µs
+	abortFirst, abortLast []int64
+}
+
+func newTimeouts() *timeouts {
+	return &timeouts{
+		reqHist:    make([]int64, histBins),
+		abortHist:  make([]int64, histBins),
+		upHist:     make([]int64, histBins),
+		abortWho:   newTopK(96),
+		abortFirst: make([]int64, whoBins),
+		abortLast:  make([]int64, whoBins),
+	}
+}
+
+func (d *timeouts) observe(rec *record) {
+	r := rec.Record
+	rt, ut := r.RequestTime, r.UpstreamTime
+	if rt > 0 || r.HasUpstreamTime {
+		d.rtLines++
+		d.reqHist[histBin(rt, histStep, histBins)]++
+	}
+	if r.HasUpstreamTime {
+		d.upTotal += ut.Microseconds()
+		if r.Status != 499 {
+			d.upHist[histBin(ut, histStep, histBins)]++
+		}
+	}
+	if !abortedLike(r) {
+		return
+	}
+	d.abortHist[histBin(rt, histStep, histBins)]++
+	wb := histBin(rt, whoStep, whoBins)
+	if !r.Time.IsZero() {
+		s := r.Time.Unix()
+		if d.abortFirst[wb] == 0 || s < d.abortFirst[wb] {
+			d.abortFirst[wb] = s
+		}
+		d.abortLast[wb] = max(d.abortLast[wb], s)
+	}
+	var up int64
+	if r.HasUpstreamTime {
+		up = ut.Microseconds()
+	}
+	v := rec.v
+	for _, dim := range []Dimension{DimUserAgent, DimKey, DimPath, DimClient, DimStatus} {
+		v.buf = append(v.buf[:0], byte('0'+dim), 0)
+		v.buf = appendUint(v.buf, uint64(wb))
+		v.buf = append(v.buf, 0)
+		if val, ok := v.value(dim); ok {
+			v.buf = append(v.buf, val...)
+			d.abortWho.addBytes(v.buf, 1, rt.Microseconds(), up)
+		}
+	}
+}
+
+func (d *timeouts) merge(other detector) {
+	o := other.(*timeouts)
+	for i := range d.reqHist {
+		d.reqHist[i] += o.reqHist[i]
+		d.abortHist[i] += o.abortHist[i]
+		d.upHist[i] += o.upHist[i]
+	}
+	d.upTotal += o.upTotal
+	d.rtLines += o.rtLines
+	d.abortWho.merge(o.abortWho)
+	for i := range d.abortFirst {
+		if f := o.abortFirst[i]; f != 0 && (d.abortFirst[i] == 0 || f < d.abortFirst[i]) {
+			d.abortFirst[i] = f
+		}
+		d.abortLast[i] = max(d.abortLast[i], o.abortLast[i])
+	}
+}
+
+// find reports the client timeout and leaves its knee to the detectors and
+// charts that use it.
+func (d *timeouts) find(a *analysis) ([]Finding, error) {
+	f, knee := d.clientTimeout(a.c)
+	a.knee = knee
+	return one(f), nil
+}
+
+func histBin(d time.Duration, step time.Duration, n int) int {
+	if d < 0 {
+		return 0
+	}
+	i := int64(d / step)
+	if i >= int64(n) {
+		return n - 1
+	}
+	return int(i)
+}
+
+// abortedLike is a line whose client left or whose upstream never answered
+// although the request was not served locally: 499, or an error with no
+// upstream time after a wait no static file needs.
+func abortedLike(r *accesslog.Record) bool {
+	if r.Status == 499 {
+		return true
+	}
+	return r.Status >= 400 && !r.HasUpstreamTime && r.UpstreamStatus == 0 && r.RequestTime >= time.Second
+}
 
 // findKnee returns the request time aborted lines pile up at, the lines in
 // the pile-up and its bin range, or ok=false.
@@ -61,8 +183,8 @@ func findKnee(h []int64) (knee float64, n int64, lo, hi int, ok bool) {
 
 // clientTimeout returns the client_timeout finding and the knee in seconds
 // (0 when none).
-func (c *Collector) clientTimeout() (*Finding, float64) {
-	knee, n, lo, hi, ok := findKnee(c.abortHist)
+func (d *timeouts) clientTimeout(c *Collector) (*Finding, float64) {
+	knee, n, lo, hi, ok := findKnee(d.abortHist)
 	if !ok {
 		return nil, 0
 	}
@@ -75,12 +197,12 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 	byDim := map[Dimension]map[string]*agg{}
 	var first, last int64
 	for b := wlo; b <= whi && b < whoBins; b++ {
-		if f := c.abortFirst[b]; f != 0 && (first == 0 || f < first) {
+		if f := d.abortFirst[b]; f != 0 && (first == 0 || f < first) {
 			first = f
 		}
-		last = max(last, c.abortLast[b])
+		last = max(last, d.abortLast[b])
 	}
-	for _, e := range c.abortWho.entries {
+	for _, e := range d.abortWho.entries {
 		d, rest, ok := strings.Cut(e.Key, "\x00")
 		if !ok || len(d) != 1 {
 			continue
@@ -108,7 +230,7 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 	}
 	var inWin int64 // lines in the 50 ms-aligned window, the shares' denominator
 	for b := int(time.Duration(wlo) * whoStep / histStep); b < int(time.Duration(whi+1)*whoStep/histStep) && b < histBins; b++ {
-		inWin += c.abortHist[b]
+		inWin += d.abortHist[b]
 	}
 	inWin = max(inWin, n)
 	type top struct {
@@ -173,8 +295,8 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 		var sum float64
 		kb := int(knee / histStep.Seconds())
 		for i := kb; i < histBins; i++ {
-			m += c.upHist[i]
-			sum += float64(c.upHist[i]) * (float64(i) + 0.5) * histStep.Seconds()
+			m += d.upHist[i]
+			sum += float64(d.upHist[i]) * (float64(i) + 0.5) * histStep.Seconds()
 		}
 		if m >= 10 {
 			mu := sum / float64(m)
@@ -206,19 +328,19 @@ func (c *Collector) clientTimeout() (*Finding, float64) {
 	title := fmt.Sprintf("Client timeout at %.2f s: %s gives up on %s requests the upstream keeps working on", knee, who, human(float64(inWin)))
 	ev = append(ev,
 		fmt.Sprintf("%s aborted or upstream-less lines%s pile up at %.2f–%.2f s, %s the surrounding density",
-			human(float64(inWin)), statuses, float64(lo)*histStep.Seconds(), float64(hi+1)*histStep.Seconds(), times(pileRatio(c.abortHist, lo, hi))),
+			human(float64(inWin)), statuses, float64(lo)*histStep.Seconds(), float64(hi+1)*histStep.Seconds(), times(pileRatio(d.abortHist, lo, hi))),
 		fmt.Sprintf("logged client-facing time of those lines: %s; %s", seconds(logged), realNote),
 	)
 	for _, t := range tops(DimPath) {
 		ev = append(ev, fmt.Sprintf("most of them on %s (%s)", t.value, pct(float64(t.a.lines)/float64(inWin))))
 		break
 	}
-	totalWork := float64(c.upTotal)/1e6 + math.Max(real-float64(upUs)/1e6, 0)
+	totalWork := float64(d.upTotal)/1e6 + math.Max(real-float64(upUs)/1e6, 0)
 	impact := 0.0
 	if totalWork > 0 {
 		impact = math.Min(real/totalWork, 1)
 	}
-	impact = math.Max(impact, float64(inWin)/math.Max(float64(c.rtLines), 1))
+	impact = math.Max(impact, float64(inWin)/math.Max(float64(d.rtLines), 1))
 	f := &Finding{
 		Kind:         KindClientTimeout,
 		Title:        title,
@@ -258,76 +380,4 @@ func pileRatio(h []int64, lo, hi int) float64 {
 		bg = 1.0 / float64(2*kneeBgHalf)
 	}
 	return float64(in) / bins / bg
-}
-
-func (c *Collector) locOrUTC() *time.Location {
-	if c.loc == nil {
-		return time.UTC
-	}
-	return c.loc
-}
-
-// abortAccounting reports lines whose logged times under-state the
-// upstream's work: the client-facing time is shorter than the upstream's
-// (the client left, the upstream kept going), or an error line waited
-// seconds yet has no upstream time (nginx logged when the client left).
-func (c *Collector) abortAccounting(knee float64) []Finding {
-	var out []Finding
-	work := float64(c.upTotal) / 1e6
-	action := "In nginx set proxy_ignore_client_abort on (the upstream finishes, and the log gets its real status and time), log $upstream_status and $upstream_response_time (headroom's log format does), and charge rate limits and budgets on upstream time, not $request_time."
-	if c.shortClient > 0 && c.withUp > 0 {
-		gap := float64(c.shortClientGap) / 1e6
-		share := float64(c.shortClient) / float64(c.withUp)
-		// Many lines, or a few that hide a real share of the work (a guard's
-		// log with a handful of 30 s reports abandoned at 5 s).
-		if (c.shortClient >= 10 && share >= 0.001) || (c.shortClient >= 3 && gap >= 0.05*work) {
-			ev := []string{
-				fmt.Sprintf("on these lines $request_time < $upstream_response_time; %s of status 499 in the log", human(float64(c.status499))),
-				fmt.Sprintf("anything that charges the client-facing time under-counts by %s (%s of all upstream time)", seconds(gap), pct(gap/math.Max(work, 1e-9))),
-			}
-			who, lines := topShares(c.gapWho, []Dimension{DimKey, DimUserAgent, DimClient, DimPath}, float64(c.shortClientGap), 0.2)
-			for _, l := range lines {
-				ev = append(ev, "of the hidden worker time, "+l)
-			}
-			out = append(out, Finding{
-				Kind:         KindAbortAccounting,
-				Title:        fmt.Sprintf("%s lines (%s) ended for the client before the upstream finished: %s of worker time beyond their client-facing time", human(float64(c.shortClient)), pct(share), seconds(gap)),
-				Contributors: who,
-				Evidence:     ev,
-				Window:       c.logWindow(),
-				Action:       action,
-				Impact:       round3(math.Min(gap/math.Max(work, 1e-9), 1)),
-			})
-		}
-	}
-	if c.missingUp >= 10 && c.withUp > 0 {
-		t := float64(c.missingUpTime) / 1e6
-		ev := []string{
-			fmt.Sprintf("%s lines are 499 or an error after ≥ 1 s with upstream status and time '-', though %s other lines carry an upstream time", human(float64(c.missingUp)), human(float64(c.withUp))),
-			fmt.Sprintf("their client-facing time adds to %s; the upstream's work on them is missing from the log", seconds(t)),
-		}
-		if knee > 0 {
-			ev = append(ev, fmt.Sprintf("many sit at the client-timeout knee (%.2f s): see the client_timeout finding", knee))
-		}
-		out = append(out, Finding{
-			Kind:     KindAbortAccounting,
-			Title:    fmt.Sprintf("%s aborted lines have no upstream time: the worker time they cost is not in the log", human(float64(c.missingUp))),
-			Window:   c.logWindow(),
-			Evidence: ev,
-			Action:   action,
-			Impact:   round3(math.Min(t/math.Max(work+t, 1e-9), 1)),
-		})
-	}
-	if c.records >= 100 && c.rtLines == 0 {
-		out = append(out, Finding{
-			Kind:     KindAbortAccounting,
-			Title:    "The log has no request or upstream times: worker time and client timeouts cannot be measured",
-			Window:   c.logWindow(),
-			Evidence: []string{fmt.Sprintf("none of %s lines has $request_time or $upstream_response_time", human(float64(c.records)))},
-			Action:   "Add $request_time $upstream_status $upstream_response_time to the log_format (headroom nginx-config prints one), with proxy_ignore_client_abort on.",
-			Impact:   0.01,
-			Severity: "info",
-		})
-	}
-	return out
 }
