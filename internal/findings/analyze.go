@@ -96,18 +96,15 @@ func Analyze(c *Collector, opt AnalyzeOptions) (*Report, error) {
 }
 
 // sumDim adds up dimension d over buckets [from, to) of the series: the
-// weight of each tracked value (requests, or bytes when byBytes).
-func sumDim(bs []*bucket, d Dimension, byBytes bool, from, to int) map[string]float64 {
+// weight of each tracked value in metric m.
+func sumDim(bs []*bucket, d Dimension, m metric, from, to int) map[string]float64 {
 	out := map[string]float64{}
 	for i := max(from, 0); i < min(to, len(bs)); i++ {
 		b := bs[i]
 		if b == nil {
 			continue
 		}
-		t := b.byReq[d]
-		if byBytes {
-			t = b.byBytes[d]
-		}
+		t := m.summary(b, d)
 		if t == nil {
 			continue
 		}
@@ -120,18 +117,67 @@ func sumDim(bs []*bucket, d Dimension, byBytes bool, from, to int) map[string]fl
 	return out
 }
 
-func total(bs []*bucket, byBytes bool, from, to int) float64 {
+func total(bs []*bucket, m metric, from, to int) float64 {
 	var s float64
 	for i := max(from, 0); i < min(to, len(bs)); i++ {
 		if b := bs[i]; b != nil {
-			if byBytes {
-				s += float64(b.bytes)
-			} else {
-				s += float64(b.req)
-			}
+			s += m.of(b)
 		}
 	}
 	return s
+}
+
+// metric is what a level shift or comparison measures.
+type metric int
+
+const (
+	metricRequests metric = iota
+	metricBytes
+	metricWork // worker time (workOf), µs
+)
+
+// of is the bucket's total in the metric.
+func (m metric) of(b *bucket) float64 {
+	switch m {
+	case metricBytes:
+		return float64(b.bytes)
+	case metricWork:
+		return float64(b.work)
+	}
+	return float64(b.req)
+}
+
+// summary is the bucket's heavy hitters of dimension d weighted by the
+// metric (nil when none).
+func (m metric) summary(b *bucket, d Dimension) *topK {
+	switch m {
+	case metricBytes:
+		return b.byBytes[d]
+	case metricWork:
+		return b.byWork[d]
+	}
+	return b.byReq[d]
+}
+
+// String is the metric's name in findings (Finding.Metric).
+func (m metric) String() string {
+	return [...]string{"requests", "bytes", "worker_time"}[m]
+}
+
+// unit names the metric in sentences.
+func (m metric) unit() string {
+	return [...]string{"requests", "bytes out", "worker time"}[m]
+}
+
+// format renders an amount of the metric.
+func (m metric) format(v float64) string {
+	switch m {
+	case metricBytes:
+		return humanBytes(v)
+	case metricWork:
+		return seconds(v / 1e6)
+	}
+	return human(v)
 }
 
 // change is one dimension value's part in a change between two windows.
@@ -167,19 +213,19 @@ type attribution struct {
 	byDim        [numDims][]change
 }
 
-func attribute(bs []*bucket, width int64, byBytes bool, a0, a1, b0, b1 int) attribution {
+func attribute(bs []*bucket, width int64, m metric, a0, a1, b0, b1 int) attribution {
 	hA := float64(a1-a0) * float64(width) / 3600
 	hB := float64(b1-b0) * float64(width) / 3600
 	var at attribution
 	if hA <= 0 || hB <= 0 {
 		return at
 	}
-	at.rateA = total(bs, byBytes, a0, a1) / hA
-	at.rateB = total(bs, byBytes, b0, b1) / hB
+	at.rateA = total(bs, m, a0, a1) / hA
+	at.rateB = total(bs, m, b0, b1) / hB
 	diff := at.rateB - at.rateA
 	for d := range numDims {
-		va := sumDim(bs, d, byBytes, a0, a1)
-		vb := sumDim(bs, d, byBytes, b0, b1)
+		va := sumDim(bs, d, m, a0, a1)
+		vb := sumDim(bs, d, m, b0, b1)
 		var cs []change
 		seen := map[string]bool{}
 		for _, m := range []map[string]float64{vb, va} {
@@ -272,11 +318,8 @@ func (at attribution) contributors() []Contributor {
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 // describe renders a change as an evidence line.
-func (ch change) describe(unit string, byBytes bool) string {
-	f := human
-	if byBytes {
-		f = humanBytes
-	}
+func (ch change) describe(m metric) string {
+	f, unit := m.format, m.unit()
 	return fmt.Sprintf("%s %s: %s → %s %s/hour (%s%s, %s of the change)",
 		ch.dim.label(), quoteValue(ch.value), f(ch.before), f(ch.after), unit, sign(ch.delta), f(math.Abs(ch.delta)), pct(ch.shareChange))
 }
@@ -372,7 +415,7 @@ func (c *Collector) charts(fs []Finding, knee float64) Charts {
 }
 
 func stackFor(bs []*bucket, d Dimension, k int) Stack {
-	tot := sumDim(bs, d, false, 0, len(bs))
+	tot := sumDim(bs, d, metricRequests, 0, len(bs))
 	type kv struct {
 		k string
 		v float64

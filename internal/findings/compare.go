@@ -113,17 +113,20 @@ func (c *Collector) compare(cmp Compare) (Finding, error) {
 	clip("baseline", &a0, &a1)
 	clip("period", &b0, &b1)
 
-	// Lead with whichever of requests and bytes moved more.
-	reqAt := attribute(bs, c.width, false, a0, a1, b0, b1)
-	byteAt := attribute(bs, c.width, true, a0, a1, b0, b1)
-	attr, byBytes := reqAt, false
+	// Lead with whichever of requests, bytes and worker time moved more;
+	// worker time only when it moved beyond what volume explains.
+	reqAt := attribute(bs, c.width, metricRequests, a0, a1, b0, b1)
+	byteAt := attribute(bs, c.width, metricBytes, a0, a1, b0, b1)
+	workAt := attribute(bs, c.width, metricWork, a0, a1, b0, b1)
+	attr, m := reqAt, metricRequests
 	if logRatio(byteAt) > logRatio(reqAt)+math.Log(1.1) {
-		attr, byBytes = byteAt, true
+		attr, m = byteAt, metricBytes
 	}
-	unit := "requests"
-	if byBytes {
-		unit = "bytes out"
+	hasWork := workAt.rateA > 0 || workAt.rateB > 0
+	if hasWork && logRatio(workAt) > max(logRatio(reqAt), logRatio(byteAt))+math.Log(1.1) {
+		attr, m = workAt, metricWork
 	}
+	unit := m.unit()
 	direction := "increase"
 	if attr.rateB < attr.rateA {
 		direction = "decrease"
@@ -132,9 +135,11 @@ func (c *Collector) compare(cmp Compare) (Finding, error) {
 	if h := attr.headline(direction); h != "" {
 		title += ": " + h
 	}
-	ev = append([]string{
-		fmt.Sprintf("requests/hour: %s → %s; bytes out/hour: %s → %s", human(reqAt.rateA), human(reqAt.rateB), humanBytes(byteAt.rateA), humanBytes(byteAt.rateB)),
-	}, ev...)
+	rates := fmt.Sprintf("requests/hour: %s → %s; bytes out/hour: %s → %s", human(reqAt.rateA), human(reqAt.rateB), humanBytes(byteAt.rateA), humanBytes(byteAt.rateB))
+	if hasWork {
+		rates += fmt.Sprintf("; worker time/hour: %s → %s", seconds(workAt.rateA/1e6), seconds(workAt.rateB/1e6))
+	}
+	ev = append([]string{rates}, ev...)
 	aligned := func(t time.Time) bool { return t.Unix()%c.width == 0 && t.Nanosecond() == 0 }
 	if !aligned(cmp.Period.Start) || !aligned(cmp.Period.End) || !aligned(cmp.Baseline.Start) || !aligned(cmp.Baseline.End) {
 		ev = append(ev, fmt.Sprintf("windows rounded to the series' %s buckets", fmtSpan(time.Duration(c.width)*time.Second)))
@@ -146,15 +151,26 @@ func (c *Collector) compare(cmp Compare) (Finding, error) {
 				break
 			}
 			if ch.informative() {
-				ev = append(ev, ch.describe(unit, byBytes))
+				ev = append(ev, ch.describe(m))
 				n++
 			}
 		}
 	}
-	metric := "requests"
-	if byBytes {
-		metric = "bytes"
+	if hasWork && m != metricWork {
+		// Who brought the worker time, the same way (issue 16: the
+		// question an API's operator asks first).
+		for _, dim := range workDims {
+			for i, ch := range workAt.byDim[dim] {
+				if i == 2 || ch.shareChange < 0.1 {
+					break
+				}
+				if ch.informative() {
+					ev = append(ev, "of the worker time, "+ch.describe(metricWork))
+				}
+			}
+		}
 	}
+	metric := m.String()
 	return Finding{
 		Kind:         KindComparison,
 		Title:        title,

@@ -122,6 +122,34 @@ func TestLevelShiftNamesTheClientAndTheDay(t *testing.T) {
 	}
 }
 
+// A deploy makes one endpoint 4× slower while its requests stay the same:
+// the top finding is a worker-time shift naming that endpoint as a
+// regression, from the hour of the deploy (issue 16).
+func TestWorkerTimeShiftNamesTheSlowEndpoint(t *testing.T) {
+	from := time.Date(2019, 4, 4, 14, 0, 0, 0, time.UTC)
+	recs := findingstest.Generate(findingstest.Options{Seed: 12, Days: 10, PageViewsPerHour: 80, DayNoise: 0.05, SlowFrom: from})
+	rep := analyzeRecords(t, recs, AnalyzeOptions{})
+	logFindings(t, rep)
+	if len(rep.Findings) == 0 {
+		t.Fatal("no findings")
+	}
+	top := rep.Findings[0]
+	if top.Kind != KindLevelShift || top.Metric != "worker_time" {
+		t.Fatalf("top finding %s/%s %q, want a worker_time level_shift; kinds %v", top.Kind, top.Metric, top.Title, kinds(rep.Findings))
+	}
+	if !hasContributor(top, "path", findingstest.SlowPath) || !strings.Contains(top.Title, "no change in its requests") {
+		t.Errorf("does not name %s as a regression: %q %+v", findingstest.SlowPath, top.Title, top.Contributors)
+	}
+	if top.ChangeAt == nil || top.ChangeAt.Sub(from).Abs() > time.Hour {
+		t.Errorf("change at %v, want %v ± 1h", top.ChangeAt, from)
+	}
+	for _, f := range rep.Findings[1:] {
+		if f.Kind == KindLevelShift && f.Metric != "worker_time" {
+			t.Errorf("a request or bytes shift although volume did not change: %q", f.Title)
+		}
+	}
+}
+
 func TestNoLevelShiftOnCleanSeasonalLogs(t *testing.T) {
 	// Days differ by ±10% and weekends are 10% lower, as real traffic does;
 	// none of that is a lasting change.

@@ -35,6 +35,7 @@ type shiftSeries struct {
 	start  int64 // unix seconds of point 0
 	req    []float64
 	bytes  []float64
+	work   []float64 // worker µs
 	period int // points per day, 0 when the log is too short for seasonality
 }
 
@@ -55,6 +56,7 @@ func (c *Collector) shiftSeries() shiftSeries {
 	}
 	s.req = make([]float64, n)
 	s.bytes = make([]float64, n)
+	s.work = make([]float64, n)
 	base := floorDiv(c.minIdx, f)
 	for i, b := range bs {
 		if b == nil {
@@ -63,6 +65,7 @@ func (c *Collector) shiftSeries() shiftSeries {
 		j := floorDiv(c.minIdx+int64(i), f) - base
 		s.req[j] += float64(b.req)
 		s.bytes[j] += float64(b.bytes)
+		s.work[j] += float64(b.work)
 	}
 	// The log rarely starts or ends on a point's boundary: a partial first
 	// or last point would look like a change.
@@ -77,7 +80,7 @@ func (c *Collector) shiftSeries() shiftSeries {
 	if hi-lo < 4 {
 		return shiftSeries{}
 	}
-	s.req, s.bytes = s.req[lo:hi], s.bytes[lo:hi]
+	s.req, s.bytes, s.work = s.req[lo:hi], s.bytes[lo:hi], s.work[lo:hi]
 	s.start += int64(lo) * s.width
 	if 86400%s.width == 0 && int64(len(s.req))*s.width >= 2*86400 {
 		s.period = int(86400 / s.width)
@@ -293,7 +296,7 @@ func daysAgree(z []float64, cp changePoint, period int) bool {
 // refineChange locates the change in the share of traffic of one
 // contributor, within radius buckets of around, and returns the bucket it
 // began in.
-func refineChange(bs []*bucket, lead change, byBytes bool, around, radius int) (int, bool) {
+func refineChange(bs []*bucket, lead change, m metric, around, radius int) (int, bool) {
 	lo, hi := max(around-radius, 0), min(around+radius, len(bs))
 	if hi-lo < 6 {
 		return 0, false
@@ -304,11 +307,8 @@ func refineChange(bs []*bucket, lead change, byBytes bool, around, radius int) (
 		b := bs[i]
 		var tot, v float64
 		if b != nil {
-			tk := b.byReq[lead.dim]
-			tot = float64(b.req)
-			if byBytes {
-				tk, tot = b.byBytes[lead.dim], float64(b.bytes)
-			}
+			tk := m.summary(b, lead.dim)
+			tot = m.of(b)
 			if e, ok := tk.get(lead.value); ok {
 				v = float64(e.W - e.Err)
 			}
@@ -329,12 +329,13 @@ func refineChange(bs []*bucket, lead change, byBytes bool, around, radius int) (
 }
 
 type detectedShift struct {
-	cp      changePoint
-	byBytes bool
-	lo, hi  int // the neighbouring changes (or the series' ends)
+	cp     changePoint
+	m      metric
+	lo, hi int // the neighbouring changes (or the series' ends)
 }
 
-// levelShifts finds lasting changes in requests and bytes on the timeline.
+// levelShifts finds lasting changes in requests, bytes and worker time on
+// the timeline.
 type levelShifts struct{ timelineOnly }
 
 func (levelShifts) find(a *analysis) ([]Finding, error) { return a.c.levelShifts(), nil }
@@ -357,10 +358,16 @@ func (c *Collector) levelShifts() []Finding {
 		w[i] = v + 1 // bytes vary with requests: weigh both by requests
 	}
 	var found []detectedShift
-	for _, byBytes := range []bool{false, true} {
+	for _, m := range []metric{metricRequests, metricBytes, metricWork} {
 		x := s.req
-		if byBytes {
+		switch m {
+		case metricBytes:
 			x = s.bytes
+		case metricWork:
+			x = s.work
+			if mean(x) == 0 {
+				continue // no request or upstream times in the log
+			}
 		}
 		z := deseasonalize(x, s.period, phase)
 		cps := segment(z, w, 0, len(z), minSeg, 3, nil)
@@ -398,7 +405,7 @@ func (c *Collector) levelShifts() []Finding {
 				return detectedShift{}, false
 			}
 			cp.at = at
-			return detectedShift{cp: cp, byBytes: byBytes, lo: lo, hi: hi}, true
+			return detectedShift{cp: cp, m: m, lo: lo, hi: hi}, true
 		}
 		for dropped := true; dropped; {
 			dropped = false
@@ -416,16 +423,24 @@ func (c *Collector) levelShifts() []Finding {
 			}
 		}
 	}
-	// Requests and bytes usually move together: one finding per change,
-	// led by the larger step.
+	// Requests, bytes and worker time usually move together: one finding
+	// per change, led by the larger step of requests and bytes; worker time
+	// leads only when it moved beyond what volume explains (20% more per
+	// request), else the finding names who brought the volume.
 	tol := max(s.period/4, 2)
+	score := func(d detectedShift) float64 {
+		if d.m == metricWork {
+			return math.Abs(d.cp.delta) - math.Log(1.2)
+		}
+		return math.Abs(d.cp.delta)
+	}
 	var keep []detectedShift
 	for _, d := range found {
 		dup := false
 		for j, k := range keep {
 			if abs(k.cp.at-d.cp.at) <= tol && k.cp.delta*d.cp.delta > 0 {
 				dup = true
-				if math.Abs(d.cp.delta) > math.Abs(k.cp.delta) {
+				if score(d) > score(k) {
 					keep[j] = d
 				}
 			}
@@ -523,13 +538,16 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) (Finding, bool)
 	b0, b1 := at, at+int64(l)*s.width
 	bs := c.series()
 	idx := func(sec int64) int { return int(floorDiv(sec, c.width) - c.minIdx) }
-	reqAt := attribute(bs, c.width, false, idx(a0), idx(a1), idx(b0), idx(b1))
-	byteAt := attribute(bs, c.width, true, idx(a0), idx(a1), idx(b0), idx(b1))
+	reqAt := attribute(bs, c.width, metricRequests, idx(a0), idx(a1), idx(b0), idx(b1))
+	byteAt := attribute(bs, c.width, metricBytes, idx(a0), idx(a1), idx(b0), idx(b1))
 	attr := reqAt
-	metric, unit := "requests", "requests"
-	if d.byBytes {
-		attr, metric, unit = byteAt, "bytes", "bytes out"
+	switch d.m {
+	case metricBytes:
+		attr = byteAt
+	case metricWork:
+		attr = attribute(bs, c.width, metricWork, idx(a0), idx(a1), idx(b0), idx(b1))
 	}
+	metric, unit := d.m.String(), d.m.unit()
 	direction := "increase"
 	if d.cp.delta < 0 {
 		direction = "decrease"
@@ -541,25 +559,34 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) (Finding, bool)
 		// The total moves by a fraction; the leading contributor's share
 		// of traffic jumps, with no daily cycle to remove. Its own change
 		// point, on the native buckets, says more precisely when it began.
-		if i, ok := refineChange(bs, lead, d.byBytes, idx(at), int(86400/c.width)); ok {
+		if i, ok := refineChange(bs, lead, d.m, idx(at), int(86400/c.width)); ok {
 			changeAt = c.bucketTime(i)
 			precision = time.Duration(c.width) * time.Second
 			refinedBy = fmt.Sprintf(", from the share of %s %s", lead.dim.label(), quoteValue(lead.value))
 		}
 	}
-	if _, ok := attr.lead(whoDims); !ok && math.Abs(d.cp.delta) < math.Log(1.5) {
+	// A change in one endpoint's worker time with no change in its
+	// requests is a regression of that endpoint, whoever calls it.
+	regression, hasRegression := endpointRegression(d.m, attr, reqAt)
+	if _, ok := attr.lead(whoDims); !ok && !hasRegression && math.Abs(d.cp.delta) < math.Log(1.5) {
 		return Finding{}, false
 	}
 	title := fmt.Sprintf("%s %s from %s", capitalize(unit), factor(attr.rateA, attr.rateB), changeAt.Format("Mon 2006-01-02 15:04 MST"))
 	if h := attr.headline(direction); h != "" {
 		title += ": " + h
 	}
-	span := time.Duration(l) * time.Duration(s.width) * time.Second
-	ev := []string{
-		fmt.Sprintf("requests/hour %s → %s (%s), bytes out/hour %s → %s (%s), over %s on each side of the change",
-			human(reqAt.rateA), human(reqAt.rateB), factor(reqAt.rateA, reqAt.rateB),
-			humanBytes(byteAt.rateA), humanBytes(byteAt.rateB), factor(byteAt.rateA, byteAt.rateB), fmtSpan(span)),
+	if hasRegression {
+		title += fmt.Sprintf(", with no change in its requests: %s → %s per request",
+			seconds(regression.perA/1e6), seconds(regression.perB/1e6))
 	}
+	span := time.Duration(l) * time.Duration(s.width) * time.Second
+	rates := fmt.Sprintf("requests/hour %s → %s (%s), bytes out/hour %s → %s (%s)",
+		human(reqAt.rateA), human(reqAt.rateB), factor(reqAt.rateA, reqAt.rateB),
+		humanBytes(byteAt.rateA), humanBytes(byteAt.rateB), factor(byteAt.rateA, byteAt.rateB))
+	if d.m == metricWork {
+		rates += fmt.Sprintf(", worker time/hour %s → %s (%s)", seconds(attr.rateA/1e6), seconds(attr.rateB/1e6), factor(attr.rateA, attr.rateB))
+	}
+	ev := []string{rates + fmt.Sprintf(", over %s on each side of the change", fmtSpan(span))}
 	seasonal := "no daily profile removed (log shorter than two days)"
 	if s.period > 0 {
 		seasonal = "daily profile removed"
@@ -574,7 +601,7 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) (Finding, bool)
 				break
 			}
 			if ch.informative() {
-				ev = append(ev, ch.describe(unit, d.byBytes))
+				ev = append(ev, ch.describe(d.m))
 				n++
 			}
 		}
@@ -585,7 +612,7 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) (Finding, bool)
 	for i := max(idx(a0), 0); i < min(idx(a1), len(bs)); i++ {
 		if b := bs[i]; b != nil {
 			repA += float64(b.repReq)
-			if d.byBytes {
+			if d.m == metricBytes {
 				repA += float64(b.repBytes - b.repReq)
 			}
 		}
@@ -593,16 +620,22 @@ func (c *Collector) shiftFinding(s shiftSeries, d detectedShift) (Finding, bool)
 	for i := max(idx(b0), 0); i < min(idx(b1), len(bs)); i++ {
 		if b := bs[i]; b != nil {
 			repB += float64(b.repReq)
-			if d.byBytes {
+			if d.m == metricBytes {
 				repB += float64(b.repBytes - b.repReq)
 			}
 		}
 	}
 	hours := span.Hours()
 	action := "Find what changed for the leading contributor at that moment (a client release, a new integration or crawler, a cache or CDN change); if the extra traffic is unwanted, rate-limit or block it by that value."
-	if hours > 0 && attr.rateB > attr.rateA {
+	if hasRegression {
+		ev = append(ev, fmt.Sprintf("path %s: %s → %s requests/hour (%s), %s → %s worker time per request: the endpoint itself became %s",
+			regression.value, human(regression.reqA), human(regression.reqB), factor(regression.reqA, regression.reqB),
+			seconds(regression.perA/1e6), seconds(regression.perB/1e6), slower(regression.perA, regression.perB)))
+		action = "A regression of that endpoint (a deploy, a query plan, a dependency, a cache gone cold): compare its code and dependencies before and after the change; the guard's per-key budgets (headroom proxy) keep one slow endpoint's callers from holding every worker meanwhile."
+	}
+	if hours > 0 && attr.rateB > attr.rateA && d.m != metricWork {
 		f := human
-		if d.byBytes {
+		if d.m == metricBytes {
 			f = humanBytes
 		}
 		dRep := (repB - repA) / hours
@@ -649,4 +682,48 @@ func fmtSpan(d time.Duration) string {
 		return fmt.Sprintf("%dm", d/time.Minute)
 	}
 	return d.String()
+}
+
+// regression is an endpoint whose worker time per request changed while
+// its requests did not.
+type regression struct {
+	value      string
+	reqA, reqB float64 // requests per hour
+	perA, perB float64 // worker µs per request
+}
+
+// endpointRegression tells whether a worker-time change is led by one
+// endpoint (at least half of it) whose request rate moved by under 15%
+// while its worker time per request moved by over 20%.
+func endpointRegression(m metric, work, req attribution) (regression, bool) {
+	if m != metricWork {
+		return regression{}, false
+	}
+	p, ok := work.lead([]Dimension{DimPath})
+	if !ok || p.shareChange < 0.5 {
+		return regression{}, false
+	}
+	var r regression
+	r.value = p.value
+	for _, ch := range req.byDim[DimPath] {
+		if ch.value == p.value {
+			r.reqA, r.reqB = ch.before, ch.after
+			break
+		}
+	}
+	if r.reqA <= 0 || r.reqB <= 0 || math.Abs(math.Log(r.reqB/r.reqA)) > math.Log(1.15) {
+		return regression{}, false
+	}
+	r.perA, r.perB = p.before/r.reqA, p.after/r.reqB
+	if r.perA <= 0 || math.Abs(math.Log(r.perB/r.perA)) < math.Log(1.2) {
+		return regression{}, false
+	}
+	return r, true
+}
+
+func slower(a, b float64) string {
+	if b >= a {
+		return fmt.Sprintf("%.1f× slower", b/a)
+	}
+	return fmt.Sprintf("%.1f× faster", a/b)
 }

@@ -35,6 +35,8 @@ type bucket struct {
 	repBytes   int64
 	byReq      [numDims]*topK // weight requests, A bytes
 	byBytes    [numDims]*topK // weight bytes, A requests
+	work       int64          // worker time, µs (workOf)
+	byWork     [numDims]*topK // weight worker µs, A requests; only workDims
 	errWho     *topK          // "dim\x00value" of 5xx lines
 	slowWho    *topK          // "dim\x00value" weighted by client-facing ms
 	limWho     *topK          // "dim\x00value" of 429 lines
@@ -138,15 +140,32 @@ func (b *bucket) merge(o *bucket, k int) {
 	for i := range b.lat {
 		b.lat[i] += o.lat[i]
 	}
+	b.work += o.work
 	b.repReq += o.repReq
 	b.repBytes += o.repBytes
 	for d := range numDims {
 		b.byReq[d] = mergeTopK(b.byReq[d], o.byReq[d], k)
 		b.byBytes[d] = mergeTopK(b.byBytes[d], o.byBytes[d], k)
+		b.byWork[d] = mergeTopK(b.byWork[d], o.byWork[d], k)
 	}
 	b.errWho = mergeTopK(b.errWho, o.errWho, 2*k)
 	b.slowWho = mergeTopK(b.slowWho, o.slowWho, 2*k)
 	b.limWho = mergeTopK(b.limWho, o.limWho, 2*k)
+}
+
+// workDims are the dimensions worker time is attributed to per bucket: who
+// (agent, key, network) and what (endpoint). Logs without request or
+// upstream times never fill them.
+var workDims = [...]Dimension{DimUserAgent, DimKey, DimClient, DimPath}
+
+// workOf is a record's worker time in µs: what the upstream spent on it, or
+// the request time when the log has no upstream time (a log of the
+// application server itself).
+func workOf(r *accesslog.Record) int64 {
+	if r.HasUpstreamTime {
+		return max(r.UpstreamTime.Microseconds(), 0)
+	}
+	return max(r.RequestTime.Microseconds(), 0)
 }
 
 func mergeTopK(a, b *topK, k int) *topK {
@@ -186,6 +205,16 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 		v.count(b.byReq[d], d, 1, r.BytesSent, 0)
 		if r.BytesSent > 0 {
 			v.count(b.byBytes[d], d, r.BytesSent, 1, 0)
+		}
+	}
+	if w := workOf(r); w > 0 {
+		b.work += w
+		for _, d := range workDims {
+			if b.byWork[d] == nil {
+				b.byWork[d] = newTopK(k)
+				b.byWork[d].in = v.intern
+			}
+			v.count(b.byWork[d], d, w, 1, 0)
 		}
 	}
 	if isServerError(r.Status) {

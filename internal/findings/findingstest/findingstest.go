@@ -54,7 +54,16 @@ type Options struct {
 	ErrorBurst time.Time
 	// SlowBurst makes /t/:id take 3-9 s for 30 minutes at this time.
 	SlowBurst time.Time
+	// SlowFrom is a slow deploy: from then on, each topic page also calls
+	// SlowPath (the search behind its sidebar), which takes SlowFactor
+	// times as long as before (default 4); requests stay the same.
+	SlowFrom   time.Time
+	SlowFactor float64
 }
+
+// SlowPath is the endpoint a slow deploy (Options.SlowFrom) slows down, as
+// the tables name it.
+const SlowPath = "/api/related/:id"
 
 // The injected causes' names, for tests to look for.
 const (
@@ -147,6 +156,24 @@ func Generate(o Options) []accesslog.Record {
 				UpstreamStatus: ust, UpstreamTime: ut, HasUpstreamTime: true,
 				Referer: "https://" + SiteHost + "/", UserAgent: u.ua,
 			})
+			if !o.SlowFrom.IsZero() {
+				// The sidebar's related-topics call, ~40 ms until a deploy
+				// makes it SlowFactor times slower.
+				rt := time.Duration((0.02 + rng.ExpFloat64()*0.02) * float64(time.Second))
+				if !t.Before(o.SlowFrom) {
+					f := o.SlowFactor
+					if f == 0 {
+						f = 4
+					}
+					rt = time.Duration(float64(rt) * f)
+				}
+				add(accesslog.Record{
+					Time: t.Add(150 * time.Millisecond), Client: u.ip, Method: "GET", Path: fmt.Sprintf("/api/related/%d", topic), Proto: "HTTP/1.1", Host: SiteHost,
+					Status: 200, BytesSent: int64(800 + rng.IntN(400)), RequestTime: rt + time.Millisecond,
+					UpstreamStatus: 200, UpstreamTime: rt, HasUpstreamTime: true,
+					Referer: fmt.Sprintf("https://%s/t/%d?page=1", SiteHost, topic), UserAgent: u.ua,
+				})
+			}
 			ref := fmt.Sprintf("https://%s/t/%d?page=1", SiteHost, topic)
 			for i := range 3 {
 				p, size := image()
