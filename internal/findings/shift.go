@@ -36,7 +36,7 @@ type shiftSeries struct {
 	req    []float64
 	bytes  []float64
 	work   []float64 // worker µs
-	period int // points per day, 0 when the log is too short for seasonality
+	period int       // points per day, 0 when the log is too short for seasonality
 }
 
 func (c *Collector) shiftSeries() shiftSeries {
