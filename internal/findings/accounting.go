@@ -86,12 +86,13 @@ func (d *accounting) find(a *analysis) ([]Finding, error) {
 			}
 			out = append(out, Finding{
 				Kind:         KindAbortAccounting,
-				Title:        fmt.Sprintf("%s lines (%s) ended for the client before the upstream finished: %s of worker time beyond their client-facing time", human(float64(d.shortClient)), pct(share), seconds(gap)),
+				Title:        fmt.Sprintf("%s lines (%s of the %s with an upstream time) ended for the client before the upstream finished: %s of worker time beyond their client-facing time", human(float64(d.shortClient)), pct(share), human(float64(d.withUp)), seconds(gap)),
 				Contributors: who,
 				Evidence:     ev,
 				Window:       c.logWindow(),
 				Action:       action,
 				Impact:       round3(math.Min(gap/math.Max(work, 1e-9), 1)),
+				basis:        d.withUp,
 			})
 		}
 	}
@@ -111,6 +112,7 @@ func (d *accounting) find(a *analysis) ([]Finding, error) {
 			Evidence: ev,
 			Action:   action,
 			Impact:   round3(math.Min(t/math.Max(work+t, 1e-9), 1)),
+			basis:    d.withUp + d.missingUp,
 		})
 	}
 	if c.records >= 100 && d.rtLines == 0 {

@@ -86,7 +86,7 @@ func Analyze(c *Collector, opt AnalyzeOptions) (*Report, error) {
 		}
 		fs = append(fs, found...)
 	}
-	rank(fs)
+	rank(fs, c.records)
 	if fs == nil {
 		fs = []Finding{}
 	}

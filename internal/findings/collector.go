@@ -84,7 +84,8 @@ type Collector struct {
 	first   int64 // unix ns
 	last    int64
 
-	vals values // the current record's dimension values
+	vals        values // the current record's dimension values
+	sawUpstream bool   // an upstream time was seen (workOf)
 
 	// The detectors, in the order their findings are gathered; timeouts
 	// and repeats are also named for what only they provide (the charts'

@@ -77,6 +77,7 @@ func (c *Collector) errorBursts() []Finding {
 			Evidence:     ev,
 			Action:       "Look at the upstream for that window (its logs, a deploy, a dependency, saturation); if one client or path dominates the errors, start there.",
 			Impact:       round3(math.Min(0.5*rate+float64(errs)/float64(totalReq), 1)),
+			basis:        req,
 		})
 	}
 	return out

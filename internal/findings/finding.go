@@ -49,8 +49,14 @@ type Finding struct {
 	ChangeAt *time.Time `json:"change_at,omitempty"`
 	// KneeSeconds is the request time requests pile up at (client_timeout).
 	KneeSeconds float64 `json:"knee_seconds,omitempty"`
-	// Metric is what a level shift or comparison measured: requests or bytes.
+	// Metric is what a level shift or comparison measured: requests, bytes
+	// or worker_time.
 	Metric string `json:"metric,omitempty"`
+
+	// basis is how many records the finding's measure was judged on (the
+	// whole its shares are of); severity discounts findings on little
+	// data. 0 means the whole log.
+	basis int64
 }
 
 // Window is the time span a finding is about.
@@ -96,21 +102,38 @@ var kindWeight = map[string]float64{
 	KindAbortAccounting: 0.6,
 }
 
-func severityFor(impact float64) string {
+// fullConfidence is the number of records a finding's measure must rest on
+// before its severity is its impact's: below it, severity is discounted in
+// proportion (issue 16: a 9-line file got a "critical" for 308 ms).
+const fullConfidence = 100
+
+// severityFor grades a finding on one scale for every kind: the size of
+// the effect (impact, a share of traffic, bytes or worker time) times the
+// confidence the amount of data behind it gives.
+func severityFor(impact float64, basis int64) string {
+	score := impact
+	if basis > 0 && basis < fullConfidence {
+		score *= float64(basis) / fullConfidence
+	}
 	switch {
-	case impact >= 0.3:
+	case score >= 0.3:
 		return "critical"
-	case impact >= 0.1:
+	case score >= 0.1:
 		return "warning"
 	}
 	return "info"
 }
 
-// rank orders findings most important first and fills in severities.
-func rank(fs []Finding) {
+// rank orders findings most important first and fills in severities, for a
+// log of records records.
+func rank(fs []Finding, records int64) {
 	for i := range fs {
 		if fs[i].Severity == "" {
-			fs[i].Severity = severityFor(fs[i].Impact)
+			basis := fs[i].basis
+			if basis == 0 {
+				basis = records
+			}
+			fs[i].Severity = severityFor(fs[i].Impact, basis)
 		}
 		if fs[i].Contributors == nil {
 			fs[i].Contributors = []Contributor{}

@@ -17,10 +17,11 @@ type hotlinks struct {
 	staticRefPath          *topK // "domain\x00path template", by bytes
 	hosts                  *topK
 	referers               *topK // charted requests, by requests
+	pageRefs               *topK // referer domains of page views (not static files), by requests
 }
 
 func newHotlinks() *hotlinks {
-	return &hotlinks{staticRef: newTopK(64), staticRefPath: newTopK(64), hosts: newTopK(16), referers: newTopK(64)}
+	return &hotlinks{staticRef: newTopK(64), staticRefPath: newTopK(64), hosts: newTopK(16), referers: newTopK(64), pageRefs: newTopK(32)}
 }
 
 func (d *hotlinks) observe(rec *record) {
@@ -33,6 +34,9 @@ func (d *hotlinks) observe(rec *record) {
 	}
 	switch dims.StaticPath(r.Path) {
 	case "image", "media", "download":
+	case "":
+		v.count(d.pageRefs, DimReferer, 1, 0, 0)
+		return
 	default:
 		return
 	}
@@ -53,6 +57,7 @@ func (d *hotlinks) merge(other detector) {
 	d.staticRefPath.merge(o.staticRefPath)
 	d.hosts.merge(o.hosts)
 	d.referers.merge(o.referers)
+	d.pageRefs.merge(o.pageRefs)
 }
 
 // ownDomains is the set of the site's own registrable domains: the ones
@@ -74,12 +79,21 @@ func (d *hotlinks) ownDomains(c *Collector, given []string) ([]string, string) {
 		return out, "given with --site"
 	}
 	for _, e := range d.hosts.sorted() {
-		if float64(e.W) >= 0.1*float64(c.records) && e.Key != "-" && e.Key != "_" {
+		if float64(e.W) >= 0.1*float64(c.records) && e.Key != "-" && e.Key != "_" && !cloudEndpoint(e.Key) {
 			addDomain(e.Key)
 		}
 	}
 	if len(out) > 0 {
 		return out, "inferred from the Host field; set --site to change"
+	}
+	// S3 and ALB logs name the bucket's or balancer's endpoint, not the
+	// site (issue 16: a shop's own pages were reported as hotlinking its
+	// bucket): the site is where most page views come from.
+	for _, e := range d.pageRefs.sorted() {
+		if e.Key != dims.None {
+			addDomain(e.Key)
+			return out, "inferred as the referer domain of most page views; set --site to change"
+		}
 	}
 	for _, e := range d.referers.sorted() {
 		if e.Key != "(none)" {
@@ -160,3 +174,12 @@ func (d *hotlinks) hotlink(c *Collector, siteHosts []string) *Finding {
 		Impact:       round3(byteShare),
 	}
 }
+
+// cloudEndpoints are the registrable domains of storage and load-balancer
+// endpoints: a Host there (an S3 bucket, an ALB) is not the site's own.
+var cloudEndpoints = map[string]bool{
+	"amazonaws.com": true, "cloudfront.net": true, "googleapis.com": true,
+	"windows.net": true, "digitaloceanspaces.com": true, "r2.dev": true, "backblazeb2.com": true,
+}
+
+func cloudEndpoint(host string) bool { return cloudEndpoints[dims.SiteDomain(host)] }

@@ -99,6 +99,7 @@ func (c *Collector) latencyBursts() []Finding {
 			Evidence:     ev,
 			Action:       "Check what the upstream was waiting on in that window (database, dependency, CPU); if one key or path holds the time, its requests are likely starving the rest (headroom proxy budgets worker time per key).",
 			Impact:       round3(0.3 * (1 - base/p)),
+			basis:        n,
 		})
 	}
 	return out

@@ -158,12 +158,18 @@ func (b *bucket) merge(o *bucket, k int) {
 // upstream times never fill them.
 var workDims = [...]Dimension{DimUserAgent, DimKey, DimClient, DimPath}
 
-// workOf is a record's worker time in µs: what the upstream spent on it, or
-// the request time when the log has no upstream time (a log of the
-// application server itself).
-func workOf(r *accesslog.Record) int64 {
+// workOf is a record's worker time in µs: what the upstream spent on it,
+// or, in a log that has no upstream times at all (the application server's
+// own), its request time. In a proxy's log an upstream-less line is a
+// static file or a refusal served by the proxy, no worker's time, so once a
+// collector has seen an upstream time it counts only those.
+func (c *Collector) workOf(r *accesslog.Record) int64 {
 	if r.HasUpstreamTime {
+		c.sawUpstream = true
 		return max(r.UpstreamTime.Microseconds(), 0)
+	}
+	if c.sawUpstream {
+		return 0
 	}
 	return max(r.RequestTime.Microseconds(), 0)
 }
@@ -207,7 +213,7 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 			v.count(b.byBytes[d], d, r.BytesSent, 1, 0)
 		}
 	}
-	if w := workOf(r); w > 0 {
+	if w := c.workOf(r); w > 0 {
 		b.work += w
 		for _, d := range workDims {
 			if b.byWork[d] == nil {

@@ -349,6 +349,7 @@ func (d *timeouts) clientTimeout(c *Collector) (*Finding, float64) {
 		Action: fmt.Sprintf("%s times out at ~%.1f s while its requests take longer: ask its owner to raise the timeout or make smaller requests. "+
 			"Set proxy_ignore_client_abort on so the upstream finishes and nginx logs its real time, and charge budgets on upstream time per key (headroom proxy) so abandoned requests still count.",
 			capitalize(who), math.Ceil(knee*2)/2),
+		basis:       d.rtLines,
 		Impact:      round3(impact),
 		KneeSeconds: math.Round(knee*1000) / 1000,
 	}

@@ -285,3 +285,48 @@ func FormatHeadroom(r *accesslog.Record) string {
 		r.Client, r.Time.Format("02/Jan/2006:15:04:05 -0700"), r.Method, r.Path, r.Proto, r.Status, r.BytesSent,
 		dash(r.Referer), strings.ReplaceAll(dash(r.UserAgent), `"`, `\"`), r.RequestTime.Seconds(), ust, utm, dash(r.Key), "-")
 }
+
+// S3 hotlinking (issue 16): a shop's images served from an S3 bucket, whose
+// access logs name the bucket's endpoint as the Host, never the shop.
+const (
+	ShopSite   = "shop.example.com"
+	BucketHost = "shop-assets.s3.eu-west-1.amazonaws.com"
+)
+
+// GenerateS3Shop returns the bucket's records in time order: the shop's
+// pages embed its product images around the clock, and, when hotlink is
+// set, HotlinkSite embeds them too (a third as many requests).
+func GenerateS3Shop(seed uint64, hours int, hotlink bool) []accesslog.Record {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	start := time.Date(2019, 3, 28, 0, 0, 0, 0, time.UTC)
+	var out []accesslog.Record
+	for h := range hours {
+		n := poisson(rng, 200)
+		for range n {
+			ref := "https://" + ShopSite + fmt.Sprintf("/products/%d", rng.IntN(500))
+			if hotlink && rng.Float64() < 0.25 {
+				ref = fmt.Sprintf("https://%s/gallery/%d", HotlinkSite, rng.IntN(300))
+			}
+			total := time.Duration(5+rng.IntN(60)) * time.Millisecond
+			out = append(out, accesslog.Record{
+				Time:   start.Add(time.Duration(h)*time.Hour + time.Duration(rng.Float64()*float64(time.Hour))).Truncate(time.Second),
+				Client: fmt.Sprintf("%d.%d.%d.%d", 20+rng.IntN(180), rng.IntN(256), rng.IntN(256), 1+rng.IntN(254)),
+				Method: "GET", Path: fmt.Sprintf("/shop-assets/products/%d.jpg", rng.IntN(2000)), Proto: "HTTP/1.1",
+				Status: 200, BytesSent: int64(30000 + rng.IntN(200000)), RequestTime: total,
+				UpstreamTime: total / 3, HasUpstreamTime: true, Host: BucketHost,
+				Referer: ref, UserAgent: browserUAs[rng.IntN(4)],
+			})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}
+
+// FormatS3 writes r as an S3 server access log line (the fields
+// accesslog's s3 format reads).
+func FormatS3(r *accesslog.Record) string {
+	key := strings.TrimPrefix(r.Path, "/shop-assets/")
+	return fmt.Sprintf(`79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be shop-assets [%s] %s - 3E57427F3EXAMPLE REST.GET.OBJECT %s "%s %s %s" %d - %d %d %d %d "%s" "%s" - Yi0cgVEXAMPLE= SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader %s TLSv1.2`,
+		r.Time.Format("02/Jan/2006:15:04:05 -0700"), r.Client, key, r.Method, r.Path, r.Proto, r.Status, r.BytesSent, r.BytesSent,
+		r.RequestTime.Milliseconds(), r.UpstreamTime.Milliseconds(), r.Referer, r.UserAgent, r.Host)
+}
