@@ -33,7 +33,10 @@ type incident struct {
 	notValue                 string    // a value the finding must not name
 }
 
-var incidentStart = time.Date(2019, 4, 4, 14, 0, 0, 0, time.UTC)
+var (
+	incidentStart = time.Date(2019, 4, 4, 14, 0, 0, 0, time.UTC)
+	client15At    = incidentStart
+)
 
 var incidents = []incident{
 	{name: "slow-deploy", format: "headroom", kind: findings.KindLevelShift, metric: "worker_time", dim: "path", value: findingstest.SlowPath, at: incidentStart,
@@ -46,6 +49,13 @@ var incidents = []incident{
 		}},
 	{name: "s3-hotlink", format: "s3", kind: findings.KindHotlink, dim: "referer", value: findingstest.HotlinkSite, notValue: findingstest.ShopSite,
 		recs: func() []accesslog.Record { return findingstest.GenerateS3Shop(63, 48, true) }},
+	// +15% of bytes, lasting: a finding when the log has the data to
+	// tell it from day-to-day noise (here ~1,000 requests an hour).
+	{name: "client-15pct", format: "headroom", kind: findings.KindLevelShift, metric: "bytes", dim: "user_agent", value: findingstest.PicViewerUA, at: client15At,
+		recs: func() []accesslog.Record {
+			return findingstest.Generate(findingstest.Options{Seed: 65, Days: 11, PageViewsPerHour: 200, DayNoise: 0.05,
+				DoubleUA: findingstest.PicViewerUA, DoubleFrom: client15At, DoubleShare: 0.45})
+		}},
 	{name: "calm-seasonal", format: "headroom",
 		recs: func() []accesslog.Record {
 			return findingstest.Generate(findingstest.Options{Seed: 64, Days: 14, PageViewsPerHour: 30, Weekly: 0.1, DayNoise: 0.05})

@@ -17,14 +17,14 @@ import (
 // average) is subtracted; change points are searched on what remains by
 // binary segmentation with a count-weighted CUSUM statistic, and the profile
 // is learnt again with the steps taken out. Each change, judged between its
-// neighbours, is reported only when it is large (≥ 20%), significant against
+// neighbours, is reported only when it is at least 10% (issue 16), significant against
 // the residual noise, lasting (the first and last thirds after it both
 // differ from before), clear of day-to-day variation (daily means, t ≥ 4),
 // and either explained by some client, key, network or referer out of
 // proportion or larger than 1.5×. Logs shorter than two days have no profile
 // to learn: only abrupt steps count there.
 const (
-	minShiftRatio = 1.2
+	minShiftRatio = 1.1
 	minShiftStat  = 8.0
 )
 

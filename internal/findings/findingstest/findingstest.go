@@ -38,6 +38,10 @@ type Options struct {
 	DoubleFrom time.Time
 	// DoubleUntil, when set, ends the double fetching (a fixed client).
 	DoubleUntil time.Time
+	// DoubleShare is the fraction of DoubleUA's images fetched twice (0:
+	// all of them); a small share is a modest lasting rise (issue 16:
+	// +15% of bytes from one browser).
+	DoubleShare float64
 
 	// Exporter adds an API client with a 5 s timeout on long requests
 	// (seed 03), logged the way nginx did: 404 with upstream '-'.
@@ -184,7 +188,8 @@ func Generate(o Options) []accesslog.Record {
 					Referer: ref, UserAgent: u.ua,
 				}
 				add(img)
-				if o.DoubleUA != "" && u.ua == o.DoubleUA && !it.Before(o.DoubleFrom) && (o.DoubleUntil.IsZero() || it.Before(o.DoubleUntil)) {
+				if o.DoubleUA != "" && u.ua == o.DoubleUA && !it.Before(o.DoubleFrom) && (o.DoubleUntil.IsZero() || it.Before(o.DoubleUntil)) &&
+					(o.DoubleShare == 0 || rng.Float64() < o.DoubleShare) {
 					img.Time = it.Add(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
 					add(img)
 				}
