@@ -74,8 +74,9 @@ variable of your log_format. Status classes (status=5xx), durations
 (request_time>1.5s) and times (time>=2019-04-04T00:00:00Z, time>=2h) work.
 
 Findings come first: what changed and who did it, each with evidence and an
-action. A lasting change in requests or bytes (daily cycle removed) and the
-agents, keys, networks and paths behind it; client timeouts (aborted lines
+action. A lasting change in requests, bytes or worker time (daily cycle removed)
+and the agents, keys, networks and paths behind it (an endpoint slower with
+unchanged requests is named a regression); client timeouts (aborted lines
 piling up at one request time) and the worker time they hide; lines that
 under-report upstream work; repeated fetches; crawlers; hotlinking; error and
 latency bursts; clients refused with 429 (rate limited). --compare attributes the change between two periods;
