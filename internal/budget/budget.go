@@ -27,6 +27,7 @@ package budget
 import (
 	"hash/maphash"
 	"math"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -109,11 +110,11 @@ func (d Decision) Proceed() bool { return d.Outcome == Allowed || d.Shadowed }
 // allocation). The zero Ticket is valid to pass to Finish and Cancel, which
 // then do nothing.
 type Ticket struct {
-	shard       uint32
-	slot        uint32
-	gen         uint32
-	start       int64 // ns since the ledger's base
-	budget      int64 // the Limits in force at Admit, so Finish can restrict
+	hash        uint64 // the key's: its shard, and its home cell if the entry moved
+	slot        uint32 // where the entry was at Admit
+	gen         uint32 // the entry's generation, unique in its shard
+	start       int64  // ns since the ledger's base
+	budget      int64  // the Limits in force at Admit, so Finish can restrict
 	restrictFor int64
 }
 
@@ -146,27 +147,28 @@ type Ledger struct {
 }
 
 type shard struct {
-	mu      sync.Mutex
-	index   keyIndex
-	entries []entry  // pointer-free, so the collector never scans it
-	keys    []string // keys[i] is entries[i]'s key; "" for a free slot
-	free    []uint32
-	fleet   []fleetEntry // parallel to entries once a fleet store uses the ledger (fleet.go); nil before
-	ops     uint32
-	cursor  int
-	warmth  int64    // sink of warm's loads
-	_       [32]byte // keep neighbouring shards' locks off one cache line (192 bytes)
+	mu     sync.Mutex
+	tab    table // the keys and their entries (index.go)
+	ops    uint32
+	cursor int      // where sweep looks next
+	_      [24]byte // keep neighbouring shards' locks off one cache line (192 bytes)
 }
 
-// entry is one key's state. Times are Unix ns except start offsets.
+// entry is one key's state, in its table cell (index.go): the first cache
+// line holds what every decision reads, the second the key, the next two
+// the worker time by bucket, the last the request counts. Times are Unix ns
+// except start offsets.
 type entry struct {
-	width    int64 // bucket width in ns (Window/subBuckets); 0 for a free slot
-	head     int64 // absolute index (unix ns / width) of the newest bucket
-	until    int64 // restricted until (unix ns); 0 = not restricted
-	sumStart int64 // sum of in-flight requests' start offsets
+	tag      uint32 // of the key's hash; 0 marks an empty cell
+	gen      uint32 // unique in the shard, so a ticket knows its entry after a move
+	width    int64  // bucket width in ns (Window/subBuckets)
+	head     int64  // absolute index (unix ns / width) of the newest bucket
+	until    int64  // restricted until (unix ns); 0 = not restricted
+	sumStart int64  // sum of in-flight requests' start offsets
+	total    int64  // sum of work, so usage is O(1) on the hot path
 	inFlight int32
-	gen      uint32
-	total    int64            // sum of work, so usage is O(1) on the hot path
+	klen     uint16           // the key's length; longKey: longer than inlineKey, key holds its id in table.long
+	key      [inlineKey]byte  // the key itself
 	work     [ringSize]int64  // worker ns completed, by bucket (with a fleet store: the fleet's, fleetEntry.own is ours)
 	reqs     [ringSize]uint32 // requests admitted, by bucket
 }
@@ -195,6 +197,12 @@ func New(opts Options) *Ledger {
 		shards:   make([]shard, p),
 	}
 	_, l.sysClock = clk.(SystemClock)
+	// Tables outside the Go heap (cells_linux.go) go with the ledger.
+	runtime.AddCleanup(l, func(shards []shard) {
+		for i := range shards {
+			freeCells(shards[i].tab.mem)
+		}
+	}, l.shards)
 	return l
 }
 
@@ -208,12 +216,11 @@ func (l *Ledger) now() (off, abs int64) {
 	return off, l.baseUnix + off
 }
 
-// shardOf returns key's hash, which also places it in the shard's index,
+// shardOf returns key's hash, which also places it in the shard's table,
 // and its shard.
-func (l *Ledger) shardOf(key string) (uint64, uint32, *shard) {
+func (l *Ledger) shardOf(key string) (uint64, *shard) {
 	h := maphash.String(l.seed, key)
-	i := uint32(h & l.mask)
-	return h, i, &l.shards[i]
+	return h, &l.shards[h&l.mask]
 }
 
 func widthOf(window time.Duration) int64 {
@@ -227,51 +234,30 @@ func widthOf(window time.Duration) int64 {
 	return w
 }
 
-// lookup returns key's slot (h is its hash), creating the entry when create
-// is set.
-func (s *shard) lookup(key string, h uint64, width, abs int64, create bool) (uint32, bool) {
-	if slot, ok := s.index.find(h, key, s.keys); ok {
-		return slot, true
+// lookup returns key's position in the shard's table (h is its hash),
+// creating the entry when create is set. Positions hold only until the
+// table next changes (an insert, a removal): call with the shard locked and
+// do not keep them.
+func (s *shard) lookup(key string, h uint64, width, abs int64, create bool) (int, bool) {
+	i, ok := s.tab.find(h, key)
+	if ok || !create {
+		return i, ok
 	}
-	if !create {
-		return 0, false
-	}
-	var slot uint32
-	if n := len(s.free); n > 0 {
-		slot = s.free[n-1]
-		s.free = s.free[:n-1]
-	} else {
-		s.entries = append(s.entries, entry{})
-		s.keys = append(s.keys, "")
-		if s.fleet != nil {
-			s.fleet = append(s.fleet, fleetEntry{})
+	i = s.tab.insert(h, key, i)
+	e := &s.tab.cells[i]
+	e.width, e.head = width, abs/width
+	return i, true
+}
+
+// ticketed returns the position of t's entry: where it was at Admit, or
+// where it has moved since; false when its key was forgotten.
+func (s *shard) ticketed(t Ticket) (int, bool) {
+	if i := int(t.slot); i < len(s.tab.cells) {
+		if e := &s.tab.cells[i]; e.gen == t.gen && e.tag == tagOf(t.hash) {
+			return i, true
 		}
-		slot = uint32(len(s.entries) - 1)
 	}
-	e := &s.entries[slot]
-	*e = entry{width: width, head: abs / width, gen: nextGen(e.gen)}
-	if s.fleet != nil {
-		s.fleet[slot] = fleetEntry{}
-	}
-	s.keys[slot] = key
-	s.index.insert(h, slot)
-	return slot, true
-}
-
-// warm loads a word from each cache line e spans (its 240 bytes span four
-// or five), none depending on another, so that on a cold entry the CPU
-// fetches them all at once instead of fetching the ring's lines only once
-// the header has arrived and told which bucket is current.
-func (s *shard) warm(e *entry) {
-	s.warmth = e.work[1] ^ e.work[9] ^ int64(e.reqs[2]) ^ int64(e.reqs[15])
-}
-
-// nextGen skips 0, which marks the zero Ticket.
-func nextGen(g uint32) uint32 {
-	if g+1 == 0 {
-		return 1
-	}
-	return g + 1
+	return s.tab.findGen(t.hash, t.gen)
 }
 
 // rewindow re-buckets an entry whose window changed (a config reload): the
@@ -407,28 +393,24 @@ func (e *entry) idle(abs int64) bool {
 	return e.inFlight == 0 && e.until <= abs && (abs/e.width)-e.head >= ringSize
 }
 
-// sweep forgets up to n idle entries starting at the shard's cursor.
-func (s *shard) sweep(abs int64, n int, seed maphash.Seed) {
-	if len(s.entries) == 0 {
-		return
-	}
-	for ; n > 0; n-- {
-		if s.cursor >= len(s.entries) {
+// sweep looks at n cells from the shard's cursor and forgets the idle
+// entries among them (their tickets go stale: a new entry of the same key
+// gets a new generation), then shrinks the table if it is mostly empty.
+func (s *shard) sweep(abs int64, n int) {
+	t := &s.tab
+	for ; n > 0 && t.n > 0; n-- {
+		if s.cursor >= len(t.cells) {
 			s.cursor = 0
 		}
-		i := s.cursor
-		s.cursor++
-		e := &s.entries[i]
-		if e.width == 0 || !e.idle(abs) {
+		if e := &t.cells[s.cursor]; e.tag != 0 && e.idle(abs) {
+			t.remove(s.cursor) // a later cell may move here: look at it next
 			continue
 		}
-		s.index.remove(maphash.String(seed, s.keys[i]), uint32(i))
-		s.keys[i] = ""
-		*e = entry{gen: nextGen(e.gen)} // tickets for the forgotten key go stale
-		if s.fleet != nil {
-			s.fleet[i] = fleetEntry{}
-		}
-		s.free = append(s.free, uint32(i))
+		s.cursor++
+	}
+	if t.sparse() {
+		t.resize(cellsFor(t.n))
+		s.cursor = 0
 	}
 }
 
@@ -444,15 +426,14 @@ func (s *shard) sweep(abs int64, n int, seed maphash.Seed) {
 func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	off, abs := l.now()
 	width := widthOf(lim.Window)
-	h, si, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	s.ops++
 	if s.ops%sweepEvery == 0 {
-		s.sweep(abs, sweepBatch, l.seed)
+		s.sweep(abs, sweepBatch)
 	}
 	slot, _ := s.lookup(key, h, width, abs, true)
-	e := &s.entries[slot]
-	s.warm(e)
+	e := &s.tab.cells[slot]
 	f := s.fleetAt(slot)
 	if e.width != width {
 		e.rewindow(width, abs, f)
@@ -502,7 +483,7 @@ func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	}
 	d.InFlight = int(e.inFlight)
 	t := Ticket{
-		shard: si, slot: slot, gen: e.gen, start: off,
+		hash: h, slot: uint32(slot), gen: e.gen, start: off,
 		budget: int64(lim.Budget), restrictFor: int64(lim.RestrictFor),
 	}
 	s.mu.Unlock()
@@ -536,14 +517,15 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		return Decision{}
 	}
 	off, abs := l.now()
-	s := &l.shards[t.shard]
+	s := &l.shards[t.hash&l.mask]
 	s.mu.Lock()
-	if int(t.slot) >= len(s.entries) || s.entries[t.slot].gen != t.gen || s.entries[t.slot].width == 0 {
+	slot, ok := s.ticketed(t)
+	if !ok {
 		s.mu.Unlock()
 		return Decision{}
 	}
-	e := &s.entries[t.slot]
-	f := s.fleetAt(t.slot)
+	e := &s.tab.cells[slot]
+	f := s.fleetAt(slot)
 	completed := e.settle(abs, f)
 	if e.inFlight > 0 {
 		e.inFlight--
@@ -561,7 +543,7 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 	if f != nil {
 		f.dirty |= dirtyUsage
 		if l.leasing.Load() {
-			l.leaseLow(s.keys[t.slot], e, f, off, abs)
+			l.leaseLow(s, slot, e, f, off, abs)
 		}
 	}
 	used := completed + e.inFlightElapsed(off)
@@ -570,7 +552,7 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		d.Remaining = max(time.Duration(t.budget-used), 0)
 		if used >= t.budget && e.until <= abs && t.restrictFor > 0 {
 			e.until = abs + t.restrictFor
-			l.restricted(f, s.keys[t.slot], abs)
+			l.restrictedAt(s, slot, f, abs)
 			d.NewlyRestricted = true
 		}
 	}
@@ -588,13 +570,13 @@ func (l *Ledger) Cancel(t Ticket) {
 	if t.gen == 0 {
 		return
 	}
-	s := &l.shards[t.shard]
+	s := &l.shards[t.hash&l.mask]
 	s.mu.Lock()
-	if int(t.slot) < len(s.entries) {
-		if e := &s.entries[t.slot]; e.gen == t.gen && e.inFlight > 0 {
+	if slot, ok := s.ticketed(t); ok {
+		if e := &s.tab.cells[slot]; e.inFlight > 0 {
 			e.inFlight--
 			e.sumStart -= t.start
-			if f := s.fleetAt(t.slot); f != nil {
+			if f := s.fleetAt(slot); f != nil {
 				f.dirty |= dirtyUsage
 			}
 		}
@@ -634,7 +616,7 @@ func (l *Ledger) status(key string, e *entry, off, abs int64, lim Limits) KeySta
 // Status reports key's state; a key the ledger does not know has zero usage.
 func (l *Ledger) Status(key string, lim Limits) KeyStatus {
 	off, abs := l.now()
-	h, _, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot, ok := s.lookup(key, h, 0, abs, false)
@@ -642,7 +624,7 @@ func (l *Ledger) Status(key string, lim Limits) KeyStatus {
 		ks := KeyStatus{Key: key, Budget: lim.Budget, Remaining: lim.Budget}
 		return ks
 	}
-	return l.status(key, &s.entries[slot], off, abs, lim)
+	return l.status(key, &s.tab.cells[slot], off, abs, lim)
 }
 
 // Restricted reports whether key is inside a restriction now, with the
@@ -651,14 +633,14 @@ func (l *Ledger) Status(key string, lim Limits) KeyStatus {
 // in a queue where another key could have waited.
 func (l *Ledger) Restricted(key string, lim Limits) (Decision, bool) {
 	off, abs := l.now()
-	h, _, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot, ok := s.lookup(key, h, 0, abs, false)
 	if !ok {
 		return Decision{}, false
 	}
-	e := &s.entries[slot]
+	e := &s.tab.cells[slot]
 	if e.until <= abs {
 		return Decision{}, false
 	}
@@ -705,12 +687,12 @@ func (l *Ledger) selectTop(n int, lim func(key string) Limits, restrictedOnly bo
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		for slot := range s.entries {
-			e := &s.entries[slot]
-			if e.width == 0 {
+		for slot := range s.tab.cells {
+			e := &s.tab.cells[slot]
+			if e.tag == 0 {
 				continue
 			}
-			c := cand{key: s.keys[slot], used: e.completed(abs) + e.inFlightElapsed(off), until: e.until}
+			c := cand{used: e.completed(abs) + e.inFlightElapsed(off), until: e.until}
 			if c.until <= abs {
 				c.until = 0
 			}
@@ -718,6 +700,10 @@ func (l *Ledger) selectTop(n int, lim func(key string) Limits, restrictedOnly bo
 				continue
 			}
 			total++
+			if len(best) == n && c.used < best[n-1].used {
+				continue // the key is only made (allocated) for a candidate
+			}
+			c.key = s.tab.keyAt(slot)
 			if len(best) == n && !better(c, best[n-1]) {
 				continue
 			}
@@ -750,10 +736,10 @@ func (l *Ledger) selectTop(n int, lim func(key string) Limits, restrictedOnly bo
 // replaces any current restriction).
 func (l *Ledger) Restrict(key string, until time.Time) {
 	_, abs := l.now()
-	h, _, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	slot, _ := s.lookup(key, h, widthOf(0), abs, true)
-	s.entries[slot].until = until.UnixNano()
+	s.tab.cells[slot].until = until.UnixNano()
 	l.restricted(s.fleetAt(slot), key, abs)
 	s.mu.Unlock()
 }
@@ -765,11 +751,11 @@ func (l *Ledger) Restrict(key string, until time.Time) {
 // fleet store can carry the lift to the proxies that do hold it.
 func (l *Ledger) Lift(key string) {
 	_, abs := l.now()
-	h, _, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	slot, _ := s.lookup(key, h, widthOf(0), abs, true)
 	f := s.fleetAt(slot)
-	s.entries[slot].lift(abs, f)
+	s.tab.cells[slot].lift(abs, f)
 	if f != nil {
 		f.dirty |= dirtyRestriction
 		l.urgent(f, key)
@@ -796,7 +782,7 @@ func (l *Ledger) Len() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += s.index.n
+		n += s.tab.n
 		s.mu.Unlock()
 	}
 	return n

@@ -24,9 +24,10 @@ import (
 // instead of adding to it: both are idempotent, and a push can be repeated
 // in full (Resync) after Redis lost its data or a push failed.
 //
-// That bookkeeping (fleetEntry) lives in a slice beside the entries and is
-// allocated by the first call of any method here: a ledger without a fleet
-// store keeps its 240-byte entries, and the hot path pays one nil check.
+// That bookkeeping (fleetEntry) lives in a slice beside the table's cells,
+// moved with them (index.go), and is allocated by the first call of any
+// method here: a ledger without a fleet store keeps its 320-byte cells,
+// and the hot path pays one nil check.
 
 // Buckets is the number of sub-buckets a KeyUsage carries: the window's 15
 // plus the one sliding out of it.
@@ -52,11 +53,11 @@ type fleetEntry struct {
 
 // fleetAt is slot's fleet bookkeeping, nil while no fleet store uses the
 // ledger. Call with the shard locked.
-func (s *shard) fleetAt(slot uint32) *fleetEntry {
-	if s.fleet == nil {
+func (s *shard) fleetAt(slot int) *fleetEntry {
+	if s.tab.fleet == nil {
 		return nil
 	}
-	return &s.fleet[slot]
+	return &s.tab.fleet[slot]
 }
 
 // restricted records a restriction made here at abs (f may be nil).
@@ -90,10 +91,10 @@ func (l *Ledger) enableFleet() {
 		for i := range l.shards {
 			s := &l.shards[i]
 			s.mu.Lock()
-			s.fleet = make([]fleetEntry, len(s.entries), cap(s.entries))
-			for slot := range s.entries {
-				e, f := &s.entries[slot], &s.fleet[slot]
-				if e.width == 0 {
+			s.tab.fleet = make([]fleetEntry, len(s.tab.cells))
+			for slot := range s.tab.cells {
+				e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
+				if e.tag == 0 {
 					continue
 				}
 				f.own = e.work
@@ -155,14 +156,14 @@ func (l *Ledger) ActiveKeys(dst []KeyRef, limit int) []KeyRef {
 	_, abs := l.now()
 	n := 0
 	l.visit(&l.activeCursor, func(s *shard, slot int) bool {
-		e := &s.entries[slot]
-		if e.width == 0 || e.idle(abs) {
+		e := &s.tab.cells[slot]
+		if e.tag == 0 || e.idle(abs) {
 			return true
 		}
 		if n == limit {
 			return false
 		}
-		dst = append(dst, KeyRef{Key: s.keys[slot], Width: time.Duration(e.width)})
+		dst = append(dst, KeyRef{Key: s.tab.keyAt(slot), Width: time.Duration(e.width)})
 		n++
 		return true
 	})
@@ -179,15 +180,15 @@ func (l *Ledger) ExportChanges(dst []KeyUsage, limit int) []KeyUsage {
 	off, abs := l.now()
 	n := 0
 	l.visit(&l.exportCursor, func(s *shard, slot int) bool {
-		e, f := &s.entries[slot], &s.fleet[slot]
-		if e.width == 0 || f.dirty == 0 {
+		e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
+		if e.tag == 0 || f.dirty == 0 {
 			return true
 		}
 		if n == limit {
 			return false
 		}
 		dst = append(dst, KeyUsage{})
-		f.export(&dst[len(dst)-1], e, s.keys[slot], off, abs)
+		f.export(&dst[len(dst)-1], e, s.tab.keyAt(slot), off, abs)
 		f.dirty = 0
 		if e.inFlight > 0 {
 			f.dirty = dirtyUsage
@@ -209,7 +210,7 @@ func (l *Ledger) visit(cursor *atomic.Uint64, fn func(s *shard, slot int) bool) 
 		i := (first + k) & int(l.mask)
 		s := &l.shards[i]
 		s.mu.Lock()
-		lo, hi := 0, len(s.entries)
+		lo, hi := 0, len(s.tab.cells)
 		switch k {
 		case 0: // the rest of the shard we stopped in
 			lo = min(from, hi)
@@ -265,9 +266,9 @@ func (l *Ledger) Resync() {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		for slot := range s.entries {
-			e, f := &s.entries[slot], &s.fleet[slot]
-			if e.width == 0 || e.idle(abs) {
+		for slot := range s.tab.cells {
+			e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
+			if e.tag == 0 || e.idle(abs) {
 				continue
 			}
 			f.dirty |= dirtyUsage
@@ -302,14 +303,14 @@ func (l *Ledger) MergeRemote(u *KeyUsage) {
 			break
 		}
 	}
-	h, _, s := l.shardOf(u.Key)
+	h, s := l.shardOf(u.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot, ok := s.lookup(u.Key, h, width, abs, carries)
 	if !ok {
 		return
 	}
-	e, f := &s.entries[slot], &s.fleet[slot]
+	e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 	if e.width != width {
 		return
 	}
@@ -352,14 +353,14 @@ func (l *Ledger) ApplyRestriction(key string, until, at time.Time) bool {
 	if !until.IsZero() {
 		untilNs = until.UnixNano()
 	}
-	h, _, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot, ok := s.lookup(key, h, widthOf(0), abs, untilNs > abs)
 	if !ok {
 		return false
 	}
-	e, f := &s.entries[slot], &s.fleet[slot]
+	e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 	// Older events lose. The same event read back applies only if it
 	// extends the restriction (the store merged a longer one into it).
 	if atNs < f.since || atNs == f.since && (untilNs == 0 || untilNs <= e.until) {

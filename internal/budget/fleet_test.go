@@ -99,7 +99,7 @@ func TestFleetBookkeepingOnlyOnceAStoreAsks(t *testing.T) {
 	charge(t, l, "used", 3*time.Second)
 	l.Restrict("banned", fleetT0.Add(time.Hour))
 	for i := range l.shards {
-		if l.shards[i].fleet != nil {
+		if l.shards[i].tab.fleet != nil {
 			t.Fatal("a ledger no fleet store asked for has fleet bookkeeping")
 		}
 	}

@@ -135,13 +135,15 @@ func (l *Ledger) leaseAllows(key string, e *entry, f *fleetEntry, off, abs int64
 // leaseLow queues key for its next slice when what is left of the current
 // one is low: at a request's end, since a long request may spend most of a
 // slice without any Admit to notice (shard locked, f non-nil).
-func (l *Ledger) leaseLow(key string, e *entry, f *fleetEntry, off, abs int64) {
+// The key is made from its cell (s, slot) only when it is queued: Finish
+// has no key string, and making one allocates.
+func (l *Ledger) leaseLow(s *shard, slot int, e *entry, f *fleetEntry, off, abs int64) {
 	ls := &f.lease
 	if ls.budget <= 0 || ls.wanted {
 		return
 	}
 	if ls.limit-(ls.spent+e.inFlightElapsed(off)) <= ls.grant/2 || ls.until-abs <= l.lease.ttl/2 {
-		l.wantLease(key, ls)
+		l.wantLease(s.tab.keyAt(slot), ls)
 	}
 }
 
@@ -164,6 +166,18 @@ func (l *Ledger) restricted(f *fleetEntry, key string, abs int64) {
 	}
 	f.restricted(abs)
 	l.urgent(f, key)
+}
+
+// restrictedAt is restricted for a caller that has the key's cell (s,
+// slot) but not its string, which is made only if it is queued.
+func (l *Ledger) restrictedAt(s *shard, slot int, f *fleetEntry, abs int64) {
+	if f == nil {
+		return
+	}
+	f.restricted(abs)
+	if l.leasing.Load() && !f.lease.urgent {
+		l.urgent(f, s.tab.keyAt(slot))
+	}
 }
 
 func (l *Ledger) urgent(f *fleetEntry, key string) {
@@ -200,14 +214,14 @@ func (l *Ledger) LeaseRequests(dst []LeaseRequest, limit int) []LeaseRequest {
 	q.mu.Unlock()
 	off, abs := l.now()
 	for _, key := range keys {
-		h, _, s := l.shardOf(key)
+		h, s := l.shardOf(key)
 		s.mu.Lock()
 		slot, ok := s.lookup(key, h, 0, abs, false)
 		if !ok {
 			s.mu.Unlock()
 			continue
 		}
-		e, f := &s.entries[slot], &s.fleet[slot]
+		e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 		ls := &f.lease
 		if ls.budget <= 0 {
 			ls.wanted = false
@@ -248,14 +262,14 @@ func (l *Ledger) LeaseRequests(dst []LeaseRequest, limit int) []LeaseRequest {
 // would. It reports whether that restriction is new.
 func (l *Ledger) GrantLease(key string, left, ttl time.Duration, exhausted bool) bool {
 	_, abs := l.now()
-	h, _, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot, ok := s.lookup(key, h, 0, abs, false)
 	if !ok {
 		return false
 	}
-	e, f := &s.entries[slot], &s.fleet[slot]
+	e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 	ls := &f.lease
 	ls.wanted = false
 	ls.limit = ls.askSpend + int64(left)
@@ -274,10 +288,10 @@ func (l *Ledger) GrantLease(key string, left, ttl time.Duration, exhausted bool)
 // left of its lease, then its even share.
 func (l *Ledger) LeaseFailed(key string) {
 	_, abs := l.now()
-	h, _, s := l.shardOf(key)
+	h, s := l.shardOf(key)
 	s.mu.Lock()
 	if slot, ok := s.lookup(key, h, 0, abs, false); ok {
-		s.fleet[slot].lease.wanted = false
+		s.tab.fleet[slot].lease.wanted = false
 	}
 	s.mu.Unlock()
 }
@@ -298,10 +312,10 @@ func (l *Ledger) Restrictions(dst []RestrictionEvent) []RestrictionEvent {
 	q.mu.Unlock()
 	_, abs := l.now()
 	for _, key := range keys {
-		h, _, s := l.shardOf(key)
+		h, s := l.shardOf(key)
 		s.mu.Lock()
 		if slot, ok := s.lookup(key, h, 0, abs, false); ok {
-			e, f := &s.entries[slot], &s.fleet[slot]
+			e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 			f.lease.urgent = false
 			ev := RestrictionEvent{Key: key, Since: time.Unix(0, f.since)}
 			if e.until > abs {

@@ -40,7 +40,9 @@ var (
 
 // snapRecord is one key's state as it travels in a snapshot.
 type snapRecord struct {
-	key   string
+	key   string // on reading; on writing, the key is keys[k0:k1] of its shard's batch
+	k0    int
+	k1    int
 	width int64
 	head  int64
 	until int64
@@ -51,8 +53,8 @@ type snapRecord struct {
 // record copies e into r, with the in-flight requests' elapsed time charged
 // to the newest bucket: if the process dies before they finish, their time
 // so far is not lost.
-func (r *snapRecord) from(key string, e *entry, off, abs int64) {
-	r.key, r.width, r.until = key, e.width, e.until
+func (r *snapRecord) from(e *entry, off, abs int64) {
+	r.width, r.until = e.width, e.until
 	r.head = max(abs/e.width, e.head)
 	for i := range ringSize {
 		idx := r.head - ringSize + 1 + int64(i)
@@ -82,24 +84,28 @@ func (l *Ledger) WriteSnapshot(w io.Writer) error {
 	putU(SnapshotVersion)
 	putI(abs)
 	var recs []snapRecord
+	var keys []byte
 	for i := range l.shards {
 		s := &l.shards[i]
-		recs = recs[:0]
+		recs, keys = recs[:0], keys[:0]
 		s.mu.Lock()
-		for slot := range s.entries {
-			e := &s.entries[slot]
-			if e.width == 0 || e.idle(abs) {
+		for slot := range s.tab.cells {
+			e := &s.tab.cells[slot]
+			if e.tag == 0 || e.idle(abs) {
 				continue
 			}
-			recs = append(recs, snapRecord{})
-			recs[len(recs)-1].from(s.keys[slot], e, off, abs)
+			recs = append(recs, snapRecord{k0: len(keys)})
+			keys = s.tab.appendKey(keys, slot)
+			r := &recs[len(recs)-1]
+			r.k1 = len(keys)
+			r.from(e, off, abs)
 		}
 		s.mu.Unlock()
 		for k := range recs {
 			r := &recs[k]
 			bw.WriteByte(1)
-			putU(uint64(len(r.key)))
-			bw.WriteString(r.key)
+			putU(uint64(r.k1 - r.k0))
+			bw.Write(keys[r.k0:r.k1])
 			putI(r.width)
 			putI(r.head)
 			putI(r.until)
@@ -144,20 +150,15 @@ func (l *Ledger) ReadSnapshot(r io.Reader) error {
 		for i := range l.shards {
 			s := &l.shards[i]
 			s.mu.Lock()
-			s.index.reset(per)
-			s.entries = make([]entry, 0, per)
-			s.keys = make([]string, 0, per)
-			if s.fleet != nil {
-				s.fleet = make([]fleetEntry, 0, per)
-			}
+			s.tab.reset(per)
 			s.mu.Unlock()
 		}
 	}
 	_, err = decodeSnapshot(data, func(rec *snapRecord) {
-		h, _, s := l.shardOf(rec.key)
+		h, s := l.shardOf(rec.key)
 		s.mu.Lock()
 		slot, _ := s.lookup(rec.key, h, rec.width, abs, true)
-		e := &s.entries[slot]
+		e := &s.tab.cells[slot]
 		e.width, e.head, e.until = rec.width, rec.head, rec.until
 		e.total = 0
 		f := s.fleetAt(slot)
