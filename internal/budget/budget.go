@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -414,6 +415,28 @@ func (s *shard) sweep(abs int64, n int) {
 	}
 }
 
+// sweepAll forgets every idle entry of the shard and shrinks its table if
+// that left it mostly empty; it returns how many it forgot. A removal
+// shifts a later cell (or, past the end, one from the start, already
+// looked at) into the cell just emptied, so that cell is looked at again.
+func (s *shard) sweepAll(abs int64) int {
+	t := &s.tab
+	forgot := 0
+	for i := 0; i < len(t.cells) && t.n > 0; {
+		if e := &t.cells[i]; e.tag != 0 && e.idle(abs) {
+			t.remove(i)
+			forgot++
+			continue
+		}
+		i++
+	}
+	if t.sparse() {
+		t.resize(cellsFor(t.n))
+		s.cursor = 0
+	}
+	return forgot
+}
+
 // Admit decides for key under lim. When the request may proceed (Allowed, or
 // Shadowed), it is registered as in flight and the returned Ticket must be
 // passed to Finish or Cancel. In-flight time is counted from Admit (the guard
@@ -775,8 +798,39 @@ func (e *entry) lift(abs int64, f *fleetEntry) {
 	}
 }
 
+// Expire forgets every idle key now (nothing in its window, nothing in
+// flight, not restricted) and shrinks the tables they leave mostly empty,
+// so the memory follows the active keys. It returns how many keys it
+// forgot. Admit forgets idle keys too, a few on each call, but only while
+// requests arrive: after a burst of keys and no traffic, the memory would
+// stay at its peak (issue 17), so a guard calls Expire on a timer. It
+// locks one shard at a time.
+func (l *Ledger) Expire() int {
+	_, abs := l.now()
+	forgot := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		forgot += s.sweepAll(abs)
+		s.mu.Unlock()
+	}
+	return forgot
+}
+
+// tableBytes is the memory the shards' tables hold (cells and fleet data).
+func (l *Ledger) tableBytes() int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += len(s.tab.cells)*cellSize + len(s.tab.fleet)*int(unsafe.Sizeof(fleetEntry{}))
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // Len returns the number of keys the ledger holds (idle keys are forgotten
-// gradually as requests arrive).
+// gradually as requests arrive, and all at once by Expire).
 func (l *Ledger) Len() int {
 	n := 0
 	for i := range l.shards {

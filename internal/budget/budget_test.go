@@ -442,3 +442,53 @@ func TestTopRestricted(t *testing.T) {
 		t.Fatalf("TopRestricted(0) = %v, %d", got, total)
 	}
 }
+
+// TestIdleKeysExpireWithoutTraffic: after a burst of keys and then no
+// requests at all, Expire (which the guard runs on a timer) forgets the
+// idle keys and gives their memory back; keys with a request in flight or
+// a restriction stay, and so do their tickets. Before issue 17 item 7 idle
+// keys went only when new requests swept them, so the memory stayed at the
+// burst's peak while the proxy was idle.
+func TestIdleKeysExpireWithoutTraffic(t *testing.T) {
+	clk := NewManualClock(t0)
+	l := New(Options{Clock: clk, Shards: 8})
+	empty := l.tableBytes()
+	const burst = 100_000
+	for i := range burst {
+		_, tk := l.Admit(fmt.Sprintf("burst-%d", i), Limits{})
+		l.Finish(tk, sec)
+	}
+	_, running := l.Admit("still-running", Limits{})
+	l.Restrict("still-restricted", clk.Now().Add(time.Hour))
+	peak := l.tableBytes()
+	for _, c := range []struct {
+		advance time.Duration
+		forgot  int
+		left    int
+	}{
+		{0, 0, burst + 2},           // everything is inside its window
+		{30 * sec, 0, burst + 2},    // still inside
+		{2 * time.Minute, burst, 2}, // the window slid past the burst
+		{time.Minute, 0, 2},         // nothing more to forget
+	} {
+		clk.Advance(c.advance)
+		if got := l.Expire(); got != c.forgot {
+			t.Errorf("+%v: Expire forgot %d keys, want %d", c.advance, got, c.forgot)
+		}
+		if got := l.Len(); got != c.left {
+			t.Errorf("+%v: Len = %d, want %d", c.advance, got, c.left)
+		}
+	}
+	// The key-churn memory figure: the burst's tables (50 MB here) are
+	// given back, down to the smallest table in each of the 8 shards.
+	if got := l.tableBytes(); got > 8*minCells*cellSize {
+		t.Errorf("tables hold %d bytes after expiry (peak %d, empty ledger %d): the memory did not follow the keys", got, peak, empty)
+	}
+	t.Logf("tables: empty %d B, after %d keys %d B, after expiry %d B", empty, burst, peak, l.tableBytes())
+	if d := l.Finish(running, 3*sec); d.Used != 3*sec || d.InFlight != 0 {
+		t.Errorf("the running key's ticket after expiry: %+v", d)
+	}
+	if st := l.Status("still-restricted", Limits{}); st.RestrictedUntil.IsZero() {
+		t.Error("the restricted key was forgotten")
+	}
+}

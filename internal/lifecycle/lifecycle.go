@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -151,10 +152,25 @@ type Persistence struct {
 	stop   func()
 }
 
+// ExpireEvery is how often a running guard forgets idle keys
+// (budget.Ledger.Expire). A key is idle once its window has slid past its
+// last request, so a few seconds' delay beyond that costs nothing.
+const ExpireEvery = 10 * time.Second
+
 // Persist starts keeping ledger in snaps (nil: nowhere), saving every
-// `every` unless snaps is a Syncer. Call Stop (deferred) and Close.
+// `every` unless snaps is a Syncer, and forgetting idle keys every
+// ExpireEvery whatever the store. Call Stop (deferred) and Close.
 func Persist(snaps Snapshotter, ledger *budget.Ledger, every time.Duration) *Persistence {
+	return persist(snaps, ledger, every, ExpireEvery)
+}
+
+func persist(snaps Snapshotter, ledger *budget.Ledger, every, expireEvery time.Duration) *Persistence {
 	p := &Persistence{snaps: snaps, ledger: ledger, stop: func() {}}
+	stopExpiry := expireIdle(ledger, expireEvery)
+	defer func() {
+		stop := p.stop
+		p.stop = func() { stop(); stopExpiry() }
+	}()
 	if s, ok := snaps.(Syncer); ok {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -169,6 +185,27 @@ func Persist(snaps Snapshotter, ledger *budget.Ledger, every time.Duration) *Per
 		p.stop = t.Stop
 	}
 	return p
+}
+
+// expireIdle forgets the ledger's idle keys on a timer until stopped
+// (issue 17: idle keys were dropped only when new traffic arrived, so the
+// memory stayed at its peak while the proxy was idle).
+func expireIdle(ledger *budget.Ledger, every time.Duration) (stop func()) {
+	t := time.NewTicker(every)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-t.C:
+				ledger.Expire()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { t.Stop(); close(quit); <-done }) }
 }
 
 // Save is a periodic save on Tick.
