@@ -18,6 +18,9 @@ const (
 	netSpikeFactor = 10  // times the window's median rate
 	netFloorBytes  = 1e6 // bytes/s below which nothing is a spike
 	netFloorPkts   = 1e3 // packets/s below which nothing is a spike
+	// diskUtilPct is a device busy nearly all of the interval: requests
+	// queue behind each other (iostat's %util).
+	diskUtilPct = 90
 )
 
 // Signal kinds.
@@ -29,6 +32,8 @@ const (
 	SigIOPressure     = "io-pressure"
 	SigSwap           = "swap"
 	SigNetwork        = "network"
+	// SigDisk is a block device busy most of the interval (Detail names it).
+	SigDisk = "disk"
 )
 
 // Signal is one way an episode showed: its peak and how long it lasted.
@@ -105,6 +110,9 @@ func flagIntervals(ivs []interval) []hot {
 		if r.RxBytes >= rxLim || r.TxBytes >= txLim || r.RxPackets+r.TxPackets >= pkLim {
 			k[SigNetwork] = max(r.RxBytes, r.TxBytes)
 		}
+		if d, ok := r.BusiestDisk(); ok && d.Util >= diskUtilPct {
+			k[SigDisk] = d.Util
+		}
 		out[i] = hot{iv, k}
 	}
 	return out
@@ -158,6 +166,9 @@ func signals(ep []hot) []Signal {
 			if kind == SigNetwork && v >= s.Peak {
 				s.Detail = busiestIf(h.r.PerIf)
 			}
+			if d, ok := h.r.BusiestDisk(); ok && kind == SigDisk && v >= s.Peak {
+				s.Detail = d.Name
+			}
 			if kind == SigCPU {
 				if h.r.Busy > 0 {
 					sysShare += h.r.System / h.r.Busy
@@ -176,7 +187,7 @@ func signals(ep []hot) []Signal {
 		}
 		out = append(out, *s)
 	}
-	order := map[string]int{SigMemory: 0, SigMemoryPressure: 1, SigCPU: 2, SigSteal: 3, SigIOPressure: 4, SigSwap: 5, SigNetwork: 6}
+	order := map[string]int{SigMemory: 0, SigMemoryPressure: 1, SigCPU: 2, SigSteal: 3, SigIOPressure: 4, SigDisk: 5, SigSwap: 6, SigNetwork: 7}
 	sort.Slice(out, func(i, j int) bool { return order[out[i].Kind] < order[out[j].Kind] })
 	return out
 }

@@ -25,9 +25,13 @@ var scheduledJobs = map[string]bool{
 
 // Thresholds for a process to be worth naming in an episode.
 const (
-	procGrowth = 16 << 20 // bytes of RSS growth
-	procCPU    = 25       // percent of one core
-	maxProcs   = 8
+	procGrowth  = 16 << 20 // bytes of RSS growth
+	procCPU     = 25       // percent of one core
+	procIOBytes = 64 << 20 // bytes read and written in the episode
+	maxProcs    = 8
+	// ioCauseShare is the share of the processes' I/O in a disk episode
+	// that makes one unit its cause, journal or not.
+	ioCauseShare = 50
 )
 
 type episodeInput struct {
@@ -126,6 +130,21 @@ func explainEpisode(in episodeInput) Episode {
 		u.Comms = append(u.Comms, p.Comm)
 	}
 
+	ep.Disk = diskUse(in.hot)
+	// A saturated device names its own cause: the unit that did most of
+	// its I/O, whether or not the journal saw it start (a service that has
+	// run for days can start writing hard; a journal may be missing).
+	var ioUnit string
+	if d := ep.Disk; d != nil && len(d.By) > 0 && d.By[0].Unit != "" && d.By[0].Share >= ioCauseShare {
+		ioUnit = d.By[0].Unit
+		if _, ok := started[ioUnit]; ok {
+			units = append([]string{ioUnit}, slicesDelete(units, ioUnit)...)
+		} else {
+			started[ioUnit] = firstSeen(in.samples, ioUnit, in.start)
+			units = append([]string{ioUnit}, units...)
+		}
+	}
+
 	if len(units) > 0 {
 		root := units[0]
 		c := &Cause{Unit: root, Started: started[root], Trigger: timerFor(root, in.entries)}
@@ -136,7 +155,7 @@ func explainEpisode(in episodeInput) Episode {
 			x.Started = started[u]
 			c.With = append(c.With, x)
 		}
-		c.Evidence = causeEvidence(c, in)
+		c.Evidence = causeEvidence(c, in, ep.Disk, root == ioUnit)
 		ep.Cause = c
 	}
 
@@ -180,10 +199,11 @@ func procChanges(samples []Sample, baseT, end time.Time) []ProcChange {
 	}
 	peak := map[key]*ProcChange{}
 	var order []key
-	for _, s := range samples {
+	for i, s := range samples {
 		if s.Time.Before(baseT) || s.Time.After(end) {
 			continue
 		}
+		dt := sampleSpan(samples, i)
 		for _, p := range s.Procs {
 			k := key{p.PID, p.Comm}
 			pc, ok := peak[k]
@@ -195,6 +215,8 @@ func procChanges(samples []Sample, baseT, end time.Time) []ProcChange {
 			}
 			pc.RSSPeak = max(pc.RSSPeak, p.RSS)
 			pc.CPUPeak = max(pc.CPUPeak, p.CPUPercent)
+			pc.ReadBytes += uint64(p.ReadBps * dt)
+			pc.WriteBytes += uint64(p.WriteBps * dt)
 			if pc.Unit == "" {
 				pc.Unit = p.Unit
 			}
@@ -203,15 +225,116 @@ func procChanges(samples []Sample, baseT, end time.Time) []ProcChange {
 	var out []ProcChange
 	for _, k := range order {
 		pc := peak[k]
-		if (pc.RSSPeak > pc.RSSBefore && pc.RSSPeak-pc.RSSBefore >= procGrowth) || pc.CPUPeak >= procCPU {
+		if (pc.RSSPeak > pc.RSSBefore && pc.RSSPeak-pc.RSSBefore >= procGrowth) || pc.CPUPeak >= procCPU || pc.ReadBytes+pc.WriteBytes >= procIOBytes {
 			out = append(out, *pc)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return growth(out[i]) > growth(out[j]) })
+	// Memory growth and I/O are both bytes: the process that moved most
+	// of either comes first.
+	weight := func(p ProcChange) uint64 { return max(growth(p), p.ReadBytes+p.WriteBytes) }
+	sort.SliceStable(out, func(i, j int) bool { return weight(out[i]) > weight(out[j]) })
 	if len(out) > maxProcs {
 		out = out[:maxProcs]
 	}
 	return out
+}
+
+// sampleSpan is the time the rates in samples[i] cover: since the sample
+// before it, if that one is of the same boot; zero otherwise.
+func sampleSpan(samples []Sample, i int) float64 {
+	if i == 0 {
+		return 0
+	}
+	a, b := samples[i-1], samples[i]
+	if a.BootTime != 0 && b.BootTime != 0 && a.BootTime != b.BootTime {
+		return 0
+	}
+	return max(0, b.Time.Sub(a.Time).Seconds())
+}
+
+// diskUse finds the device that saturated in an episode and who did the
+// I/O in its saturated intervals, from the per-process counters of
+// /proc/<pid>/io in each sample.
+func diskUse(g []hot) *DiskUse {
+	var du *DiskUse
+	var awaitSum float64
+	var awaitN int
+	type acc struct {
+		share IOShare
+		seen  map[string]bool
+	}
+	by := map[string]*acc{}
+	var order []string
+	var total uint64
+	for _, h := range g {
+		if _, ok := h.kinds[SigDisk]; !ok {
+			continue
+		}
+		d, _ := h.r.BusiestDisk()
+		if du == nil {
+			du = &DiskUse{Device: d.Name}
+		}
+		dt := h.b.Time.Sub(h.a.Time).Seconds()
+		if d.Util > du.PeakUtil {
+			du.PeakUtil, du.Device = round2(d.Util), d.Name
+		}
+		awaitSum += d.AwaitMs
+		awaitN++
+		du.ReadBytes += uint64(d.ReadBps * dt)
+		du.WriteBytes += uint64(d.WriteBps * dt)
+		for _, p := range h.b.Procs {
+			rd, wr := uint64(p.ReadBps*dt), uint64(p.WriteBps*dt)
+			if rd+wr == 0 {
+				continue
+			}
+			k := p.Unit
+			if k == "" {
+				k = "process " + p.Comm // outside any unit: the command is the name there is
+			}
+			a, ok := by[k]
+			if !ok {
+				a = &acc{share: IOShare{Unit: p.Unit}, seen: map[string]bool{}}
+				by[k] = a
+				order = append(order, k)
+			}
+			a.share.ReadBytes += rd
+			a.share.WriteBytes += wr
+			if name := fmt.Sprintf("%s[%d]", p.Comm, p.PID); !a.seen[name] {
+				a.seen[name] = true
+				a.share.Processes = append(a.share.Processes, name)
+			}
+			total += rd + wr
+		}
+	}
+	if du == nil {
+		return nil
+	}
+	du.AwaitMs = round2(awaitSum / float64(awaitN))
+	du.By = []IOShare{}
+	for _, k := range order {
+		sh := by[k].share
+		if total > 0 {
+			sh.Share = round2(100 * float64(sh.ReadBytes+sh.WriteBytes) / float64(total))
+		}
+		du.By = append(du.By, sh)
+	}
+	sort.SliceStable(du.By, func(i, j int) bool { return du.By[i].Share > du.By[j].Share })
+	if len(du.By) > 5 {
+		du.By = du.By[:5]
+	}
+	return du
+}
+
+// ioShareText is "tar[2210] in backup.service: 96% (5.1 GiB written, 20 MiB read)".
+func ioShareText(sh IOShare) string {
+	who := strings.Join(sh.Processes[:min(3, len(sh.Processes))], ", ")
+	if len(sh.Processes) > 3 {
+		who += fmt.Sprintf(" and %d more", len(sh.Processes)-3)
+	}
+	if sh.Unit != "" {
+		who += " in " + sh.Unit
+	}
+	return fmt.Sprintf("%s: %s of the processes' I/O (%s written, %s read)", who, pctString(sh.Share), mib(sh.WriteBytes), mib(sh.ReadBytes))
 }
 
 func growth(p ProcChange) uint64 {
@@ -221,8 +344,37 @@ func growth(p ProcChange) uint64 {
 	return p.RSSPeak - p.RSSBefore
 }
 
-func causeEvidence(c *Cause, in episodeInput) []string {
+// firstSeen is when a unit's processes first appear in the samples, or
+// fallback when they never do before it.
+func firstSeen(samples []Sample, unit string, fallback time.Time) time.Time {
+	for _, s := range samples {
+		if s.Time.After(fallback) {
+			break
+		}
+		for _, p := range s.Procs {
+			if p.Unit == unit {
+				return s.Time
+			}
+		}
+	}
+	return fallback
+}
+
+func slicesDelete(xs []string, x string) []string {
+	out := make([]string, 0, len(xs))
+	for _, v := range xs {
+		if v != x {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func causeEvidence(c *Cause, in episodeInput, disk *DiskUse, byIO bool) []string {
 	var ev []string
+	if byIO {
+		ev = append(ev, fmt.Sprintf("%s was %s busy (average wait %.0f ms); %s", disk.Device, pctString(disk.PeakUtil), disk.AwaitMs, ioShareText(disk.By[0])))
+	}
 	lead := in.start.Sub(c.Started)
 	switch {
 	case len(in.hot) > 0 && !c.Started.After(in.hot[0].b.Time):
@@ -325,8 +477,30 @@ func sampleText(kind string, h hot) string {
 		return "swap " + swapString(m)
 	case SigNetwork:
 		return fmt.Sprintf("network spike: rx %s/s, tx %s/s, %.0f packets/s (%s)", mib(uint64(r.RxBytes)), mib(uint64(r.TxBytes)), r.RxPackets+r.TxPackets, busiestIf(r.PerIf))
+	case SigDisk:
+		d, _ := r.BusiestDisk()
+		text := fmt.Sprintf("disk %s %s busy: %.0f reads/s, %.0f writes/s, read %s/s, write %s/s, average wait %.0f ms", d.Name, pctString(d.Util),
+			d.ReadsPS, d.WritesPS, mib(uint64(d.ReadBps)), mib(uint64(d.WriteBps)), d.AwaitMs)
+		if p, ok := topIOProc(h.b.Procs); ok {
+			text += fmt.Sprintf("; most by %s[%d]", p.Comm, p.PID)
+			if p.Unit != "" {
+				text += " in " + p.Unit
+			}
+		}
+		return text
 	}
 	return kind
+}
+
+func topIOProc(ps []Proc) (Proc, bool) {
+	var best Proc
+	found := false
+	for _, p := range ps {
+		if p.ReadBps+p.WriteBps > 0 && (!found || p.ReadBps+p.WriteBps > best.ReadBps+best.WriteBps) {
+			best, found = p, true
+		}
+	}
+	return best, found
 }
 
 func swapString(m Memory) string {
@@ -422,8 +596,29 @@ func summary(ep Episode, in episodeInput) string {
 	if s, ok := sig[SigSteal]; ok {
 		parts = append(parts, fmt.Sprintf("CPU steal %s (credits?)", pctString(s.Peak)))
 	}
+	if d := ep.Disk; d != nil {
+		t := fmt.Sprintf("%s %s busy for %s (%s written, %s read, average wait %.0f ms)", d.Device, pctString(d.PeakUtil),
+			human(time.Duration(sig[SigDisk].Duration)), mib(d.WriteBytes), mib(d.ReadBytes), d.AwaitMs)
+		if len(d.By) > 0 {
+			top := d.By[0]
+			who := top.Unit
+			if who == "" {
+				who = strings.Join(top.Processes[:min(2, len(top.Processes))], ", ")
+			} else {
+				who += " (" + strings.Join(dedupe(comms(top.Processes)), ", ") + ")"
+			}
+			t += fmt.Sprintf(", %s of the I/O by %s", pctString(top.Share), who)
+		}
+		parts = append(parts, t)
+	}
 	if s, ok := sig[SigIOPressure]; ok {
-		parts = append(parts, fmt.Sprintf("io pressure %s", pctString(s.Peak)))
+		t := fmt.Sprintf("io pressure %s", pctString(s.Peak))
+		if d := ep.Disk; d != nil {
+			t += fmt.Sprintf(": tasks stalled waiting on %s", d.Device)
+		} else if d, ok := ioPressureDisk(in.hot); ok {
+			t += fmt.Sprintf(" (busiest device %s at %s, average wait %.0f ms)", d.Name, pctString(d.Util), d.AwaitMs)
+		}
+		parts = append(parts, t)
 	}
 	if s, ok := sig[SigNetwork]; ok {
 		parts = append(parts, fmt.Sprintf("network %s/s on %s", mib(uint64(s.Peak)), s.Detail))
@@ -438,6 +633,35 @@ func summary(ep Episode, in episodeInput) string {
 		parts = append(parts, "then the host went down")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// comms strips the [pid] from "tar[2210]".
+func comms(procs []string) []string {
+	out := make([]string, len(procs))
+	for i, p := range procs {
+		if j := strings.LastIndex(p, "["); j > 0 {
+			p = p[:j]
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// ioPressureDisk is the busiest device in the interval of peak io
+// pressure, when no device crossed the saturation line: pressure with an
+// idle device points elsewhere (a throttled cloud volume, a slow NFS).
+func ioPressureDisk(hs []hot) (DiskRate, bool) {
+	var best hot
+	found := false
+	for _, h := range hs {
+		if v, ok := h.kinds[SigIOPressure]; ok && (!found || v > best.kinds[SigIOPressure]) {
+			best, found = h, true
+		}
+	}
+	if !found {
+		return DiskRate{}, false
+	}
+	return best.r.BusiestDisk()
 }
 
 func oomVictim(msg string) string {

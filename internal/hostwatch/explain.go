@@ -77,6 +77,8 @@ type Report struct {
 	Interval Seconds   `json:"interval_s,omitempty"`
 	Host     HostFacts `json:"host"`
 	Episodes []Episode `json:"episodes"`
+	// Filesystems are the filesystems filling up or nearly full.
+	Filesystems []FSFinding `json:"filesystems"`
 	// Listeners are the sockets open on all interfaces.
 	Listeners []Listener    `json:"listeners_all_interfaces"`
 	Journal   JournalStatus `json:"journal"`
@@ -137,6 +139,32 @@ type Episode struct {
 	// Outcome says how it ended when that was not quietly: the recording
 	// stopping and the host booting again.
 	Outcome string `json:"outcome,omitempty"`
+	// Disk is the busiest device when one was saturated, and who did its
+	// I/O.
+	Disk *DiskUse `json:"disk,omitempty"`
+}
+
+// DiskUse is an episode's saturated device and who kept it busy.
+type DiskUse struct {
+	Device   string  `json:"device"`
+	PeakUtil float64 `json:"peak_util"`
+	// AwaitMs is the average request time over the saturated intervals.
+	AwaitMs    float64 `json:"await_ms"`
+	ReadBytes  uint64  `json:"read_bytes"`
+	WriteBytes uint64  `json:"write_bytes"`
+	// By are the units (or, outside any unit, the processes) that did the
+	// processes' I/O in those intervals, largest first.
+	By []IOShare `json:"by"`
+}
+
+// IOShare is one unit's part of the I/O that processes did.
+type IOShare struct {
+	Unit       string   `json:"unit,omitempty"`
+	Processes  []string `json:"processes"`
+	ReadBytes  uint64   `json:"read_bytes"`
+	WriteBytes uint64   `json:"write_bytes"`
+	// Share is of all the processes' I/O in the intervals, 0-100.
+	Share float64 `json:"share"`
 }
 
 // Cause is the unit that started the episode, with the units it brought.
@@ -170,6 +198,9 @@ type ProcChange struct {
 	RSSPeak   uint64  `json:"rss_peak"`
 	CPUPeak   float64 `json:"cpu_peak_pct"`
 	New       bool    `json:"new"`
+	// ReadBytes and WriteBytes are what it read and wrote in the episode.
+	ReadBytes  uint64 `json:"read_bytes,omitempty"`
+	WriteBytes uint64 `json:"write_bytes,omitempty"`
 }
 
 // Event is one line of an episode's timeline.
@@ -198,7 +229,7 @@ func Explain(ctx context.Context, opts ExplainOptions) (*Report, error) {
 	if !opts.Since.Before(opts.Until) {
 		return nil, fmt.Errorf("empty window: --since %s is not before --until %s", opts.Since.Format(time.RFC3339), opts.Until.Format(time.RFC3339))
 	}
-	rep := &Report{Window: Window{opts.Since, opts.Until}, Episodes: []Episode{}, Listeners: []Listener{}, Notes: []string{}}
+	rep := &Report{Window: Window{opts.Since, opts.Until}, Episodes: []Episode{}, Filesystems: []FSFinding{}, Listeners: []Listener{}, Notes: []string{}}
 
 	samples, err := readSamples(opts.Data, opts.Since.Add(-opts.Lookback), opts.Until)
 	if err != nil {
@@ -265,6 +296,7 @@ func Explain(ctx context.Context, opts ExplainOptions) (*Report, error) {
 	if len(samples) == 0 {
 		rep.Episodes = append(rep.Episodes, journalEpisodes(entries, rep.Host, opts)...)
 	}
+	rep.Filesystems = fsFindings(samples, opts.Since, opts.Until, opts.Location)
 	rep.Notes = append(rep.Notes, hostNotes(rep.Host, rep.Listeners)...)
 	return rep, nil
 }

@@ -46,6 +46,20 @@ func WriteExplain(w io.Writer, rep *Report, loc *time.Location) error {
 	if len(rep.Episodes) == 0 {
 		b.WriteString("\nNo spikes or saturation found in this window.\n")
 	}
+	if len(rep.Filesystems) > 0 {
+		b.WriteString("\nDisk space\n")
+	}
+	for _, f := range rep.Filesystems {
+		fmt.Fprintf(b, "  [%s] %s\n", f.Severity, f.Summary)
+		if len(f.Units) > 0 {
+			var us []string
+			for _, u := range f.Units {
+				us = append(us, u.Unit+" "+mib(u.Bytes))
+			}
+			fmt.Fprintf(b, "    by unit: %s\n", strings.Join(us, ", "))
+		}
+		fmt.Fprintf(b, "    action: %s\n", f.Action)
+	}
 	for i, ep := range rep.Episodes {
 		fmt.Fprintf(b, "\nEpisode %d: %s to %s (%s)\n", i+1, clock(ep.Start, loc), clock(ep.End, loc), human(ep.End.Sub(ep.Start)))
 		fmt.Fprintf(b, "  %s\n", ep.Summary)
@@ -80,7 +94,17 @@ func WriteExplain(w io.Writer, rep *Report, loc *time.Location) error {
 				if p.New {
 					before = "new"
 				}
-				fmt.Fprintf(b, "    %-16s %6d  %-28s %8s -> %-8s CPU peak %s\n", p.Comm, p.PID, unit, before, mib(p.RSSPeak), pctString(p.CPUPeak))
+				io := ""
+				if p.ReadBytes+p.WriteBytes > 0 {
+					io = fmt.Sprintf("  I/O read %s write %s", mib(p.ReadBytes), mib(p.WriteBytes))
+				}
+				fmt.Fprintf(b, "    %-16s %6d  %-28s %8s -> %-8s CPU peak %s%s\n", p.Comm, p.PID, unit, before, mib(p.RSSPeak), pctString(p.CPUPeak), io)
+			}
+		}
+		if d := ep.Disk; d != nil {
+			fmt.Fprintf(b, "  disk %s: peak %s busy, average wait %.0f ms, %s written and %s read while saturated\n", d.Device, pctString(d.PeakUtil), d.AwaitMs, mib(d.WriteBytes), mib(d.ReadBytes))
+			for _, sh := range d.By {
+				fmt.Fprintf(b, "    %s\n", ioShareText(sh))
 			}
 		}
 		b.WriteString("  timeline:\n")

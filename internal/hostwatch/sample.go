@@ -36,7 +36,15 @@ type Sample struct {
 	// Procs are the top processes by memory and by CPU, a bounded few.
 	Procs     []Proc     `json:"procs,omitempty"`
 	Listeners []Listener `json:"listen,omitempty"`
-	Errors    []string   `json:"errors,omitempty"`
+	// Filesystems are the mounted filesystems (real ones unless the
+	// sampler was asked for all), by mount point; Disks the block devices
+	// with any I/O since boot, by name.
+	Filesystems []Filesystem `json:"fs,omitempty"`
+	Disks       []Disk       `json:"disks,omitempty"`
+	// IOUnreadable counts processes whose /proc/<pid>/io could not be read
+	// (it needs root, or the process's own user): their I/O is unknown.
+	IOUnreadable int      `json:"io_unread,omitempty"`
+	Errors       []string `json:"errors,omitempty"`
 }
 
 // CPUTimes are seconds since boot summed over all CPUs (/proc/stat).
@@ -117,6 +125,12 @@ type Proc struct {
 	// CPUPercent is of one core over the interval since the previous
 	// sample; zero in a first sample.
 	CPUPercent float64 `json:"cpu_pct"`
+	// ReadBps and WriteBps are the bytes per second it made the block
+	// layer read and write over the interval (/proc/<pid>/io read_bytes,
+	// write_bytes): page-cache writes are charged to the process that
+	// dirtied them, not to the kernel thread that writes them back.
+	ReadBps  float64 `json:"rd_bps,omitempty"`
+	WriteBps float64 `json:"wr_bps,omitempty"`
 }
 
 // Listener is a socket accepting connections (TCP LISTEN) or datagrams
@@ -146,6 +160,20 @@ type Rates struct {
 	RxBytes, TxBytes, RxPackets, TxPackets, Drops float64
 	// PerIf is bytes/s received per interface, loopback excluded.
 	PerIf map[string]float64
+	// Disks are the block devices' rates, by name.
+	Disks []DiskRate
+}
+
+// BusiestDisk is the device with the highest utilization, if any.
+func (r Rates) BusiestDisk() (DiskRate, bool) {
+	var best DiskRate
+	found := false
+	for _, d := range r.Disks {
+		if !found || d.Util > best.Util {
+			best, found = d, true
+		}
+	}
+	return best, found
 }
 
 // RatesBetween computes Rates from a to b (a earlier). It reports false when
@@ -203,6 +231,17 @@ func RatesBetween(a, b Sample) (Rates, bool) {
 		r.RxPackets += rate(p.RxPackets, n.RxPackets)
 		r.TxPackets += rate(p.TxPackets, n.TxPackets)
 		r.Drops += rate(p.RxDropped+p.TxDropped, n.RxDropped+n.TxDropped)
+	}
+	prevDisk := make(map[string]Disk, len(a.Disks))
+	for _, d := range a.Disks {
+		prevDisk[d.Name] = d
+	}
+	for _, d := range b.Disks {
+		if p, ok := prevDisk[d.Name]; ok {
+			if dr, ok := diskRate(p, d, dt); ok {
+				r.Disks = append(r.Disks, dr)
+			}
+		}
 	}
 	return r, true
 }

@@ -4,15 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"path"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/procfs"
+	"github.com/prometheus/procfs/blockdevice"
 )
 
 // userHZ is the kernel's clock tick for /proc/<pid>/stat times; 100 on
@@ -38,6 +41,15 @@ type SamplerOptions struct {
 	// build machine: 2,700 sockets, 7 ms per read), while listeners change
 	// rarely. Zero means 1 minute; negative means every sample.
 	ListenerInterval time.Duration
+	// MountInterval is how often the mount table is re-read; statfs runs
+	// every sample. Zero means 1 minute; negative means every sample.
+	MountInterval time.Duration
+	// AllFilesystems keeps tmpfs, overlay and the other pseudo filesystems
+	// that are skipped by default.
+	AllFilesystems bool
+	// StatFS reads a filesystem's space and inodes; nil means statfs(2).
+	// Tests with a fixture mount table give the figures of their scenario.
+	StatFS StatFSFunc
 }
 
 // Sampler reads samples. It keeps the previous per-process CPU times (for
@@ -56,7 +68,20 @@ type Sampler struct {
 
 	listened      time.Time
 	lastListeners []Listener
+
+	prevIO map[procKey]procIO
+
+	block      *blockdevice.FS
+	mountsRead time.Time
+	mounts     []mountPoint
+	mountRoot  string
+	// stuck are the guarded mounts whose statfs has not returned; the
+	// goroutine that runs it clears the mark, so it has its own lock.
+	stuckMu sync.Mutex
+	stuck   map[string]bool
 }
+
+type procIO struct{ read, write uint64 }
 
 type procKey struct {
 	pid   int
@@ -89,6 +114,12 @@ func NewSampler(opts SamplerOptions) (*Sampler, error) {
 	if opts.ListenerInterval == 0 {
 		opts.ListenerInterval = time.Minute
 	}
+	if opts.MountInterval == 0 {
+		opts.MountInterval = time.Minute
+	}
+	if opts.StatFS == nil {
+		opts.StatFS = statFS
+	}
 	pfs, err := procfs.NewFS(opts.ProcRoot)
 	if err != nil {
 		hint := ""
@@ -97,10 +128,17 @@ func NewSampler(opts SamplerOptions) (*Sampler, error) {
 		}
 		return nil, fmt.Errorf("%w at %s%s: %w", ErrNoProc, opts.ProcRoot, hint, err)
 	}
-	return &Sampler{
+	s := &Sampler{
 		fs: pfs, opts: opts, root: opts.ProcRoot,
 		prevCPU: map[procKey]uint{}, units: map[procKey]string{}, owners: map[uint64]owner{},
-	}, nil
+		prevIO: map[procKey]procIO{}, stuck: map[string]bool{},
+	}
+	// Only /proc/diskstats is read; the constructor also wants a sysfs
+	// root, which the /proc root stands in for (never read).
+	if b, err := blockdevice.NewFS(opts.ProcRoot, opts.ProcRoot); err == nil {
+		s.block = &b
+	}
+	return s, nil
 }
 
 // Sample reads everything it can. What it cannot read is named in
@@ -155,6 +193,7 @@ func (s *Sampler) Sample() Sample {
 
 	s.processes(&smp, now, fail)
 	s.listeners(&smp, now, fail)
+	s.disks(&smp, now, fail)
 	return smp
 }
 
@@ -184,11 +223,12 @@ func (s *Sampler) pressure(fail func(string, error)) *Pressure {
 }
 
 type procRow struct {
-	key   procKey
-	comm  string
-	rss   uint64
-	ticks uint
-	pct   float64
+	key            procKey
+	comm           string
+	rss            uint64
+	ticks          uint
+	pct            float64
+	readBps, wrBps float64
 }
 
 func (s *Sampler) processes(smp *Sample, now time.Time, fail func(string, error)) {
@@ -200,6 +240,7 @@ func (s *Sampler) processes(smp *Sample, now time.Time, fail func(string, error)
 	dt := now.Sub(s.prevTime).Seconds()
 	havePrev := !s.prevTime.IsZero() && dt > 0
 	cur := make(map[procKey]uint, len(procs))
+	curIO := make(map[procKey]procIO, len(procs))
 	rows := make([]procRow, 0, len(procs))
 	var unreadable int
 	for _, p := range procs {
@@ -216,9 +257,22 @@ func (s *Sampler) processes(smp *Sample, now time.Time, fail func(string, error)
 		if prev, ok := s.prevCPU[k]; ok && havePrev && ticks >= prev {
 			row.pct = 100 * float64(ticks-prev) / userHZ / dt
 		}
+		// Every process's I/O is read, not only the top ones': the
+		// process that fills a disk is often small and idle on the CPU.
+		if pio, err := p.IO(); err == nil {
+			io := procIO{pio.ReadBytes, pio.WriteBytes}
+			curIO[k] = io
+			if prev, ok := s.prevIO[k]; ok && havePrev && io.read >= prev.read && io.write >= prev.write {
+				row.readBps, row.wrBps = float64(io.read-prev.read)/dt, float64(io.write-prev.write)/dt
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			// EACCES without root; ENOENT is a process gone, or a kernel
+			// without I/O accounting, neither of which hides anything.
+			smp.IOUnreadable++
+		}
 		rows = append(rows, row)
 	}
-	s.prevCPU, s.prevTime = cur, now
+	s.prevCPU, s.prevIO, s.prevTime = cur, curIO, now
 	smp.ProcCount = len(rows)
 	if len(rows) == 0 && unreadable > 0 {
 		fail("processes", fmt.Errorf("none of %d /proc/<pid>/stat readable", unreadable))
@@ -237,6 +291,12 @@ func (s *Sampler) processes(smp *Sample, now time.Time, fail func(string, error)
 	for i := 0; i < len(byCPU) && i < n && byCPU[i].pct > 0; i++ {
 		keep[byCPU[i].key] = true
 	}
+	sort.SliceStable(byCPU, func(i, j int) bool {
+		return byCPU[i].readBps+byCPU[i].wrBps > byCPU[j].readBps+byCPU[j].wrBps
+	})
+	for i := 0; i < len(byCPU) && i < n && byCPU[i].readBps+byCPU[i].wrBps > 0; i++ {
+		keep[byCPU[i].key] = true
+	}
 	units := make(map[procKey]string, len(keep))
 	for _, r := range rows {
 		if !keep[r.key] {
@@ -248,7 +308,7 @@ func (s *Sampler) processes(smp *Sample, now time.Time, fail func(string, error)
 		}
 		units[r.key] = unit
 		smp.Procs = append(smp.Procs, Proc{PID: r.key.pid, Comm: r.comm, Unit: unit, RSS: r.rss,
-			CPUSeconds: float64(r.ticks) / userHZ, CPUPercent: round2(r.pct)})
+			CPUSeconds: float64(r.ticks) / userHZ, CPUPercent: round2(r.pct), ReadBps: math.Round(r.readBps), WriteBps: math.Round(r.wrBps)})
 	}
 	s.units = units // forget exited processes
 }

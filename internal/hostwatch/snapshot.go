@@ -33,24 +33,39 @@ type SnapshotOptions struct {
 	Journal Journal
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// After waits between the two samples; nil means time.After. Tests
+	// with a fixture tree move their clock and tree in it.
+	After func(time.Duration) <-chan time.Time
+	// AllFilesystems and StatFS are passed to the Sampler.
+	AllFilesystems bool
+	StatFS         StatFSFunc
 }
 
 // Snapshot is seed 02's manual checks (free, ss -tulpn, top, /proc/net/dev,
 // systemctl --failed) in one structure.
 type Snapshot struct {
-	Time      time.Time   `json:"time"`
-	Host      HostFacts   `json:"host"`
-	Memory    Memory      `json:"memory"`
-	Load      [3]float64  `json:"load"`
-	CPU       CPUShare    `json:"cpu"`
-	PSI       *Pressure   `json:"pressure,omitempty"`
-	Net       []NetRate   `json:"interfaces"`
-	TopMemory []Proc      `json:"top_memory"`
-	TopCPU    []Proc      `json:"top_cpu"`
-	Listeners []Listener  `json:"listeners"`
-	Failed    []FailedOne `json:"failed_units"`
-	Notes     []string    `json:"notes"`
-	Errors    []string    `json:"errors,omitempty"`
+	Time time.Time `json:"time"`
+	// Source is empty for a live snapshot; for one read from a recording
+	// (host show --at), it says which recording and sample.
+	Source    string     `json:"source,omitempty"`
+	Host      HostFacts  `json:"host"`
+	Memory    Memory     `json:"memory"`
+	Load      [3]float64 `json:"load"`
+	CPU       CPUShare   `json:"cpu"`
+	PSI       *Pressure  `json:"pressure,omitempty"`
+	Net       []NetRate  `json:"interfaces"`
+	TopMemory []Proc     `json:"top_memory"`
+	TopCPU    []Proc     `json:"top_cpu"`
+	Listeners []Listener `json:"listeners"`
+	// Filesystems are the mounted filesystems' space and inodes; Disks the
+	// devices' I/O over the snapshot's interval; TopIO the processes that
+	// read or wrote most in it.
+	Filesystems []Filesystem `json:"filesystems"`
+	Disks       []DiskRate   `json:"disks"`
+	TopIO       []Proc       `json:"top_io"`
+	Failed      []FailedOne  `json:"failed_units"`
+	Notes       []string     `json:"notes"`
+	Errors      []string     `json:"errors,omitempty"`
 }
 
 // CPUShare is CPU use over the snapshot's wait, in percent of all CPUs.
@@ -89,7 +104,11 @@ func TakeSnapshot(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	sm, err := NewSampler(SamplerOptions{ProcRoot: opts.ProcRoot, TopN: opts.TopN, Now: opts.Now})
+	if opts.After == nil {
+		opts.After = time.After
+	}
+	sm, err := NewSampler(SamplerOptions{ProcRoot: opts.ProcRoot, TopN: opts.TopN, Now: opts.Now,
+		AllFilesystems: opts.AllFilesystems, StatFS: opts.StatFS})
 	if err != nil {
 		return nil, err
 	}
@@ -97,19 +116,35 @@ func TakeSnapshot(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) 
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-time.After(opts.Wait):
+	case <-opts.After(opts.Wait):
 	}
 	b := sm.Sample()
+	snap := SnapshotFrom(a, b)
+	snap.Failed, snap.Notes = failedUnits(ctx, opts.FailedUnits, opts.Journal, snap.Time)
+	snap.Notes = append(snap.Notes, snapshotNotes(snap, b)...)
+	return snap, nil
+}
+
+// SnapshotFrom builds the snapshot view from two samples, a before b: what
+// TakeSnapshot shows of the host now, and `host show --at` of a recorded
+// moment. Failed units and notes are left to the caller.
+func SnapshotFrom(a, b Sample) *Snapshot {
 	snap := &Snapshot{
 		Time: b.Time, Memory: b.Mem, Load: b.Load, PSI: b.PSI, Errors: b.Errors,
 		Host:      HostFacts{MemTotal: b.Mem.Total, SwapTotal: b.Mem.SwapTotal, CPUs: b.CPUs, BootTime: bootTime(b.BootTime)},
 		Listeners: b.Listeners, Failed: []FailedOne{}, Notes: []string{},
+		Filesystems: b.Filesystems, Disks: []DiskRate{},
 	}
 	if snap.Listeners == nil {
 		snap.Listeners = []Listener{}
 	}
-	if r, ok := RatesBetween(a, b); ok {
+	if snap.Filesystems == nil {
+		snap.Filesystems = []Filesystem{}
+	}
+	r, ok := RatesBetween(a, b)
+	if ok {
 		snap.CPU = CPUShare{Over: Seconds(b.Time.Sub(a.Time).Round(time.Millisecond)), Busy: r.Busy, User: r.User, System: r.System, Iowait: r.Iowait, Steal: r.Steal}
+		snap.Disks = append(snap.Disks, r.Disks...)
 	}
 	prev := map[string]NetIf{}
 	for _, n := range a.Net {
@@ -136,9 +171,28 @@ func TakeSnapshot(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) 
 	}
 	snap.TopMemory = top(func(x, y Proc) bool { return x.RSS > y.RSS }, func(p Proc) bool { return p.RSS > 0 })
 	snap.TopCPU = top(func(x, y Proc) bool { return x.CPUPercent > y.CPUPercent }, func(p Proc) bool { return p.CPUPercent > 0 })
+	snap.TopIO = top(func(x, y Proc) bool { return x.ReadBps+x.WriteBps > y.ReadBps+y.WriteBps }, func(p Proc) bool { return p.ReadBps+p.WriteBps > 0 })
+	return snap
+}
 
-	snap.Failed, snap.Notes = failedUnits(ctx, opts, snap.Time)
-	snap.Notes = append(snap.Notes, hostNotes(snap.Host, allInterfaces(snap.Listeners))...)
+// fullPct is the use at which a filesystem is worth a note on its own,
+// whatever its rate: the last tenth goes fast.
+const fullPct = 90
+
+// snapshotNotes are the notes that follow from the snapshot itself.
+func snapshotNotes(snap *Snapshot, b Sample) []string {
+	notes := hostNotes(snap.Host, allInterfaces(snap.Listeners))
+	for _, f := range snap.Filesystems {
+		if f.ReadOnly {
+			continue
+		}
+		if p := f.UsedPct(); p >= fullPct {
+			notes = append(notes, fmt.Sprintf("%s is %s full (%s left of %s): see what fills it with `headroom host explain`", f.Mount, pctString(p), mib(f.Avail), mib(f.Size)))
+		}
+		if p := f.InodesUsedPct(); p >= fullPct {
+			notes = append(notes, fmt.Sprintf("%s has used %s of its inodes (%d left): many small files (a cache, a mail queue, sessions) will soon fail with \"No space left on device\" despite free space", f.Mount, pctString(p), f.IFree))
+		}
+	}
 	var unknown int
 	for _, l := range snap.Listeners {
 		if l.Comm == "" {
@@ -146,16 +200,19 @@ func TakeSnapshot(ctx context.Context, opts SnapshotOptions) (*Snapshot, error) 
 		}
 	}
 	if unknown > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("%d listening sockets have no known owner: the /proc/<pid>/fd of their processes could not be read (run as root; a container's host may forbid it even then)", unknown))
+		notes = append(notes, fmt.Sprintf("%d listening sockets have no known owner: the /proc/<pid>/fd of their processes could not be read (run as root; a container's host may forbid it even then)", unknown))
 	}
-	return snap, nil
+	if b.IOUnreadable > 0 {
+		notes = append(notes, fmt.Sprintf("the I/O of %s could not be read (/proc/<pid>/io needs root or the process's own user)", plural(b.IOUnreadable, "process", "processes")))
+	}
+	return notes
 }
 
-func failedUnits(ctx context.Context, opts SnapshotOptions, now time.Time) ([]FailedOne, []string) {
+func failedUnits(ctx context.Context, list FailedUnitsFunc, j Journal, now time.Time) ([]FailedOne, []string) {
 	out := []FailedOne{}
 	var notes []string
-	if opts.FailedUnits != nil {
-		units, err := opts.FailedUnits(ctx)
+	if list != nil {
+		units, err := list(ctx)
 		if err == nil {
 			for _, u := range units {
 				out = append(out, FailedOne{Unit: u.Name, Detail: u.Description, Source: "systemctl"})
@@ -164,10 +221,10 @@ func failedUnits(ctx context.Context, opts SnapshotOptions, now time.Time) ([]Fa
 		}
 		notes = append(notes, "failed units: "+err.Error())
 	}
-	if opts.Journal == nil {
+	if j == nil {
 		return out, notes
 	}
-	res, err := opts.Journal.Entries(ctx, now.Add(-24*time.Hour), now, func(e journal.Entry) error {
+	res, err := j.Entries(ctx, now.Add(-24*time.Hour), now, func(e journal.Entry) error {
 		if e.Kind == journal.UnitFailed || (e.Kind == journal.OOMKill && e.Unit != "") {
 			out = append(out, FailedOne{Unit: e.Unit, Detail: e.Message, Time: e.Time, Source: "journal"})
 		}
@@ -189,7 +246,11 @@ func WriteSnapshot(w io.Writer, s *Snapshot, loc *time.Location) error {
 	if !s.Host.BootTime.IsZero() {
 		fmt.Fprintf(b, ", up %s", human(s.Time.Sub(s.Host.BootTime)))
 	}
-	fmt.Fprintf(b, ", %d CPU\n\n", s.Host.CPUs)
+	fmt.Fprintf(b, ", %d CPU\n", s.Host.CPUs)
+	if s.Source != "" {
+		fmt.Fprintf(b, "from the %s\n", s.Source)
+	}
+	b.WriteString("\n")
 	m := s.Memory
 	if m.Total > 0 {
 		fmt.Fprintf(b, "memory    total %s, used %s, available %s (%s), buff/cache %s\n", mib(m.Total), mib(m.Used()), mib(m.Available),
@@ -232,15 +293,50 @@ func WriteSnapshot(w io.Writer, s *Snapshot, loc *time.Location) error {
 			b.WriteString("  none\n")
 		}
 		for _, p := range ps {
-			unit := p.Unit
-			if unit == "" {
-				unit = "-"
-			}
-			fmt.Fprintf(b, "  %7d %-16s %9s %6s CPU  %s\n", p.PID, p.Comm, mib(p.RSS), pctString(p.CPUPercent), unit)
+			fmt.Fprintf(b, "  %7d %-16s %9s %6s CPU  %s\n", p.PID, p.Comm, mib(p.RSS), pctString(p.CPUPercent), orDash(p.Unit))
 		}
 	}
 	procs("top processes by memory (RSS)", s.TopMemory)
 	procs(fmt.Sprintf("top processes by CPU (over %s, %% of one core)", time.Duration(c.Over)), s.TopCPU)
+
+	fmt.Fprintf(b, "\ntop processes by I/O (over %s)\n", time.Duration(c.Over))
+	if len(s.TopIO) == 0 {
+		b.WriteString("  none\n")
+	}
+	for _, p := range s.TopIO {
+		fmt.Fprintf(b, "  %7d %-16.16s read %9s/s  write %9s/s  %s\n", p.PID, p.Comm, mib(uint64(p.ReadBps)), mib(uint64(p.WriteBps)), orDash(p.Unit))
+	}
+
+	b.WriteString("\nfilesystems\n")
+	if len(s.Filesystems) == 0 {
+		b.WriteString("  none found\n")
+	} else {
+		b.WriteString("  mount                   use       used       size       free  inodes  source\n")
+	}
+	for _, f := range s.Filesystems {
+		inodes := "-"
+		if f.Inodes > 0 {
+			inodes = pctString(f.InodesUsedPct())
+		}
+		src := f.Source + " " + f.Type
+		if f.Disk != "" {
+			src += " on " + f.Disk
+		}
+		if f.ReadOnly {
+			src += ", read-only"
+		}
+		fmt.Fprintf(b, "  %-22s %4s  %9s  %9s  %9s  %6s  %s\n", f.Mount, pctString(f.UsedPct()), mib(f.Used()), mib(f.Size), mib(f.Avail), inodes, src)
+	}
+	fmt.Fprintf(b, "\ndisks (over %s)\n", time.Duration(c.Over))
+	if len(s.Disks) == 0 {
+		b.WriteString("  none found\n")
+	} else {
+		b.WriteString("  device              r/s      w/s     read/s    write/s     await  util\n")
+	}
+	for _, d := range s.Disks {
+		fmt.Fprintf(b, "  %-14s %8.1f %8.1f  %9s  %9s  %5.1f ms  %4s\n", d.Name, d.ReadsPS, d.WritesPS,
+			mib(uint64(d.ReadBps)), mib(uint64(d.WriteBps)), d.AwaitMs, pctString(d.Util))
+	}
 
 	b.WriteString("\ninterfaces (since boot; rate now)\n")
 	for _, n := range s.Net {
@@ -273,3 +369,17 @@ func WriteSnapshot(w io.Writer, s *Snapshot, loc *time.Location) error {
 
 // IsNoProc reports whether err means there is no /proc to read.
 func IsNoProc(err error) bool { return errors.Is(err, ErrNoProc) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
