@@ -131,3 +131,66 @@ func TestHostServiceUnitVerifies(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+const diskDir = "../../internal/hostwatch/testdata/disk"
+
+// TestHostShow runs show on the disk scenario's recording: the moment
+// (--at, read in UTC with --utc), the timeline, and the export, which
+// reads back.
+func TestHostShow(t *testing.T) {
+	rec := filepath.Join(diskDir, "recording")
+	out, err := runHost(t, "host", "show", "--data", rec, "--at", "2026-03-14 02:35", "--utc", "--journal", filepath.Join(diskDir, "journal.json"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"headroom host snapshot  2026-03-14 02:35:00 UTC", "from the recording " + rec, "nvme0n1           880.0", "3300 tar              read   110 MiB/s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show --at lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runHost(t, "host", "show", "--data", rec, "--from", "2026-03-14T02:00:00Z", "--to", "2026-03-14T03:00:00Z", "--utc")
+	if err != nil || !strings.Contains(out, "02:30:00   45%") || !strings.Contains(out, "nvme0n1 99%") {
+		t.Fatalf("timeline: %v\n%s", err, out)
+	}
+	out, err = runHost(t, "host", "show", "--data", rec, "--from", "2026-03-14T02:00:00Z", "--to", "2026-03-14T03:00:00Z", "--csv", "--metric", "disk.*.util", "--metric", "fs./.avail")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ex, err := hostwatch.ReadCSV(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(ex.Metrics, ",") != "disk.nvme0n1.util,disk.nvme1n1.util,disk.nvme2n1.util,fs./.avail" || len(ex.Rows) != 121 || ex.Rows[70].Values["disk.nvme0n1.util"] != 99 {
+		t.Errorf("export: %v, %d rows", ex.Metrics, len(ex.Rows))
+	}
+	out, err = runHost(t, "host", "show", "--data", rec, "--from", "2026-03-14T02:30:00Z", "--to", "2026-03-14T02:31:00Z", "--json", "--metric", "psi.io.full")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var js hostwatch.Export
+	if err := json.Unmarshal([]byte(out), &js); err != nil || len(js.Rows) != 3 || js.Rows[1].Values["psi.io.full"] != 35 {
+		t.Errorf("json export: %v %+v\n%s", err, js, out)
+	}
+}
+
+func TestHostShowBadFlags(t *testing.T) {
+	rec := filepath.Join(diskDir, "recording")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"host", "show", "--data", rec, "--at", "1h", "--from", "2h"}, "either --at"},
+		{[]string{"host", "show", "--data", rec, "--from", "soon"}, "--from: time"},
+		{[]string{"host", "show", "--data", rec, "--from", "1h", "--to", "2h"}, "empty range"},
+		{[]string{"host", "show", "--data", rec, "--from", "2026-03-14T02:00:00Z", "--csv", "--json"}, "not both"},
+		{[]string{"host", "show", "--data", rec, "--from", "2026-03-14T02:00:00Z", "--metric", "cpu.busy"}, "add --csv"},
+		{[]string{"host", "show", "--data", rec, "--from", "2026-03-14T02:00:00Z", "--csv", "--metric", "cpu.bsy"}, "matches none"},
+		{[]string{"host", "show", "--data", rec, "--at", "2020-01-01T00:00:00Z"}, "the recording starts at 2026-03-14T01:50:00Z"},
+		{[]string{"host", "show", "--data", filepath.Join(t.TempDir(), "none"), "--at", "1h"}, "is `headroom host watch"},
+	} {
+		_, err := runHost(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

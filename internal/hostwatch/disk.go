@@ -168,10 +168,6 @@ type mountPoint struct {
 	dev     string
 }
 
-// statfsTimeout bounds a guarded statfs; a mount that does not answer in
-// time is skipped, and named, until its call returns.
-const statfsTimeout = 2 * time.Second
-
 // disks reads /proc/diskstats and the filesystems of the mount table.
 func (s *Sampler) disks(smp *Sample, now time.Time, fail func(string, error)) {
 	byDev := map[string]string{} // major:minor of a disk or partition -> recorded disk name
@@ -304,7 +300,7 @@ func selectMounts(mounts []*procfs.MountInfo, root string, all bool) []mountPoin
 }
 
 // statfs calls the StatFS function; for a guarded mount in a goroutine,
-// given up on after statfsTimeout. A mount whose call has not returned is
+// given up on after StatFSTimeout. A mount whose call has not returned is
 // skipped, and said to be, until it does: one hung NFS server must not
 // stop the sampler, nor pile up a goroutine per sample.
 func (s *Sampler) statfs(m mountPoint) (FSStat, error) {
@@ -314,7 +310,7 @@ func (s *Sampler) statfs(m mountPoint) (FSStat, error) {
 	s.stuckMu.Lock()
 	if s.stuck[m.path] {
 		s.stuckMu.Unlock()
-		return FSStat{}, fmt.Errorf("statfs %s has not returned for over %s (a dead network server?); skipped until it does", m.path, statfsTimeout)
+		return FSStat{}, fmt.Errorf("statfs %s has not returned for over %s (a dead network server?); skipped until it does", m.path, s.opts.StatFSTimeout)
 	}
 	s.stuck[m.path] = true
 	s.stuckMu.Unlock()
@@ -330,12 +326,12 @@ func (s *Sampler) statfs(m mountPoint) (FSStat, error) {
 		s.stuckMu.Unlock()
 		ch <- result{st, err}
 	}()
-	t := time.NewTimer(statfsTimeout)
+	t := time.NewTimer(s.opts.StatFSTimeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
 		return r.st, r.err
 	case <-t.C:
-		return FSStat{}, fmt.Errorf("statfs %s did not answer within %s (a dead network server?)", m.path, statfsTimeout)
+		return FSStat{}, fmt.Errorf("statfs %s did not answer within %s (a dead network server?)", m.path, s.opts.StatFSTimeout)
 	}
 }

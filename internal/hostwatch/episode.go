@@ -135,12 +135,13 @@ func explainEpisode(in episodeInput) Episode {
 	// its I/O, whether or not the journal saw it start (a service that has
 	// run for days can start writing hard; a journal may be missing).
 	var ioUnit string
+	seenOnly := false // the unit's start is from the samples, not the journal
 	if d := ep.Disk; d != nil && len(d.By) > 0 && d.By[0].Unit != "" && d.By[0].Share >= ioCauseShare {
 		ioUnit = d.By[0].Unit
 		if _, ok := started[ioUnit]; ok {
 			units = append([]string{ioUnit}, slicesDelete(units, ioUnit)...)
 		} else {
-			started[ioUnit] = firstSeen(in.samples, ioUnit, in.start)
+			started[ioUnit], seenOnly = firstSeen(in.samples, ioUnit, in.start, in.end), true
 			units = append([]string{ioUnit}, units...)
 		}
 	}
@@ -155,6 +156,7 @@ func explainEpisode(in episodeInput) Episode {
 			x.Started = started[u]
 			c.With = append(c.With, x)
 		}
+		c.Seen = root == ioUnit && seenOnly
 		c.Evidence = causeEvidence(c, in, ep.Disk, root == ioUnit)
 		ep.Cause = c
 	}
@@ -280,10 +282,18 @@ func diskUse(g []hot) *DiskUse {
 		}
 		awaitSum += d.AwaitMs
 		awaitN++
-		du.ReadBytes += uint64(d.ReadBps * dt)
-		du.WriteBytes += uint64(d.WriteBps * dt)
-		for _, p := range h.b.Procs {
-			rd, wr := uint64(p.ReadBps*dt), uint64(p.WriteBps*dt)
+		devR, devW := d.ReadBps*dt, d.WriteBps*dt
+		du.ReadBytes += uint64(devR)
+		du.WriteBytes += uint64(devW)
+		// Each process's reads and writes count up to what this device did
+		// in the interval (creditTo): I/O to another disk is not blamed here.
+		rs, ws := make([]float64, len(h.b.Procs)), make([]float64, len(h.b.Procs))
+		for n, p := range h.b.Procs {
+			rs[n], ws[n] = p.ReadBps*dt, p.WriteBps*dt
+		}
+		rs, ws = creditTo(devR, rs, dt), creditTo(devW, ws, dt)
+		for n, p := range h.b.Procs {
+			rd, wr := uint64(rs[n]), uint64(ws[n])
 			if rd+wr == 0 {
 				continue
 			}
@@ -325,7 +335,7 @@ func diskUse(g []hot) *DiskUse {
 	return du
 }
 
-// ioShareText is "tar[2210] in backup.service: 96% (5.1 GiB written, 20 MiB read)".
+// ioShareText is "tar[2210] in backup.service: 96% of the processes' I/O (read 5.1 GiB, wrote 20 MiB)".
 func ioShareText(sh IOShare) string {
 	who := strings.Join(sh.Processes[:min(3, len(sh.Processes))], ", ")
 	if len(sh.Processes) > 3 {
@@ -334,7 +344,7 @@ func ioShareText(sh IOShare) string {
 	if sh.Unit != "" {
 		who += " in " + sh.Unit
 	}
-	return fmt.Sprintf("%s: %s of the processes' I/O (%s written, %s read)", who, pctString(sh.Share), mib(sh.WriteBytes), mib(sh.ReadBytes))
+	return fmt.Sprintf("%s: %s of the processes' I/O (read %s, wrote %s)", who, pctString(sh.Share), mib(sh.ReadBytes), mib(sh.WriteBytes))
 }
 
 func growth(p ProcChange) uint64 {
@@ -344,11 +354,11 @@ func growth(p ProcChange) uint64 {
 	return p.RSSPeak - p.RSSBefore
 }
 
-// firstSeen is when a unit's processes first appear in the samples, or
-// fallback when they never do before it.
-func firstSeen(samples []Sample, unit string, fallback time.Time) time.Time {
+// firstSeen is when a unit's processes first appear in the samples up to
+// end, or fallback.
+func firstSeen(samples []Sample, unit string, fallback, end time.Time) time.Time {
 	for _, s := range samples {
-		if s.Time.After(fallback) {
+		if s.Time.After(end) {
 			break
 		}
 		for _, p := range s.Procs {
@@ -377,6 +387,8 @@ func causeEvidence(c *Cause, in episodeInput, disk *DiskUse, byIO bool) []string
 	}
 	lead := in.start.Sub(c.Started)
 	switch {
+	case c.Seen:
+		ev = append(ev, fmt.Sprintf("its processes first appear in the samples at %s (the journal has no start for it)", clock(c.Started, in.loc)))
 	case len(in.hot) > 0 && !c.Started.After(in.hot[0].b.Time):
 		ev = append(ev, fmt.Sprintf("%s started at %s, within the first interval of the episode, before the other units", c.Unit, clock(c.Started, in.loc)))
 	case lead > 0:
@@ -479,28 +491,10 @@ func sampleText(kind string, h hot) string {
 		return fmt.Sprintf("network spike: rx %s/s, tx %s/s, %.0f packets/s (%s)", mib(uint64(r.RxBytes)), mib(uint64(r.TxBytes)), r.RxPackets+r.TxPackets, busiestIf(r.PerIf))
 	case SigDisk:
 		d, _ := r.BusiestDisk()
-		text := fmt.Sprintf("disk %s %s busy: %.0f reads/s, %.0f writes/s, read %s/s, write %s/s, average wait %.0f ms", d.Name, pctString(d.Util),
+		return fmt.Sprintf("disk %s %s busy: %.0f reads/s, %.0f writes/s, read %s/s, write %s/s, average wait %.0f ms", d.Name, pctString(d.Util),
 			d.ReadsPS, d.WritesPS, mib(uint64(d.ReadBps)), mib(uint64(d.WriteBps)), d.AwaitMs)
-		if p, ok := topIOProc(h.b.Procs); ok {
-			text += fmt.Sprintf("; most by %s[%d]", p.Comm, p.PID)
-			if p.Unit != "" {
-				text += " in " + p.Unit
-			}
-		}
-		return text
 	}
 	return kind
-}
-
-func topIOProc(ps []Proc) (Proc, bool) {
-	var best Proc
-	found := false
-	for _, p := range ps {
-		if p.ReadBps+p.WriteBps > 0 && (!found || p.ReadBps+p.WriteBps > best.ReadBps+best.WriteBps) {
-			best, found = p, true
-		}
-	}
-	return best, found
 }
 
 func swapString(m Memory) string {
@@ -548,11 +542,18 @@ func summary(ep Episode, in episodeInput) string {
 	}
 	if c := ep.Cause; c != nil {
 		s := fmt.Sprintf("%s %s started", hhmm(c.Started, in.loc), c.Unit)
+		if c.Seen {
+			s = fmt.Sprintf("%s %s (its processes first seen)", hhmm(c.Started, in.loc), c.Unit)
+		}
 		if c.Trigger != "" {
 			s += " by " + c.Trigger
 		}
 		parts = append(parts, s)
-		if g := max(c.Use.RSSGrowth, c.Use.MemoryPeak); g > 0 {
+		// Memory growth is the story of a memory episode; in a disk one it
+		// is a side note the processes table still shows.
+		_, memEp := sig[SigMemory]
+		_, memPress := sig[SigMemoryPressure]
+		if g := max(c.Use.RSSGrowth, c.Use.MemoryPeak); g > 0 && (ep.Disk == nil || memEp || memPress) {
 			parts = append(parts, fmt.Sprintf("%s +%s", strings.Join(dedupe(c.Use.Comms), " and "), mib(g)))
 		}
 		var names []string

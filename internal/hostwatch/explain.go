@@ -157,7 +157,8 @@ type DiskUse struct {
 	By []IOShare `json:"by"`
 }
 
-// IOShare is one unit's part of the I/O that processes did.
+// IOShare is one unit's part of the I/O that processes did on the
+// device, each counted up to what the device did (see diskUse).
 type IOShare struct {
 	Unit       string   `json:"unit,omitempty"`
 	Processes  []string `json:"processes"`
@@ -172,6 +173,9 @@ type Cause struct {
 	Unit    string    `json:"unit"`
 	Trigger string    `json:"trigger,omitempty"`
 	Started time.Time `json:"started"`
+	// Seen is true when Started is when its processes first appeared in
+	// the samples: the journal had no start for it.
+	Seen bool `json:"started_from_samples,omitempty"`
 	// With are the units started after it, while it ran.
 	With     []UnitUse `json:"with,omitempty"`
 	Use      UnitUse   `json:"use"`

@@ -282,6 +282,13 @@ func ReadCSV(r io.Reader) (*Export, error) {
 		return nil, errors.New("read export: the first column is not time")
 	}
 	ex := &Export{Metrics: append([]string{}, head[1:]...), Rows: []ExportRow{}}
+	seen := map[string]bool{}
+	for _, m := range ex.Metrics {
+		if m == "" || seen[m] {
+			return nil, fmt.Errorf("read export header: metric name %q empty or repeated", m)
+		}
+		seen[m] = true
+	}
 	for line := 2; ; line++ {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
@@ -293,6 +300,10 @@ func ReadCSV(r io.Reader) (*Export, error) {
 		t, err := time.Parse(time.RFC3339Nano, rec[0])
 		if err != nil {
 			return nil, fmt.Errorf("read export line %d: %w", line, err)
+		}
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			// RFC 3339 has four-digit years: such a time could not be written back.
+			return nil, fmt.Errorf("read export line %d: time %s out of range", line, rec[0])
 		}
 		row := ExportRow{Time: t, Values: map[string]float64{}}
 		for i, cell := range rec[1:] {

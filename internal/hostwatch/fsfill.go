@@ -44,7 +44,8 @@ type FSFinding struct {
 	Action      string `json:"action"`
 }
 
-// Writer is a process or unit and the bytes it wrote.
+// Writer is a process or unit and the bytes it wrote while a filesystem
+// filled, counted up to what the filesystem lost (see fillWriters).
 type Writer struct {
 	PID   int    `json:"pid,omitempty"`
 	Comm  string `json:"comm,omitempty"`
@@ -58,7 +59,7 @@ const (
 	// current rate, is a finding even if it is half empty now.
 	fillHorizon = 48 * time.Hour
 	// rateSpan is how far back "the current rate" looks.
-	rateSpan = 30 * time.Minute
+	rateSpan = 10 * time.Minute
 	// minFillGrowth is the least use over the window, as a share of the
 	// size, that is filling rather than noise (a log rotated, a cache).
 	minFillGrowth = 0.002
@@ -189,14 +190,19 @@ func fillWriters(pts []fsPoint, samples []Sample) ([]Writer, []Writer, uint64) {
 		if b.f.Avail >= a.f.Avail {
 			continue
 		}
-		// Sum every sample between the two points (normally just b).
+		fill := float64(a.f.Avail - b.f.Avail)
 		for i := a.i + 1; i <= b.i; i++ {
 			dt := sampleSpan(samples, i)
-			for _, p := range samples[i].Procs {
-				if p.WriteBps <= 0 {
+			ws := make([]float64, len(samples[i].Procs))
+			for n, p := range samples[i].Procs {
+				ws[n] = max(0, p.WriteBps) * dt
+			}
+			credit := creditTo(fill*dt/max(dt, b.t.Sub(a.t).Seconds()), ws, dt)
+			for n, p := range samples[i].Procs {
+				if credit[n] <= 0 {
 					continue
 				}
-				n := uint64(p.WriteBps * dt)
+				n := uint64(credit[n])
 				k := pk{p.PID, p.Comm}
 				if procs[k] == nil {
 					procs[k] = &Writer{PID: p.PID, Comm: p.Comm, Unit: p.Unit}
@@ -254,6 +260,32 @@ func findDisk(ds []Disk, name string) (Disk, bool) {
 	return Disk{}, false
 }
 
+// creditTo shares what a filesystem or device did in an interval (total
+// bytes) among the processes' I/O in it (per, bytes), because
+// /proc/<pid>/io does not say where a process's bytes went. A process that
+// moved over twice the total (plus 64 KiB/s of slack for writeback lag)
+// cannot have moved them mostly here and gets nothing: a backup writing
+// 30 MiB/s to another disk does not take the blame for the logger filling
+// this one. The rest share the total in proportion, each capped at its own
+// bytes, so the credits add up to at most what happened.
+func creditTo(total float64, per []float64, dt float64) []float64 {
+	out := make([]float64, len(per))
+	limit := 2*total + 64<<10*dt
+	var sum float64
+	for i, v := range per {
+		if v > 0 && v <= limit {
+			out[i] = v
+			sum += v
+		}
+	}
+	if sum > total && sum > 0 {
+		for i := range out {
+			out[i] *= total / sum
+		}
+	}
+	return out
+}
+
 // slopeOf is the least-squares slope of ys over xs.
 func slopeOf(xs, ys []float64) float64 {
 	n := float64(len(xs))
@@ -288,8 +320,9 @@ func fsSummary(fd FSFinding, first fsPoint, loc *time.Location) string {
 	case fd.Full:
 		fmt.Fprintf(&b, "; it ran out at %s: writes fail with \"No space left on device\" since", clock(fd.FullAt, loc))
 	case fd.TimeLeft != nil:
-		fmt.Fprintf(&b, "; filling at %s an hour since %s: full in about %s, around %s, at this rate",
-			amount(fd.Rate*3600), hhmm(first.t, loc), human(time.Duration(*fd.TimeLeft)), fullAtString(fd.FullAt, first.t, loc))
+		fmt.Fprintf(&b, "; filling at %s an hour (over the last %s; %s since %s): full in about %s, around %s, at this rate",
+			amount(fd.Rate*3600), human(fd.RateOver.End.Sub(fd.RateOver.Start)), amount(float64(fd.Growth)), hhmm(first.t, loc),
+			human(time.Duration(*fd.TimeLeft)), fullAtString(fd.FullAt, first.t, loc))
 	default:
 		b.WriteString("; not growing in this window")
 	}

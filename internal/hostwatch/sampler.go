@@ -50,6 +50,9 @@ type SamplerOptions struct {
 	// StatFS reads a filesystem's space and inodes; nil means statfs(2).
 	// Tests with a fixture mount table give the figures of their scenario.
 	StatFS StatFSFunc
+	// StatFSTimeout bounds statfs on a filesystem not on a local block
+	// device (NFS, FUSE); zero means 2 s.
+	StatFSTimeout time.Duration
 }
 
 // Sampler reads samples. It keeps the previous per-process CPU times (for
@@ -119,6 +122,9 @@ func NewSampler(opts SamplerOptions) (*Sampler, error) {
 	}
 	if opts.StatFS == nil {
 		opts.StatFS = statFS
+	}
+	if opts.StatFSTimeout <= 0 {
+		opts.StatFSTimeout = 2 * time.Second
 	}
 	pfs, err := procfs.NewFS(opts.ProcRoot)
 	if err != nil {

@@ -46,6 +46,26 @@ type fstate struct {
 	memSome, memFull, ioSome float64 // PSI shares
 	rxBps, txBps, rxPps      float64
 	procs                    []fproc
+	// disks is each device's activity this interval (devices absent are
+	// idle); io is each process's read and write bytes/s.
+	disks map[string]fdisk
+	io    map[int][2]float64
+}
+
+// fdisk is a device's activity over an interval.
+type fdisk struct {
+	rps, wps, rbps, wbps float64
+	util                 float64 // share 0-1 of the interval busy
+	awaitMs, queue       float64
+}
+
+// fdev is a line of /proc/diskstats.
+type fdev struct {
+	name         string
+	major, minor int
+	// base is the number of reads and writes since boot before the
+	// scenario: a device with none is one the sampler drops.
+	base float64
 }
 
 // seedState is the host at time t.
@@ -109,6 +129,14 @@ type procTree struct {
 	rxp, txp float64
 	procCPU  map[int]float64
 	started  map[int]int // pid -> start time in ticks after boot
+	// memKB is MemTotal; zero means the seed's 957 MiB.
+	memKB int
+	// mountinfo, when set, is written as /proc/1/mountinfo; devices as
+	// /proc/diskstats, and then every process gets a /proc/<pid>/io.
+	mountinfo string
+	devices   []fdev
+	dcount    map[string]*[11]float64
+	pio       map[int]*[2]float64
 }
 
 func (p *procTree) write(t *testing.T, now time.Time, dt float64, st fstate) {
@@ -130,13 +158,17 @@ func (p *procTree) write(t *testing.T, now time.Time, dt float64, st fstate) {
 	for _, pr := range st.procs {
 		used += pr.rssKB
 	}
-	availKB := max(seedMemKB-kernelKB-used, 38<<10+used%4096)
+	memKB := p.memKB
+	if memKB == 0 {
+		memKB = seedMemKB
+	}
+	availKB := max(memKB-kernelKB-used, 38<<10+used%4096)
 	files := map[string]string{
 		"stat": fmt.Sprintf("cpu  %d 0 %d %d %d 0 0 %d 0 0\ncpu0 %d 0 %d %d %d 0 0 %d 0 0\nintr 0\nctxt 0\nbtime %d\nprocesses 2300\nprocs_running 2\nprocs_blocked 0\nsoftirq 0 0 0 0 0 0 0 0 0 0 0\n",
 			int(p.cpu[0]), int(p.cpu[1]), int(p.cpu[2]), int(p.cpu[3]), int(p.cpu[4]),
 			int(p.cpu[0]), int(p.cpu[1]), int(p.cpu[2]), int(p.cpu[3]), int(p.cpu[4]), p.boot.Unix()),
 		"meminfo": fmt.Sprintf("MemTotal:       %d kB\nMemFree:        %d kB\nMemAvailable:   %d kB\nBuffers:        %d kB\nCached:         %d kB\nSwapCached:            0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n",
-			seedMemKB, availKB/3, availKB, 4<<10, availKB/2),
+			memKB, availKB/3, availKB, 4<<10, availKB/2),
 		"loadavg": fmt.Sprintf("%.2f %.2f %.2f 2/160 2300\n", (st.user+st.sys)*1.5, (st.user+st.sys)*1.2, 0.4),
 		"net/dev": "Inter-|   Receive                                                |  Transmit\n" +
 			" face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n" +
@@ -199,6 +231,46 @@ func (p *procTree) write(t *testing.T, now time.Time, dt float64, st fstate) {
 					t.Fatal(err)
 				}
 			}
+		}
+	}
+	if p.mountinfo != "" {
+		files["1/mountinfo"] = p.mountinfo
+	}
+	if len(p.devices) > 0 {
+		if p.dcount == nil {
+			p.dcount, p.pio = map[string]*[11]float64{}, map[int]*[2]float64{}
+		}
+		var ds strings.Builder
+		for _, d := range p.devices {
+			c := p.dcount[d.name]
+			if c == nil {
+				c = &[11]float64{d.base, 0, d.base * 8, d.base / 2, d.base, 0, d.base * 16, d.base, 0, d.base, d.base * 2}
+				p.dcount[d.name] = c
+			}
+			a := st.disks[d.name]
+			// reads merged sectors ms, writes merged sectors ms, io_ms, weighted_ms
+			c[0] += a.rps * dt
+			c[2] += a.rbps * dt / 512
+			c[3] += a.rps * dt * a.awaitMs
+			c[4] += a.wps * dt
+			c[6] += a.wbps * dt / 512
+			c[7] += a.wps * dt * a.awaitMs
+			c[9] += a.util * dt * 1000
+			c[10] += a.queue * dt * 1000
+			fmt.Fprintf(&ds, "%4d %7d %s %d 0 %d %d %d 0 %d %d %d %d %d 0 0 0 0 %d %d\n", d.major, d.minor, d.name,
+				int64(c[0]), int64(c[2]), int64(c[3]), int64(c[4]), int64(c[6]), int64(c[7]), int64(a.queue), int64(c[9]), int64(c[10]), int64(c[4]/50), int64(c[7]/100))
+		}
+		files["diskstats"] = ds.String()
+		for _, pr := range st.procs {
+			c := p.pio[pr.pid]
+			if c == nil {
+				c = &[2]float64{}
+				p.pio[pr.pid] = c
+			}
+			c[0] += st.io[pr.pid][0] * dt
+			c[1] += st.io[pr.pid][1] * dt
+			files[fmt.Sprintf("%d/io", pr.pid)] = fmt.Sprintf("rchar: %d\nwchar: %d\nsyscr: 100\nsyscw: 100\nread_bytes: %d\nwrite_bytes: %d\ncancelled_write_bytes: 0\n",
+				int64(c[0])+4096, int64(c[1])+4096, int64(c[0]), int64(c[1]))
 		}
 	}
 	for name, body := range files {
