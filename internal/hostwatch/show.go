@@ -244,7 +244,7 @@ func WriteTimeline(w io.Writer, tl Timeline, source string, loc *time.Location) 
 	if tl.Interval > 0 {
 		fmt.Fprintf(b, " every %s", tl.Interval.Round(time.Millisecond))
 	}
-	fmt.Fprintf(b, "; one row per %s, the worst of each figure in it\n\n", tl.Step)
+	fmt.Fprintf(b, "; one row per %s, the worst of each figure in it\n\n", stepString(tl.Step))
 	if len(tl.Rows) == 0 {
 		b.WriteString("no samples in this range\n")
 		_, err := io.WriteString(w, b.String())
@@ -285,4 +285,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// stepString is "30 s", "2 min", "1 h": a timeline's row width.
+func stepString(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d h", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+	return d.String()
 }
