@@ -1,33 +1,37 @@
 #!/usr/bin/env bash
 # bench/proxy.sh: what headroom's proxy costs in front of a fast upstream,
-# side by side with a direct connection, nginx's proxy_pass and a bare Go
-# httputil.ReverseProxy (bench/goproxy: the floor for any Go proxy), in one
-# run on loopback. Reports requests/s (and the ratio to direct) and latency
+# side by side with a direct connection, nginx's proxy_pass, the design the
+# seed replaced (nginx + a Lua access_by_lua asking a real redis-server per
+# request, seeds/03), a bare Go httputil.ReverseProxy (bench/goproxy: the
+# floor for any net/http proxy), and headroom proxy on both of its request
+# paths (net/http, and --fast-path: internal/fastproxy), in one run on
+# loopback. Reports requests/s (and the ratio to direct) and latency
 # percentiles from wrk.
 #
-# Usage: bench/proxy.sh            (about ROUNDS x 3 x (DURATION + 2 s))
+# Usage: bench/proxy.sh            (about ROUNDS x 6 x (DURATION + 2 s))
 # Environment: DURATION=10s CONNS=50 THREADS=2 BODY=128 (response bytes)
 #              ROUNDS=2 (targets are measured in turn, ROUNDS times; the
 #              best round of each is reported, which filters out moments
 #              when something else on the machine took the CPU)
-#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
+#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+8 on 127.0.0.1)
 #
 # Besides wrk's figures it reports the CPU time each server process used
-# per request (from /proc: user+system, nginx's workers included), which
-# stays meaningful when the machine is shared and throughput is not.
+# per request (from /proc: user+system, nginx's workers included, and
+# redis-server's for the Lua bouncer), which stays meaningful when the
+# machine is shared and throughput is not.
 #
-# Needs go, wrk and nginx (Debian: apt-get install wrk nginx-light or
-# nginx; scripts/deps.sh installs them). nginx runs from a config written
-# to a temporary directory and is stopped at the end; nothing is installed
-# or left running.
+# Needs go, wrk, nginx with libnginx-mod-http-lua, redis-server and curl
+# (scripts/deps.sh installs them). nginx and redis run from files written
+# to a temporary directory and are stopped at the end; nothing is
+# installed or left running.
 #
-# Fairness: all three see the same upstream; nginx keeps upstream
-# connections alive (keepalive 64, HTTP/1.1) as headroom does; both proxies
-# write an access log to a file, buffered (nginx buffer=64k flush=1s,
-# headroom's default 1 s flush); both may use every core (nginx
-# worker_processes auto, Go's GOMAXPROCS). The budget is set high (1h per
-# 1m) so that wrk's single client address is never restricted: the ledger is
-# still consulted and charged on every request.
+# Fairness: all see the same upstream; nginx keeps upstream connections
+# alive (keepalive 64, HTTP/1.1) as headroom does; the proxies write an
+# access log to a file, buffered (nginx buffer=64k flush=1s, headroom's
+# default 1 s flush); all may use every core (nginx worker_processes auto,
+# Go's GOMAXPROCS). The budget is set high (1h per 1m) so that wrk's single
+# client address is never restricted: the ledger is still consulted and
+# charged on every request, as the Lua bouncer asks Redis on every request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +46,10 @@ NGINX_PORT=$((PORT_BASE + 1))
 HR_PORT=$((PORT_BASE + 2))
 HR_ADMIN=$((PORT_BASE + 3))
 GO_PORT=$((PORT_BASE + 4))
+HRF_PORT=$((PORT_BASE + 5))
+HRF_ADMIN=$((PORT_BASE + 6))
+LUA_PORT=$((PORT_BASE + 7))
+REDIS_PORT=$((PORT_BASE + 8))
 
 BENCH=bench/proxy.sh
 # shellcheck source=bench/lib.sh
@@ -49,7 +57,9 @@ BENCH=bench/proxy.sh
 need go
 need wrk
 need nginx
-require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT"
+need redis-server
+need redis-cli
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-proxy-bench.XXXXXX")
 pids=()
@@ -94,6 +104,30 @@ pids+=($!)
 HR_PID=$!
 wait_port "$HR_PORT" "headroom proxy; its log: $(cat "$tmp/headroom.log" 2>/dev/null)"
 
+# The same proxy on its fast HTTP/1.1 path (internal/fastproxy, issue 12).
+"$tmp/headroom" proxy --fast-path --listen "127.0.0.1:$HRF_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+  --admin "127.0.0.1:$HRF_ADMIN" --access-log "$tmp/headroom-fast-access.log" \
+  --budget 1h --window 1m --restrict-for 1m 2>"$tmp/headroom-fast.log" &
+pids+=($!)
+HRF_PID=$!
+wait_port "$HRF_PORT" "headroom proxy --fast-path; its log: $(cat "$tmp/headroom-fast.log" 2>/dev/null)"
+
+# The design the seed replaced (seeds/03): nginx proxy_pass plus a Lua
+# access_by_lua GETting a restriction flag from a real redis-server on
+# every request (bench/lib.sh).
+start_redis "$REDIS_PORT"
+LUA=1 nginx_conf "$tmp/lua" "$(lua_bouncer_body "$LUA_PORT" "$UP_PORT" "$REDIS_PORT")"
+start_nginx "$tmp/lua"
+LUA_PID=$NGINX_PID
+wait_port "$LUA_PORT" "nginx + Lua + Redis"
+redis-cli -p "$REDIS_PORT" SET restricted:banned-key 1 >/dev/null
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Api-Key: banned-key' "http://127.0.0.1:$LUA_PORT/" || true)
+if [ "$code" != 429 ]; then
+  echo "$BENCH: the Lua bouncer answered $code for a restricted key, want 429; its log:" >&2
+  cat "$tmp/lua/error.log" >&2
+  exit 1
+fi
+
 "$tmp/goproxy" -listen "127.0.0.1:$GO_PORT" -upstream "http://127.0.0.1:$UP_PORT" &
 pids+=($!)
 GO_PID=$!
@@ -104,20 +138,20 @@ for _ in $(seq "$ROUNDS"); do
   wrk_round direct "http://127.0.0.1:$UP_PORT/" "$UP_PID"
   wrk_round nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID"
   wrk_round go-rp "http://127.0.0.1:$GO_PORT/" "$GO_PID"
+  wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID"
   wrk_round headroom "http://127.0.0.1:$HR_PORT/" "$HR_PID"
+  wrk_round headroom-fast "http://127.0.0.1:$HRF_PORT/" "$HRF_PID"
 done
 
-printf '\n%-10s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"
-for t in direct nginx go-rp headroom; do
-  printf '%-10s %12.0f %10.2f %10.3f %10.3f %14s %10s\n' "$t" "${RPS[$t]}" \
-    "$(awk -v a="${RPS[$t]}" -v b="${RPS[direct]}" 'BEGIN {printf "%.2f", a / b}')" \
-    "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${ERRS[$t]}"
+printf '\n%-16s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"
+for t in direct nginx nginx+lua+redis go-rp headroom headroom-fast; do
+  printf '%-16s %12.0f %10.2f %10.3f %10.3f %14s %10s\n' "$t" "${RPS[$t]}" \
+    "$(ratio "${RPS[$t]}" "${RPS[direct]}")" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${ERRS[$t]}"
 done
-printf '\nheadroom / nginx: req/s %.2f, p99 %.2fx, CPU per request %.2fx\n' \
-  "$(awk -v a="${RPS[headroom]}" -v b="${RPS[nginx]}" 'BEGIN {print a / b}')" \
-  "$(awk -v a="${P99[headroom]}" -v b="${P99[nginx]}" 'BEGIN {print a / b}')" \
-  "$(awk -v a="${CPU[headroom]}" -v b="${CPU[nginx]}" 'BEGIN {print a / b}')"
-printf 'headroom / bare Go ReverseProxy (go-rp): req/s %.2f, CPU per request %.2fx\n' \
-  "$(awk -v a="${RPS[headroom]}" -v b="${RPS[go-rp]}" 'BEGIN {print a / b}')" \
-  "$(awk -v a="${CPU[headroom]}" -v b="${CPU[go-rp]}" 'BEGIN {print a / b}')"
-echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's)"
+echo
+for t in headroom headroom-fast; do
+  printf '%-14s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s; / go-rp: req/s %s\n' "$t" \
+    "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")" "$(ratio "${CPU[$t]}" "${CPU[nginx]}")" \
+    "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")" "$(ratio "${RPS[$t]}" "${RPS[go-rp]}")"
+done
+echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's; nginx+lua+redis's includes redis-server's)"

@@ -46,7 +46,8 @@ func (c *conn) readBody(cfg *config.Config) (b reqBody, o admit.Outcome, done bo
 		c.chunk.Reset(c.br)
 		src = &c.chunk
 	} else {
-		src = &httpwire.LengthReader{R: c.br, N: r.ContentLength}
+		c.length = httpwire.LengthReader{R: c.br, N: r.ContentLength}
+		src = &c.length
 	}
 	setReadDeadline(c.nc, cfg.Timeouts.Body.D())
 	limit := rb.Buffer

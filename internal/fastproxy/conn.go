@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/admit"
@@ -34,10 +35,12 @@ type conn struct {
 
 	req httpwire.Request
 	ex  exchange
-	w   *watcher // started on first use
+	w        *watcher // started on first use
+	watching bool     // w is watching the client for this request
 
-	body  []byte // the buffered request body, reused
-	chunk httpwire.ChunkedReader
+	body   []byte // the buffered request body, reused
+	chunk  httpwire.ChunkedReader
+	length httpwire.LengthReader
 }
 
 // connReader reads the client connection, first handing back the byte the
@@ -120,6 +123,12 @@ func (c *conn) serve() {
 		}
 		if len(c.cr.stash) == 0 && c.br.Buffered() == 0 {
 			setReadDeadline(c.nc, wait)
+			// Shutdown sets closing, then ends idle connections' reads
+			// with a past deadline; seen after our own deadline, closing
+			// is either set (leave) or the past deadline comes after.
+			if c.s.closing.Load() {
+				return
+			}
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}
@@ -222,10 +231,10 @@ func (c *conn) handle() bool {
 		c.answerMalformed(400)
 		return false
 	}
-	areq := admit.Request{Header: headerView{r}, Peer: c.peer, Host: string(r.Host), Path: path}
-	if q := r.Query(); len(q) > 0 {
-		areq.Query = string(q)
-	}
+	// Views of the head's bytes, not copies: the core keeps none of them
+	// past Begin (a key it remembers, it clones), and r.Raw is not reused
+	// before the next request.
+	areq := admit.Request{Header: headerView{r}, Peer: c.peer, Host: view(r.Host), Path: path, Query: view(r.Query())}
 	core.Begin(&areq, &ex.adm)
 	cfg := ex.adm.Config()
 	keep := r.KeepAlive
@@ -237,15 +246,16 @@ func (c *conn) handle() bool {
 		c.clientFlush()
 		return false
 	}
-	// The client's part is in: watch for it leaving while it waits for
-	// the pool, the ledger and the upstream.
+	// The client's part is in: from now on, watch for it leaving while it
+	// waits, in a pool's queue (a client that leaves, leaves the queue)
+	// or for a slow upstream (proxy starts the watch).
 	ctx := context.Background()
-	var cancel context.CancelFunc
 	if poolQueues(cfg, ex.adm.Pool.Name()) {
+		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
+		c.watching = c.startWatch(cancel)
 	}
-	watching := c.startWatch(cancel)
 	o, ok = core.Admit(ctx, &ex.adm)
 	if !ok {
 		if o != admit.AbortedInQueue {
@@ -259,9 +269,10 @@ func (c *conn) handle() bool {
 		o, upKeep = c.proxy(cfg, body, o, keep)
 		keep = keep && upKeep
 	}
-	if watching && !c.stopWatch() {
+	if c.watching && !c.stopWatch() {
 		keep = false
 	}
+	c.watching = false
 	if ex.failed {
 		keep = false
 	}
@@ -286,7 +297,7 @@ func poolQueues(cfg *config.Config, name string) bool {
 // pools by path prefix: "/%61pi/" must land in the same pool as "/api/").
 func decodePath(raw []byte) (string, bool) {
 	if bytes.IndexByte(raw, '%') < 0 {
-		return string(raw), true
+		return view(raw), true
 	}
 	p, err := url.PathUnescape(string(raw))
 	return p, err == nil
@@ -329,20 +340,22 @@ func (c *conn) finish(o admit.Outcome) {
 	if r.Minor == 0 {
 		proto = "HTTP/1.0"
 	}
+	// rec is only valid during the call (Options.Log): views of the
+	// head's bytes.
 	rec := accesslog.Record{
 		Time:            end,
 		Key:             ex.adm.Key,
-		Method:          string(r.Method),
-		Path:            ex.adm.RedactQuery(string(r.Target)),
+		Method:          view(r.Method),
+		Path:            ex.adm.RedactQuery(view(r.Target)),
 		Proto:           proto,
-		Host:            string(r.Host),
+		Host:            view(r.Host),
 		Status:          status,
 		BytesSent:       sent,
 		RequestTime:     end.Sub(ex.adm.Start),
 		UpstreamStatus:  ex.upStatus,
 		HasUpstreamTime: reached,
-		Referer:         string(r.Get("referer")),
-		UserAgent:       string(r.Get("user-agent")),
+		Referer:         view(r.Get("referer")),
+		UserAgent:       view(r.Get("user-agent")),
 		Pool:            ex.adm.Pool.Name(),
 	}
 	if reached {
@@ -432,6 +445,15 @@ func (c *conn) clientFlush() {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// view is b as a string without a copy; only for strings that do not
+// outlive the request (the head's bytes are overwritten by the next one).
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // headerView gives the core the request's fields (admit.Header).

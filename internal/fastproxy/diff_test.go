@@ -32,7 +32,7 @@ type rawUpstream struct {
 	errs     []error
 }
 
-func startRawUpstream(t *testing.T) *rawUpstream {
+func startRawUpstream(t testing.TB) *rawUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,7 +110,7 @@ func (u *rawUpstream) take() (raw []byte, requests int, errs []error) {
 	return raw, requests, errs
 }
 
-func startProxy(t *testing.T, upstream, yaml string) string {
+func startProxy(t testing.TB, upstream, yaml string) string {
 	t.Helper()
 	cfg, err := config.Parse([]byte("upstream: http://" + upstream + "\n" + yaml))
 	if err != nil {

@@ -23,6 +23,7 @@ type upConn struct {
 	idleSince time.Time
 	resp      httpwire.Response
 	chunk     httpwire.ChunkedReader
+	length    httpwire.LengthReader
 }
 
 // maxIdle bounds the idle upstream connections kept (as the net/http
@@ -183,8 +184,7 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 		if d := cfg.Timeouts.UpstreamHeader.D(); d > 0 && (hd.IsZero() || time.Now().Add(d).Before(hd)) {
 			hd = time.Now().Add(d)
 		}
-		u.nc.SetReadDeadline(hd)
-		noBytes, err := readResponseHead(u)
+		noBytes, err := c.awaitResponse(u, hd)
 		if err != nil {
 			s.upstream.drop(u)
 			if noBytes && reused && attempt == 0 && body.rest == nil && idempotent(r.Method) && !isTimeout(err) {
@@ -229,6 +229,29 @@ func idempotent(m []byte) bool {
 }
 
 func isHead(m []byte) bool { return string(m) == "HEAD" }
+
+// watchAfter is how long the upstream may take to start answering before
+// the proxy watches for the client leaving meanwhile. Watching costs a
+// read that fails, a goroutine wake-up and two deadline changes; a fast
+// upstream answers before it is worth it, and a client that leaves during
+// a short request is still noticed when its answer cannot be written.
+const watchAfter = 10 * time.Millisecond
+
+// awaitResponse waits for the upstream's response head until hd, watching
+// the client once the upstream is slow.
+func (c *conn) awaitResponse(u *upConn, hd time.Time) (noBytes bool, err error) {
+	if !c.watching {
+		short := time.Now().Add(watchAfter)
+		if hd.IsZero() || short.Before(hd) {
+			u.nc.SetReadDeadline(short)
+			if _, err := u.br.Peek(1); err != nil && isTimeout(err) {
+				c.watching = c.startWatch(nil)
+			}
+		}
+	}
+	u.nc.SetReadDeadline(hd)
+	return readResponseHead(u)
+}
 
 // readResponseHead reads the upstream's response head, skipping 1xx
 // interim responses. noBytes reports that nothing at all came back.
@@ -435,7 +458,8 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 	case httpwire.NoBody:
 		return true, keep
 	case httpwire.LengthBody:
-		lr = &httpwire.LengthReader{R: u.br, N: resp.ContentLength}
+		u.length = httpwire.LengthReader{R: u.br, N: resp.ContentLength}
+		lr = &u.length
 		src = lr
 	case httpwire.ChunkedBody:
 		u.chunk.Reset(u.br)
