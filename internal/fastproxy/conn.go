@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -33,8 +34,8 @@ type conn struct {
 	peer netip.Addr
 	idle atomic.Bool // waiting for the next request: Shutdown may close it
 
-	req httpwire.Request
-	ex  exchange
+	req      httpwire.Request
+	ex       exchange
 	w        *watcher // started on first use
 	watching bool     // w is watching the client for this request
 
@@ -375,6 +376,7 @@ func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep b
 	ex.status = status
 	b := c.bw.AvailableBuffer()
 	b = appendStatusLine(b, status, nil)
+	b = append(b, dateField()...)
 	for _, f := range fields {
 		b = append(b, f.Name...)
 		b = append(b, ": "...)
@@ -498,4 +500,25 @@ func equalFoldName(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// dateField is "Date: <now>\r\n" (RFC 9110 §6.6.1: an origin server with a
+// clock sends Date, and net/http adds it), formatted at most once a second.
+var dateCache atomic.Pointer[dateLine]
+
+type dateLine struct {
+	sec  int64
+	line []byte
+}
+
+func dateField() []byte {
+	now := time.Now()
+	if d := dateCache.Load(); d != nil && d.sec == now.Unix() {
+		return d.line
+	}
+	d := &dateLine{sec: now.Unix()}
+	d.line = append([]byte("Date: "), now.UTC().AppendFormat(nil, http.TimeFormat)...)
+	d.line = append(d.line, "\r\n"...)
+	dateCache.Store(d)
+	return d.line
 }

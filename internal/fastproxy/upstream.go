@@ -414,6 +414,9 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 	chunkOut := false
 	b := c.bw.AvailableBuffer()
 	b = appendStatusLine(b, resp.Status, resp.Reason)
+	if !resp.Has("date") {
+		b = append(b, dateField()...)
+	}
 	for i := range resp.Fields {
 		f := &resp.Fields[i]
 		if resp.IsHopByHop(f.Name) || skipResponse(f.Name) {
