@@ -8,7 +8,7 @@ import (
 func newNginxConfigCmd() *cobra.Command {
 	var o sidecar.NginxConfigOptions
 	cmd := &cobra.Command{
-		Use:   "nginx-config [--sidecar ADDR] [--syslog ADDR] [--upstream URL] [--listen PORT]",
+		Use:   "nginx-config [--sidecar ADDR] [--syslog ADDR] [--upstream URL] [--listen PORT] [--cache DIR]",
 		Short: "Print the nginx snippet that puts headroom sidecar beside nginx",
 		Long: `Print an nginx configuration snippet, for inside the http { } block, that
 proxies to the application and lets 'headroom sidecar' guard it:
@@ -21,7 +21,10 @@ proxies to the application and lets 'headroom sidecar' guard it:
     unguarded (delete the marked line for fail-closed);
   - proxy_ignore_client_abort on, so a client that gives up is charged what
     the upstream really spent;
-  - the access log, in the format the sidecar parses, sent to it over syslog.
+  - the access log, in the format the sidecar parses, sent to it over syslog;
+  - with --cache DIR, an nginx cache of the sidecar's allow answers, reused
+    for as long as the sidecar says (X-Accel-Expires: only for keys far from
+    their budget; start the sidecar with --check-cache).
 
 With no flags it matches a sidecar started with no flags. The snippet is
 also in deploy/nginx-headroom.conf.`,
@@ -44,5 +47,6 @@ also in deploy/nginx-headroom.conf.`,
 	fl.StringVar(&o.Tag, "syslog-tag", sidecar.DefaultSyslogTag, "syslog `tag` (the sidecar's --syslog-tag)")
 	fl.StringVar(&o.Upstream, "upstream", sidecar.DefaultNginxUpstream, "`URL` of the application nginx proxies to")
 	fl.StringVar(&o.Listen, "listen", sidecar.DefaultNginxListen, "nginx's listen: a `port` or host:port")
+	fl.StringVar(&o.Cache, "cache", "", "`directory` for an nginx cache of the sidecar's allow answers (start the sidecar with --check-cache)")
 	return cmd
 }

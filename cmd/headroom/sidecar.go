@@ -16,11 +16,12 @@ import (
 // `headroom proxy` mean the same and override the same --config fields.
 type sidecarFlags struct {
 	guardFlags
-	listen    string
-	syslog    string
-	tag       string
-	senders   []string
-	ticketTTL time.Duration
+	listen     string
+	syslog     string
+	tag        string
+	senders    []string
+	ticketTTL  time.Duration
+	checkCache time.Duration
 }
 
 func newSidecarCmd() *cobra.Command { return newSidecarCmdWith(&sidecarFlags{}) }
@@ -95,6 +96,7 @@ requests still pending their time so far, and writes the --snapshot.`,
 		store:        "usage store: memory, or a Redis shared with other sidecars and proxies: redis://HOST:PORT/DB, rediss://… (TLS), redis-sentinel://SENTINEL[,…]/MASTER/DB, redis-cluster://NODE[,NODE…]",
 		snapshot:     "`file` usage is saved to and restored from",
 	})
+	fl.DurationVar(&f.checkCache, "check-cache", 0, "let nginx reuse an allow answer for a key far from its budget for up to this long (X-Accel-Expires; headroom nginx-config --cache); 0: ask every time")
 	fl.DurationVar(&f.ticketTTL, "ticket-ttl", 5*time.Minute, "charge a request this long when its log line never comes (timeouts.upstream)")
 	return cmd
 }
@@ -143,6 +145,7 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 		Syslog:     f.syslog,
 		Tag:        f.tag,
 		Senders:    senders,
+		CheckCache: f.checkCache,
 		Logger:     lg,
 		LoadConfig: func() (*config.Config, error) { return loadSidecarConfig(cmd, f) },
 	}

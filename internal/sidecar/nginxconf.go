@@ -41,6 +41,10 @@ const (
 	hdrKey       = "X-Headroom-Key"        // answer: the ledger key (fingerprint or addr:IP)
 	hdrPool      = "X-Headroom-Pool"       // answer: the pool
 	hdrDenial    = "X-Headroom-Denial"     // answer on refusal: the 429's JSON body
+	hdrCacheKey  = "X-Headroom-Cache-Key"  // what nginx's check cache is keyed by (--cache)
+	// hdrAccelExpires is nginx's own: how long it may keep the answer in
+	// its cache, in seconds (0: not at all).
+	hdrAccelExpires = "X-Accel-Expires"
 )
 
 // CheckPath is the sidecar's check endpoint.
@@ -54,6 +58,11 @@ type NginxConfigOptions struct {
 	Tag      string // syslog tag; the sidecar ignores other tags
 	Upstream string // URL of the application nginx proxies to
 	Listen   string // what nginx's listen directive gets (port or host:port)
+	// Cache, when set, is the directory of an nginx cache of the sidecar's
+	// allow answers (proxy_cache_path): nginx then asks about a key far
+	// from its budget only once per the few seconds the sidecar allows
+	// (X-Accel-Expires; the sidecar's --check-cache).
+	Cache string
 }
 
 func (o *NginxConfigOptions) setDefaults() {
@@ -94,6 +103,14 @@ func NginxConfig(o NginxConfigOptions) (string, error) {
 	if o.Listen == "" || strings.ContainsAny(o.Listen, " ;{}") {
 		return "", fmt.Errorf("--listen %q: want a port or host:port", o.Listen)
 	}
+	cacheHTTP, cacheCheck := "", ""
+	if o.Cache != "" {
+		if strings.ContainsAny(o.Cache, " ;{}\"'\n") {
+			return "", fmt.Errorf("--cache %q: want a directory path without spaces or quotes", o.Cache)
+		}
+		cacheHTTP = strings.ReplaceAll(cacheHTTPTemplate, "@CACHE@", o.Cache)
+		cacheCheck = strings.ReplaceAll(cacheCheckTemplate, "@H_CACHE_KEY@", hdrCacheKey)
+	}
 	r := strings.NewReplacer(
 		"@FORMAT@", strings.ReplaceAll(LogFormat, `"`, `\"`),
 		"@UPSTREAM@", u.Host,
@@ -109,6 +126,8 @@ func NginxConfig(o NginxConfigOptions) (string, error) {
 		"@V_KEY@", headerVar(hdrKey),
 		"@V_POOL@", headerVar(hdrPool),
 		"@V_DENIAL@", headerVar(hdrDenial),
+		"@CACHE_HTTP@", cacheHTTP,
+		"@CACHE_CHECK@", cacheCheck,
 	)
 	return r.Replace(nginxTemplate), nil
 }
@@ -144,7 +163,7 @@ const nginxTemplate = `# headroom sidecar: nginx asks ` + "`headroom sidecar`" +
 # snippet instead. ` + "`headroom logs analyze --format headroom`" + ` reads the
 # same format from a file.
 log_format headroom_sidecar "@FORMAT@";
-
+@CACHE_HTTP@
 upstream headroom_app {
     server @UPSTREAM@;
     keepalive 32;
@@ -210,7 +229,7 @@ server {
         proxy_set_header @H_HOST@ $host;
         proxy_connect_timeout 1s;
         proxy_read_timeout 2s;
-        proxy_pass http://headroom_sidecar@CHECK@;
+@CACHE_CHECK@        proxy_pass http://headroom_sidecar@CHECK@;
     }
 
     # A key over its budget: 429 with Retry-After, the RateLimit fields and
@@ -234,4 +253,31 @@ server {
         proxy_pass http://headroom_app;
     }
 }
+`
+
+// cacheHTTPTemplate is the cache of check answers (--cache), in http {}.
+// One megabyte of keys_zone holds about 8,000 cache keys (nginx's figure),
+// one per API key or client address seen within inactive: 10m is room for
+// 80,000 callers. Entries are a few hundred bytes on disk.
+const cacheHTTPTemplate = `
+# Check answers nginx may reuse (headroom nginx-config --cache): the sidecar
+# lets a key far from its budget be answered from here for a few seconds
+# (X-Accel-Expires, bounded so the key cannot cross its budget meanwhile at
+# its recent rate); a key near its budget, restricted, or with a concurrency
+# cap is asked about on every request. keys_zone: 1 MB holds ~8,000 callers.
+proxy_cache_path @CACHE@ levels=1:2 keys_zone=headroom_checks:10m max_size=64m inactive=1m use_temp_path=off;
+`
+
+// cacheCheckTemplate goes into the check location with --cache. The cache
+// key is the caller's identity as the sidecar's default key sources see it
+// (X-Api-Key, a bearer token, the client address) and the host; the
+// snippet declares it to the sidecar, which allows caching only when its
+// own key sources and pools are all covered by it.
+const cacheCheckTemplate = `        # Reuse the sidecar's allow answers for as long as it says
+        # (X-Accel-Expires); nothing else here is cached.
+        proxy_cache headroom_checks;
+        proxy_cache_key "$http_x_api_key|$http_authorization|$remote_addr|$host";
+        proxy_cache_methods GET HEAD POST;
+        proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
+        proxy_set_header @H_CACHE_KEY@ "header:X-Api-Key,bearer,addr,host";
 `

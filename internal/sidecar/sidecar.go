@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,13 @@ type Sidecar struct {
 	// 127.0.0.1 and ::1.
 	senders  []netip.Prefix
 	checkers sync.Map // netip.Addr -> struct{}
+
+	// cacheMax bounds X-Accel-Expires (Options.CacheMax); grants holds,
+	// per key nginx may answer from its cache, until when its lines may
+	// come without a check behind them (time.Time): they are not capped at
+	// the pool's longest checked request.
+	cacheMax time.Duration
+	grants   sync.Map
 
 	// maxSeen is, per pool name, the longest upstream time a line with a
 	// ticket reported (*atomic.Int64, ns): the most a line without one may
@@ -92,6 +100,10 @@ type Options struct {
 	// a datagram could otherwise charge any key (fingerprints are public:
 	// they are in 429 bodies and logs).
 	Senders []netip.Prefix
+	// CacheMax is the longest nginx may answer a key's checks from its
+	// cache (X-Accel-Expires; `headroom nginx-config --cache`). Zero: every
+	// check is asked.
+	CacheMax time.Duration
 }
 
 // sidecarMetrics are the sidecar's own collectors, beside the core's.
@@ -132,12 +144,13 @@ func New(o Options) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: compile log format: %w", err)
 	}
 	s := &Sidecar{
-		core:    o.Core,
-		log:     o.Logger,
-		tag:     o.Tag,
-		senders: o.Senders,
-		pending: map[string]*pendingReq{},
-		expired: map[string]expiredReq{},
+		core:     o.Core,
+		log:      o.Logger,
+		tag:      o.Tag,
+		senders:  o.Senders,
+		cacheMax: o.CacheMax,
+		pending:  map[string]*pendingReq{},
+		expired:  map[string]expiredReq{},
 	}
 	s.parsers.New = func() any { return f.NewParser() }
 	s.m = sidecarMetrics{
@@ -242,6 +255,12 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.SetRateLimit(h, a.Start)
+	if n := s.cacheFor(&a, s.cacheCovers(r.Header.Get(hdrCacheKey), &a)); n > 0 {
+		h.Set(hdrAccelExpires, strconv.FormatInt(n, 10))
+		s.grant(a.Key, a.Start.Add(time.Duration(n)*time.Second+s.bound()))
+	} else {
+		h.Set(hdrAccelExpires, "0")
+	}
 	if id == "" {
 		// Without $request_id no log line can find the ticket: end it now;
 		// the line will be charged directly (unmatched).
@@ -268,15 +287,49 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // deny answers the check with 403 and everything nginx needs to give the
 // client the same 429 `headroom proxy` gives: the core's refusal, its
-// header fields as they are and its body in one more field.
+// header fields as they are and its body in one more field. The answer
+// itself is bodyless: nginx keeps its connection to the sidecar alive only
+// after an answer without a body (issue 13).
 func (s *Sidecar) deny(w http.ResponseWriter, ref admit.Refusal) {
 	h := w.Header()
 	for _, f := range ref.Header {
+		if f.Name == "Content-Type" {
+			continue // no body to type; nginx's 429 location sets its own
+		}
 		h[f.Name] = []string{f.Value}
 	}
 	h.Set(hdrDenial, string(bytes.TrimSpace(ref.Body))) // one line: JSON without indent
+	h.Set(hdrAccelExpires, "0")
+	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusForbidden)
-	_, _ = w.Write(ref.Body)
+}
+
+// cacheFor is how many whole seconds nginx may answer a's key's checks
+// from its cache instead of asking (0: ask every time). Only a key far
+// from its budget gets any: not restricted, not in shadow mode, without a
+// concurrency cap (cached requests are not counted in flight), with at
+// least half its budget left, and then for at most half the time its
+// recent burn rate (its usage over the window, plus one worker-second per
+// second for each request in flight) would take to spend what is left, and
+// at most s.cacheMax. Its requests' log lines still charge their real time.
+func (s *Sidecar) cacheFor(a *admit.Admission, covered bool) int64 {
+	d, lim := &a.Decision, &a.Limits
+	if s.cacheMax <= 0 || !covered || d.Shadowed || !d.RestrictedUntil.IsZero() || lim.MaxInFlight > 0 || lim.Shadow {
+		return 0
+	}
+	if lim.Budget <= 0 {
+		return int64(s.cacheMax / time.Second)
+	}
+	left := lim.Budget - d.Used
+	if left < lim.Budget/2 {
+		return 0
+	}
+	rate := d.Used.Seconds()/lim.Window.Seconds() + float64(d.InFlight)
+	v := s.cacheMax.Seconds()
+	if rate > 0 {
+		v = min(v, 0.5*left.Seconds()/rate)
+	}
+	return int64(v)
 }
 
 // checkedRequest rebuilds, from the check subrequest, the request nginx is
@@ -374,7 +427,7 @@ func (s *Sidecar) capCharge(d time.Duration, pool string, checked bool, key stri
 		s.warn("a log line claimed more upstream time than the ticket bound; charged the bound", "key", key, "claimed", d.String(), "charged", b.String())
 		d = b
 	}
-	if checked {
+	if checked || s.granted(key) {
 		return d
 	}
 	if v, ok := s.maxSeen.Load(pool); ok {
@@ -386,6 +439,68 @@ func (s *Sidecar) capCharge(d time.Duration, pool string, checked bool, key stri
 		}
 	}
 	return d
+}
+
+// grant notes that nginx may admit key's requests from its cache, so
+// their lines come without a check, until until.
+func (s *Sidecar) grant(key string, until time.Time) {
+	if v, ok := s.grants.Load(key); ok && !v.(time.Time).Before(until) {
+		return
+	}
+	s.grants.Store(strings.Clone(key), until)
+}
+
+// granted reports whether key's lines may come without a check now (a
+// cached allow), and forgets grants that ran out.
+func (s *Sidecar) granted(key string) bool {
+	v, ok := s.grants.Load(key)
+	if !ok {
+		return false
+	}
+	if s.core.Clock().Now().After(v.(time.Time)) {
+		s.grants.Delete(key)
+		return false
+	}
+	return true
+}
+
+// cacheCovers reports whether nginx's cache key, as the snippet declares it
+// in X-Headroom-Cache-Key ("header:X-Api-Key,bearer,addr,host"), holds
+// everything this key's identity and pool came from: otherwise one cached
+// answer could be served for another key or pool.
+func (s *Sidecar) cacheCovers(decl string, a *admit.Admission) bool {
+	if decl == "" {
+		return false
+	}
+	has := func(part string) bool {
+		for p := range strings.SplitSeq(decl, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), part) {
+				return true
+			}
+		}
+		return false
+	}
+	cfg := a.Config()
+	if !has("addr") || !has("host") {
+		return false
+	}
+	for _, src := range cfg.Keys.Sources {
+		switch {
+		case src.Header != "" && !has("header:"+src.Header):
+			return false
+		case src.Bearer && !has("bearer"):
+			return false
+		case src.Query != "" && !has("query:"+src.Query):
+			return false
+		}
+	}
+	// Pools by path would need the path in the cache key.
+	for _, p := range cfg.Pools {
+		if len(p.PathPrefixes) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // observe keeps the longest upstream time a checked request of pool took.

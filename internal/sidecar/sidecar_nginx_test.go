@@ -445,3 +445,101 @@ func grepLines(s, sub string) string {
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestSidecarCheckCacheWithNginx (issue 13): with nginx-config --cache and
+// the sidecar's --check-cache, a light key's checks are answered from
+// nginx's cache while every one of its requests is still charged from its
+// log line; a key near its budget is asked about on every request and
+// refused within one request of crossing it.
+func TestSidecarCheckCacheWithNginx(t *testing.T) {
+	bin := testenv.RequireBinary(t, "nginx")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ms, _ := strconv.Atoi(r.URL.Query().Get("ms")); ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond) // the upstream's work, not synchronisation
+		}
+		fmt.Fprintln(w, "done")
+	}))
+	t.Cleanup(up.Close)
+	cfg := sidecarConfig(t, time.Hour, "")
+	small, rf := config.Duration(300*time.Millisecond), config.Duration(5*time.Minute)
+	cfg.Overrides = []config.Override{{Key: "heavy-key", Limits: config.Limits{WorkerTime: &small, RestrictFor: &rf}}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	run := startSidecar(t, RunOptions{Config: cfg, Tag: DefaultSyslogTag, CheckCache: 30 * time.Second})
+	base := startNginx(t, bin, NginxConfigOptions{Sidecar: run.check, Syslog: run.syslog, Upstream: up.URL, Cache: filepath.Join(t.TempDir(), "cache")},
+		func() string { return "" })
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(path, key string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("X-Api-Key", key)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	metric := func(name string) float64 {
+		t.Helper()
+		for l := range strings.SplitSeq(adminMetrics(t, client, run.admin), "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return 0
+	}
+
+	const light = 10
+	for i := range light {
+		// 5 ms of upstream work each: a line with no upstream time has
+		// nothing to charge.
+		if st := get("/fast?ms=5&i="+strconv.Itoa(i), "light-key"); st != 200 {
+			t.Fatalf("light request %d: %d", i, st)
+		}
+	}
+	if n := metric(`headroom_sidecar_checks_total{result="allowed"}`); n != 1 {
+		t.Errorf("%v checks reached the sidecar for %d requests of a light key, want 1 (the rest from nginx's cache)", n, light)
+	}
+	// Every request is still charged: its line comes without a check, and
+	// is not capped at the pool's longest checked request.
+	testenv.Eventually(t, "every light request's line", func() bool {
+		got := metric(`headroom_sidecar_syslog_lines_total{result="matched"}`) + metric(`headroom_sidecar_syslog_lines_total{result="unmatched"}`)
+		if got > light {
+			t.Fatalf("%v lines for %d requests:\n%s", got, light, grepLines(adminMetrics(t, client, run.admin), "sidecar"))
+		}
+		return got == light
+	})
+	if n := metric(`headroom_sidecar_charges_capped_total{cap="pool_max"}`); n != 0 {
+		t.Errorf("%v lines of cached allows were capped at the pool's longest", n)
+	}
+
+	// The heavy key (300 ms budget) is asked about every time: its third
+	// 150 ms request crosses the budget, and the next one is refused.
+	allowedBefore := metric(`headroom_sidecar_checks_total{result="allowed"}`)
+	ok := 0
+	for ok < 10 {
+		st := get("/slow?ms=150", "heavy-key")
+		if st == 429 {
+			break
+		}
+		if st != 200 {
+			t.Fatalf("heavy request: %d", st)
+		}
+		ok++
+		// The next check must see this request's time: wait for its line.
+		testenv.Eventually(t, "the heavy request's line", func() bool {
+			return getKey(t, run.admin, "heavy-key").InFlight == 0
+		})
+	}
+	if ok != 2 {
+		t.Errorf("the heavy key got %d requests through before its 429, want 2 (300 ms budget, 150 ms each)", ok)
+	}
+	if n := metric(`headroom_sidecar_checks_total{result="allowed"}`) - allowedBefore; n != float64(ok) {
+		t.Errorf("%v of the heavy key's %d allowed requests were checked, want all: a key near its budget is never cached", n, ok)
+	}
+}

@@ -30,6 +30,8 @@ type RunOptions struct {
 	// Options.Senders); empty: nginx's, as its checks show, and loopback's
 	// 127.0.0.1 and ::1.
 	Senders []netip.Prefix
+	// CheckCache is Options.CacheMax: how long nginx may reuse an allow.
+	CheckCache time.Duration
 
 	// LoadConfig, Reload, Snapshots, Logger and Clock are as in
 	// guard.ServerOptions: a Snapshots that is also a lifecycle.Syncer (the
@@ -67,7 +69,7 @@ func Run(ctx context.Context, o RunOptions) error {
 	if err := lifecycle.RegisterStore(core.Registry(), o.Snapshots); err != nil {
 		return err
 	}
-	sc, err := New(Options{Core: core, Tag: o.Tag, Logger: lg, Senders: o.Senders})
+	sc, err := New(Options{Core: core, Tag: o.Tag, Logger: lg, Senders: o.Senders, CacheMax: o.CheckCache})
 	if err != nil {
 		return err
 	}

@@ -489,3 +489,55 @@ func TestSidecarSyslogSenders(t *testing.T) {
 		}
 	}
 }
+
+// The allow cache (issue 13): how long nginx may reuse a check's answer.
+func TestSidecarCheckCacheValidity(t *testing.T) {
+	const decl = "header:X-Api-Key,bearer,addr,host"
+	for _, c := range []struct {
+		name, yaml string
+		used       string // the key's upstream time before the check
+		decl       string
+		want       string
+	}{
+		{"far from its budget", "budget: {worker_time: 1h}\n", "", decl, "10"},
+		{"no budget at all", "", "", decl, "10"},
+		{"its burn rate bounds it", "budget: {worker_time: 10s, window: 1m}\n", "3.000", decl, "3"}, // 0.5 × 7 s left / (3/60 + 1 in flight) s/s
+		{"near its budget", "budget: {worker_time: 10s, window: 1m}\n", "5.500", decl, "0"},
+		{"a concurrency cap", "budget: {worker_time: 1h, max_in_flight: 8}\n", "", decl, "0"},
+		{"shadow mode", "budget: {worker_time: 1h}\nshadow: true\n", "", decl, "0"},
+		{"no cache in nginx", "budget: {worker_time: 1h}\n", "", "", "0"},
+		{"a key source the cache key lacks", "budget: {worker_time: 1h}\nkeys: {sources: [{header: X-Token}]}\n", "", decl, "0"},
+		{"pools by path", "budget: {worker_time: 1h}\npools: [{name: api, path_prefixes: [/api/], max_concurrent: 4}]\n", "", decl, "0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newSidecarEnv(t, c.yaml)
+			e.sc.cacheMax = 10 * time.Second
+			fp := e.sc.Core().Fingerprint("k1")
+			if c.used != "" {
+				e.ingest(line("before", fp, 200, c.used), LineUnmatched)
+			}
+			hdr := []string{"X-Api-Key: k1"}
+			if c.decl != "" {
+				hdr = append(hdr, hdrCacheKey+": "+c.decl)
+			}
+			w := e.check("req-1", "/api/report", hdr...)
+			if w.Code != http.StatusNoContent {
+				t.Fatalf("check = %d", w.Code)
+			}
+			if got := w.Header().Get(hdrAccelExpires); got != c.want {
+				t.Errorf("X-Accel-Expires = %q, want %q", got, c.want)
+			}
+		})
+	}
+	// A refusal is never cached, and has no body (nginx then keeps its
+	// connection to the sidecar).
+	e := newSidecarEnv(t, "budget: {worker_time: 5s, window: 1m, restrict_for: 5m}\n")
+	e.sc.cacheMax = 10 * time.Second
+	fp := e.sc.Core().Fingerprint("k1")
+	e.ingest(line("before", fp, 200, "6.000"), LineUnmatched)
+	w := e.check("req-2", "/", "X-Api-Key: k1", hdrCacheKey+": "+decl)
+	if w.Code != http.StatusForbidden || w.Header().Get(hdrAccelExpires) != "0" || w.Body.Len() != 0 || w.Header().Get(hdrDenial) == "" {
+		t.Errorf("refusal: %d, X-Accel-Expires %q, %d body bytes, denial %q; want 403, 0, none, the JSON in %s",
+			w.Code, w.Header().Get(hdrAccelExpires), w.Body.Len(), w.Header().Get(hdrDenial), hdrDenial)
+	}
+}
