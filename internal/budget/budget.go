@@ -7,9 +7,12 @@
 // running: charging only on completion (the seed's nginx/UDP design, seed 03)
 // lets one key start a hundred 30-second requests before the first is charged.
 //
-// The package is pure: no I/O, no goroutines; the clock is injected. A Ledger
-// is sharded by key hash and safe for concurrent use; Admit, Finish and Cancel
-// do not allocate for keys already known.
+// The package is pure: no I/O, no goroutines; the clock is injected (its
+// one contact with the system is memory: big tables are mapped on huge
+// pages, cells_linux.go). A Ledger is sharded by key hash and safe for
+// concurrent use; Admit, Finish and Cancel do not allocate for keys already
+// known. Idle keys are forgotten a few at a time by Admit, and all at once
+// by Expire, which a running guard calls on a timer.
 //
 // # Window granularity
 //
@@ -46,9 +49,10 @@ const (
 	DefaultShards = 128
 
 	// sweepEvery and sweepBatch: every sweepEvery-th Admit on a shard looks at
-	// the next sweepBatch entries and forgets idle ones, so memory follows the
-	// set of active keys without a background goroutine. The batch is
-	// contiguous, so it costs little cache traffic per Admit.
+	// the next sweepBatch cells and forgets idle entries, so that under
+	// traffic memory follows the set of active keys between two Expire
+	// calls. The batch is contiguous, so it costs little cache traffic per
+	// Admit.
 	sweepEvery = 64
 	sweepBatch = 64
 )
