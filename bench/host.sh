@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/host.sh: what `headroom host watch` itself costs the host it watches.
-# Runs the real sampler for DURATION at INTERVAL against this machine's /proc,
+# Runs the real sampler (filesystems, block devices and every process's
+# /proc/<pid>/io included) for DURATION at INTERVAL against this machine's /proc,
 # then reads its CPU time (utime+stime from /proc/PID/stat) and peak memory
 # (VmHWM) and reports CPU per sample and the share of one core at the default
 # 5 s interval. The goal is under 1% of one core.
