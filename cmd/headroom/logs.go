@@ -229,7 +229,7 @@ func runLogsAnalyze(cmd *cobra.Command, args []string, f logsAnalyzeFlags) error
 		return err
 	}
 	if f.html != "" {
-		return writeHTMLReport(f.html, last.Detail, htmlreport.Options{Sources: args, Generated: now, Malformed: res.Malformed})
+		return writeHTMLReport(f.html, last.Detail, htmlreport.Options{Sources: args, Generated: now, Malformed: res.Malformed, Summary: last})
 	}
 	return nil
 }

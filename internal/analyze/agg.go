@@ -55,6 +55,8 @@ type aggregate struct {
 	series    *series
 	tops      [numDims]*topTable
 	status    [1000]counters
+	hourOfDay [24]int64       // requests by UTC hour of day
+	days      map[int64]int64 // requests by UTC day (unix day number), at most maxDays
 	reqTime   *ddsketch.DDSketch
 	upTime    *ddsketch.DDSketch
 	anyReqT   bool
@@ -70,6 +72,7 @@ func newAggregate(capacity int, by []field) *aggregate {
 		reqTime: newSketch(),
 		upTime:  newSketch(),
 		clients: hyperloglog.New14(),
+		days:    map[int64]int64{},
 		by:      by,
 		scratch: make([]byte, 0, 1024),
 	}
@@ -81,6 +84,10 @@ func newAggregate(capacity int, by []field) *aggregate {
 	}
 	return a
 }
+
+// maxDays bounds the requests-by-day table (ten years of daily logs); a
+// day past it (a stray timestamp) is not charted.
+const maxDays = 3660
 
 // groupSep separates the values of a --by pair inside one key.
 const groupSep = "\x00"
@@ -107,7 +114,16 @@ func (a *aggregate) observe(r *accesslog.Record) {
 		if r.Time.After(a.maxT) {
 			a.maxT = r.Time
 		}
-		a.series.at(r.Time.Unix()).add(&c)
+		sec := r.Time.Unix()
+		a.series.at(sec).add(&c)
+		day := sec / 86400
+		if sec < 0 && sec%86400 != 0 {
+			day--
+		}
+		a.hourOfDay[(sec-day*86400)/3600]++
+		if _, ok := a.days[day]; ok || len(a.days) < maxDays {
+			a.days[day]++
+		}
 	}
 	if r.Status >= 0 && r.Status < len(a.status) {
 		a.status[r.Status].add(&c)
@@ -185,6 +201,14 @@ func (a *aggregate) merge(o *aggregate) {
 	}
 	for i := range a.status {
 		a.status[i].add(&o.status[i])
+	}
+	for i := range a.hourOfDay {
+		a.hourOfDay[i] += o.hourOfDay[i]
+	}
+	for d, n := range o.days {
+		if _, ok := a.days[d]; ok || len(a.days) < maxDays {
+			a.days[d] += n
+		}
 	}
 	_ = a.reqTime.MergeWith(o.reqTime)
 	_ = a.upTime.MergeWith(o.upTime)

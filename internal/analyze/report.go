@@ -3,6 +3,7 @@ package analyze
 import (
 	"encoding/json"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,9 +37,19 @@ type Report struct {
 	Status          []StatusJSON             `json:"status"`
 	Top             map[string]TopJSON       `json:"top"`
 	Groups          *GroupsJSON              `json:"groups,omitempty"`
+	// RequestsByHourOfDay counts requests by UTC hour (0-23), and
+	// RequestsByDay by UTC day, oldest first: the HTML report's charts.
+	RequestsByHourOfDay []int64   `json:"requests_by_hour_of_day"`
+	RequestsByDay       []DayJSON `json:"requests_by_day"`
 
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	LinesPerSecond float64 `json:"lines_per_second"`
+}
+
+// DayJSON is one UTC day's requests.
+type DayJSON struct {
+	Day      string `json:"day"`
+	Requests int64  `json:"requests"`
 }
 
 // WindowJSON is a time range in RFC 3339.
@@ -235,6 +246,16 @@ func (r *Result) Report() (*Report, error) {
 			Start: time.Unix(p.Start, 0).UTC(), Requests: p.Requests, Bytes: p.Bytes,
 			WorkerSeconds: nsToSec(p.WorkerNs), Errors: p.Errors,
 		})
+	}
+	rep.RequestsByHourOfDay = a.hourOfDay[:]
+	rep.RequestsByDay = []DayJSON{}
+	days := make([]int64, 0, len(a.days))
+	for d := range a.days {
+		days = append(days, d)
+	}
+	slices.Sort(days)
+	for _, d := range days {
+		rep.RequestsByDay = append(rep.RequestsByDay, DayJSON{Day: time.Unix(d*86400, 0).UTC().Format(time.DateOnly), Requests: a.days[d]})
 	}
 	rep.Status = []StatusJSON{}
 	for _, s := range a.statusRows() {

@@ -36,6 +36,7 @@ type Charts struct {
 	Times       []time.Time
 	Requests    []float64
 	Bytes       []float64
+	Work        []float64 // worker time per bucket, seconds
 	// Marks are change points to draw on the time series.
 	Marks []Mark
 	// Stack is the per-bucket requests of the top values of one dimension.
@@ -362,10 +363,12 @@ func (c *Collector) charts(fs []Finding, knee float64) Charts {
 		if b == nil {
 			ch.Requests = append(ch.Requests, 0)
 			ch.Bytes = append(ch.Bytes, 0)
+			ch.Work = append(ch.Work, 0)
 			continue
 		}
 		ch.Requests = append(ch.Requests, float64(b.req))
 		ch.Bytes = append(ch.Bytes, float64(b.bytes))
+		ch.Work = append(ch.Work, float64(b.work)/1e6)
 	}
 	stackDim := DimUserAgent
 	for _, f := range fs {

@@ -24,6 +24,8 @@ import (
 	"github.com/go-echarts/go-echarts/v2/opts"
 	"github.com/go-echarts/go-echarts/v2/render"
 
+	"github.com/headroom-dev/headroom/internal/analyze"
+	"github.com/headroom-dev/headroom/internal/dims"
 	"github.com/headroom-dev/headroom/internal/findings"
 )
 
@@ -44,6 +46,10 @@ type Options struct {
 	Generated time.Time
 	// Malformed is the number of lines the engine could not parse.
 	Malformed int64
+	// Summary, when set, adds the engine's figures: the headline (requests,
+	// valid and failed lines, clients, bytes, span, parse time), requests
+	// by hour of day and by day, and the top-N tables.
+	Summary *analyze.Report
 }
 
 // Write renders rep as a self-contained HTML page.
@@ -55,7 +61,7 @@ func Write(w io.Writer, rep *findings.Report, opt Options) error {
 		opt.Title = "headroom logs analyze"
 	}
 	var snippets []chartSnippet
-	for _, ch := range buildCharts(rep) {
+	for _, ch := range append(buildCharts(rep), summaryCharts(opt.Summary)...) {
 		s := ch.r.RenderSnippet()
 		snippets = append(snippets, chartSnippet{
 			Title:   ch.title,
@@ -69,6 +75,7 @@ func Write(w io.Writer, rep *findings.Report, opt Options) error {
 		Report:   rep,
 		Findings: viewFindings(rep),
 		Charts:   snippets,
+		Summary:  viewSummary(opt.Summary, 0),
 		JS:       template.JS(echartsJS),
 	}
 	if rep.Location != nil && !rep.Start.IsZero() {
@@ -112,6 +119,7 @@ type pageData struct {
 	Charts   []chartSnippet
 	JS       template.JS
 	Period   string
+	Summary  *summaryView
 }
 
 type viewFinding struct {
@@ -145,7 +153,7 @@ func chartInit(id string) opts.Initialization {
 // buildCharts returns the report's charts; a chart with no data is left out
 // rather than drawn empty.
 func buildCharts(rep *findings.Report) []builtChart {
-	c := rep.Charts
+	c := followDensity(rep.Charts)
 	var out []builtChart
 	labels := make([]string, len(c.Times))
 	for i, t := range c.Times {
@@ -153,6 +161,9 @@ func buildCharts(rep *findings.Report) []builtChart {
 	}
 	if len(labels) > 0 {
 		out = append(out, builtChart{"Traffic", fmt.Sprintf("requests and bytes out per %s bucket; dashed lines mark detected changes", c.BucketWidth), seriesChart(c, labels)})
+		if hasData(c.Work) {
+			out = append(out, builtChart{"Worker time", fmt.Sprintf("seconds of upstream time per %s bucket; dashed lines mark detected changes", c.BucketWidth), workChart(c, labels)})
+		}
 		if len(c.Stack.Values) > 0 {
 			out = append(out, builtChart{"Top contributors", fmt.Sprintf("requests per bucket by %s, stacked", c.Stack.Dimension), stackChart(c, labels)})
 		}
@@ -217,6 +228,46 @@ func seriesChart(c findings.Charts, labels []string) render.Renderer {
 	return line
 }
 
+func hasData(v []float64) bool {
+	for _, x := range v {
+		if x > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func workChart(c findings.Charts, labels []string) render.Renderer {
+	line := charts.NewLine()
+	line.SetGlobalOptions(
+		charts.WithInitializationOpts(opts.Initialization{ChartID: "work", Width: "100%", Height: "300px", Renderer: "canvas"}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
+		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}, opts.DataZoom{Type: "slider"}),
+		charts.WithYAxisOpts(opts.YAxis{Name: "worker s", Type: "value"}),
+		charts.WithAnimation(false),
+	)
+	line.SetXAxis(labels)
+	d := make([]opts.LineData, len(c.Work))
+	for i, v := range c.Work {
+		d[i] = opts.LineData{Value: math.Round(v*1000) / 1000}
+	}
+	var marks []opts.MarkLineNameXAxisItem
+	for _, m := range c.Marks {
+		marks = append(marks, opts.MarkLineNameXAxisItem{Name: m.Label, XAxis: nearestLabel(c, labels, m.At)})
+	}
+	so := []charts.SeriesOpts{charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false)})}
+	if len(marks) > 0 {
+		so = append(so, charts.WithMarkLineNameXAxisItemOpts(marks...),
+			charts.WithMarkLineStyleOpts(opts.MarkLineStyle{
+				Symbol:    []string{"none", "none"},
+				Label:     &opts.Label{Show: opts.Bool(true), Formatter: "{b}"},
+				LineStyle: &opts.LineStyle{Color: "#d62728", Width: 2, Type: "dashed"},
+			}))
+	}
+	line.AddSeries("worker time", d, so...)
+	return line
+}
+
 func stackChart(c findings.Charts, labels []string) render.Renderer {
 	line := charts.NewLine()
 	line.SetGlobalOptions(
@@ -238,10 +289,30 @@ func stackChart(c findings.Charts, labels []string) render.Renderer {
 			charts.WithAreaStyleOpts(opts.AreaStyle{Opacity: opts.Float(0.6)}))
 	}
 	for i, v := range c.Stack.Values {
-		add(shorten(v, 60), c.Stack.Series[i])
+		add(legendName(c.Stack.Dimension, v, c.Stack.Values), c.Stack.Series[i])
 	}
 	add("other", c.Stack.Other)
 	return line
+}
+
+// legendName is a short legend for a stacked value: a user agent is named
+// by its family (issue 16: 200-character agents as legends), with a part
+// of the agent when two share a family; others are cut to 40 characters.
+func legendName(dim, v string, all []string) string {
+	if dim != "user_agent" {
+		return shorten(v, 40)
+	}
+	fam := dims.AgentFamily(v)
+	n := 0
+	for _, o := range all {
+		if dims.AgentFamily(o) == fam {
+			n++
+		}
+	}
+	if n == 1 || fam == v {
+		return fam
+	}
+	return fam + " (" + shorten(v, 24) + ")"
 }
 
 func shorten(s string, n int) string {
@@ -358,6 +429,13 @@ h1 { font-size: 22px; margin: 8px 0 2px; }
 table.who { border-collapse: collapse; margin: 6px 0; }
 table.who td { padding: 1px 10px 1px 0; } table.who td.v { font-family: ui-monospace, monospace; word-break: break-all; }
 .action { background: #f3f6f8; padding: 6px 10px; border-radius: 4px; }
+.headline { display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0 16px; }
+.fig { border: 1px solid #d8dde2; border-radius: 6px; padding: 6px 12px; min-width: 120px; }
+.fig .v { font-size: 17px; font-weight: 600; } .fig .l { color: #5f6b76; font-size: 12px; }
+.table { margin: 18px 0; } .table h3 { font-size: 15px; margin: 0 0 4px; } .table .note { color: #5f6b76; }
+table.top { border-collapse: collapse; width: 100%; font-size: 13px; }
+table.top th, table.top td { text-align: left; padding: 2px 10px 2px 0; border-bottom: 1px solid #eef0f2; vertical-align: top; }
+table.top td:first-child { font-family: ui-monospace, monospace; word-break: break-all; }
 .chart { margin: 26px 0; } .chart h2 { font-size: 17px; margin: 0; } .chart .note { color: #5f6b76; }
 </style>
 <script>{{.JS}}</script>
@@ -365,6 +443,9 @@ table.who td { padding: 1px 10px 1px 0; } table.who td.v { font-family: ui-monos
 <body>
 <h1>{{.Title}}</h1>
 <div class="meta">{{range .Sources}}{{.}} · {{end}}{{.Report.Records}} records{{if .Malformed}} ({{.Malformed}} malformed){{end}}{{if .Period}} · {{.Period}}{{end}}{{if not .Generated.IsZero}} · generated {{.Generated.Format "2006-01-02 15:04 MST"}}{{end}}</div>
+{{with .Summary}}<section id="overview"><h2>Overview</h2>
+<div class="headline">{{range .Headline}}<div class="fig"><div class="v">{{.Value}}</div><div class="l">{{.Label}}</div></div>{{end}}</div>
+</section>{{end}}
 <h2>Findings</h2>
 {{if not .Findings}}<p>No findings: no lasting change, client timeout, accounting gap, repeated fetches, crawler, hotlinking or burst stood out.</p>{{end}}
 {{range .Findings}}
@@ -393,6 +474,11 @@ window.addEventListener("error", function (e) {
 {{.Script}}
 </div>
 {{end}}
+{{with .Summary}}<section id="tables"><h2>Top tables</h2>
+{{range .Tables}}<div class="table" id="{{.ID}}"><h3>{{.Title}}</h3>{{if .Note}}<div class="note">{{.Note}}</div>{{end}}
+<table class="top"><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>{{end}}</table></div>
+{{end}}</section>{{end}}
 <script>
 (function () {
   var n = 0;
@@ -407,3 +493,48 @@ window.addEventListener("error", function (e) {
 </body>
 </html>
 `))
+
+// followDensity widens the chart's buckets until at least a quarter of them
+// hold requests (or few are left): a sparse log spread over days would
+// otherwise draw a comb of empty buckets (issue 16). Adjacent buckets are
+// summed; the stack and the marks follow.
+func followDensity(c findings.Charts) findings.Charts {
+	for len(c.Times) > 60 {
+		nonEmpty := 0
+		for _, v := range c.Requests {
+			if v > 0 {
+				nonEmpty++
+			}
+		}
+		if nonEmpty*4 >= len(c.Requests) {
+			break
+		}
+		c = mergePairs(c)
+	}
+	return c
+}
+
+func mergePairs(c findings.Charts) findings.Charts {
+	sum := func(v []float64) []float64 {
+		out := make([]float64, (len(v)+1)/2)
+		for i, x := range v {
+			out[i/2] += x
+		}
+		return out
+	}
+	out := c
+	out.BucketWidth = 2 * c.BucketWidth
+	out.Times = make([]time.Time, 0, (len(c.Times)+1)/2)
+	for i := 0; i < len(c.Times); i += 2 {
+		out.Times = append(out.Times, c.Times[i])
+	}
+	out.Requests, out.Bytes, out.Work = sum(c.Requests), sum(c.Bytes), sum(c.Work)
+	out.Stack.Series = make([][]float64, len(c.Stack.Series))
+	for i, s := range c.Stack.Series {
+		out.Stack.Series[i] = sum(s)
+	}
+	if c.Stack.Other != nil {
+		out.Stack.Other = sum(c.Stack.Other)
+	}
+	return out
+}

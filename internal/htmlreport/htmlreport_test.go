@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/analyze"
 	"github.com/headroom-dev/headroom/internal/findings"
 	"github.com/headroom-dev/headroom/internal/findings/findingstest"
 	"github.com/headroom-dev/headroom/internal/testenv"
@@ -35,6 +36,34 @@ func report(t testing.TB, mutate func(*accesslog.Record)) *findings.Report {
 		c.Observe(&recs[i])
 	}
 	rep, err := findings.Analyze(c, findings.AnalyzeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// fullReport reads the same generated log through the real engine, so the
+// page has the overview and tables as well (Options.Summary).
+func fullReport(t testing.TB) *analyze.Report {
+	t.Helper()
+	recs := findingstest.Generate(findingstest.Options{
+		Seed: 3, Days: 6, PageViewsPerHour: 60,
+		DoubleUA: findingstest.PicViewerUA, DoubleFrom: time.Date(2019, 3, 30, 12, 0, 0, 0, time.UTC),
+		Exporter: true,
+	})
+	path := filepath.Join(t.TempDir(), "access.log")
+	var b strings.Builder
+	for i := range recs {
+		b.WriteString(findingstest.FormatHeadroom(&recs[i]) + "\n")
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := analyze.Run(context.Background(), analyze.Options{Inputs: []string{path}, Format: "headroom", Findings: &findings.AnalyzeOptions{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := res.Report()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +126,12 @@ func TestChartsRenderInChromium(t *testing.T) {
 	chromium := testenv.RequireBinary(t, "chromium", "chromium-browser", "google-chrome")
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
-	if err := os.WriteFile(page, []byte(renderHTML(t, report(t, nil))), 0o644); err != nil {
+	full := fullReport(t)
+	var html bytes.Buffer
+	if err := Write(&html, full.Detail, Options{Sources: []string{"access.log"}, Summary: full}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(page, html.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	run := func(extra ...string) (stdout, stderr string) {
@@ -134,13 +168,23 @@ func TestChartsRenderInChromium(t *testing.T) {
 	if e := attr("data-errors"); e != "" {
 		t.Errorf("scripts threw in the browser: %s", e)
 	}
+	// Traffic, worker time, top contributors, scatter, histogram, by hour
+	// of day and by day: every one drawn.
 	charts, _ := strconv.Atoi(attr("data-charts"))
 	rendered, _ := strconv.Atoi(attr("data-rendered"))
-	if charts != 4 || rendered != charts {
-		t.Errorf("%d of %d charts rendered (want 4 of 4); body tag: %s", rendered, charts, body)
+	if charts != 7 || rendered != charts {
+		t.Errorf("%d of %d charts rendered (want 7 of 7); body tag: %s", rendered, charts, body)
 	}
-	if n := strings.Count(dom, "<canvas"); n < 4 {
-		t.Errorf("%d canvases in the DOM, want one per chart (4)", n)
+	if n := strings.Count(dom, "<canvas"); n < 7 {
+		t.Errorf("%d canvases in the DOM, want one per chart (7)", n)
+	}
+	for _, id := range []string{"overview", "tables", "status", "worker-by-endpoint", "top-path_template", "top-client", "top-prefix", "top-ua_family", "top-user_agent", "top-key"} {
+		if !strings.Contains(dom, `id="`+id+`"`) {
+			t.Errorf("section %q missing from the rendered page", id)
+		}
+	}
+	if size := html.Len(); size > 4<<20 {
+		t.Errorf("report is %d bytes; it must stay a few MB whatever the log", size)
 	}
 	for _, line := range strings.Split(stderr, "\n") {
 		if strings.Contains(line, "CONSOLE") && (strings.Contains(line, "Uncaught") || strings.Contains(line, "Error")) {
