@@ -135,3 +135,29 @@ func writeIncident(t *testing.T, path string, tc incident) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoCriticalOnRealLogs: the real samples committed in the repository
+// (Apache, ingress-nginx, ALB, S3 from public projects) hold no incident a
+// person would call critical; a 9-line file once got one (issue 16).
+func TestNoCriticalOnRealLogs(t *testing.T) {
+	inputs := []string{testenv.RealSample(t, "elastic-apache-combined-2015.log")}
+	golden, _ := filepath.Glob(filepath.Join("..", "accesslog", "testdata", "golden", "*-beats.log"))
+	if len(golden) == 0 {
+		t.Fatal("no real samples under accesslog/testdata/golden")
+	}
+	for _, path := range append(inputs, golden...) {
+		res, err := analyze.Run(context.Background(), analyze.Options{Inputs: []string{path}, Findings: &findings.AnalyzeOptions{}})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		rep, err := res.Report()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range rep.Findings {
+			if f.Severity == "critical" {
+				t.Errorf("%s: critical finding on a real log: %q", filepath.Base(path), f.Title)
+			}
+		}
+	}
+}
