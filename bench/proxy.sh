@@ -117,8 +117,10 @@ wait_port "$HRF_PORT" "headroom proxy --fast-path; its log: $(cat "$tmp/headroom
 # every request (bench/lib.sh).
 start_redis "$REDIS_PORT"
 LUA=1 nginx_conf "$tmp/lua" "$(lua_bouncer_body "$LUA_PORT" "$UP_PORT" "$REDIS_PORT")"
+PLAIN_NGINX_PID=$NGINX_PID
 start_nginx "$tmp/lua"
 LUA_PID=$NGINX_PID
+NGINX_PID=$PLAIN_NGINX_PID
 wait_port "$LUA_PORT" "nginx + Lua + Redis"
 redis-cli -p "$REDIS_PORT" SET restricted:banned-key 1 >/dev/null
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Api-Key: banned-key' "http://127.0.0.1:$LUA_PORT/" || true)

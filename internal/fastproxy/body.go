@@ -49,7 +49,7 @@ func (c *conn) readBody(cfg *config.Config) (b reqBody, o admit.Outcome, done bo
 		c.length = httpwire.LengthReader{R: c.br, N: r.ContentLength}
 		src = &c.length
 	}
-	setReadDeadline(c.nc, cfg.Timeouts.Body.D())
+	c.dl.read(after(cfg.Timeouts.Body.D()), 0)
 	limit := rb.Buffer
 	if limit < 0 {
 		limit = 0
@@ -64,7 +64,7 @@ func (c *conn) readBody(cfg *config.Config) (b reqBody, o admit.Outcome, done bo
 		if err != nil {
 			return b, c.bodyFailed(cfg, err), true
 		}
-		c.nc.SetReadDeadline(time.Time{})
+		c.dl.read(time.Time{}, 0)
 		return reqBody{buf: c.body, length: r.ContentLength}, 0, false
 	}
 	if limit > 0 {
@@ -74,7 +74,7 @@ func (c *conn) readBody(cfg *config.Config) (b reqBody, o admit.Outcome, done bo
 			return b, c.bodyFailed(cfg, err), true
 		}
 		if int64(len(c.body)) <= limit {
-			c.nc.SetReadDeadline(time.Time{})
+			c.dl.read(time.Time{}, 0)
 			return reqBody{buf: c.body, length: int64(len(c.body))}, 0, false
 		}
 		if rb.Max > 0 && limit == rb.Max {
@@ -153,7 +153,7 @@ func bodyOutcome(err error) admit.Outcome {
 // bodyFailed answers a body that could not be read: 408, 413, 400 for a
 // malformed chunked body; nothing for a client that left.
 func (c *conn) bodyFailed(cfg *config.Config, err error) admit.Outcome {
-	c.nc.SetReadDeadline(time.Time{})
+	c.dl.read(time.Time{}, 0)
 	o := bodyOutcome(err)
 	if o == admit.BodyIncomplete && errors.Is(err, httpwire.ErrMalformed) {
 		c.answerMalformed(400)

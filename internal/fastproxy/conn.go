@@ -28,6 +28,7 @@ import (
 type conn struct {
 	s    *Server
 	nc   net.Conn
+	dl   deadlines
 	cr   connReader
 	br   *bufio.Reader
 	bw   *bufio.Writer
@@ -123,7 +124,7 @@ func (c *conn) serve() {
 			return
 		}
 		if len(c.cr.stash) == 0 && c.br.Buffered() == 0 {
-			setReadDeadline(c.nc, wait)
+			c.dl.read(after(wait), slackFor(wait))
 			// Shutdown sets closing, then ends idle connections' reads
 			// with a past deadline; seen after our own deadline, closing
 			// is either set (leave) or the past deadline comes after.
@@ -135,7 +136,12 @@ func (c *conn) serve() {
 			}
 		}
 		c.idle.Store(false)
-		setReadDeadline(c.nc, cfg.Timeouts.ReadHeader.D())
+		// The head's own deadline (slowloris), unless it is all here
+		// already, as it is when it came in one packet.
+		if b, _ := c.br.Peek(c.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+			rh := cfg.Timeouts.ReadHeader.D()
+			c.dl.read(after(rh), slackFor(rh))
+		}
 		if err := httpwire.ReadRequest(c.br, &c.req, c.s.maxHead); err != nil {
 			var we *httpwire.Error
 			if errors.As(err, &we) {
@@ -157,13 +163,7 @@ func (c *conn) serve() {
 	}
 }
 
-func setReadDeadline(nc net.Conn, d time.Duration) {
-	if d > 0 {
-		nc.SetReadDeadline(time.Now().Add(d))
-	} else {
-		nc.SetReadDeadline(time.Time{})
-	}
-}
+var crlfcrlf = []byte("\r\n\r\n")
 
 // needsFallback reports a request the fast path leaves to net/http.
 func (c *conn) needsFallback() bool {
@@ -177,7 +177,7 @@ func (c *conn) handOff() bool {
 	if c.s.handoff == nil {
 		return false
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	c.dl.read(time.Time{}, 0)
 	rest := make([]byte, 0, len(c.req.Raw)+len(c.cr.stash)+c.br.Buffered())
 	rest = append(rest, c.req.Raw...)
 	buffered, _ := c.br.Peek(c.br.Buffered())

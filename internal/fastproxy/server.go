@@ -154,7 +154,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	c := &conn{s: s, nc: nc}
+	c := &conn{s: s, nc: nc, dl: deadlines{nc: nc}}
 	c.cr.c = nc
 	c.br = bufio.NewReaderSize(&c.cr, max(s.maxHead, 4096))
 	c.bw = bufio.NewWriterSize(nc, 4096)
@@ -293,3 +293,56 @@ type handoffAddr struct{}
 
 func (handoffAddr) Network() string { return "handoff" }
 func (handoffAddr) String() string  { return "fastproxy-handoff" }
+
+// deadlines moves a connection's deadlines lazily: a deadline already set
+// at the time asked for, or up to slack after it, is kept, because changing
+// one costs a timer update per request while a deadline a little late
+// costs nothing (the timeouts are seconds or minutes).
+type deadlines struct {
+	nc     net.Conn
+	rd, wd time.Time
+}
+
+func (d *deadlines) read(t time.Time, slack time.Duration) {
+	if t.IsZero() {
+		if !d.rd.IsZero() {
+			d.nc.SetReadDeadline(t)
+			d.rd = t
+		}
+		return
+	}
+	if !d.rd.IsZero() && !d.rd.Before(t) && d.rd.Sub(t) <= slack {
+		return
+	}
+	t = t.Add(slack)
+	d.nc.SetReadDeadline(t)
+	d.rd = t
+}
+
+func (d *deadlines) write(t time.Time, slack time.Duration) {
+	if t.IsZero() {
+		if !d.wd.IsZero() {
+			d.nc.SetWriteDeadline(t)
+			d.wd = t
+		}
+		return
+	}
+	if !d.wd.IsZero() && !d.wd.Before(t) && d.wd.Sub(t) <= slack {
+		return
+	}
+	t = t.Add(slack)
+	d.nc.SetWriteDeadline(t)
+	d.wd = t
+}
+
+// slackFor is the lateness allowed on a timeout of d: an eighth, at most a
+// second.
+func slackFor(d time.Duration) time.Duration { return min(d/8, time.Second) }
+
+// after is now+d, or no deadline for d <= 0.
+func after(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}

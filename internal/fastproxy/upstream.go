@@ -18,6 +18,7 @@ import (
 // upConn is one keep-alive connection to the upstream.
 type upConn struct {
 	nc        net.Conn
+	dl        deadlines
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -70,7 +71,7 @@ func (p *upstreamPool) get(cfg *config.Config) (*upConn, bool, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	u := &upConn{nc: nc, br: bufio.NewReaderSize(nc, httpwire.DefaultMaxHeadBytes), bw: bufio.NewWriterSize(nc, 8<<10)}
+	u := &upConn{nc: nc, dl: deadlines{nc: nc}, br: bufio.NewReaderSize(nc, httpwire.DefaultMaxHeadBytes), bw: bufio.NewWriterSize(nc, 8<<10)}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -82,7 +83,8 @@ func (p *upstreamPool) get(cfg *config.Config) (*upConn, bool, error) {
 }
 
 func (p *upstreamPool) put(u *upConn) {
-	u.nc.SetDeadline(time.Time{})
+	// Its deadlines stay: nothing reads or writes an idle connection,
+	// and the next request moves them.
 	u.idleSince = time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -139,7 +141,7 @@ type clientBody struct {
 func (b *clientBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err == io.EOF {
-		b.c.nc.SetReadDeadline(time.Time{})
+		b.c.dl.read(time.Time{}, 0)
 	} else if err != nil {
 		b.err = err
 		err = &bodyErr{err}
@@ -155,10 +157,8 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 	s := c.s
 	r := &c.req
 	ex.upStart = s.clock.Now()
-	var deadline time.Time
-	if d := cfg.Timeouts.Upstream.D(); d > 0 {
-		deadline = time.Now().Add(d)
-	}
+	deadline := after(cfg.Timeouts.Upstream.D())
+	slack := slackFor(cfg.Timeouts.Upstream.D())
 	var u *upConn
 	for attempt := 0; ; attempt++ {
 		var reused bool
@@ -167,7 +167,7 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 		if err != nil {
 			return c.upstreamFailed(cfg, err), false
 		}
-		u.nc.SetDeadline(deadline)
+		u.dl.write(deadline, slack)
 		if err = c.writeRequest(u, body); err != nil {
 			s.upstream.drop(u)
 			var be *bodyErr
@@ -184,7 +184,7 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 		if d := cfg.Timeouts.UpstreamHeader.D(); d > 0 && (hd.IsZero() || time.Now().Add(d).Before(hd)) {
 			hd = time.Now().Add(d)
 		}
-		noBytes, err := c.awaitResponse(u, hd)
+		noBytes, err := c.awaitResponse(u, hd, slackFor(cfg.Timeouts.UpstreamHeader.D()))
 		if err != nil {
 			s.upstream.drop(u)
 			if noBytes && reused && attempt == 0 && body.rest == nil && idempotent(r.Method) && !isTimeout(err) {
@@ -194,7 +194,12 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 		}
 		break
 	}
-	u.nc.SetReadDeadline(deadline)
+	if kind := u.resp.Body(isHead(r.Method)); kind != httpwire.NoBody &&
+		!(kind == httpwire.LengthBody && int64(u.br.Buffered()) >= u.resp.ContentLength) {
+		// More of the body is to be read: under the whole exchange's
+		// deadline, not the head's.
+		u.dl.read(deadline, slack)
+	}
 	ex.upStatus = u.resp.Status
 	ex.respAt = s.clock.Now()
 	ok, clientKeep := c.copyResponse(u, keep)
@@ -239,17 +244,17 @@ const watchAfter = 10 * time.Millisecond
 
 // awaitResponse waits for the upstream's response head until hd, watching
 // the client once the upstream is slow.
-func (c *conn) awaitResponse(u *upConn, hd time.Time) (noBytes bool, err error) {
+func (c *conn) awaitResponse(u *upConn, hd time.Time, slack time.Duration) (noBytes bool, err error) {
 	if !c.watching {
 		short := time.Now().Add(watchAfter)
 		if hd.IsZero() || short.Before(hd) {
-			u.nc.SetReadDeadline(short)
+			u.dl.read(short, 0)
 			if _, err := u.br.Peek(1); err != nil && isTimeout(err) {
 				c.watching = c.startWatch(nil)
 			}
 		}
 	}
-	u.nc.SetReadDeadline(hd)
+	u.dl.read(hd, slack)
 	return readResponseHead(u)
 }
 

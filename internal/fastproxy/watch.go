@@ -34,6 +34,9 @@ func (c *conn) startWatch(cancel context.CancelFunc) bool {
 		c.w = &watcher{c: c, start: make(chan struct{}), done: make(chan watchResult)}
 		go c.w.loop()
 	}
+	// No deadline while watching: the idle or head deadline left on the
+	// connection would end the watch early.
+	c.dl.read(time.Time{}, 0)
 	c.w.cancel = cancel
 	c.w.start <- struct{}{}
 	return true
@@ -45,6 +48,7 @@ func (c *conn) stopWatch() bool {
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 	res := <-c.w.done
 	c.nc.SetReadDeadline(time.Time{})
+	c.dl.rd = time.Time{}
 	if res.n == 1 {
 		c.cr.stash = append(c.cr.stash[:0], c.w.buf[0])
 	}
