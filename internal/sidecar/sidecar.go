@@ -223,26 +223,83 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	s.noteChecker(r.RemoteAddr)
-	var a admit.Admission
-	s.core.Begin(checkedRequest(r), &a)
-	id := r.Header.Get(hdrRequestID)
-
+	in := checkIn{id: r.Header.Get(hdrRequestID), cache: r.Header.Get(hdrCacheKey), remote: admit.PeerAddr(r.RemoteAddr)}
+	in.req = identity(r.Header, in.remote, r.Host)
+	var out answer
+	s.check(&in, &out)
 	h := w.Header()
-	h.Set(hdrKey, a.Key)
-	h.Set(hdrPool, a.Pool.Name())
-	h.Set("Cache-Control", "no-store")
+	for _, f := range out.fields[:out.n] {
+		h[f.Name] = []string{f.Value}
+	}
+	w.WriteHeader(out.status)
+}
 
-	if id != "" {
+// checkIn is one check as either server read it (net/http's ServeHTTP,
+// or the lean server of checkserver.go).
+type checkIn struct {
+	req    admit.Request // the original request's identity (identity)
+	id     string        // $request_id, "" when absent
+	cache  string        // X-Headroom-Cache-Key, "" without nginx's cache
+	remote netip.Addr    // the check connection's peer: nginx
+}
+
+// answer is a check's answer: a status and bodyless header fields
+// (canonical names), for either server to write.
+type answer struct {
+	status int
+	fields [12]admit.Field
+	n      int
+}
+
+func (a *answer) add(name, value string) {
+	if a.n < len(a.fields) && value != "" {
+		a.fields[a.n] = admit.Field{Name: name, Value: value}
+		a.n++
+	}
+}
+
+// rateLimit adds the RateLimit fields of adm's decision.
+func (a *answer) rateLimit(adm *admit.Admission, now time.Time) {
+	var buf [512]byte
+	b, split := adm.AppendRateLimit(buf[:0], now)
+	if len(b) == 0 {
+		return
+	}
+	v := string(b)
+	a.add("Ratelimit-Policy", v[:split])
+	a.add("Ratelimit", v[split:])
+}
+
+// accelExpires holds X-Accel-Expires values for small validities, so an
+// answer does not format one.
+var accelExpires = func() (v [61]string) {
+	for i := range v {
+		v[i] = strconv.Itoa(i)
+	}
+	return v
+}()
+
+// check answers one check: 204 to let the request through, or 403 for a
+// key that is restricted or has too many requests in flight.
+func (s *Sidecar) check(in *checkIn, out *answer) {
+	s.noteChecker(in.remote)
+	var a admit.Admission
+	s.core.Begin(&in.req, &a)
+	out.status = http.StatusNoContent
+	out.add(hdrKey, a.Key)
+	out.add(hdrPool, a.Pool.Name())
+	out.add("Cache-Control", "no-store")
+
+	if in.id != "" {
 		s.mu.Lock()
-		p, ok := s.pending[id]
+		p, ok := s.pending[in.id]
 		s.mu.Unlock()
 		if ok {
 			// The same request checked again (an internal redirect into
 			// another guarded location): already admitted, once.
 			s.m.checks.WithLabelValues("repeated").Inc()
-			p.adm.SetRateLimit(h, a.Start)
-			w.WriteHeader(http.StatusNoContent)
+			out.rateLimit(&p.adm, a.Start)
+			out.add(hdrAccelExpires, "0")
 			return
 		}
 	}
@@ -251,38 +308,35 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.core.Count(&a, o, 0, false)
 		s.m.checks.WithLabelValues("refused").Inc()
-		s.deny(w, s.core.Refusal(&a, o))
+		s.deny(out, s.core.Refusal(&a, o))
 		return
 	}
-	a.SetRateLimit(h, a.Start)
-	if n := s.cacheFor(&a, s.cacheCovers(r.Header.Get(hdrCacheKey), &a)); n > 0 {
-		h.Set(hdrAccelExpires, strconv.FormatInt(n, 10))
+	out.rateLimit(&a, a.Start)
+	if n := s.cacheFor(&a, s.cacheCovers(in.cache, &a)); n > 0 {
+		out.add(hdrAccelExpires, accelExpires[min(n, int64(len(accelExpires)-1))])
 		s.grant(a.Key, a.Start.Add(time.Duration(n)*time.Second+s.bound()))
 	} else {
-		h.Set(hdrAccelExpires, "0")
+		out.add(hdrAccelExpires, "0")
 	}
-	if id == "" {
+	if in.id == "" {
 		// Without $request_id no log line can find the ticket: end it now;
 		// the line will be charged directly (unmatched).
 		s.core.Cancel(&a)
 		s.m.checks.WithLabelValues("untracked").Inc()
-		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	p := &pendingReq{adm: a, shadowed: a.Decision.Shadowed}
 	s.mu.Lock()
-	if _, dup := s.pending[id]; dup {
+	if _, dup := s.pending[in.id]; dup {
 		// A concurrent check for the same id won the race.
 		s.mu.Unlock()
 		s.core.Cancel(&a)
 		s.m.checks.WithLabelValues("repeated").Inc()
-		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	s.pending[id] = p
+	s.pending[strings.Clone(in.id)] = p // in.id may alias a read buffer
 	s.mu.Unlock()
 	s.m.checks.WithLabelValues("allowed").Inc()
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // deny answers the check with 403 and everything nginx needs to give the
@@ -290,18 +344,20 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // header fields as they are and its body in one more field. The answer
 // itself is bodyless: nginx keeps its connection to the sidecar alive only
 // after an answer without a body (issue 13).
-func (s *Sidecar) deny(w http.ResponseWriter, ref admit.Refusal) {
-	h := w.Header()
+func (s *Sidecar) deny(out *answer, ref admit.Refusal) {
+	out.status = http.StatusForbidden
 	for _, f := range ref.Header {
-		if f.Name == "Content-Type" {
-			continue // no body to type; nginx's 429 location sets its own
+		switch f.Name {
+		case "Content-Type", "Cache-Control":
+			// No body to type; nginx's 429 location sets its own. Cache-Control
+			// is already in the answer.
+		default:
+			out.add(f.Name, f.Value)
 		}
-		h[f.Name] = []string{f.Value}
 	}
-	h.Set(hdrDenial, string(bytes.TrimSpace(ref.Body))) // one line: JSON without indent
-	h.Set(hdrAccelExpires, "0")
-	h.Set("Content-Length", "0")
-	w.WriteHeader(http.StatusForbidden)
+	out.add(hdrDenial, string(bytes.TrimSpace(ref.Body))) // one line: JSON without indent
+	out.add(hdrAccelExpires, "0")
+	out.add("Content-Length", "0")
 }
 
 // cacheFor is how many whole seconds nginx may answer a's key's checks
@@ -332,28 +388,39 @@ func (s *Sidecar) cacheFor(a *admit.Admission, covered bool) int64 {
 	return int64(v)
 }
 
-// checkedRequest rebuilds, from the check subrequest, the request nginx is
-// asking about: its headers are the original's (auth_request passes them),
-// and the snippet adds the client address, URI and host nginx saw. The key
-// sources, trusted proxies and pools then apply as in `headroom proxy`.
-func checkedRequest(r *http.Request) *admit.Request {
-	v := &admit.Request{Header: r.Header, Peer: admit.PeerAddr(r.RemoteAddr), Host: r.Host, Path: "/"}
-	if c := r.Header.Get(hdrClient); c != "" {
+// identity rebuilds, from the check subrequest's fields, the request nginx
+// is asking about: its headers are the original's (auth_request passes
+// them), and the snippet adds the client address, URI and host nginx saw.
+// The key sources, trusted proxies and pools then apply as in `headroom
+// proxy`. peer and host are the check connection's own.
+func identity(h admit.Header, peer netip.Addr, host string) admit.Request {
+	v := admit.Request{Header: h, Peer: peer, Host: host, Path: "/"}
+	if c := h.Get(hdrClient); c != "" {
 		v.Peer = admit.PeerAddr(c)
 	}
-	if h := r.Header.Get(hdrHost); h != "" {
-		v.Host = h
+	if hh := h.Get(hdrHost); hh != "" {
+		v.Host = hh
 	}
-	if uri := r.Header.Get(hdrURI); uri != "" {
-		if u, err := url.ParseRequestURI(uri); err == nil {
-			v.Path, v.Query = u.Path, u.RawQuery
-		} else {
-			// nginx passes $request_uri as the client sent it; a path
-			// that does not parse still routes by its prefix.
-			v.Path, v.Query, _ = strings.Cut(uri, "?")
-		}
+	if uri := h.Get(hdrURI); uri != "" {
+		v.Path, v.Query = splitURI(uri)
 	}
 	return v
+}
+
+// splitURI is $request_uri's path (decoded) and raw query. Without a
+// percent sign there is nothing to decode, and nothing is allocated.
+func splitURI(uri string) (path, query string) {
+	if strings.IndexByte(uri, '%') < 0 && strings.IndexByte(uri, '#') < 0 && strings.HasPrefix(uri, "/") && !strings.HasPrefix(uri, "//") {
+		path, query, _ = strings.Cut(uri, "?")
+		return path, query
+	}
+	if u, err := url.ParseRequestURI(uri); err == nil {
+		return u.Path, u.RawQuery
+	}
+	// nginx passes $request_uri as the client sent it; a path that does
+	// not parse still routes by its prefix.
+	path, query, _ = strings.Cut(uri, "?")
+	return path, query
 }
 
 // Ingest reads one syslog datagram from nginx: the access log line of one
@@ -404,11 +471,10 @@ func (s *Sidecar) Sender(a netip.Addr) bool {
 
 // noteChecker remembers the address a check came from: nginx's, the
 // default sender of syslog datagrams.
-func (s *Sidecar) noteChecker(remote string) {
+func (s *Sidecar) noteChecker(a netip.Addr) {
 	if len(s.senders) > 0 {
 		return
 	}
-	a := admit.PeerAddr(remote)
 	if !a.IsValid() {
 		return
 	}

@@ -97,7 +97,9 @@ func Run(ctx context.Context, o RunOptions) error {
 		return fmt.Errorf("listen for nginx's checks (--listen %s): %w", cfg.Listen, err)
 	}
 	errLog := lifecycle.ErrorLog(lg)
-	checkSrv := lifecycle.FrontServer(sc, cfg, errLog)
+	// The check endpoint's lean server (checkserver.go); Sidecar.ServeHTTP
+	// answers the same for an embedder's net/http server.
+	checkSrv := newCheckServer(sc, cfg.Timeouts.Idle.D(), cfg.Timeouts.ReadHeader.D(), lg)
 	errc := make(chan error, 3)
 	go func() { errc <- checkSrv.Serve(cl) }()
 

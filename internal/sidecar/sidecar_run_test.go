@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -203,4 +204,59 @@ func TestSidecarSyslogRefusesOtherSenders(t *testing.T) {
 	}
 	send("127.0.0.1")
 	testenv.Eventually(t, "the line from 127.0.0.1 charged", func() bool { return getKey(t, run.admin, "k1").WorkerSeconds == 0.5 })
+}
+
+// The check endpoint's own HTTP/1.1 server: keep-alive and pipelined
+// checks answered in order, bodyless answers, 404 off the check path,
+// Connection: close honoured, a malformed head refused with 400.
+func TestCheckServerSpeaksHTTP11(t *testing.T) {
+	run := startSidecar(t, RunOptions{Config: sidecarConfig(t, time.Minute, ""), Tag: DefaultSyslogTag})
+	conn, err := net.Dial("tcp", run.check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	pipelined := "GET /check HTTP/1.1\r\nHost: s\r\nX-Api-Key: k1\r\nX-Headroom-Request-Id: p1\r\n\r\n" +
+		"GET /other HTTP/1.1\r\nHost: s\r\n\r\n" +
+		"GET /check HTTP/1.1\r\nHost: s\r\nx-api-key: k2\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(conn, pipelined); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	want := []struct {
+		status int
+		key    string
+	}{{204, "k1"}, {404, ""}, {204, "k2"}}
+	for i, w := range want {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != w.status || len(b) != 0 {
+			t.Errorf("answer %d: %d with %d body bytes, want %d and none", i, res.StatusCode, len(b), w.status)
+		}
+		if w.key != "" {
+			if got := res.Header.Get(hdrKey); !strings.HasPrefix(got, "fp-") || got != getKey(t, run.admin, w.key).Key {
+				t.Errorf("answer %d: key %q, want %s's fingerprint", i, got, w.key)
+			}
+		}
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after Connection: close the server did not close (%v)", err)
+	}
+
+	bad, err := net.Dial("tcp", run.check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	_ = bad.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(bad, "GET /check HTTP/1.1\r\nHost: s\r\nBad Field\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(bad), nil)
+	if err != nil || res.StatusCode != 400 {
+		t.Fatalf("malformed head: %v %v, want 400", res, err)
+	}
 }
