@@ -390,5 +390,6 @@ type fleetCursors struct {
 	fleetOn      atomic.Bool
 	fleetOnce    sync.Once
 	leasing      atomic.Bool // EnableLeases was called
+	degraded     atomic.Bool // SetDegraded: the fleet store is away
 	lease        leaseQueue
 }

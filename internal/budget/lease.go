@@ -22,8 +22,10 @@ import (
 // request that noticed never waits. A key without a lease in force (its
 // first requests here, a renewal that is late, or Redis away) falls back
 // to an even share: this proxy's own usage in the window must stay under
-// budget / the number of proxies last seen, so the fleet as a whole cannot
-// exceed the budget while the store is away.
+// budget / the number of proxies last seen. While the store is away
+// (SetDegraded) a proxy spends the slices it holds and no more, then, once
+// a window has passed, its even share: the fleet as a whole cannot exceed
+// the budget while the store is away.
 //
 // Restrictions made here (budget, operator, lift) are queued the same way
 // (Restrictions) so the store publishes them at once instead of at its next
@@ -42,12 +44,17 @@ type leaseState struct {
 	limit, until, grant int64
 	// askSpend, askAt: spend and time when the last request was built;
 	// the grant counts from there, and the next request's burn rate.
-	askSpend, askAt int64
+	// baseSpend is the askSpend of the last answered request (a request
+	// that failed must not move it).
+	askSpend, askAt, baseSpend, baseAt int64
 	// budget and restrictFor are the limits of the key's last Admit: what
 	// the store asks a slice of, and how long to restrict once the fleet's
 	// usage reached the budget.
 	budget, restrictFor int64
-	wanted, urgent      bool // queued for a lease; queued for a restriction push
+	// free is what the fleet had neither used nor reserved at the last
+	// answer (this slice included): shared evenly while the store is away.
+	free                     int64
+	answered, wanted, urgent bool // had an answer; queued for a lease; queued for a restriction push
 }
 
 // leaseQueue is the ledger's side of the lease protocol.
@@ -81,6 +88,11 @@ func (l *Ledger) EnableLeases(ttl time.Duration) {
 	q.mu.Unlock()
 	l.leasing.Store(true)
 }
+
+// SetDegraded tells the ledger whether the fleet store is away: while it
+// is, every key with a budget is held to the even share of this proxy's
+// own usage, leases or not.
+func (l *Ledger) SetDegraded(away bool) { l.degraded.Store(away) }
 
 // FleetWake is signalled when a key wants a lease or a restriction waits to
 // be published. Nil before EnableLeases.
@@ -118,18 +130,33 @@ func (l *Ledger) leaseAllows(key string, e *entry, f *fleetEntry, off, abs int64
 	ls := &f.lease
 	ls.budget, ls.restrictFor = int64(lim.Budget), int64(lim.RestrictFor)
 	spend := ls.spent + e.inFlightElapsed(off)
-	if ls.until > abs {
+	degraded := l.degraded.Load()
+	if ls.until > abs && !degraded {
 		left := ls.limit - spend
 		if left <= ls.grant/2 || ls.until-abs <= l.lease.ttl/2 {
 			l.wantLease(key, ls)
 		}
 		return left > 0
 	}
-	l.wantLease(key, ls)
 	l.lease.mu.Lock()
-	n := l.lease.fleetN
+	n := max(l.lease.fleetN, 1)
 	l.lease.mu.Unlock()
-	return f.ownCompleted(e, abs)+e.inFlightElapsed(off) < ls.budget/max(n, 1)
+	if degraded && ls.answered && abs-ls.baseAt < e.width*subBuckets {
+		// The store is away: what this proxy holds, its last slice, is
+		// its own to spend, even past the slice's lifetime (nobody can
+		// grant it to another proxy meanwhile), and nothing more: the
+		// others may be spending theirs. Once a whole window has passed
+		// since the last answer, every proxy's slices have slid out and
+		// the even share below is safe.
+		return spend-ls.baseSpend < ls.grant
+	}
+	if !degraded {
+		l.wantLease(key, ls)
+	}
+	// No slice yet (a key's first requests here), or the store away for
+	// longer than a window: an even share of this proxy's own usage in
+	// the window; the shares add up to the budget.
+	return f.ownCompleted(e, abs)+e.inFlightElapsed(off) < ls.budget/n
 }
 
 // leaseLow queues key for its next slice when what is left of the current
@@ -255,12 +282,20 @@ func (l *Ledger) LeaseRequests(dst []LeaseRequest, limit int) []LeaseRequest {
 	return dst
 }
 
-// GrantLease applies the store's answer to a LeaseRequest: the key may
-// spend left more (counted from when the request was built) for ttl.
-// exhausted says the fleet's usage has reached the budget: the key is then
-// restricted for its restriction period, as a local Admit over budget
-// would. It reports whether that restriction is new.
-func (l *Ledger) GrantLease(key string, left, ttl time.Duration, exhausted bool) bool {
+// LeaseGrant is the store's answer to a LeaseRequest.
+type LeaseGrant struct {
+	// Left is what the key may spend here, counted from when the request
+	// was built, for TTL.
+	Left, TTL time.Duration
+	// Exhausted: the fleet's usage has reached the budget.
+	Exhausted bool
+}
+
+// GrantLease applies the store's answer to a LeaseRequest. An exhausted
+// answer restricts the key for its restriction period, as a local Admit
+// over budget would; it reports whether that restriction is new.
+func (l *Ledger) GrantLease(key string, g LeaseGrant) bool {
+	left, ttl, exhausted := g.Left, g.TTL, g.Exhausted
 	_, abs := l.now()
 	h, s := l.shardOf(key)
 	s.mu.Lock()
@@ -275,6 +310,7 @@ func (l *Ledger) GrantLease(key string, left, ttl time.Duration, exhausted bool)
 	ls.limit = ls.askSpend + int64(left)
 	ls.until = ls.askAt + int64(ttl)
 	ls.grant = int64(left)
+	ls.answered, ls.baseSpend, ls.baseAt = true, ls.askSpend, ls.askAt
 	if exhausted && ls.restrictFor > 0 && e.until <= abs {
 		e.until = abs + ls.restrictFor
 		l.restricted(f, key, abs)

@@ -28,7 +28,7 @@ func TestLeaseAdmission(t *testing.T) {
 		t.Fatalf("lease requests %+v: want k asking its 2 s share", reqs)
 	}
 	// The store grants 1 s: in-flight time counts against it.
-	l.GrantLease("k", time.Second, 2*time.Second, false)
+	l.GrantLease("k", LeaseGrant{Left: time.Second, TTL: 2 * time.Second})
 	clk.Advance(900 * time.Millisecond)
 	if d, tk2 := l.Admit("k", lim); !d.Proceed() {
 		t.Fatalf("at 0.9 s of a 1 s lease: %+v", d)
@@ -51,7 +51,7 @@ func TestLeaseAdmission(t *testing.T) {
 	}
 	// The fleet's usage has reached the budget: restricted, and the
 	// restriction queued for publishing at once.
-	if !l.GrantLease("k", 0, 2*time.Second, true) {
+	if !l.GrantLease("k", LeaseGrant{TTL: 2 * time.Second, Exhausted: true}) {
 		t.Fatal("an exhausted answer did not restrict")
 	}
 	if d, _ := l.Admit("k", lim); d.Proceed() || d.Fleet || !d.RestrictedUntil.Equal(clk.Now().Add(time.Minute)) {
@@ -66,7 +66,7 @@ func TestLeaseAdmission(t *testing.T) {
 	}
 }
 
-func TestLeaseLapsesToEvenShare(t *testing.T) {
+func TestLeaseWhileRedisIsAway(t *testing.T) {
 	clk := NewManualClock(t0)
 	l := New(Options{Clock: clk})
 	l.EnableLeases(2 * time.Second)
@@ -74,20 +74,41 @@ func TestLeaseLapsesToEvenShare(t *testing.T) {
 	lim := Limits{Budget: 8 * time.Second, Window: time.Minute}
 	_, tk := l.Admit("k", lim)
 	l.LeaseRequests(nil, 10)
-	l.GrantLease("k", 5*time.Second, 2*time.Second, false)
+	l.GrantLease("k", LeaseGrant{Left: 5 * time.Second, TTL: 2 * time.Second})
 	l.Finish(tk, 3*time.Second)
 	if d, tk := l.Admit("k", lim); !d.Proceed() {
 		t.Fatalf("3 s of a 5 s lease: %+v", d)
 	} else {
 		l.Cancel(tk)
 	}
-	// The lease lapses (Redis away): the even share is 8 s / 4 = 2 s of
-	// this proxy's own usage, already spent.
-	clk.Advance(3 * time.Second)
-	l.LeaseFailed("k")
-	if d, _ := l.Admit("k", lim); d.Proceed() || !d.Fleet {
-		t.Errorf("own 3 s over a 2 s share without a lease: %+v", d)
+	// Redis away: the slice (5 s) is still this proxy's, even once its
+	// lifetime is over, and nothing beyond it.
+	l.SetDegraded(true)
+	_, tk = l.Admit("k", lim)
+	clk.Advance(1900 * time.Millisecond)
+	if d, tk := l.Admit("k", lim); !d.Proceed() {
+		t.Fatalf("4.9 s of a 5 s slice while Redis is away: %+v", d)
+	} else {
+		l.Cancel(tk)
 	}
+	clk.Advance(200 * time.Millisecond)
+	if d, _ := l.Admit("k", lim); d.Proceed() || !d.Fleet {
+		t.Errorf("5.1 s of a 5 s slice, Redis away: %+v", d)
+	}
+	l.Finish(tk, 2100*time.Millisecond)
+	// A window later, everything has slid out: the even share (8 s / 4)
+	// of this proxy's own usage.
+	clk.Advance(time.Minute)
+	if d, tk := l.Admit("k", lim); !d.Proceed() {
+		t.Errorf("a window after the last answer, Redis away: %+v", d)
+	} else {
+		l.Finish(tk, 2*time.Second)
+	}
+	if d, _ := l.Admit("k", lim); d.Proceed() || !d.Fleet {
+		t.Errorf("own 2 s of a 2 s share, Redis away: %+v", d)
+	}
+	// A key that never had an answer: the even share (8 s / 4) of this
+	// proxy's own usage.
 	if d, tk := l.Admit("other", lim); !d.Proceed() {
 		t.Errorf("a fresh key without a lease: %+v", d)
 	} else {

@@ -262,6 +262,12 @@ func startFleet(t *testing.T, n int, upstream, url, prefix string, budget time.D
 	for i := range n {
 		ps = append(ps, startFleetProxy(t, fmt.Sprintf("p%d", i+1), upstream, url, prefix, fleetTune(budget)))
 	}
+	// The proxies have met in Redis: the even share divides by n.
+	for _, p := range ps {
+		testenv.Eventually(t, p.name+" knows the fleet", func() bool {
+			return p.adminJSON(t, "GET", "/healthz")["store"].(map[string]any)["fleet_proxies"].(float64) == float64(n)
+		})
+	}
 	return ps
 }
 
@@ -299,18 +305,7 @@ func TestFleetRedisKilled(t *testing.T) {
 	rs := testenv.StartRedis(t) // its own: the test kills it
 	work := &workLog{}
 	up := work.server(t, 200*time.Millisecond)
-	// Here the periodic sync is what tells each proxy how many there are
-	// (the even share divides by three).
-	var ps []*fleetProxy
-	for i := range 3 {
-		ps = append(ps, startFleetProxy(t, fmt.Sprintf("p%d", i+1), up.URL, rs.URL(), "killed:", fleetTune(budget),
-			func(c *config.Config) { c.Store.SyncInterval = config.Duration(200 * time.Millisecond) }))
-	}
-	for _, p := range ps {
-		testenv.Eventually(t, p.name+" knows the fleet", func() bool {
-			return p.adminJSON(t, "GET", "/healthz")["store"].(map[string]any)["fleet_proxies"].(float64) == 3
-		})
-	}
+	ps := startFleet(t, 3, up.URL, rs.URL(), "killed:", budget)
 	res := hammer(t, ps, "fleet-key-killed", []int{2, 2, 2}, work, budget, rs.Stop, 8*time.Second)
 	checkBudgetHeld(t, res, work, budget)
 	for _, p := range ps {
@@ -332,6 +327,11 @@ func TestFleetSentinelFailover(t *testing.T) {
 	ps := startFleet(t, 3, up.URL, sn.URL(), "failover:", budget)
 	res := hammer(t, ps, "fleet-key-failover", []int{2, 2, 2}, work, budget, sn.Master.Stop, 0)
 	checkBudgetHeld(t, res, work, budget)
+	if t.Failed() {
+		for _, p := range ps {
+			t.Logf("%s log:\n%s", p.name, p.log.String())
+		}
+	}
 	testenv.Eventually(t, "the sentinel promoted the replica", func() bool { return sn.MasterAddr(t) == sn.Replica.Addr })
 	for _, p := range ps {
 		testenv.Eventually(t, p.name+" back on the new master", func() bool {

@@ -142,7 +142,8 @@ func (s *Redis) serveLeases(ctx context.Context, l *budget.Ledger) (bool, error)
 		}
 		granted, used := time.Duration(v[0]), time.Duration(v[1])
 		exhausted := used >= r.Budget
-		if l.GrantLease(r.Key, granted, s.leaseTTL, exhausted) {
+		g := budget.LeaseGrant{Left: granted, TTL: s.leaseTTL, Exhausted: exhausted}
+		if l.GrantLease(r.Key, g) {
 			s.log.Warn("key over its worker-time budget across the fleet", "key", r.Key, "used", used.Round(time.Millisecond).String(), "budget", r.Budget.String())
 		}
 		switch {
@@ -197,6 +198,13 @@ func (s *Redis) runLeases(ctx context.Context, byHash bool) ([]*redis.Cmd, error
 		} else {
 			cmds[i] = leaseScript.Eval(ctx, pipe, key, args...)
 		}
+	}
+	if s.replicated {
+		// Behind Sentinel, a grant the master had not yet passed to its
+		// replica is forgotten by a failover while the proxy spends it:
+		// wait (briefly) for the replica to have it. Best effort: with
+		// the replica down the grants still stand.
+		pipe.Do(ctx, "WAIT", 1, 100)
 	}
 	_, err := pipe.Exec(ctx)
 	return cmds, err

@@ -134,6 +134,8 @@ type Redis struct {
 	leaseReqs []budget.LeaseRequest
 	events    []budget.RestrictionEvent
 	leaseTTL  time.Duration
+	// replicated: behind Sentinel, where grants wait for the replica.
+	replicated bool
 
 	mu        sync.Mutex // guards the health fields
 	state     int        // stateUnknown, stateUp, stateDown
@@ -184,14 +186,15 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		return nil, errors.New("store: no redis address: give a URL (" + redisaddr.Forms + ")")
 	}
 	s := &Redis{
-		prefix:   opts.Prefix,
-		id:       opts.ID,
-		interval: opts.Interval,
-		maxKeys:  opts.MaxKeys,
-		clock:    opts.Clock,
-		log:      opts.Logger,
-		addr:     target.Redacted(),
-		restrVer: -1,
+		prefix:     opts.Prefix,
+		id:         opts.ID,
+		interval:   opts.Interval,
+		maxKeys:    opts.MaxKeys,
+		clock:      opts.Clock,
+		log:        opts.Logger,
+		addr:       target.Redacted(),
+		replicated: target.Kind == redisaddr.Sentinel,
+		restrVer:   -1,
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultRedisPrefix
@@ -370,6 +373,7 @@ func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
 	// it answers. The first retry comes soon (a Sentinel failover takes a
 	// second or two), then the wait doubles.
 	var retry time.Duration
+	lastBeat := time.Now()
 	fail := func() {
 		if retry == 0 {
 			retry = min(s.interval, time.Second)
@@ -378,10 +382,30 @@ func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
 		}
 		resetTimer(t, retry)
 	}
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-beat.C:
+			// The even share's divisor stays fresh even when the full
+			// syncs are far apart.
+			if retry > 0 || time.Since(lastBeat) < heartbeatEvery {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, s.timeout)
+			s.syncMu.Lock()
+			err := s.heartbeat(sctx, l)
+			s.syncMu.Unlock()
+			cancel()
+			lastBeat = time.Now()
+			s.report(err, "push")
+			if err != nil {
+				fail()
+			}
+			l.SetDegraded(retry > 0)
+			continue
 		case <-wake:
 			if retry > 0 {
 				// Backing off: the queue waits for the next attempt.
@@ -398,6 +422,7 @@ func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
 			if err != nil {
 				fail()
 			}
+			l.SetDegraded(retry > 0)
 			continue
 		case <-t.C:
 		}
@@ -408,10 +433,16 @@ func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
 			fail()
 		} else {
 			retry = 0
+			lastBeat = time.Now()
 			t.Reset(s.interval)
 		}
+		l.SetDegraded(retry > 0)
 	}
 }
+
+// heartbeatEvery is how often the lease loop refreshes the fleet's size
+// between full syncs.
+const heartbeatEvery = 500 * time.Millisecond
 
 func resetTimer(t *time.Timer, d time.Duration) {
 	t.Stop()
