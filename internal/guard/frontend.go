@@ -29,13 +29,14 @@ type Frontend interface {
 // base path (the fast path forwards targets as they are), else net/http.
 func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, error) {
 	std := lifecycle.FrontServer(g, cfg, errLog)
+	framed := &framedServer{Server: std, maxHead: cfg.MaxHeaderBytes, log: g.log}
 	if !cfg.FastPath {
-		return std, nil
+		return framed, nil
 	}
 	addr, ok := fastUpstream(cfg.Upstream)
 	if !ok {
 		g.log.Warn("fast_path needs an http:// upstream without a path; serving with net/http", "upstream", cfg.Upstream)
-		return std, nil
+		return framed, nil
 	}
 	return fastproxy.New(fastproxy.Options{
 		Core:         g.core,

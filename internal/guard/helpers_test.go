@@ -38,18 +38,14 @@ func (s *testServer) Close() { s.close() }
 // asks for.
 func serveProxy(t *testing.T, g *Guard, cfg *config.Config) *testServer {
 	t.Helper()
-	if !*fastPath {
-		hs := httptest.NewServer(g)
-		return &testServer{URL: hs.URL, close: hs.Close}
-	}
 	c := *cfg
-	c.FastPath = true
+	c.FastPath = *fastPath
 	fe, err := g.NewFrontend(&c, lifecycle.ErrorLog(g.log))
 	if err != nil {
-		t.Fatalf("fast front-end: %v", err)
+		t.Fatalf("front-end: %v", err)
 	}
-	if _, ok := fe.(*http.Server); ok {
-		t.Fatalf("-fastpath: the front-end for upstream %s is net/http", cfg.Upstream)
+	if _, std := fe.(*framedServer); std == *fastPath {
+		t.Fatalf("-fastpath=%v: the front-end for upstream %s is %T", *fastPath, cfg.Upstream, fe)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
