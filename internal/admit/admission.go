@@ -176,7 +176,30 @@ func (c *Core) decide(a *Admission) (Outcome, bool) {
 }
 
 // Finish ends a's request: Charge, then Count.
+// A request that failed upstream while most of its pool's requests fail is
+// not charged to its key's budget (the outage rule, outage.go).
 func (c *Core) Finish(a *Admission, worker time.Duration, reached bool, o Outcome) {
+	if reached && a.Pool != nil {
+		now := c.clock.Now()
+		h := &a.Pool.health
+		h.record(now, o == UpstreamError)
+		if o == UpstreamError {
+			outage := h.outage(now)
+			if outage != h.failing.Swap(outage) {
+				c.log.Warn("upstream failing: most of the pool's requests fail, and those that fail are not charged to keys' budgets",
+					"pool", a.Pool.name, "window", (outageWindow * time.Second).String())
+			}
+			if outage {
+				a.Pool.m.uncharged.Add(worker.Seconds())
+				c.Charge(a, 0, false)
+				c.Count(a, o, worker, reached)
+				return
+			}
+		} else if h.failing.Load() && !h.outage(now) {
+			h.failing.Store(false)
+			c.log.Info("upstream answering again: failing requests are charged to keys' budgets", "pool", a.Pool.name)
+		}
+	}
 	c.Charge(a, worker, reached)
 	c.Count(a, o, worker, reached)
 }

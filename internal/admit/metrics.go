@@ -45,6 +45,7 @@ type metrics struct {
 	queueDepth   *prometheus.GaugeVec
 	reloads      *prometheus.CounterVec
 	upstream     *prometheus.HistogramVec
+	uncharged    *prometheus.CounterVec
 }
 
 // poolMetrics are one pool's children, resolved once so the hot path does
@@ -56,6 +57,7 @@ type poolMetrics struct {
 	inFlight   prometheus.Gauge
 	queueDepth prometheus.Gauge
 	upstream   prometheus.Observer
+	uncharged  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, keys func() float64) *metrics {
@@ -86,12 +88,16 @@ func newMetrics(reg prometheus.Registerer, keys func() float64) *metrics {
 			// Up to the long requests of seeds/03 (30 s) and beyond.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"pool"}),
+		uncharged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_outage_uncharged_seconds_total",
+			Help: "Worker time of requests that failed upstream while most of their pool's requests failed (an outage), not charged to their keys' budgets, by pool.",
+		}, []string{"pool"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headroom_config_reloads_total",
 			Help: "Configuration reloads by result (ok, error: the old configuration was kept).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.workerSecs, m.restrictions, m.inFlight, m.queueDepth, m.reloads, m.upstream,
+	reg.MustRegister(m.requests, m.workerSecs, m.restrictions, m.inFlight, m.queueDepth, m.reloads, m.upstream, m.uncharged,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "headroom_keys_tracked",
 			Help: "Keys the ledger holds (recently active or restricted).",
@@ -110,6 +116,7 @@ func (m *metrics) pool(name string) *poolMetrics {
 		inFlight:   m.inFlight.WithLabelValues(name),
 		queueDepth: m.queueDepth.WithLabelValues(name),
 		upstream:   m.upstream.WithLabelValues(name),
+		uncharged:  m.uncharged.WithLabelValues(name),
 		restricted: [2]prometheus.Counter{
 			m.restrictions.WithLabelValues(name, "enforced"),
 			m.restrictions.WithLabelValues(name, "shadow"),

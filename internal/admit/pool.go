@@ -29,6 +29,7 @@ type Pool struct {
 	waiting atomic.Int64
 	active  atomic.Int64
 	m       *poolMetrics
+	health  upstreamHealth // recent upstream outcomes: the outage rule (outage.go)
 }
 
 // Name is the pool's name from the configuration ("default" for the
