@@ -55,10 +55,14 @@ access_log: {path: /var/log/from-file.log}
 }
 
 func TestProxyFlagsAlone(t *testing.T) {
-	cmd, f := proxyCmdWithArgs(t, "--upstream", "http://127.0.0.1:8000", "--key-query", "api_key", "--trusted-proxy", "10.0.0.0/8", "--max-in-flight", "5")
+	cmd, f := proxyCmdWithArgs(t, "--upstream", "http://127.0.0.1:8000", "--key-query", "api_key", "--trusted-proxy", "10.0.0.0/8", "--max-in-flight", "5",
+		"--max-connections", "1000", "--max-connections-per-client", "50")
 	cfg, err := loadProxyConfig(cmd, f)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Connections.Max != 1000 || cfg.Connections.PerClient != 50 {
+		t.Errorf("--max-connections: %+v", cfg.Connections)
 	}
 	if cfg.Listen != ":8080" || cfg.Admin.Listen != "127.0.0.1:9091" || cfg.Budget.WorkerTime.D() != time.Minute || *cfg.Budget.MaxInFlight != 5 {
 		t.Errorf("defaults: %+v", cfg)

@@ -68,6 +68,10 @@ func (a *Admission) RedactQuery(uri string) string { return redactQuery(uri, a.s
 // proxies, whose X-Forwarded-For is believed.
 func (a *Admission) TrustedPeer(addr netip.Addr) bool { return a.st.keys.isTrusted(addr) }
 
+// TrustedPeer reports whether addr is one of the trusted proxies of the
+// configuration in force.
+func (c *Core) TrustedPeer(addr netip.Addr) bool { return c.st.Load().keys.isTrusted(addr) }
+
 // SetRateLimit writes the RateLimit-Policy and RateLimit fields of the
 // Decision into h, replacing any there (the upstream's). now dates the t
 // parameter of a restricted key.

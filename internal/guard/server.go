@@ -78,6 +78,7 @@ func Run(ctx context.Context, o ServerOptions) error {
 		pl.Close()
 		return err
 	}
+	pl = g.limitConnections(pl, cfg)
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(pl) }()
 	adminSrv, adminAddr, err := lifecycle.ServeAdmin(g.Admin(), cfg, errLog, errc)

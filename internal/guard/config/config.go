@@ -54,13 +54,27 @@ type Config struct {
 	// Expect: 100-continue, non-origin-form targets) still goes to
 	// net/http on the same connection. Needs an http:// upstream.
 	FastPath bool `yaml:"fast_path"`
-	// MaxHeaderBytes bounds a request head on the fast path (431 past
-	// it); 0 means 32 KiB.
+	// MaxHeaderBytes bounds a request head (431 past it on the fast path,
+	// 400 on net/http); 0 means 32 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// Connections caps the client connections the proxy holds open.
+	Connections Connections `yaml:"connections"`
 
 	// NoUpstream is set by `headroom sidecar`: nginx proxies to the
 	// application, so Validate does not require Upstream.
 	NoUpstream bool `yaml:"-"`
+}
+
+// Connections caps client connections (issue 17: nothing did). A
+// connection over a cap gets 503 with Retry-After and is closed before a
+// byte of it is read.
+type Connections struct {
+	// Max is the most client connections open at once; 0 = no cap.
+	Max int `yaml:"max"`
+	// PerClient is the most open at once from one client address (the
+	// TCP peer; trusted_proxies are exempt, since their connections carry
+	// many clients); 0 = no cap.
+	PerClient int `yaml:"per_client"`
 }
 
 // Admin is the admin HTTP API (health, metrics, keys).
@@ -580,6 +594,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestBody.Buffer < -1 {
 		es.add("request_body.buffer", "must be a number of bytes, or -1 to turn buffering off")
+	}
+	if c.Connections.Max < 0 {
+		es.add("connections.max", "must be >= 0 (0: no cap)")
+	}
+	if c.Connections.PerClient < 0 {
+		es.add("connections.per_client", "must be >= 0 (0: no cap)")
+	}
+	if c.Connections.Max > 0 && c.Connections.PerClient > c.Connections.Max {
+		es.add("connections.per_client", "%d is more than connections.max (%d)", c.Connections.PerClient, c.Connections.Max)
 	}
 	if c.MaxHeaderBytes < 0 {
 		es.add("max_header_bytes", "must be a number of bytes >= 0 (0: 32 KiB)")

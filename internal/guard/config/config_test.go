@@ -40,6 +40,8 @@ func TestParseRefusesBadConfigNamingTheField(t *testing.T) {
 		{"listen as a list", up + "listen: [a, b]\n", "listen: expected a single value (text) (line 2), not a list"},
 		{"duration as a mapping", up + "timeouts: {upstream: {s: 1}}\n", "timeouts.upstream: line 2: expected a duration"},
 		{"negative budget", up + "budget: {worker_time: -1s}\n", "budget.worker_time: must be >= 0"},
+		{"negative connection cap", up + "connections: {max: -1}\n", "connections.max: must be >= 0"},
+		{"per-client cap over the total", up + "connections: {max: 10, per_client: 20}\n", "connections.per_client: 20 is more than connections.max (10)"},
 		{"window too short", up + "budget: {window: 10ms}\n", "budget.window: must be at least 1s"},
 		{"no restriction period", up + "budget: {restrict_for: 0s}\n", "budget.restrict_for: must be > 0 when worker_time is set"},
 		{"negative in flight", up + "tiers: [{name: t, max_in_flight: -2}]\n", "tiers[0].max_in_flight: must be >= 0"},
