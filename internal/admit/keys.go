@@ -141,8 +141,10 @@ func (f *keyFinder) rawKey(r *Request) string {
 	for _, s := range f.sources {
 		switch {
 		case s.Header != "":
-			if v := r.Header.Get(s.Header); v != "" {
-				return strings.TrimSpace(v)
+			// A blank value is no key: the next source is tried, as for
+			// a blank bearer token (found by FuzzKeyFromRequest).
+			if v := strings.TrimSpace(r.Header.Get(s.Header)); v != "" {
+				return v
 			}
 		case s.Bearer:
 			v := r.Header.Get("Authorization")

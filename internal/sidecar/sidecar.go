@@ -395,8 +395,11 @@ func (s *Sidecar) cacheFor(a *admit.Admission, covered bool) int64 {
 // proxy`. peer and host are the check connection's own.
 func identity(h admit.Header, peer netip.Addr, host string) admit.Request {
 	v := admit.Request{Header: h, Peer: peer, Host: host, Path: "/"}
-	if c := h.Get(hdrClient); c != "" {
-		v.Peer = admit.PeerAddr(c)
+	// A client address that does not parse (nginx's $remote_addr is
+	// "unix:" on a unix socket) leaves nginx's own: found by
+	// FuzzCheckRequest, it had left the request no key at all ("").
+	if c := admit.PeerAddr(h.Get(hdrClient)); c.IsValid() {
+		v.Peer = c
 	}
 	if hh := h.Get(hdrHost); hh != "" {
 		v.Host = hh
