@@ -38,7 +38,7 @@ type Sidecar struct {
 	tag  string
 	m    sidecarMetrics
 
-	parsers sync.Pool // of accesslog.Parser for LogFormat
+	parsers sync.Pool // of *lineParser for LogFormat
 
 	// senders are the addresses syslog datagrams are accepted from
 	// (Options.Senders); with none configured, checkers holds the
@@ -152,7 +152,7 @@ func New(o Options) (*Sidecar, error) {
 		pending:  map[string]*pendingReq{},
 		expired:  map[string]expiredReq{},
 	}
-	s.parsers.New = func() any { return f.NewParser() }
+	s.parsers.New = func() any { return &lineParser{p: f.NewParser()} }
 	s.m = sidecarMetrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headroom_sidecar_checks_total",
@@ -603,15 +603,23 @@ func (s *Sidecar) warn(msg string, args ...any) {
 	s.log.Warn(msg, append(args, "not_logged_since", skipped)...)
 }
 
+// lineParser is a parser with the record it fills, kept together so a
+// line costs no allocation: a Record passed to the Parser interface would
+// escape to the heap.
+type lineParser struct {
+	p   accesslog.Parser
+	rec accesslog.Record
+}
+
 func (s *Sidecar) ingest(b []byte) (string, error) {
 	msg, err := ParseSyslog(b, s.tag)
 	if err != nil {
 		return LineMalformed, err
 	}
-	p := s.parsers.Get().(accesslog.Parser)
-	defer s.parsers.Put(p)
-	var rec accesslog.Record
-	if err := p.Parse(msg, &rec); err != nil {
+	lp := s.parsers.Get().(*lineParser)
+	defer s.parsers.Put(lp)
+	rec := &lp.rec
+	if err := lp.p.Parse(msg, rec); err != nil {
 		return LineMalformed, fmt.Errorf("access log line: %w", err)
 	}
 	id, _ := rec.Get("request_id")
@@ -636,7 +644,7 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 
 	switch {
 	case ok:
-		o := lineOutcome(&rec, pr.shadowed)
+		o := lineOutcome(rec, pr.shadowed)
 		if rec.HasUpstreamTime {
 			upTime = s.capCharge(upTime, pr.adm.Pool.Name(), true, pr.adm.Key)
 			s.observe(pr.adm.Pool.Name(), upTime)
@@ -649,7 +657,7 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 		if rest := upTime - late.charged; rest > 0 {
 			s.core.ChargeDirect(&late.adm, s.capCharge(rest, late.adm.Pool.Name(), true, late.adm.Key))
 		}
-		s.core.Count(&late.adm, lineOutcome(&rec, false), upTime, rec.HasUpstreamTime)
+		s.core.Count(&late.adm, lineOutcome(rec, false), upTime, rec.HasUpstreamTime)
 		return LineLate, nil
 	}
 	if !rec.HasUpstreamTime || upTime <= 0 {
@@ -665,7 +673,7 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 	s.core.Lookup(&a, strings.Clone(rec.Key), rec.Pool)
 	upTime = s.capCharge(upTime, a.Pool.Name(), false, a.Key)
 	s.core.ChargeDirect(&a, upTime)
-	s.core.Count(&a, lineOutcome(&rec, false), upTime, true)
+	s.core.Count(&a, lineOutcome(rec, false), upTime, true)
 	return LineUnmatched, nil
 }
 

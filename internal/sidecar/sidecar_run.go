@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/admin"
@@ -14,6 +15,8 @@ import (
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/lifecycle"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // RunOptions configures Run. Config is required; its Listen is the check
@@ -166,14 +169,33 @@ loop:
 	return runErr
 }
 
+// Batches of syslog datagrams: nginx writes one line per datagram, at most
+// its syslog limit of 4 KiB, so 8 KiB buffers hold any (a longer datagram
+// is cut and counted malformed), and one recvmmsg takes up to 32.
+const (
+	syslogBatch       = 32
+	syslogMaxDatagram = 8 << 10
+)
+
 // readSyslog reads datagrams until the connection is closed or its read
-// deadline passes (nil), or reading fails. Malformed lines are counted (and
-// logged at most once a minute, so junk cannot flood the log).
+// deadline passes (nil), or reading fails: in batches (recvmmsg, through
+// x/net's ReadBatch), each parsed in place. Malformed lines are counted
+// (and logged at most once a minute, so junk cannot flood the log).
 func readSyslog(pc *net.UDPConn, sc *Sidecar, lg *slog.Logger) error {
-	buf := make([]byte, 64<<10) // the largest UDP datagram
+	var rb interface {
+		ReadBatch([]ipv4.Message, int) (int, error)
+	} = ipv4.NewPacketConn(pc)
+	if la, ok := pc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
+		rb = ipv6.NewPacketConn(pc)
+	}
+	msgs := make([]ipv4.Message, syslogBatch)
+	bufs := make([]byte, syslogBatch*syslogMaxDatagram)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{bufs[i*syslogMaxDatagram : (i+1)*syslogMaxDatagram]}
+	}
 	var lastWarn time.Time
 	for {
-		n, from, err := pc.ReadFromUDPAddrPort(buf)
+		n, err := rb.ReadBatch(msgs, 0)
 		if err != nil {
 			var ne net.Error
 			if errors.Is(err, net.ErrClosed) || errors.As(err, &ne) && ne.Timeout() {
@@ -181,10 +203,21 @@ func readSyslog(pc *net.UDPConn, sc *Sidecar, lg *slog.Logger) error {
 			}
 			return fmt.Errorf("read syslog: %w", err)
 		}
-		res, err := sc.IngestFrom(buf[:n], from.Addr())
-		if err != nil && res == LineMalformed && time.Since(lastWarn) > time.Minute {
-			lastWarn = time.Now()
-			lg.Warn("malformed syslog line from nginx (is the log_format the one `headroom nginx-config` prints?)", "err", err, "bytes", n)
+		for i := range msgs[:n] {
+			m := &msgs[i]
+			var from netip.Addr
+			if ua, ok := m.Addr.(*net.UDPAddr); ok {
+				from = ua.AddrPort().Addr()
+			}
+			b := m.Buffers[0][:m.N]
+			if m.Flags&syscall.MSG_TRUNC != 0 {
+				b = nil // cut: no line to trust; counted malformed
+			}
+			res, err := sc.IngestFrom(b, from)
+			if err != nil && res == LineMalformed && time.Since(lastWarn) > time.Minute {
+				lastWarn = time.Now()
+				lg.Warn("malformed syslog line from nginx (is the log_format the one `headroom nginx-config` prints?)", "err", err, "bytes", m.N)
+			}
 		}
 	}
 }

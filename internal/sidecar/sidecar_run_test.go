@@ -2,12 +2,15 @@ package sidecar
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +262,41 @@ func TestCheckServerSpeaksHTTP11(t *testing.T) {
 	if err != nil || res.StatusCode != 400 {
 		t.Fatalf("malformed head: %v %v, want 400", res, err)
 	}
+}
+
+// Datagrams are read in batches: a burst of lines is charged whole, and a
+// datagram longer than a batch buffer is counted malformed, not half read.
+func TestSidecarSyslogBurstAndOversized(t *testing.T) {
+	run := startSidecar(t, RunOptions{Config: sidecarConfig(t, time.Hour, ""), Tag: DefaultSyslogTag})
+	fp := getKey(t, run.admin, "k1").Key
+	conn, err := net.Dial("udp", run.syslog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const burst = 200
+	for i := range burst {
+		if _, err := conn.Write(line("b"+strconv.Itoa(i), fp, 200, "0.010")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := append(line("big", fp, 200, "1.000"), bytes.Repeat([]byte("x"), syslogMaxDatagram)...)
+	if _, err := conn.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "the burst charged and the oversized datagram refused", func() bool {
+		k := getKey(t, run.admin, "k1")
+		return math.Abs(k.WorkerSeconds-burst*0.010) < 1e-6 && strings.Contains(adminMetricsOf(t, run.admin), `headroom_sidecar_syslog_lines_total{result="malformed"} 1`)
+	})
+}
+
+func adminMetricsOf(t *testing.T, adminURL string) string {
+	t.Helper()
+	res, err := http.Get(adminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
 }

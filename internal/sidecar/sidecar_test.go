@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -539,5 +540,28 @@ func TestSidecarCheckCacheValidity(t *testing.T) {
 	if w.Code != http.StatusForbidden || w.Header().Get(hdrAccelExpires) != "0" || w.Body.Len() != 0 || w.Header().Get(hdrDenial) == "" {
 		t.Errorf("refusal: %d, X-Accel-Expires %q, %d body bytes, denial %q; want 403, 0, none, the JSON in %s",
 			w.Code, w.Header().Get(hdrAccelExpires), w.Body.Len(), w.Header().Get(hdrDenial), hdrDenial)
+	}
+}
+
+// A log line that finishes a ticket costs no allocation (issue 13: the
+// syslog path at nginx's request rate).
+func TestSidecarMatchedLineDoesNotAllocate(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {worker_time: 1h}\n")
+	fp := e.sc.Core().Fingerprint("k1")
+	const runs = 100
+	lines := make([][]byte, runs+1)
+	for i := range lines {
+		id := "r" + strconv.Itoa(i)
+		e.check(id, "/api/x", "X-Api-Key: k1")
+		lines[i] = line(id, fp, 200, "0.002")
+	}
+	i := 0
+	if n := testing.AllocsPerRun(runs, func() {
+		if res, err := e.sc.Ingest(lines[i]); res != LineMatched {
+			t.Fatal(res, err)
+		}
+		i++
+	}); n != 0 {
+		t.Errorf("%v allocations per matched line, want 0", n)
 	}
 }
