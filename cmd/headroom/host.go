@@ -187,7 +187,7 @@ func newHostSnapshotCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Memory, swap, listeners, top processes, interfaces and failed units, now",
+		Short: "Memory, swap, filesystems, disks, listeners, top processes, interfaces and failed units, now",
 		Long: `The checks one runs by hand on a host in trouble (free, ss -tulpn, top,
 df, df -i, iostat, iotop, /proc/net/dev, systemctl --failed) in one command.
 CPU use, I/O and network rates are measured over --wait.`,
