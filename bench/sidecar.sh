@@ -5,7 +5,8 @@
 # access log over syslog), and the design the seed replaced, nginx + a Lua
 # bouncer asking a real redis-server per request (seeds/03). When
 # `headroom nginx-config` offers an allow cache (--cache), nginx + sidecar is
-# measured with it too.
+# measured with it too; the one sidecar then runs with --check-cache 5s (an
+# nginx without the cache ignores its X-Accel-Expires).
 #
 # Usage: bench/sidecar.sh          (about ROUNDS x 4 x (DURATION + 2 s))
 # Environment: DURATION=10s CONNS=64 THREADS=1 BODY=64 (response bytes)
@@ -84,7 +85,8 @@ ALONE_PID=$NGINX_PID
 wait_port "$NGINX_PORT" "nginx alone"
 
 "$tmp/headroom" sidecar --listen "127.0.0.1:$SC_CHECK" --syslog "127.0.0.1:$SC_SYSLOG" \
-  --admin "127.0.0.1:$SC_ADMIN" --budget 1h --window 1m --restrict-for 1m 2>"$tmp/sidecar.log" &
+  --admin "127.0.0.1:$SC_ADMIN" --budget 1h --window 1m --restrict-for 1m \
+  $(if "$tmp/headroom" sidecar --help 2>&1 | grep -q -- '--check-cache'; then echo --check-cache 5s; fi) 2>"$tmp/sidecar.log" &
 pids+=($!)
 SC_PID=$!
 wait_port "$SC_CHECK" "headroom sidecar; its log: $(cat "$tmp/sidecar.log" 2>/dev/null)"
