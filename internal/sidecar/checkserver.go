@@ -41,6 +41,10 @@ type checkConn struct {
 	busy bool // a check is being answered: Shutdown waits for it
 }
 
+// maxCheckHead bounds a check's head as net/http's default MaxHeaderBytes
+// did: the original request's fields plus the snippet's.
+const maxCheckHead = 1 << 20
+
 func newCheckServer(sc *Sidecar, idle, head time.Duration, lg *slog.Logger) *checkServer {
 	return &checkServer{sc: sc, log: lg, idle: idle, head: head, conns: map[net.Conn]*checkConn{}}
 }
@@ -158,7 +162,16 @@ func (s *checkServer) serveConn(c net.Conn, st *checkConn) {
 			}
 		}
 		_ = c.SetReadDeadline(time.Now().Add(s.head))
-		err := httpwire.ReadRequest(br, &req, httpwire.DefaultMaxHeadBytes)
+		err := httpwire.ReadRequest(br, &req, maxCheckHead)
+		var we *httpwire.Error
+		if errors.As(err, &we) && we.Status == 431 && br.Size() < maxCheckHead {
+			// A head past the small buffer: nginx passes the client's
+			// fields as they are. A 431 here would make nginx let the
+			// request through unguarded, so the buffer grows (for this
+			// connection) to net/http's limit instead.
+			br = bufio.NewReaderSize(br, maxCheckHead)
+			err = httpwire.ReadRequest(br, &req, maxCheckHead)
+		}
 		if err != nil {
 			var we *httpwire.Error
 			if errors.As(err, &we) {

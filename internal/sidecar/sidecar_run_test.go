@@ -251,6 +251,19 @@ func TestCheckServerSpeaksHTTP11(t *testing.T) {
 		t.Errorf("after Connection: close the server did not close (%v)", err)
 	}
 
+	// A client's large cookie reaches the check as it is: answered, not
+	// refused (a 431 would let nginx pass the request unguarded).
+	large, err := net.Dial("tcp", run.check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer large.Close()
+	_ = large.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(large, "GET /check HTTP/1.1\r\nHost: s\r\nX-Api-Key: k1\r\nCookie: "+strings.Repeat("c", 40<<10)+"\r\n\r\n")
+	if res, err := http.ReadResponse(bufio.NewReader(large), nil); err != nil || res.StatusCode != 204 {
+		t.Fatalf("a check with a 40 KiB cookie: %v %v, want 204", res, err)
+	}
+
 	bad, err := net.Dial("tcp", run.check)
 	if err != nil {
 		t.Fatal(err)
