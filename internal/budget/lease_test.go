@@ -115,3 +115,44 @@ func TestLeaseWhileRedisIsAway(t *testing.T) {
 		l.Cancel(tk)
 	}
 }
+
+// BenchmarkAdmitFinishLeases is the hot path's price for a fleet store: the
+// ledger alone, with the fleet bookkeeping (a sync store), and with leases
+// (every key holding a slice, as it does between renewals).
+func BenchmarkAdmitFinishLeases(b *testing.B) {
+	const n = 1000
+	lim := Limits{Budget: time.Hour, Window: time.Minute, RestrictFor: 5 * time.Minute}
+	keys := benchKeys(n)
+	for _, mode := range []string{"memory", "fleet-sync", "fleet-leases"} {
+		l := New(Options{})
+		switch mode {
+		case "fleet-sync":
+			l.ExportChanges(nil, 1)
+		case "fleet-leases":
+			l.EnableLeases(time.Hour)
+		}
+		for _, k := range keys {
+			_, tk := l.Admit(k, lim)
+			l.Finish(tk, time.Millisecond)
+		}
+		if mode == "fleet-leases" {
+			for _, r := range l.LeaseRequests(nil, n) {
+				l.GrantLease(r.Key, LeaseGrant{Left: time.Hour, TTL: time.Hour})
+			}
+		}
+		b.Run(mode, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				d, tk := l.Admit(keys[i], lim)
+				if !d.Proceed() {
+					b.Fatalf("denied: %+v", d)
+				}
+				l.Finish(tk, time.Millisecond)
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+	}
+}
