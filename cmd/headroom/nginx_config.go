@@ -27,10 +27,20 @@ proxies to the application and lets 'headroom sidecar' guard it:
     their budget; start the sidecar with --check-cache).
 
 With no flags it matches a sidecar started with no flags. The snippet is
-also in deploy/nginx-headroom.conf.`,
+also in deploy/nginx-headroom.conf.
+
+Most sites already have their server block: --part prints the three pieces
+to include into it instead, http (log format, upstreams), server (the
+access log to the sidecar, the check endpoint, the 429 and the fail-open
+fallback) and location (the check itself, for each location to guard).`,
 		Example: `  headroom nginx-config --upstream http://127.0.0.1:8000 --listen 80 \
       > /etc/nginx/conf.d/headroom.conf
-  nginx -t && nginx -s reload`,
+  nginx -t && nginx -s reload
+
+  # Into an existing site: include each piece where it says
+  headroom nginx-config --part http --upstream http://127.0.0.1:8000 > /etc/nginx/conf.d/headroom.conf
+  headroom nginx-config --part server > /etc/nginx/snippets/headroom-server.conf
+  headroom nginx-config --part location > /etc/nginx/snippets/headroom-location.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := sidecar.NginxConfig(o)
@@ -46,6 +56,7 @@ also in deploy/nginx-headroom.conf.`,
 	fl.StringVar(&o.Syslog, "syslog", sidecar.DefaultSyslogListen, "UDP `address` of the sidecar's syslog listener (its --syslog)")
 	fl.StringVar(&o.Tag, "syslog-tag", sidecar.DefaultSyslogTag, "syslog `tag` (the sidecar's --syslog-tag)")
 	fl.StringVar(&o.Upstream, "upstream", sidecar.DefaultNginxUpstream, "`URL` of the application nginx proxies to")
+	fl.StringVar(&o.Part, "part", "", "print one piece for a server you already have: http (inside http { }), server (inside your server { }) or location (inside each location { } to guard, before its proxy_pass)")
 	fl.StringVar(&o.Listen, "listen", sidecar.DefaultNginxListen, "nginx's listen: a `port` or host:port")
 	fl.StringVar(&o.Cache, "cache", "", "`directory` for an nginx cache of the sidecar's allow answers (start the sidecar with --check-cache)")
 	return cmd

@@ -543,3 +543,90 @@ func TestSidecarCheckCacheWithNginx(t *testing.T) {
 		t.Errorf("%v of the heavy key's %d allowed requests were checked, want all: a key near its budget is never cached", n, ok)
 	}
 }
+
+// Issue 17 item 17: nginx-config printed only a whole server block, while
+// most operators already have one. Its three pieces (--part http, server,
+// location) included into an existing site's config pass nginx -t, and
+// guard the location they are included in: with the sidecar down it fails
+// open to the application, as the whole snippet does, while a location
+// without the piece is left alone.
+func TestNginxConfigPartsIncludedIntoAnExistingServer(t *testing.T) {
+	bin := testenv.RequireBinary(t, "nginx")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app %s id=%t", r.URL.Path, r.Header.Get("X-Request-Id") != "")
+	}))
+	t.Cleanup(up.Close)
+	dir := t.TempDir()
+	o := NginxConfigOptions{Sidecar: testenv.FreePort(t), Syslog: "127.0.0.1:9", Upstream: up.URL}
+	part := func(name string) string {
+		o.Part = name
+		s, err := NginxConfig(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "headroom-"+name+".conf")
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	listen := testenv.FreePort(t)
+	site := filepath.Join(dir, "site.conf")
+	// An operator's own site, with the pieces included where they say.
+	siteConf := fmt.Sprintf(`include %s;
+server {
+    listen %s;
+    server_name example.com;
+    include %s;
+
+    location /api/ {
+        include %s;
+        proxy_pass %s;
+    }
+
+    location /static/ {
+        return 200 "static";
+    }
+}
+`, part("http"), listen, part("server"), part("location"), up.URL)
+	if err := os.WriteFile(site, []byte(siteConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxMain(dir, site)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, append([]string{"-t"}, nginxArgs(dir, conf)...)...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "test is successful") {
+		t.Fatalf("nginx -t refused the pieces in an existing server: %v\n%s\n%s", err, out, siteConf)
+	}
+	var nout testenv.Buffer
+	cmd := exec.Command(bin, nginxArgs(dir, conf)...)
+	cmd.Stdout, cmd.Stderr = &nout, &nout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("nginx output:\n%s", nout.String())
+		}
+	})
+	testenv.WaitForPort(t, listen, 10*time.Second)
+	for path, want := range map[string]string{"/api/report": "app /api/report id=true", "/static/x": "static"} {
+		res, err := http.Get("http://" + listen + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(b) != want {
+			t.Errorf("%s with the sidecar down: %d %q, want 200 %q", path, res.StatusCode, b, want)
+		}
+	}
+	o.Part = "elsewhere"
+	if _, err := NginxConfig(o); err == nil || !strings.Contains(err.Error(), "want http, server or location") {
+		t.Errorf("--part elsewhere: %v", err)
+	}
+}
