@@ -23,14 +23,31 @@ const madvHugepage = 14
 // allocCells returns at least n zeroed cells and the mapping to release
 // (nil for cells on the Go heap).
 func allocCells(n int) ([]entry, []byte) {
-	bytes := n * cellSize
+	if b := n * cellSize; b >= hugePage {
+		n = ((b + hugePage - 1) &^ (hugePage - 1)) / cellSize // use the whole pages
+	}
+	return allocHuge[entry](n)
+}
+
+// allocFleet is allocCells for the fleet data beside the cells, which a
+// decision reads too.
+func allocFleet(n int) ([]fleetEntry, []byte) { return allocHuge[fleetEntry](n) }
+
+// allocHuge returns n zeroed values of a pointer-free T, in memory mapped
+// on huge pages when they take 2 MiB or more, and that mapping (nil when
+// they are on the Go heap). Only the n values are used, so a fleet slice
+// stays as long as its table's cells.
+func allocHuge[T any](n int) ([]T, []byte) {
+	var zero T
+	sz := int(unsafe.Sizeof(zero))
+	bytes := n * sz
 	if bytes < hugePage {
-		return make([]entry, n), nil
+		return make([]T, n), nil
 	}
 	size := (bytes + hugePage - 1) &^ (hugePage - 1)
 	m, err := syscall.Mmap(-1, 0, size+hugePage, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	if err != nil {
-		return make([]entry, n), nil // the heap will do, with small pages
+		return make([]T, n), nil // the heap will do, with small pages
 	}
 	off := 0
 	if r := int(uintptr(unsafe.Pointer(&m[0])) % hugePage); r != 0 {
@@ -38,10 +55,10 @@ func allocCells(n int) ([]entry, []byte) {
 	}
 	region := m[off : off+size]
 	_ = syscall.Madvise(region, madvHugepage) // a hint: without THP, small pages
-	return unsafe.Slice((*entry)(unsafe.Pointer(&region[0])), size/cellSize), m
+	return unsafe.Slice((*T)(unsafe.Pointer(&region[0])), n), m
 }
 
-// freeCells releases a mapping allocCells returned.
+// freeCells releases a mapping allocHuge returned.
 func freeCells(m []byte) {
 	if m != nil {
 		_ = syscall.Munmap(m)

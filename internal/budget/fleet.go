@@ -91,7 +91,7 @@ func (l *Ledger) enableFleet() {
 		for i := range l.shards {
 			s := &l.shards[i]
 			s.mu.Lock()
-			s.tab.fleet = make([]fleetEntry, len(s.tab.cells))
+			s.tab.fleet, s.tab.fmem = allocFleet(len(s.tab.cells))
 			for slot := range s.tab.cells {
 				e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 				if e.tag == 0 {

@@ -2,6 +2,7 @@ package budget
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -388,12 +389,13 @@ func BenchmarkAdmitFinishFleet(b *testing.B) {
 		keys := benchKeys(n)
 		l := New(Options{})
 		l.enableFleet()
-		for i := n - 1; i >= 0; i-- {
+		for _, i := range rand.New(rand.NewPCG(5, 6)).Perm(n) { // unrelated to the walk, as in BenchmarkAdmitFinish
 			_, tk := l.Admit(keys[i], lim)
 			l.Finish(tk, time.Millisecond)
 		}
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := startCPU()
 			i := 0
 			for b.Loop() {
 				d, tk := l.Admit(keys[i], lim)
@@ -405,6 +407,7 @@ func BenchmarkAdmitFinishFleet(b *testing.B) {
 					i = 0
 				}
 			}
+			cpu.report(b)
 		})
 	}
 }

@@ -26,6 +26,7 @@ import "unsafe"
 type table struct {
 	cells []entry
 	mem   []byte       // the mapping cells live in, when outside the Go heap (cells_linux.go)
+	fmem  []byte       // and fleet's
 	fleet []fleetEntry // fleet[i] belongs to cells[i]; nil until a fleet store asks
 	long  []string     // keys longer than inlineKey, by the id in their cell
 	free  []uint32     // unused ids in long
@@ -134,6 +135,10 @@ func (t *table) warm(i int) {
 	w := int64(e.tag) ^ int64(e.key[20]) ^ e.work[2] ^ e.work[10] ^ int64(e.reqs[4])
 	if i+1 < len(t.cells) {
 		w ^= int64(t.cells[i+1].tag)
+	}
+	if t.fleet != nil { // and the fleet data a decision reads beside the cell
+		f := &t.fleet[i]
+		w ^= f.own[2] ^ f.own[10] ^ f.since ^ f.lease.limit ^ f.lease.budget
 	}
 	t.sink = w
 }
@@ -258,11 +263,11 @@ func (t *table) move(i, j int) {
 
 // resize rebuilds the table with size cells.
 func (t *table) resize(size int) {
-	old, oldFleet, oldMem := t.cells, t.fleet, t.mem
+	old, oldFleet, oldMem, oldFmem := t.cells, t.fleet, t.mem, t.fmem
 	t.cells, t.mem = allocCells(size)
 	size = len(t.cells) // allocCells may round up
 	if oldFleet != nil {
-		t.fleet = make([]fleetEntry, size)
+		t.fleet, t.fmem = allocFleet(size)
 	}
 	for j := range old {
 		if old[j].tag == 0 {
@@ -280,6 +285,7 @@ func (t *table) resize(size int) {
 		}
 	}
 	freeCells(oldMem)
+	freeCells(oldFmem)
 	if len(t.long) > 0 && len(t.free) == len(t.long) {
 		t.long, t.free = nil, nil // every long key gone: let the strings go
 	}
@@ -288,10 +294,11 @@ func (t *table) resize(size int) {
 // reset empties the table, sized for n keys.
 func (t *table) reset(n int) {
 	freeCells(t.mem)
+	freeCells(t.fmem)
 	cells, mem := allocCells(cellsFor(n))
 	fleet := t.fleet
 	*t = table{cells: cells, mem: mem, gen: t.gen}
 	if fleet != nil {
-		t.fleet = make([]fleetEntry, len(t.cells))
+		t.fleet, t.fmem = allocFleet(len(t.cells))
 	}
 }
