@@ -217,3 +217,36 @@ func TestOverviewStoreState(t *testing.T) {
 		return ov.Store.State == "degraded" && len(ov.Warnings) > 0 && ov.Warnings[0].Kind == "store_degraded"
 	})
 }
+
+// BenchmarkOverview is one poll of the page with 100,000 keys in the
+// ledger: two bounded passes over it (top keys, restricted keys), the
+// registry gathered, the JSON written.
+func BenchmarkOverview(b *testing.B) {
+	cfg, err := config.Parse([]byte("upstream: http://127.0.0.1:1\nbudget: {worker_time: 200s, window: 1m}\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := New(Options{Config: cfg, Secret: []byte("bench-secret-0123456789"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	led, lim := g.Ledger(), g.Core().Limits("")
+	for i := range 100_000 {
+		_, tk := led.Admit(fmt.Sprintf("fp-%016x", i), lim)
+		led.Finish(tk, time.Duration(i+1)*time.Millisecond)
+		if i%200 == 0 {
+			led.Restrict(fmt.Sprintf("fp-%016x", i), time.Now().Add(time.Hour))
+		}
+	}
+	h := g.Admin()
+	req := httptest.NewRequest("GET", "/v1/overview", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}
