@@ -50,6 +50,9 @@ need nginx
 require_free_ports "$UP_PORT" "$NGINX_PORT" "$SC_NGINX_PORT" "$SC_CHECK" "$SC_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$CACHE_NGINX_PORT"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-sidecar-bench.XXXXXX")
+# nginx's workers (user nobody when nginx starts as root) write the check
+# cache under it: mktemp's 0700 would make every cached answer fail.
+chmod 0755 "$tmp"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

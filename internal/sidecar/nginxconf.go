@@ -313,6 +313,8 @@ const cacheHTTPTemplate = `
 # (X-Accel-Expires, bounded so the key cannot cross its budget meanwhile at
 # its recent rate); a key near its budget, restricted, or with a concurrency
 # cap is asked about on every request. keys_zone: 1 MB holds ~8,000 callers.
+# The directory must be writable by nginx's worker user: a cache nginx cannot
+# write fails the requests it guards.
 proxy_cache_path @CACHE@ levels=1:2 keys_zone=headroom_checks:10m max_size=64m inactive=1m use_temp_path=off;
 `
 
