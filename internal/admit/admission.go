@@ -133,8 +133,17 @@ func (c *Core) Admit(ctx context.Context, a *Admission) (o Outcome, ok bool) {
 	}
 	if !a.Limits.Shadow && (a.Limits.Budget > 0 || a.Limits.MaxInFlight > 0) {
 		if d, restricted := c.ledger.Restricted(a.Key, a.Limits); restricted {
-			a.Decision = d
-			return Restricted, false
+			// A key restricted by an outage's hung requests may be let
+			// go once the pool answers again; with nothing but refusals
+			// coming, only the window's passing tells.
+			if now := c.clock.Now(); p.health.failing.Load() && !p.health.outage(now) {
+				c.answeringAgain(p, now)
+				d, restricted = c.ledger.Restricted(a.Key, a.Limits)
+			}
+			if restricted {
+				a.Decision = d
+				return Restricted, false
+			}
 		}
 	}
 	if err := p.acquire(ctx); err != nil {
@@ -161,6 +170,11 @@ func (c *Core) Decide(a *Admission) (o Outcome, ok bool) {
 }
 
 func (c *Core) decide(a *Admission) (Outcome, bool) {
+	if h := &a.Pool.health; h.failing.Load() {
+		if now := c.clock.Now(); !h.outage(now) {
+			c.answeringAgain(a.Pool, now)
+		}
+	}
 	d, t := c.ledger.Admit(a.Key, a.Limits)
 	a.Decision, a.ticket = d, t
 	if d.NewlyRestricted {
@@ -189,7 +203,9 @@ func (c *Core) Finish(a *Admission, worker time.Duration, reached bool, o Outcom
 		h.record(now, o == UpstreamError)
 		if o == UpstreamError {
 			outage := h.outage(now)
-			if outage != h.failing.Swap(outage) {
+			if outage && !h.failing.Load() {
+				h.since.Store(now.UnixNano())
+				h.failing.Store(true)
 				c.log.Warn("upstream failing: most of the pool's requests fail, and those that fail are not charged to keys' budgets",
 					"pool", a.Pool.name, "window", (outageWindow * time.Second).String())
 			}
@@ -200,8 +216,7 @@ func (c *Core) Finish(a *Admission, worker time.Duration, reached bool, o Outcom
 				return
 			}
 		} else if h.failing.Load() && !h.outage(now) {
-			h.failing.Store(false)
-			c.log.Info("upstream answering again: failing requests are charged to keys' budgets", "pool", a.Pool.name)
+			c.answeringAgain(a.Pool, now)
 		}
 	}
 	c.Charge(a, worker, reached)

@@ -319,6 +319,9 @@ func (c *Core) restricted(a *Admission, d *budget.Decision) {
 		mode = 1
 	}
 	a.Pool.m.restricted[mode].Inc()
+	if mode == 0 {
+		a.Pool.health.noteRestricted(a.Key, c.clock.Now())
+	}
 	c.log.Warn("key over its worker-time budget",
 		"key", a.Key, "used", d.Used.Round(time.Millisecond).String(), "budget", a.Limits.Budget.String(),
 		"window", a.Limits.Window.String(), "restricted_until", d.RestrictedUntil.UTC().Format(time.RFC3339),

@@ -1,6 +1,7 @@
 package admit
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,7 +20,13 @@ import (
 // headroom_outage_uncharged_seconds_total. Outside such an outage a failing
 // request is charged in full, so a key whose own requests are slow (or
 // time out while the rest of the pool is answered) pays for them, and a
-// key's requests still running count toward its budget as always. In a
+// key's requests still running count toward its budget as always, so a key
+// with requests hanging on a hung upstream can be restricted before the
+// outage shows (its first failure comes at the upstream timeout): when the
+// pool answers again, a restriction started during the outage, or within
+// timeouts.upstream before it, is lifted if the key's charged usage alone
+// is now within its budget, since then only the hung requests' time in
+// flight put it over. In a
 // pool with no other traffic a key's failing requests are the pool's, and
 // go uncharged: only their time in flight can then restrict it.
 
@@ -33,7 +40,39 @@ const outageWindow = 10
 // rule does not notice.
 type upstreamHealth struct {
 	b       [outageWindow]healthBucket
-	failing atomic.Bool // as last reported, for the log line on a change
+	failing atomic.Bool  // as last reported, for the log line on a change
+	since   atomic.Int64 // unix nanoseconds the pool started failing
+
+	mu         sync.Mutex
+	restricted [64]recentRestriction // ring of the pool's latest restrictions
+	next       int
+}
+
+type recentRestriction struct {
+	key string
+	at  time.Time
+}
+
+// noteRestricted remembers a restriction the pool's traffic started, for
+// forgive.
+func (h *upstreamHealth) noteRestricted(key string, at time.Time) {
+	h.mu.Lock()
+	h.restricted[h.next%len(h.restricted)] = recentRestriction{key: key, at: at}
+	h.next++
+	h.mu.Unlock()
+}
+
+// startedSince returns the keys restricted at or after t.
+func (h *upstreamHealth) startedSince(t time.Time) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var keys []string
+	for _, r := range h.restricted {
+		if r.key != "" && !r.at.Before(t) {
+			keys = append(keys, r.key)
+		}
+	}
+	return keys
 }
 
 type healthBucket struct {
@@ -69,4 +108,26 @@ func (h *upstreamHealth) outage(now time.Time) bool {
 		}
 	}
 	return failed > 0 && 2*failed > ok+failed
+}
+
+// answeringAgain ends a pool's outage: it logs the change and lifts the
+// restrictions the outage's hung requests caused (see the rule above).
+func (c *Core) answeringAgain(p *Pool, now time.Time) {
+	if !p.health.failing.CompareAndSwap(true, false) {
+		return
+	}
+	from := time.Unix(0, p.health.since.Load()).Add(-c.Config().Timeouts.Upstream.D())
+	lifted := 0
+	for _, key := range p.health.startedSince(from) {
+		lim := c.Limits(key)
+		st := c.ledger.Status(key, lim)
+		if st.RestrictedUntil.After(now) && st.InFlight == 0 && lim.Budget > 0 &&
+			time.Duration(st.WorkerSeconds*float64(time.Second)) < lim.Budget {
+			c.ledger.Lift(key)
+			lifted++
+			c.log.Info("restriction lifted: only the upstream outage's requests put the key over its budget",
+				"key", key, "pool", p.name, "used", time.Duration(st.WorkerSeconds*float64(time.Second)).Round(time.Millisecond).String())
+		}
+	}
+	c.log.Info("upstream answering again: failing requests are charged to keys' budgets", "pool", p.name, "restrictions_lifted", lifted)
 }

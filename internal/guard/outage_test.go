@@ -6,6 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // Issue 17 item 3: an upstream outage locked every key out after it ended:
@@ -71,6 +75,50 @@ func TestUpstreamOutageDoesNotRestrictKeys(t *testing.T) {
 		}
 		if res := e.do("GET", "/page", "X-Api-Key", "fast-key"); res.status != http.StatusOK {
 			t.Errorf("fast key: status %d", res.status)
+		}
+	})
+
+	t.Run("a key restricted by its hung requests' time in flight", func(t *testing.T) {
+		clock := budget.NewManualClock(t0)
+		arrived := make(chan struct{}, 8)
+		var hang atomic.Bool
+		hang.Store(true)
+		e := newEnv(t, envOpts{clock: clock, yaml: "budget: {worker_time: 2s, window: 1m, restrict_for: 5m}\n" +
+			"timeouts: {upstream: 300ms, upstream_header: 300ms}\n",
+			upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if hang.Load() {
+					arrived <- struct{}{}
+					<-r.Context().Done()
+					return
+				}
+				w.Write([]byte("ok"))
+			})})
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.do("GET", "/report", "X-Api-Key", "hung-key")
+			}()
+		}
+		for range 3 {
+			testenv.Recv(t, "a request on the hung upstream", arrived)
+		}
+		clock.Advance(time.Second) // 3 s in flight, over the 2 s budget
+		if res := e.do("GET", "/report", "X-Api-Key", "hung-key"); res.status != http.StatusTooManyRequests {
+			t.Fatalf("3 s in flight on a 2 s budget: status %d, want 429", res.status)
+		}
+		wg.Wait() // the three time out: the outage shows
+		hang.Store(false)
+		clock.Advance(11 * time.Second) // the outage's failures leave the window
+		if res := e.do("GET", "/page", "X-Api-Key", "other-key"); res.status != http.StatusOK {
+			t.Fatalf("after the outage: status %d", res.status)
+		}
+		if res := e.do("GET", "/report", "X-Api-Key", "hung-key"); res.status != http.StatusOK {
+			t.Errorf("the hung key after the outage: status %d, want 200 (only the outage's requests put it over)", res.status)
+		}
+		if !strings.Contains(e.logs.String(), "restriction lifted: only the upstream outage's requests put the key over its budget") {
+			t.Errorf("no log line says why the restriction was lifted:\n%s", e.logs.String())
 		}
 	})
 }
