@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -376,17 +378,20 @@ func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep b
 	ex.status = status
 	b := c.bw.AvailableBuffer()
 	b = appendStatusLine(b, status, nil)
-	b = append(b, dateField()...)
-	for _, f := range fields {
+	// In net/http's order (sorted, then Date and Content-Length), so an
+	// answer reads the same whichever path wrote it.
+	sorted := slices.SortedFunc(slices.Values(fields), func(a, b admit.Field) int { return strings.Compare(a.Name, b.Name) })
+	for _, f := range sorted {
 		b = append(b, f.Name...)
 		b = append(b, ": "...)
 		b = append(b, f.Value...)
 		b = append(b, "\r\n"...)
 	}
+	b = appendConnection(b, &c.req, keep)
+	b = append(b, dateField()...)
 	b = append(b, "Content-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n"...)
-	b = appendConnection(b, &c.req, keep)
 	b = append(b, "\r\n"...)
 	c.clientWrite(b)
 	c.clientWrite(body)
