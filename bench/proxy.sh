@@ -4,7 +4,7 @@
 # seed replaced (nginx + a Lua access_by_lua asking a real redis-server per
 # request, seeds/03), a bare Go httputil.ReverseProxy (bench/goproxy: the
 # floor for any net/http proxy), and headroom proxy on both of its request
-# paths (net/http, and --fast-path: internal/fastproxy), in one run on
+# paths (--net-http, and the default internal/fastproxy), in one run on
 # loopback. Reports requests/s (and the ratio to direct) and latency
 # percentiles from wrk.
 #
@@ -97,20 +97,21 @@ nginx_conf "$tmp/nginx" "
 start_nginx "$tmp/nginx"
 wait_port "$NGINX_PORT" nginx
 
-"$tmp/headroom" proxy --listen "127.0.0.1:$HR_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+"$tmp/headroom" proxy --net-http --listen "127.0.0.1:$HR_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
   --admin "127.0.0.1:$HR_ADMIN" --access-log "$tmp/headroom-access.log" \
   --budget 1h --window 1m --restrict-for 1m 2>"$tmp/headroom.log" &
 pids+=($!)
 HR_PID=$!
 wait_port "$HR_PORT" "headroom proxy; its log: $(cat "$tmp/headroom.log" 2>/dev/null)"
 
-# The same proxy on its fast HTTP/1.1 path (internal/fastproxy, issue 12).
-"$tmp/headroom" proxy --fast-path --listen "127.0.0.1:$HRF_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+# The same proxy on its default fast HTTP/1.1 path (internal/fastproxy,
+# issue 12); the one above runs with --net-http.
+"$tmp/headroom" proxy --listen "127.0.0.1:$HRF_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
   --admin "127.0.0.1:$HRF_ADMIN" --access-log "$tmp/headroom-fast-access.log" \
   --budget 1h --window 1m --restrict-for 1m 2>"$tmp/headroom-fast.log" &
 pids+=($!)
 HRF_PID=$!
-wait_port "$HRF_PORT" "headroom proxy --fast-path; its log: $(cat "$tmp/headroom-fast.log" 2>/dev/null)"
+wait_port "$HRF_PORT" "headroom proxy; its log: $(cat "$tmp/headroom-fast.log" 2>/dev/null)"
 
 # The design the seed replaced (seeds/03): nginx proxy_pass plus a Lua
 # access_by_lua GETting a restriction flag from a real redis-server on
@@ -141,18 +142,18 @@ for _ in $(seq "$ROUNDS"); do
   wrk_round nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID"
   wrk_round go-rp "http://127.0.0.1:$GO_PORT/" "$GO_PID"
   wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID"
-  wrk_round headroom "http://127.0.0.1:$HR_PORT/" "$HR_PID"
-  wrk_round headroom-fast "http://127.0.0.1:$HRF_PORT/" "$HRF_PID"
+  wrk_round headroom-nethttp "http://127.0.0.1:$HR_PORT/" "$HR_PID"
+  wrk_round headroom "http://127.0.0.1:$HRF_PORT/" "$HRF_PID"
 done
 
 printf '\n%-16s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"
-for t in direct nginx nginx+lua+redis go-rp headroom headroom-fast; do
+for t in direct nginx nginx+lua+redis go-rp headroom-nethttp headroom; do
   printf '%-16s %12.0f %10.2f %10.3f %10.3f %14s %10s\n' "$t" "${RPS[$t]}" \
     "$(ratio "${RPS[$t]}" "${RPS[direct]}")" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${ERRS[$t]}"
 done
 echo
-for t in headroom headroom-fast; do
-  printf '%-14s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s; / go-rp: req/s %s\n' "$t" \
+for t in headroom-nethttp headroom; do
+  printf '%-16s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s; / go-rp: req/s %s\n' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")" "$(ratio "${CPU[$t]}" "${CPU[nginx]}")" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")" "$(ratio "${RPS[$t]}" "${RPS[go-rp]}")"
 done

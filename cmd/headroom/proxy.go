@@ -19,7 +19,7 @@ type proxyFlags struct {
 	upstream        string
 	accessLog       string
 	accessLogFormat string
-	fastPath        bool
+	netHTTP         bool
 	maxConns        int
 	maxConnsClient  int
 }
@@ -137,7 +137,7 @@ see deploy/headroom.yaml, documented field by field.`,
 	fl.StringVar(&f.accessLogFormat, "access-log-format", "headroom", "access log `format`: headroom (nginx log_format above) or json")
 	fl.IntVar(&f.maxConns, "max-connections", 0, "most client connections open at once; more get 503 (0 = no cap)")
 	fl.IntVar(&f.maxConnsClient, "max-connections-per-client", 0, "most connections open at once from one client address, trusted proxies exempt; more get 503 (0 = no cap)")
-	fl.BoolVar(&f.fastPath, "fast-path", false, "serve HTTP/1.x clients with headroom's own HTTP/1.1 path instead of net/http (Upgrade and Expect still go to net/http; needs an http:// upstream)")
+	fl.BoolVar(&f.netHTTP, "net-http", false, "serve clients with Go's net/http and httputil.ReverseProxy instead of headroom's own HTTP/1.1 path")
 	return cmd
 }
 
@@ -157,7 +157,7 @@ func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) 
 	}
 	set("access-log", func() { cfg.AccessLog.Path = f.accessLog })
 	set("access-log-format", func() { cfg.AccessLog.Format = f.accessLogFormat })
-	set("fast-path", func() { cfg.FastPath = f.fastPath })
+	set("net-http", func() { cfg.NetHTTP = f.netHTTP })
 	set("max-connections", func() { cfg.Connections.Max = f.maxConns })
 	set("max-connections-per-client", func() { cfg.Connections.PerClient = f.maxConnsClient })
 

@@ -24,18 +24,19 @@ type Frontend interface {
 	Close() error
 }
 
-// NewFrontend returns the front server for cfg: the fast path when
-// cfg.FastPath is set and the upstream is a plain http:// URL without a
-// base path (the fast path forwards targets as they are), else net/http.
+// NewFrontend returns the front server for cfg: the fast path, unless
+// cfg.NetHTTP is set or the upstream is not a plain http:// URL without a
+// base path (the fast path forwards targets as they are and speaks no
+// TLS); then net/http.
 func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, error) {
 	std := lifecycle.FrontServer(g, cfg, errLog)
 	framed := &framedServer{Server: std, maxHead: cfg.MaxHeaderBytes, log: g.log}
-	if !cfg.FastPath {
+	if cfg.NetHTTP {
 		return framed, nil
 	}
 	addr, ok := fastUpstream(cfg.Upstream)
 	if !ok {
-		g.log.Warn("fast_path needs an http:// upstream without a path; serving with net/http", "upstream", cfg.Upstream)
+		g.log.Info("serving with net/http: the fast path takes an http:// upstream without a base path", "upstream", cfg.Upstream)
 		return framed, nil
 	}
 	return fastproxy.New(fastproxy.Options{

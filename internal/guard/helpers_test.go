@@ -21,10 +21,11 @@ import (
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
-// fastPath runs the guard's tests against the fast HTTP/1.1 front-end
-// (internal/fastproxy) instead of net/http: go test ./internal/guard
-// -fastpath, or HEADROOM_FASTPATH=1 (scripts/test.sh runs both).
-var fastPath = flag.Bool("fastpath", os.Getenv("HEADROOM_FASTPATH") == "1", "serve the proxy in tests with internal/fastproxy")
+// netHTTP runs the guard's tests against the net/http front-end instead
+// of the default fast HTTP/1.1 path (internal/fastproxy): go test
+// ./internal/guard -nethttp, or HEADROOM_NETHTTP=1 (scripts/test.sh runs
+// both).
+var netHTTP = flag.Bool("nethttp", os.Getenv("HEADROOM_NETHTTP") == "1", "serve the proxy in tests with net/http")
 
 // testServer is the proxy's listener in a test.
 type testServer struct {
@@ -39,13 +40,13 @@ func (s *testServer) Close() { s.close() }
 func serveProxy(t *testing.T, g *Guard, cfg *config.Config) *testServer {
 	t.Helper()
 	c := *cfg
-	c.FastPath = *fastPath
+	c.NetHTTP = *netHTTP
 	fe, err := g.NewFrontend(&c, lifecycle.ErrorLog(g.log))
 	if err != nil {
 		t.Fatalf("front-end: %v", err)
 	}
-	if _, std := fe.(*framedServer); std == *fastPath {
-		t.Fatalf("-fastpath=%v: the front-end for upstream %s is %T", *fastPath, cfg.Upstream, fe)
+	if _, std := fe.(*framedServer); std != *netHTTP {
+		t.Fatalf("-nethttp=%v: the front-end for upstream %s is %T", *netHTTP, cfg.Upstream, fe)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

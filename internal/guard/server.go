@@ -87,7 +87,7 @@ func Run(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	lg.Info("headroom proxy listening", "listen", pl.Addr().String(), "upstream", cfg.Upstream,
-		"admin", lifecycle.AddrString(adminAddr), "pools", len(cfg.Pools), "shadow", cfg.Shadow, "fast_path", cfg.FastPath)
+		"admin", lifecycle.AddrString(adminAddr), "pools", len(cfg.Pools), "shadow", cfg.Shadow)
 	if o.Ready != nil {
 		o.Ready(pl.Addr(), adminAddr)
 	}

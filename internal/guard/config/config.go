@@ -49,11 +49,13 @@ type Config struct {
 	// the request may take a pool slot or an upstream worker.
 	RequestBody RequestBody `yaml:"request_body"`
 
-	// FastPath serves plain HTTP/1.x clients with internal/fastproxy
-	// instead of net/http (issue 12); what it does not handle (Upgrade,
-	// Expect: 100-continue, non-origin-form targets) still goes to
-	// net/http on the same connection. Needs an http:// upstream.
-	FastPath bool `yaml:"fast_path"`
+	// NetHTTP serves clients with Go's net/http server and
+	// httputil.ReverseProxy instead of the fast HTTP/1.1 path
+	// (internal/fastproxy, issue 12). The fast path is the default for an
+	// http:// upstream without a base path; what it does not handle
+	// (Upgrade, Expect: 100-continue, non-origin-form targets) goes to
+	// net/http on the same connection either way.
+	NetHTTP bool `yaml:"net_http"`
 	// MaxHeaderBytes bounds a request head (431 past it on the fast path,
 	// 400 on net/http); 0 means 32 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
