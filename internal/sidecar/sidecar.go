@@ -717,6 +717,13 @@ func (s *Sidecar) Expire() int {
 		}
 	}
 	s.mu.Unlock()
+	// Grants of keys that stopped sending requests would otherwise stay.
+	s.grants.Range(func(k, v any) bool {
+		if now.After(v.(time.Time)) {
+			s.grants.Delete(k)
+		}
+		return true
+	})
 	for _, p := range due {
 		s.core.Charge(&p.adm, bound, true)
 		s.m.expired.Inc()

@@ -565,3 +565,24 @@ func TestSidecarMatchedLineDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per matched line, want 0", n)
 	}
 }
+
+// A cache grant is forgotten once it ran out, whether or not a line asks.
+func TestSidecarForgetsCacheGrants(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {worker_time: 1h}\ntimeouts: {upstream: 10s}\n")
+	e.sc.cacheMax = 5 * time.Second
+	if w := e.check("r1", "/", "X-Api-Key: k1", hdrCacheKey+": header:X-Api-Key,bearer,addr,host"); w.Header().Get(hdrAccelExpires) != "5" {
+		t.Fatalf("X-Accel-Expires = %q, want 5", w.Header().Get(hdrAccelExpires))
+	}
+	count := func() (n int) {
+		e.sc.grants.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	if count() != 1 {
+		t.Fatalf("%d grants, want 1", count())
+	}
+	e.clock.Advance(16 * time.Second) // validity 5 s + the 10 s bound, and the ticket expires too
+	e.sc.Expire()
+	if n := count(); n != 0 {
+		t.Errorf("%d grants after they ran out, want 0", n)
+	}
+}
