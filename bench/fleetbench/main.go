@@ -21,7 +21,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -220,6 +220,15 @@ func label(o options) string {
 	return ""
 }
 
+// portFree fails when something (a guard left over) already listens on addr.
+func portFree(addr string) error {
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		return fmt.Errorf("%s is in use", addr)
+	}
+	return nil
+}
+
 func waitPort(addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -252,6 +261,9 @@ func startHeadroom(o options, upURL string) ([]string, func(), error) {
 		cfg := filepath.Join(o.dir, fmt.Sprintf("p%d.yaml", i))
 		yml := fmt.Sprintf("store:\n  type: redis\n  url: redis://127.0.0.1:%d/0\n  prefix: %q\n", o.redisPort, prefix)
 		if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
+			return nil, stop, err
+		}
+		if err := portFree(listen); err != nil {
 			return nil, stop, err
 		}
 		c := exec.Command(o.bin, "proxy", "--config", cfg, "--listen", listen, "--admin", admin, "--upstream", upURL,
@@ -324,7 +336,9 @@ func startSeed(o options, upURL, key string) ([]string, func(), error) {
 		close(aggDone)
 		udp.Close()
 		for _, c := range cmds {
-			c.Process.Kill()
+			// SIGTERM to the master stops its workers too; SIGKILL would
+			// leave them listening on the port for the next run.
+			c.Process.Signal(syscall.SIGTERM)
 			c.Wait()
 		}
 	}
@@ -340,6 +354,9 @@ func startSeed(o options, upURL, key string) ([]string, func(), error) {
 		nginx, err := exec.LookPath("nginx")
 		if err != nil {
 			nginx = "/usr/sbin/nginx"
+		}
+		if err := portFree(listen); err != nil {
+			return nil, stop, err
 		}
 		c := exec.Command(nginx, "-e", dir+"/error.log", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")
 		out := &strings.Builder{}
@@ -371,8 +388,6 @@ func redisSet(addr, k string) {
 		fmt.Fprintln(os.Stderr, "fleetbench: aggregator SET:", line, err)
 	}
 }
-
-var _ = errors.New
 
 // seedConf: the seed's nginx (bench/lib.sh's Lua bouncer) plus its log
 // shipped to the aggregator over UDP syslog.
