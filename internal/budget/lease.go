@@ -50,10 +50,7 @@ type leaseState struct {
 	// budget and restrictFor are the limits of the key's last Admit: what
 	// the store asks a slice of, and how long to restrict once the fleet's
 	// usage reached the budget.
-	budget, restrictFor int64
-	// free is what the fleet had neither used nor reserved at the last
-	// answer (this slice included): shared evenly while the store is away.
-	free                     int64
+	budget, restrictFor      int64
 	answered, wanted, urgent bool // had an answer; queued for a lease; queued for a restriction push
 }
 
