@@ -64,6 +64,7 @@ type aggregate struct {
 	by        []field
 	groups    *topTable
 	scratch   []byte
+	shared    dims.Shared // the current record's, for the findings collector
 }
 
 func newAggregate(capacity int, by []field) *aggregate {
@@ -150,10 +151,12 @@ func (a *aggregate) observe(r *accesslog.Record) {
 	}
 	ua.add(&c)
 	a.tops[dimUAFamily].observeAux(ua, &c)
-	a.scratch = dims.AppendRefererDomain(a.scratch[:0], r.Referer)
-	a.tops[dimReferer].observe(unsafeString(a.scratch), &c)
-	a.scratch = dims.AppendPathTemplate(a.scratch[:0], r.Path)
-	a.tops[dimTemplate].observe(unsafeString(a.scratch), &c)
+	// The record's referer domain and endpoint, kept for the findings
+	// collector of the same worker (dims.Shared): computed once per record.
+	a.shared.Referer = dims.AppendRefererDomain(a.shared.Referer[:0], r.Referer)
+	a.tops[dimReferer].observe(unsafeString(a.shared.Referer), &c)
+	a.shared.Template = dims.AppendPathTemplate(a.shared.Template[:0], r.Path)
+	a.tops[dimTemplate].observe(unsafeString(a.shared.Template), &c)
 	if r.Method != "" {
 		a.tops[dimMethod].observe(r.Method, &c)
 	}

@@ -519,7 +519,7 @@ func (w *worker) process(rn *run, c chunk) {
 		}
 		w.agg.observe(&r)
 		if w.collector != nil {
-			w.collector.Observe(&r)
+			w.collector.ObserveShared(&r, &w.agg.shared)
 		}
 	}
 	w.lines[c.input] += lines

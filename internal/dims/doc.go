@@ -30,3 +30,12 @@ func Truncate(s string) string {
 	}
 	return s[:i]
 }
+
+// Shared is a record's values in the dimensions that more than one
+// consumer of the same pass needs, computed once: the engine's tables fill
+// it and the findings collector reads it (issue 11: one pass, one set of
+// dimensions). The slices are reused from record to record.
+type Shared struct {
+	Template []byte // AppendPathTemplate of the path
+	Referer  []byte // AppendRefererDomain of the referer
+}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/dims"
 )
 
 // Options configure a Collector. Zero values choose the defaults noted.
@@ -129,11 +130,16 @@ const maxSpan = int64(366 * 24 * time.Hour)
 
 // Observe adds one record. r's strings may alias a reused buffer: whatever
 // the collector keeps is copied.
-func (c *Collector) Observe(r *accesslog.Record) {
+func (c *Collector) Observe(r *accesslog.Record) { c.ObserveShared(r, nil) }
+
+// ObserveShared is Observe for a record whose endpoint and referer domain
+// another consumer of the pass already computed (the engine's tables);
+// shared nil computes them.
+func (c *Collector) ObserveShared(r *accesslog.Record, shared *dims.Shared) {
 	c.records++
 	c.bytes += r.BytesSent
 	c.repeats.start(r)
-	c.vals.compute(r)
+	c.vals.compute(r, shared)
 	rec := record{Record: r, v: &c.vals}
 	if ns, ok := c.chartable(r); ok {
 		c.first, c.last = min(c.first, ns), max(c.last, ns)

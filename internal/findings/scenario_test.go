@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/dims"
 	"github.com/headroom-dev/headroom/internal/findings/findingstest"
 )
 
@@ -587,4 +588,31 @@ func detectorOf[T detector](c *Collector) T {
 		}
 	}
 	panic("no such detector")
+}
+
+// The engine hands the collector the endpoint and referer domain its tables
+// computed (ObserveShared): what is found must not change.
+func TestObserveSharedMatchesObserve(t *testing.T) {
+	recs := findingstest.Generate(findingstest.Options{Seed: 44, Days: 3, PageViewsPerHour: 60, Exporter: true, Hotlink: true})
+	a, b := NewCollector(Options{Seed: 1}), NewCollector(Options{Seed: 1})
+	var sh dims.Shared
+	for i := range recs {
+		a.Observe(&recs[i])
+		sh.Template = dims.AppendPathTemplate(sh.Template[:0], recs[i].Path)
+		sh.Referer = dims.AppendRefererDomain(sh.Referer[:0], recs[i].Referer)
+		b.ObserveShared(&recs[i], &sh)
+	}
+	ra, err := Analyze(a, AnalyzeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := Analyze(b, AnalyzeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ja, _ := json.Marshal(ra.Findings)
+	jb, _ := json.Marshal(rb.Findings)
+	if string(ja) != string(jb) || len(ra.Findings) == 0 {
+		t.Errorf("findings differ (or none):\n%s\n%s", ja, jb)
+	}
 }

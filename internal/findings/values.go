@@ -1,6 +1,9 @@
 package findings
 
-import "github.com/headroom-dev/headroom/internal/accesslog"
+import (
+	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/dims"
+)
 
 // values is the current record's value in each dimension, computed once per
 // record for every detector and summary that takes it in, with each value's
@@ -16,11 +19,19 @@ type values struct {
 	buf     []byte // composite keys ("dim\x00value") are built here
 }
 
-// compute fills the values of r.
-func (v *values) compute(r *accesslog.Record) {
+// compute fills the values of r, taking the endpoint and referer domain
+// from shared when another consumer of the pass computed them.
+func (v *values) compute(r *accesslog.Record, shared *dims.Shared) {
 	v.vals = v.vals[:0]
 	for d := range numDims {
-		v.vals, v.valOK[d] = appendValue(v.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
+		switch {
+		case shared != nil && d == DimPath:
+			v.vals, v.valOK[d] = append(v.vals, shared.Template...), true
+		case shared != nil && d == DimReferer:
+			v.vals, v.valOK[d] = append(v.vals, shared.Referer...), true
+		default:
+			v.vals, v.valOK[d] = appendValue(v.vals, d, r.Client, r.Key, r.UserAgent, r.Method, r.Path, r.Referer, r.Status)
+		}
 		v.valEnd[d] = len(v.vals)
 		start := 0
 		if d > 0 {
