@@ -86,6 +86,7 @@ type Collector struct {
 	last    int64
 
 	vals        values // the current record's dimension values
+	cur         record // the current record as the detectors see it
 	sawUpstream bool   // an upstream time was seen (workOf)
 
 	// The detectors, in the order their findings are gathered; timeouts
@@ -140,18 +141,23 @@ func (c *Collector) ObserveShared(r *accesslog.Record, shared *dims.Shared) {
 	c.bytes += r.BytesSent
 	c.repeats.start(r)
 	c.vals.compute(r, shared)
-	rec := record{Record: r, v: &c.vals}
+	// The record lives in the collector, not on the stack: handed to the
+	// detectors through an interface, a local would escape to the heap on
+	// every line.
+	rec := &c.cur
+	*rec = record{Record: r, v: &c.vals}
 	if ns, ok := c.chartable(r); ok {
 		c.first, c.last = min(c.first, ns), max(c.last, ns)
 		rec.b, rec.ns = c.bucketFor(r.Time.Unix()), ns
 		c.observeBucket(rec.b, r)
 	}
 	for _, d := range c.detectors {
-		d.observe(&rec)
+		d.observe(rec)
 	}
 	if rec.b != nil {
 		c.observeSample(r)
 	}
+	rec.Record = nil // r may alias a reused buffer
 }
 
 // chartable reports whether r goes on the timeline, and its time in unix
