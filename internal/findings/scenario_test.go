@@ -616,3 +616,20 @@ func TestObserveSharedMatchesObserve(t *testing.T) {
 		t.Errorf("findings differ (or none):\n%s\n%s", ja, jb)
 	}
 }
+
+// --compare attributes worker time as it does requests and bytes: across a
+// slow deploy, the comparison leads with worker time and names the endpoint.
+func TestCompareAttributesWorkerTime(t *testing.T) {
+	from := time.Date(2019, 4, 4, 14, 0, 0, 0, time.UTC)
+	recs := findingstest.Generate(findingstest.Options{Seed: 12, Days: 10, PageViewsPerHour: 80, DayNoise: 0.05, SlowFrom: from})
+	cmp := Compare{Period: Window{from.Add(24 * time.Hour), from.Add(48 * time.Hour)}, Baseline: Window{from.Add(-48 * time.Hour), from.Add(-24 * time.Hour)}}
+	rep := analyzeRecords(t, recs, AnalyzeOptions{Compare: &cmp})
+	logFindings(t, rep)
+	f := rep.Findings[0]
+	if f.Kind != KindComparison || f.Metric != "worker_time" || !hasContributor(f, "path", findingstest.SlowPath) {
+		t.Fatalf("comparison %s/%s %q %+v: want worker_time naming path %s", f.Kind, f.Metric, f.Title, f.Contributors, findingstest.SlowPath)
+	}
+	if !strings.Contains(strings.Join(f.Evidence, "\n"), "worker time/hour") {
+		t.Errorf("evidence lacks the worker time per hour: %v", f.Evidence)
+	}
+}
