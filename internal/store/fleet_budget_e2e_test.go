@@ -290,7 +290,7 @@ func TestFleetHoldsTheBudget(t *testing.T) {
 			const budget = 6 * time.Second
 			work := &workLog{}
 			up := work.server(t, tc.d)
-			ps := startFleet(t, 3, up.URL, tc.url(t), "hold-"+tc.name+":", budget)
+			ps := startFleet(t, 3, up.URL, tc.url(t), fmt.Sprintf("hold-%s-%d:", tc.name, time.Now().UnixNano()), budget)
 			res := hammer(t, ps, "fleet-key-"+strings.NewReplacer("/", "-", ".", "-").Replace(tc.name), tc.perProxy, work, budget, nil, 0)
 			checkBudgetHeld(t, res, work, budget)
 		})

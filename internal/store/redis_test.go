@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +52,8 @@ func (p proxySim) spend(t *testing.T, key string, d time.Duration) {
 }
 
 func newFleet(t *testing.T, url string, clk budget.Clock, ids ...string) []proxySim {
-	prefix := "t" + strings.ReplaceAll(t.Name(), "/", "_") + ":"
+	// Unique per run: the tests share one Redis, and -count=N runs them again.
+	prefix := "t" + strings.ReplaceAll(t.Name(), "/", "_") + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	var ps []proxySim
 	for _, id := range ids {
 		ps = append(ps, proxySim{l: budget.New(budget.Options{Clock: clk}), s: newRedisStore(t, url, id, prefix, clk)})
