@@ -23,11 +23,13 @@ const (
 	dimTemplate
 	dimMethod
 	dimPool
+	dimOS       // operating system family, from the user agent
+	dimNotFound // paths answered 404
 	numDims
 )
 
 // dimNames are the dimensions' names in reports and JSON.
-var dimNames = [numDims]string{"client", "prefix", "key", "ua_family", "user_agent", "referer_domain", "path_template", "method", "pool"}
+var dimNames = [numDims]string{"client", "prefix", "key", "ua_family", "user_agent", "referer_domain", "path_template", "method", "pool", "os", "not_found"}
 
 // sketchAccuracy is DDSketch's relative accuracy: quantiles within 1%.
 const (
@@ -148,15 +150,24 @@ func (a *aggregate) observe(r *accesslog.Record) {
 		// The family is worked out once per distinct agent and cached
 		// with it: classifying every line costs more than the lookup.
 		ua.aux = strings.Clone(dims.AgentFamily(r.UserAgent))
+		ua.os = dims.OSFamily(r.UserAgent) // a constant: no copy needed
 	}
 	ua.add(&c)
 	a.tops[dimUAFamily].observeAux(ua, &c)
+	a.tops[dimOS].observeLinked(ua.os, &ua.osLink, &c)
+	if r.Status == 404 {
+		a.tops[dimNotFound].observe(dims.Truncate(r.Path), &c)
+	}
 	// The record's referer domain and endpoint, kept for the findings
 	// collector of the same worker (dims.Shared): computed once per record.
 	a.shared.Referer = dims.AppendRefererDomain(a.shared.Referer[:0], r.Referer)
 	a.tops[dimReferer].observe(unsafeString(a.shared.Referer), &c)
 	a.shared.Template = dims.AppendPathTemplate(a.shared.Template[:0], r.Path)
-	a.tops[dimTemplate].observe(unsafeString(a.shared.Template), &c)
+	tpl := a.tops[dimTemplate].observe(unsafeString(a.shared.Template), &c)
+	if tpl.lat == nil {
+		tpl.lat = &latency{req: newSketch()}
+	}
+	tpl.lat.observe(r)
 	if r.Method != "" {
 		a.tops[dimMethod].observe(r.Method, &c)
 	}
@@ -242,4 +253,31 @@ func (a *aggregate) statusRows() []statusRow {
 type statusRow struct {
 	Status int
 	counters
+}
+
+// latency is one endpoint's request time and upstream time distributions
+// (DDSketch, like the totals'): the per-endpoint quantiles of issue 16.
+// The upstream sketch exists once the endpoint had an upstream time.
+type latency struct {
+	req, up *ddsketch.DDSketch
+}
+
+func (l *latency) observe(r *accesslog.Record) {
+	_ = l.req.Add(r.RequestTime.Seconds())
+	if r.HasUpstreamTime {
+		if l.up == nil {
+			l.up = newSketch()
+		}
+		_ = l.up.Add(r.UpstreamTime.Seconds())
+	}
+}
+
+func (l *latency) merge(o *latency) {
+	_ = l.req.MergeWith(o.req)
+	if o.up != nil {
+		if l.up == nil {
+			l.up = newSketch()
+		}
+		_ = l.up.MergeWith(o.up)
+	}
 }

@@ -473,3 +473,57 @@ func TestWarnsAboutUnknownField(t *testing.T) {
 		t.Errorf("warned about remote_user, which combined has: %q", log.String())
 	}
 }
+
+// TestNotFoundOSAndEndpointLatency: the report's 404 table counts the
+// paths answered 404, the OS table the agents' systems, and the endpoints'
+// latency quantiles tell a slow endpoint from a fast one — also when two
+// workers each saw part of the log (ChunkSize forces several chunks).
+func TestNotFoundOSAndEndpointLatency(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	t0 := time.Date(2019, 4, 4, 0, 0, 0, 0, time.UTC)
+	uas := []string{
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 12_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1 Safari/604.1",
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/73.0.3683.86 Safari/537.36",
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/73.0.3683.86 Safari/537.36",
+	}
+	for i := 0; i < 900; i++ {
+		path, status, up := "/api/fast/"+fmt.Sprint(i), 200, 10
+		switch {
+		case i%3 == 0:
+			path, up = "/api/slow/"+fmt.Sprint(i), 800
+		case i%10 == 1:
+			path, status = "/missing/a.png", 404
+		case i%30 == 2:
+			path, status = "/missing/b.png", 404
+		}
+		fmt.Fprintf(&b, "198.51.100.%d - - [%s] \"GET %s HTTP/1.1\" %d 100 \"-\" \"%s\" 0.%03d %d 0.%03d k_1 api\n",
+			i%7, t0.Add(time.Duration(i)*time.Second).Format("02/Jan/2006:15:04:05 -0700"), path, status, uas[i%3], up+1, status, up)
+	}
+	p := writeFile(t, dir, "access.log", b.String())
+	rep := mustReport(t, mustRun(t, Options{Inputs: []string{p}, Workers: 2, ChunkSize: 4096}))
+
+	nf := rep.Top["not_found"].ByRequests
+	if len(nf) != 2 || nf[0].Value != "/missing/a.png" || nf[0].Requests != 60 || nf[1].Value != "/missing/b.png" || nf[1].Requests != 30 {
+		t.Errorf("404 table = %+v, want /missing/a.png 60 then /missing/b.png 30", nf)
+	}
+	osRows := rep.Top["os"].ByRequests
+	if len(osRows) != 2 || osRows[0].Value != "Windows" || osRows[0].Requests != 600 || osRows[1].Value != "iOS" || osRows[1].Requests != 300 {
+		t.Errorf("OS table = %+v, want Windows 600, iOS 300", osRows)
+	}
+	lat := rep.LatencyByEndpoint
+	if len(lat) < 2 || lat[0].Endpoint != "/api/slow/:id" {
+		t.Fatalf("latency by endpoint = %+v, want /api/slow/:id first (most worker time)", lat)
+	}
+	near := func(got, want float64) bool { return got > want*0.97 && got < want*1.03 }
+	slow := lat[0]
+	if slow.Requests != 300 || slow.UpstreamTime == nil || !near(slow.UpstreamTime.P50, 0.8) || !near(slow.UpstreamTime.P99, 0.8) ||
+		slow.RequestTime == nil || !near(slow.RequestTime.P90, 0.801) {
+		t.Errorf("slow endpoint = %+v (upstream %+v, request %+v), want 300 requests at 0.8 s", slow, slow.UpstreamTime, slow.RequestTime)
+	}
+	for _, e := range lat[1:] {
+		if e.Endpoint == "/api/fast/:id" && (e.UpstreamTime == nil || !near(e.UpstreamTime.P99, 0.01)) {
+			t.Errorf("fast endpoint = %+v (upstream %+v), want p99 0.01 s", e, e.UpstreamTime)
+		}
+	}
+}

@@ -41,6 +41,10 @@ type Report struct {
 	// RequestsByDay by UTC day, oldest first: the HTML report's charts.
 	RequestsByHourOfDay []int64   `json:"requests_by_hour_of_day"`
 	RequestsByDay       []DayJSON `json:"requests_by_day"`
+	// LatencyByEndpoint are the heaviest endpoints' (by worker time, or
+	// by requests in a log without it) latency quantiles; empty when the
+	// log has neither request nor upstream times.
+	LatencyByEndpoint []EndpointLatencyJSON `json:"latency_by_endpoint"`
 
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	LinesPerSecond float64 `json:"lines_per_second"`
@@ -50,6 +54,16 @@ type Report struct {
 type DayJSON struct {
 	Day      string `json:"day"`
 	Requests int64  `json:"requests"`
+}
+
+// EndpointLatencyJSON is one endpoint's latency quantiles: of request time
+// when the log has it, of upstream time over the requests that had one.
+type EndpointLatencyJSON struct {
+	Endpoint      string         `json:"endpoint"`
+	Requests      int64          `json:"requests"`
+	WorkerSeconds float64        `json:"worker_seconds"`
+	RequestTime   *QuantilesJSON `json:"request_time,omitempty"`
+	UpstreamTime  *QuantilesJSON `json:"upstream_time,omitempty"`
 }
 
 // WindowJSON is a time range in RFC 3339.
@@ -279,6 +293,7 @@ func (r *Result) Report() (*Report, error) {
 		}
 		rep.Top[dimNames[d]] = tj
 	}
+	rep.LatencyByEndpoint = endpointLatencies(a, n)
 	if a.groups != nil {
 		g := &GroupsJSON{Rows: []GroupRowJSON{}}
 		for _, f := range a.by {
@@ -294,6 +309,32 @@ func (r *Result) Report() (*Report, error) {
 		rep.Groups = g
 	}
 	return rep, nil
+}
+
+func endpointLatencies(a *aggregate, n int) []EndpointLatencyJSON {
+	out := []EndpointLatencyJSON{}
+	if !a.anyReqT && a.upTime.GetCount() == 0 {
+		return out
+	}
+	measure := byRequests
+	if a.total.WorkerNs > 0 {
+		measure = byWorker
+	}
+	for _, e := range a.tops[dimTemplate].top(n, measure) {
+		row := EndpointLatencyJSON{Endpoint: displayValue(dimTemplate, e.key), Requests: e.Requests, WorkerSeconds: nsToSec(e.WorkerNs)}
+		if e.lat != nil {
+			if a.anyReqT {
+				q := quantiles(e.lat.req)
+				row.RequestTime = &q
+			}
+			if e.lat.up != nil && e.lat.up.GetCount() > 0 {
+				q := quantiles(e.lat.up)
+				row.UpstreamTime = &q
+			}
+		}
+		out = append(out, row)
+	}
+	return out
 }
 
 func byRequests(e *topEntry) int64 { return e.Requests }

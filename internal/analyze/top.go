@@ -28,6 +28,13 @@ type topEntry struct {
 	// link is aux's entry in the table aux is counted in (observeAux),
 	// valid while that entry still holds aux as its key.
 	link *topEntry
+	// os and osLink are a user agent's operating system family and its
+	// entry in the OS table, as aux and link are for the agent's family.
+	os     string
+	osLink *topEntry
+	// lat holds the latency distributions of an endpoint (path template
+	// table only), for its quantiles.
+	lat *latency
 }
 
 // topTable counts requests, bytes and worker time per value of one
@@ -85,11 +92,17 @@ func (t *topTable) observe(key string, c *counters) *topEntry {
 // on every line, or else by lookup, remembering the entry in from.link.
 // Entries freed by prune lose their key, so a stale link never matches.
 func (t *topTable) observeAux(from *topEntry, c *counters) {
-	if l := from.link; l != nil && l.key != "" && l.key == from.aux {
+	t.observeLinked(from.aux, &from.link, c)
+}
+
+// observeLinked counts value through *link when it still points at value's
+// entry, or else by lookup, remembering the entry in *link.
+func (t *topTable) observeLinked(value string, link **topEntry, c *counters) {
+	if l := *link; l != nil && l.key != "" && l.key == value {
 		l.add(c)
 		return
 	}
-	from.link = t.observe(from.aux, c)
+	*link = t.observe(value, c)
 }
 
 // prune keeps the top quarter of capacity by each measure and drops the
@@ -143,7 +156,7 @@ func (t *topTable) prune() {
 		t.lost.WorkerNs = max(t.lost.WorkerNs, e.WorkerNs)
 		t.lost.Errors = max(t.lost.Errors, e.Errors)
 		delete(t.m, e.key)
-		e.key, e.link = "", nil // no link may find it (observeAux)
+		e.key, e.link, e.osLink, e.lat = "", nil, nil, nil // no link may find it (observeAux)
 		t.free = append(t.free, e)
 	}
 	clear(all)
@@ -203,9 +216,15 @@ func (t *topTable) merge(o *topTable) {
 	for _, e := range o.m {
 		mine, isNew := t.get(e.key)
 		if isNew {
-			mine.aux = e.aux
+			mine.aux, mine.os = e.aux, e.os
 		}
 		mine.add(&e.counters)
+		if e.lat != nil {
+			if mine.lat == nil {
+				mine.lat = &latency{req: newSketch()}
+			}
+			mine.lat.merge(e.lat)
+		}
 	}
 	t.pruned = t.pruned || o.pruned
 	t.lost.Requests += o.lost.Requests

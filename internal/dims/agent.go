@@ -125,3 +125,43 @@ func Automated(ua string, scratch []byte) (bool, []byte) {
 	}
 	return false, b
 }
+
+// OSFamily names the operating system a user agent reports: "Windows",
+// "macOS", "iOS", "Android", "Linux", "Chrome OS", …; a crawler that names
+// none is "crawler", and an agent with no known system (a script, a tool)
+// is "other". No agent is None. The order matters: Android agents also say
+// "Linux", iPhones say "like Mac OS X".
+func OSFamily(ua string) string {
+	if ua == "" || ua == "-" {
+		return None
+	}
+	for _, f := range osRules {
+		if containsFold(ua, f.needle) {
+			return f.family
+		}
+	}
+	if AgentFamily(ua) == "other bot" || containsFold(ua, "bot") {
+		return "crawler"
+	}
+	return "other"
+}
+
+var osRules = []struct{ needle, family string }{
+	{"windows phone", "Windows Phone"},
+	{"android", "Android"},
+	{"iphone", "iOS"},
+	{"ipad", "iOS"},
+	{"ipod", "iOS"},
+	{"cros ", "Chrome OS"},
+	{"windows", "Windows"},
+	{"win64", "Windows"},
+	{"win32", "Windows"},
+	{"mac os x", "macOS"},
+	{"macintosh", "macOS"},
+	{"darwin", "macOS"},
+	{"freebsd", "FreeBSD"},
+	{"openbsd", "OpenBSD"},
+	{"netbsd", "NetBSD"},
+	{"linux", "Linux"},
+	{"x11", "Unix"},
+}

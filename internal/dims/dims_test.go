@@ -121,6 +121,30 @@ func TestAgentFamily(t *testing.T) {
 	}
 }
 
+func TestOSFamily(t *testing.T) {
+	for _, c := range []struct{ ua, want string }{
+		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/73.0.3683.86 Safari/537.36", "Windows"},
+		{"Mozilla/5.0 (iPhone; CPU iPhone OS 12_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1 Safari/604.1", "iOS"},
+		{"Mozilla/5.0 (iPad; CPU OS 12_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148", "iOS"},
+		{"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.1 Safari/605.1.15", "macOS"},
+		{"Mozilla/5.0 (Linux; Android 9; SM-G960F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/74.0.3729.136 Mobile Safari/537.36", "Android"},
+		{"Mozilla/5.0 (X11; Linux x86_64; rv:66.0) Gecko/20100101 Firefox/66.0", "Linux"},
+		{"Mozilla/5.0 (X11; CrOS x86_64 11895.95.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/74.0.3729.125 Safari/537.36", "Chrome OS"},
+		{"Mozilla/5.0 (Windows Phone 10.0; Android 6.0.1; Microsoft; Lumia 950) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/52.0.2743.116 Mobile Safari/537.36 Edge/15.15063", "Windows Phone"},
+		{"Mozilla/5.0 (X11; FreeBSD amd64; rv:60.0) Gecko/20100101 Firefox/60.0", "FreeBSD"},
+		{"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "crawler"},
+		{"Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/41.0.2272.96 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Android"},
+		{"python-requests/2.21.0", "other"},
+		{"curl/7.64.0", "other"},
+		{"", None},
+		{"-", None},
+	} {
+		if got := OSFamily(c.ua); got != c.want {
+			t.Errorf("OSFamily(%q) = %q, want %q", c.ua, got, c.want)
+		}
+	}
+}
+
 func TestAutomated(t *testing.T) {
 	for in, want := range map[string]bool{
 		"curl/8.0": true, "Mozilla/5.0 (compatible; bingbot/2.0)": true, "Go-http-client/1.1": true,
@@ -153,7 +177,7 @@ func FuzzDimensions(f *testing.F) {
 				t.Fatalf("AppendClientNetwork(%q) = %q, netip says %q", s, net, p)
 			}
 		}
-		for name, v := range map[string][]byte{"path": tpl, "referer": AppendRefererDomain(nil, s), "client": net, "family": []byte(AgentFamily(s))} {
+		for name, v := range map[string][]byte{"path": tpl, "referer": AppendRefererDomain(nil, s), "client": net, "family": []byte(AgentFamily(s)), "os": []byte(OSFamily(s))} {
 			if len(v) > 2*MaxValueLen+16 && name != "path" || len(v) > 1024 {
 				t.Fatalf("%s value of %d bytes for input of %d", name, len(v), len(s))
 			}
