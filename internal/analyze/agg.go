@@ -156,7 +156,12 @@ func (a *aggregate) observe(r *accesslog.Record) {
 	a.tops[dimUAFamily].observeAux(ua, &c)
 	a.tops[dimOS].observeLinked(ua.os, &ua.osLink, &c)
 	if r.Status == 404 {
-		a.tops[dimNotFound].observe(dims.Truncate(r.Path), &c)
+		// The path without its query: what was not found.
+		p := r.Path
+		if i := strings.IndexByte(p, '?'); i >= 0 {
+			p = p[:i]
+		}
+		a.tops[dimNotFound].observe(dims.Truncate(p), &c)
 	}
 	// The record's referer domain and endpoint, kept for the findings
 	// collector of the same worker (dims.Shared): computed once per record.

@@ -178,7 +178,7 @@ func TestChartsRenderInChromium(t *testing.T) {
 	if n := strings.Count(dom, "<canvas"); n < 7 {
 		t.Errorf("%d canvases in the DOM, want one per chart (7)", n)
 	}
-	for _, id := range []string{"overview", "tables", "status", "worker-by-endpoint", "top-path_template", "top-client", "top-prefix", "top-ua_family", "top-user_agent", "top-key"} {
+	for _, id := range []string{"overview", "tables", "status", "worker-by-endpoint", "latency-by-endpoint", "top-path_template", "top-client", "top-prefix", "top-not_found", "top-ua_family", "top-os", "top-user_agent", "top-key"} {
 		if !strings.Contains(dom, `id="`+id+`"`) {
 			t.Errorf("section %q missing from the rendered page", id)
 		}

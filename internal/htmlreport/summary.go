@@ -34,7 +34,9 @@ var topOrder = []struct{ dim, title string }{
 	{"client", "Clients"},
 	{"prefix", "Networks (/24, /48)"},
 	{"referer_domain", "Referers"},
+	{"not_found", "404s (paths answered 404)"},
 	{"ua_family", "Agent families"},
+	{"os", "Operating systems"},
 	{"user_agent", "User agents"},
 	{"key", "Keys"},
 	{"pool", "Pools"},
@@ -90,12 +92,18 @@ func viewSummary(s *analyze.Report, generatedIn time.Duration) *summaryView {
 		}
 		v.Tables = append(v.Tables, t)
 	}
+	if t, ok := latencyTable(s.LatencyByEndpoint); ok {
+		v.Tables = append(v.Tables, t)
+	}
 	for _, o := range topOrder {
 		top, ok := s.Top[o.dim]
 		if !ok || len(top.ByRequests) == 0 {
 			continue
 		}
 		t := table{ID: "top-" + o.dim, Title: o.title + " by requests", Columns: []string{o.dim, "requests", "share", "bytes", "worker", "5xx"}}
+		if o.dim == "not_found" {
+			t.Columns[0] = "path"
+		}
 		if o.dim == "user_agent" {
 			t.Columns = []string{"family", "user agent", "requests", "share", "bytes", "worker", "5xx"}
 		}
@@ -112,6 +120,51 @@ func viewSummary(s *analyze.Report, generatedIn time.Duration) *summaryView {
 		v.Tables = append(v.Tables, t)
 	}
 	return v
+}
+
+// latencyTable shows the endpoints' latency quantiles, with the columns of
+// the times the log has.
+func latencyTable(rows []analyze.EndpointLatencyJSON) (table, bool) {
+	var req, up bool
+	for _, r := range rows {
+		req = req || r.RequestTime != nil
+		up = up || r.UpstreamTime != nil
+	}
+	if !req && !up {
+		return table{}, false
+	}
+	t := table{ID: "latency-by-endpoint", Title: "Latency by endpoint", Columns: []string{"endpoint", "requests"},
+		Note: "quantiles within 1%; upstream time over the requests that had one"}
+	if req {
+		t.Columns = append(t.Columns, "request p50", "p90", "p99")
+	}
+	if up {
+		t.Columns = append(t.Columns, "upstream p50", "p90", "p99", "with upstream")
+	}
+	q := func(x *analyze.QuantilesJSON, count bool) []string {
+		if x == nil {
+			if count {
+				return []string{"–", "–", "–", "0"}
+			}
+			return []string{"–", "–", "–"}
+		}
+		out := []string{secondsOf(x.P50), secondsOf(x.P90), secondsOf(x.P99)}
+		if count {
+			out = append(out, commas(x.Count))
+		}
+		return out
+	}
+	for _, r := range rows {
+		row := []string{shorten(r.Endpoint, 120), commas(r.Requests)}
+		if req {
+			row = append(row, q(r.RequestTime, false)...)
+		}
+		if up {
+			row = append(row, q(r.UpstreamTime, true)...)
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	return t, true
 }
 
 // summaryCharts are the requests by hour of day and by day; left out when
