@@ -116,7 +116,7 @@ func NewCollector(opt Options) *Collector {
 		rng:      rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15)),
 	}
 	c.detectors = []detector{
-		comparison{}, levelShifts{}, c.timeouts, newAccounting(), c.repeats,
+		comparison{}, levelShifts{}, newLatencyShifts(), c.timeouts, newAccounting(), c.repeats,
 		newCrawlers(), newHotlinks(), errorBursts{}, rateLimits{}, latencyBursts{},
 	}
 	return c

@@ -46,6 +46,7 @@ func (timelineOnly) merge(detector)  {}
 var (
 	_ detector = comparison{}
 	_ detector = levelShifts{}
+	_ detector = (*latencyShifts)(nil)
 	_ detector = (*timeouts)(nil)
 	_ detector = (*accounting)(nil)
 	_ detector = (*repeats)(nil)

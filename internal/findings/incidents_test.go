@@ -31,6 +31,9 @@ type incident struct {
 	kind, metric, dim, value string
 	at                       time.Time // the true start, for level shifts
 	notValue                 string    // a value the finding must not name
+	// alsoMetric is a further finding the log must get (any rank), naming
+	// the same contributor and start.
+	alsoMetric string
 }
 
 var (
@@ -40,6 +43,7 @@ var (
 
 var incidents = []incident{
 	{name: "slow-deploy", format: "headroom", kind: findings.KindLevelShift, metric: "worker_time", dim: "path", value: findingstest.SlowPath, at: incidentStart,
+		alsoMetric: "latency_p50",
 		recs: func() []accesslog.Record {
 			return findingstest.Generate(findingstest.Options{Seed: 61, Days: 11, PageViewsPerHour: 30, DayNoise: 0.05, SlowFrom: incidentStart})
 		}},
@@ -55,6 +59,13 @@ var incidents = []incident{
 		recs: func() []accesslog.Record {
 			return findingstest.Generate(findingstest.Options{Seed: 65, Days: 11, PageViewsPerHour: 200, DayNoise: 0.05,
 				DoubleUA: findingstest.PicViewerUA, DoubleFrom: client15At, DoubleShare: 0.45})
+		}},
+	// A tail regression: 1.5% of the topic pages take 0.7-0.9 s from
+	// 14:00 on; their p99 doubles while their mean worker time moves by
+	// under 10% (no worker-time shift).
+	{name: "tail-regression", format: "headroom", kind: findings.KindLevelShift, metric: "latency_p99", dim: "path", value: "/t/:id", at: incidentStart,
+		recs: func() []accesslog.Record {
+			return findingstest.Generate(findingstest.Options{Seed: 66, Start: incidentStart.Add(-62 * time.Hour), Days: 5, PageViewsPerHour: 200, DayNoise: 0.05, TailFrom: incidentStart, TailShare: 0.015})
 		}},
 	{name: "calm-seasonal", format: "headroom",
 		recs: func() []accesslog.Record {
@@ -108,6 +119,17 @@ func TestIncidents(t *testing.T) {
 			}
 			if !tc.at.IsZero() && (f.ChangeAt == nil || f.ChangeAt.Sub(tc.at).Abs() > time.Hour) {
 				t.Errorf("change at %v, want %v ± 1h", f.ChangeAt, tc.at)
+			}
+			if tc.alsoMetric != "" {
+				found := false
+				for _, g := range rep.Findings {
+					if g.Metric == tc.alsoMetric && contributes(g, tc.dim, tc.value) && g.ChangeAt != nil && g.ChangeAt.Sub(tc.at).Abs() <= time.Hour {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no %s finding naming %s=%s from %v", tc.alsoMetric, tc.dim, tc.value, tc.at)
+				}
 			}
 		})
 	}

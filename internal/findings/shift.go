@@ -369,58 +369,9 @@ func (c *Collector) levelShifts() []Finding {
 				continue // no request or upstream times in the log
 			}
 		}
-		z := deseasonalize(x, s.period, phase)
-		cps := segment(z, w, 0, len(z), minSeg, 3, nil)
-		if len(cps) > 0 && s.period > 0 {
-			// The moving average smears each step over a day, which bends
-			// the profile near it; learn the profile again with the steps
-			// taken out, and look once more.
-			z = reseasonalize(x, z, cps, s.period, phase)
-			cps = segment(z, w, 0, len(z), minSeg, 3, nil)
-		}
-		slices.Sort(cps)
-		// Judge each change against its neighbours only (a rise that a
-		// fix undid a week later is still a change, for that week); drop
-		// the candidates that fail and judge the rest again, since a
-		// spurious split shortens its neighbours' evidence.
-		judge := func(i int) (detectedShift, bool) {
-			at, lo, hi := cps[i], 0, len(z)
-			if i > 0 {
-				lo = cps[i-1]
-			}
-			if i+1 < len(cps) {
-				hi = cps[i+1]
-			}
-			cp, ok := stepAt(z[lo:hi], w[lo:hi], at-lo)
-			if !ok || cp.stat < minShiftStat || math.Abs(cp.delta) < math.Log(minShiftRatio) || !lasting(z[lo:hi], cp) {
-				return detectedShift{}, false
-			}
-			if s.period == 0 && !abrupt(z[lo:hi], cp, s.width) {
-				// Without two days to learn the daily cycle from, the
-				// morning rise is a change too; only a step that happens
-				// at once is told apart from it.
-				return detectedShift{}, false
-			}
-			if s.period > 0 && !daysAgree(z[lo:hi], cp, s.period) {
-				return detectedShift{}, false
-			}
-			cp.at = at
-			return detectedShift{cp: cp, m: m, lo: lo, hi: hi}, true
-		}
-		for dropped := true; dropped; {
-			dropped = false
-			for i := range cps {
-				if _, ok := judge(i); !ok {
-					cps = slices.Delete(cps, i, i+1)
-					dropped = true
-					break
-				}
-			}
-		}
-		for i := range cps {
-			if d, ok := judge(i); ok {
-				found = append(found, d)
-			}
+		for _, d := range steps(x, w, s.period, phase, s.width, minSeg) {
+			d.m = m
+			found = append(found, d)
 		}
 	}
 	// Requests, bytes and worker time usually move together: one finding
@@ -453,6 +404,69 @@ func (c *Collector) levelShifts() []Finding {
 	for _, d := range keep {
 		if f, ok := c.shiftFinding(s, d); ok {
 			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// steps finds the lasting changes of x (a positive series, taken in log
+// space) by the rules above: binary segmentation, then each candidate
+// judged between its neighbours. w weighs each point by its count. The
+// latency-quantile shifts run the same search as requests, bytes and
+// worker time.
+func steps(x, w []float64, period, phase int, width int64, minSeg int) []detectedShift {
+	var out []detectedShift
+	z := deseasonalize(x, period, phase)
+	cps := segment(z, w, 0, len(z), minSeg, 3, nil)
+	if len(cps) > 0 && period > 0 {
+		// The moving average smears each step over a day, which bends
+		// the profile near it; learn the profile again with the steps
+		// taken out, and look once more.
+		z = reseasonalize(x, z, cps, period, phase)
+		cps = segment(z, w, 0, len(z), minSeg, 3, nil)
+	}
+	slices.Sort(cps)
+	// Judge each change against its neighbours only (a rise that a
+	// fix undid a week later is still a change, for that week); drop
+	// the candidates that fail and judge the rest again, since a
+	// spurious split shortens its neighbours' evidence.
+	judge := func(i int) (detectedShift, bool) {
+		at, lo, hi := cps[i], 0, len(z)
+		if i > 0 {
+			lo = cps[i-1]
+		}
+		if i+1 < len(cps) {
+			hi = cps[i+1]
+		}
+		cp, ok := stepAt(z[lo:hi], w[lo:hi], at-lo)
+		if !ok || cp.stat < minShiftStat || math.Abs(cp.delta) < math.Log(minShiftRatio) || !lasting(z[lo:hi], cp) {
+			return detectedShift{}, false
+		}
+		if period == 0 && !abrupt(z[lo:hi], cp, width) {
+			// Without two days to learn the daily cycle from, the
+			// morning rise is a change too; only a step that happens
+			// at once is told apart from it.
+			return detectedShift{}, false
+		}
+		if period > 0 && !daysAgree(z[lo:hi], cp, period) {
+			return detectedShift{}, false
+		}
+		cp.at = at
+		return detectedShift{cp: cp, lo: lo, hi: hi}, true
+	}
+	for dropped := true; dropped; {
+		dropped = false
+		for i := range cps {
+			if _, ok := judge(i); !ok {
+				cps = slices.Delete(cps, i, i+1)
+				dropped = true
+				break
+			}
+		}
+	}
+	for i := range cps {
+		if d, ok := judge(i); ok {
+			out = append(out, d)
 		}
 	}
 	return out
