@@ -24,26 +24,6 @@ import (
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
-// nginxMain wraps an http {} snippet into a whole nginx.conf that runs from
-// dir: temp paths there, and as root the workers stay root so they can
-// read t.TempDir().
-func nginxMain(dir, snippetPath string) string {
-	var b strings.Builder
-	if os.Geteuid() == 0 {
-		b.WriteString("user root;\n")
-	}
-	b.WriteString("worker_processes 1;\nevents { worker_connections 256; }\nhttp {\n")
-	for _, p := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		fmt.Fprintf(&b, "    %s_temp_path %s;\n", p, filepath.Join(dir, p+"_temp"))
-	}
-	fmt.Fprintf(&b, "    access_log off;\n    include %s;\n}\n", snippetPath)
-	return b.String()
-}
-
-func nginxArgs(dir, conf string) []string {
-	return []string{"-p", dir, "-c", conf, "-g", "daemon off; pid " + filepath.Join(dir, "nginx.pid") + "; error_log stderr notice;"}
-}
-
 func TestNginxConfigAcceptedByNginx(t *testing.T) {
 	bin := testenv.RequireBinary(t, "nginx")
 	dir := t.TempDir()
@@ -56,10 +36,10 @@ func TestNginxConfigAcceptedByNginx(t *testing.T) {
 	if err := os.WriteFile(sp, []byte(snippet), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, []byte(nginxMain(dir, sp)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(testenv.NginxMain(dir, sp)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, append([]string{"-t"}, nginxArgs(dir, conf)...)...).CombinedOutput()
+	out, err := exec.Command(bin, append([]string{"-t"}, testenv.NginxArgs(dir, conf)...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nginx -t refused the default snippet: %v\n%s", err, out)
 	}
@@ -377,11 +357,11 @@ func startNginx(t *testing.T, bin string, o NginxConfigOptions, extraLog func() 
 	if err := os.WriteFile(sp, []byte(snippet), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(conf, []byte(nginxMain(dir, sp)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(testenv.NginxMain(dir, sp)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out testenv.Buffer
-	cmd := exec.Command(bin, nginxArgs(dir, conf)...)
+	cmd := exec.Command(bin, testenv.NginxArgs(dir, conf)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start nginx: %v", err)
@@ -593,15 +573,15 @@ server {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxMain(dir, site)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(testenv.NginxMain(dir, site)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, append([]string{"-t"}, nginxArgs(dir, conf)...)...).CombinedOutput()
+	out, err := exec.Command(bin, append([]string{"-t"}, testenv.NginxArgs(dir, conf)...)...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "test is successful") {
 		t.Fatalf("nginx -t refused the pieces in an existing server: %v\n%s\n%s", err, out, siteConf)
 	}
 	var nout testenv.Buffer
-	cmd := exec.Command(bin, nginxArgs(dir, conf)...)
+	cmd := exec.Command(bin, testenv.NginxArgs(dir, conf)...)
 	cmd.Stdout, cmd.Stderr = &nout, &nout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
