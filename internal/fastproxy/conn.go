@@ -468,7 +468,7 @@ type headerView struct{ r *httpwire.Request }
 
 func (h headerView) Get(name string) string {
 	for i := range h.r.Fields {
-		if equalFoldName(h.r.Fields[i].Name, name) {
+		if httpwire.EqualFoldName(h.r.Fields[i].Name, name) {
 			return string(h.r.Fields[i].Value)
 		}
 	}
@@ -478,33 +478,11 @@ func (h headerView) Get(name string) string {
 func (h headerView) Values(name string) []string {
 	var vs []string
 	for i := range h.r.Fields {
-		if equalFoldName(h.r.Fields[i].Name, name) {
+		if httpwire.EqualFoldName(h.r.Fields[i].Name, name) {
 			vs = append(vs, string(h.r.Fields[i].Value))
 		}
 	}
 	return vs
-}
-
-func equalFoldName(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // dateField is "Date: <now>\r\n" (RFC 9110 §6.6.1: an origin server with a

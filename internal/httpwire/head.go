@@ -451,3 +451,28 @@ func equalFoldBytes(a, b []byte) bool {
 
 // EqualFold reports whether b equals the lower-case ASCII s, ignoring case.
 func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
+
+// EqualFoldName reports whether the field name b equals name, ASCII case
+// ignored on both sides: for names that come from callers in any case
+// (admit.Header's Get("X-Api-Key")), where EqualFold wants lower case.
+func EqualFoldName(b []byte, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], name[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -265,7 +265,7 @@ type fieldView struct{ r *httpwire.Request }
 
 func (h fieldView) Get(name string) string {
 	for i := range h.r.Fields {
-		if foldEqual(h.r.Fields[i].Name, name) {
+		if httpwire.EqualFoldName(h.r.Fields[i].Name, name) {
 			return view(h.r.Fields[i].Value)
 		}
 	}
@@ -275,32 +275,11 @@ func (h fieldView) Get(name string) string {
 func (h fieldView) Values(name string) []string {
 	var vs []string
 	for i := range h.r.Fields {
-		if foldEqual(h.r.Fields[i].Name, name) {
+		if httpwire.EqualFoldName(h.r.Fields[i].Name, name) {
 			vs = append(vs, view(h.r.Fields[i].Value))
 		}
 	}
 	return vs
-}
-
-// foldEqual compares a field name with a name in any case, ASCII only
-// (httpwire.EqualFold wants its second argument in lower case).
-func foldEqual(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 func view(b []byte) string {
