@@ -61,14 +61,7 @@ need nginx
 need redis-server
 require_free_ports "$REDIS_PORT" "$UP_PORT" "$MEM_PORT" "$MEM_ADMIN" "$RED_PORT" "$RED_ADMIN"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-fleet-bench.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+scratch_dir fleet
 
 echo "building headroom (this tree and $BASE_REV) and the bench programs..." >&2
 mkdir -p "$tmp/bin"

@@ -1,8 +1,21 @@
 # bench/lib.sh: what the side-by-side HTTP benchmarks share (sourced, not
 # run): preflight checks, ports, the nginx and Lua + Redis reference
 # configurations, CPU accounting from /proc and wrk's figures.
-# The caller sets BENCH (its name, for messages) and tmp (a scratch
-# directory it removes), and keeps started PIDs in the pids array.
+# The caller sets BENCH (its name, for messages), calls scratch_dir once,
+# and adds every process it starts to the pids array.
+
+# scratch_dir NAME: sets tmp to a new temporary directory and, on exit or
+# interrupt, stops every process in pids and removes the directory.
+scratch_dir() {
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-$1-bench.XXXXXX")
+  pids=()
+  trap cleanup EXIT INT TERM
+}
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
 
 need() {
   if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then

@@ -61,14 +61,7 @@ need redis-server
 need redis-cli
 require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-proxy-bench.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+scratch_dir proxy
 
 echo "building headroom and the bench upstream..." >&2
 go build -o "$tmp/headroom" ./cmd/headroom

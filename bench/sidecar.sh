@@ -49,17 +49,10 @@ need wrk
 need nginx
 require_free_ports "$UP_PORT" "$NGINX_PORT" "$SC_NGINX_PORT" "$SC_CHECK" "$SC_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$CACHE_NGINX_PORT"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/headroom-sidecar-bench.XXXXXX")
+scratch_dir sidecar
 # nginx's workers (user nobody when nginx starts as root) write the check
 # cache under it: mktemp's 0700 would make every cached answer fail.
 chmod 0755 "$tmp"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
 
 echo "building headroom and the bench upstream..." >&2
 go build -o "$tmp/headroom" ./cmd/headroom
