@@ -18,12 +18,16 @@ import (
 )
 
 // workLog is an upstream that sleeps for each request and records when
-// each one ran: the worker time the fleet let through, measured where it is
-// spent.
+// each one ran and through which proxy (the clients name it in a header):
+// the worker time the fleet let through, measured where it is spent.
 type workLog struct {
 	mu   sync.Mutex
 	runs [][2]time.Time
+	via  []string
 }
+
+// viaHeader names the proxy a test client sent its request through.
+const viaHeader = "X-Test-Via"
 
 func (w *workLog) server(t *testing.T, d time.Duration) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
@@ -31,11 +35,45 @@ func (w *workLog) server(t *testing.T, d time.Duration) *httptest.Server {
 		time.Sleep(d) // the work itself, not synchronisation
 		w.mu.Lock()
 		w.runs = append(w.runs, [2]time.Time{start, time.Now()})
+		w.via = append(w.via, r.Header.Get(viaHeader))
 		w.mu.Unlock()
 		io.WriteString(rw, "ok\n")
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// spentAtLastAdmission is the fleet's bound under leases: for each proxy,
+// the worker time its requests had spent (completed, and elapsed of those
+// running) when it admitted its last request, summed over the proxies.
+// Each proxy admits only while its spend is under its slice, and the slices
+// in force never add up to more than the budget, so this sum stays under
+// the budget; everything beyond it is the requests each proxy had running
+// when it stopped admitting, which run to their end. For one proxy it is
+// one guard's own bound: what had passed when it stopped admitting.
+func (w *workLog) spentAtLastAdmission() (sum time.Duration, per map[string]time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last := map[string]time.Time{}
+	for i, r := range w.runs {
+		if r[0].After(last[w.via[i]]) {
+			last[w.via[i]] = r[0]
+		}
+	}
+	per = map[string]time.Duration{}
+	for i, r := range w.runs {
+		at := last[w.via[i]]
+		switch {
+		case !r[1].After(at):
+			per[w.via[i]] += r[1].Sub(r[0])
+		case r[0].Before(at):
+			per[w.via[i]] += at.Sub(r[0])
+		}
+	}
+	for _, d := range per {
+		sum += d
+	}
+	return sum, per
 }
 
 // bound returns the worker time that passed and what a single proxy's own
@@ -156,6 +194,7 @@ func hammer(t *testing.T, proxies []*fleetProxy, key string, perProxy []int, wor
 					}
 					req, _ := http.NewRequest("GET", p.proxy+"/work", nil)
 					req.Header.Set("X-Api-Key", key)
+					req.Header.Set(viaHeader, p.name)
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {
 						res.failed.Add(1)
@@ -217,9 +256,20 @@ func hammer(t *testing.T, proxies []*fleetProxy, key string, perProxy []int, wor
 }
 
 // checkBudgetHeld asserts the fleet's bound and logs the figures.
+//
+// The bound is per proxy (spentAtLastAdmission): the worker time each
+// proxy's requests had spent when it admitted its last one adds up to at
+// most the budget, plus 5%. It is not measured at the moment the fleet's
+// usage crossed the budget: a proxy whose slice ran out with requests
+// running overshoots its slice while another still holds an unspent part
+// of its own, and that one admits on it after the crossing, as it should
+// by its slice. The expected overshoot is the same as one guard's (the
+// requests running when admission stopped), but it is counted where each
+// proxy stopped; the crossing figure is logged for comparison.
 func checkBudgetHeld(t *testing.T, res *hammerResult, work *workLog, budget time.Duration) {
 	t.Helper()
-	total, allowed, crossed := work.bound(budget)
+	total, allowed, _ := work.bound(budget)
+	spent, per := work.spentAtLastAdmission()
 	var first, last time.Time
 	for _, at := range res.restrictedAt {
 		if !at.IsZero() && (first.IsZero() || at.Before(first)) {
@@ -229,16 +279,25 @@ func checkBudgetHeld(t *testing.T, res *hammerResult, work *workLog, budget time
 			last = at
 		}
 	}
-	t.Logf("worker time %.3fs of a %s budget (%+.1f%%); bound %.3fs (budget + the requests running when it was crossed); "+
-		"%d ok, %d refused, %d failed; restriction on every proxy %s after the first",
-		total.Seconds(), budget, 100*(total-budget).Seconds()/budget.Seconds(), allowed.Seconds(),
-		res.ok.Load(), res.refused.Load(), res.failed.Load(), last.Sub(first).Round(time.Millisecond))
+	names := make([]string, 0, len(per))
+	for n := range per {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var perProxy []string
+	for _, n := range names {
+		perProxy = append(perProxy, fmt.Sprintf("%s %.3fs", n, per[n].Seconds()))
+	}
+	t.Logf("worker time %.3fs of a %s budget (%+.1f%%); spent when each proxy last admitted %.3fs (%s); "+
+		"budget + the requests running when the fleet crossed it %.3fs; %d ok, %d refused, %d failed; restriction on every proxy %s after the first",
+		total.Seconds(), budget, 100*(total-budget).Seconds()/budget.Seconds(), spent.Seconds(), strings.Join(perProxy, ", "),
+		allowed.Seconds(), res.ok.Load(), res.refused.Load(), res.failed.Load(), last.Sub(first).Round(time.Millisecond))
 	if res.failed.Load() != 0 {
 		t.Errorf("%d requests failed (neither 200 nor 429)", res.failed.Load())
 	}
-	if limit := allowed + budget/20; total > limit {
-		t.Errorf("the fleet let %.3fs of worker time through (crossed the budget at %s): over budget + running requests (%.3fs) by more than 5%% of the budget",
-			total.Seconds(), crossed.Format("15:04:05.000"), allowed.Seconds())
+	if limit := budget + budget/20; spent > limit {
+		t.Errorf("the proxies had let %.3fs of worker time through when they last admitted the key (%s): over the budget by more than 5%%",
+			spent.Seconds(), strings.Join(perProxy, ", "))
 	}
 	if total < budget*3/4 {
 		t.Errorf("the fleet let only %.3fs of a %s budget through", total.Seconds(), budget)
@@ -272,9 +331,10 @@ func startFleet(t *testing.T, n int, upstream, url, prefix string, budget time.D
 }
 
 // TestFleetHoldsTheBudget: three proxies, one key hammering all three with
-// parallel requests. The worker time that passes stays within 5% of the
-// budget plus the requests already running when it was crossed (one
-// proxy's own bound), and the restriction reaches all three.
+// parallel requests. What the proxies had let through when each last
+// admitted the key stays within 5% of the budget (checkBudgetHeld: one
+// guard's own bound, counted per proxy), and the restriction reaches all
+// three.
 func TestFleetHoldsTheBudget(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
