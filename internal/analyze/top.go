@@ -117,6 +117,9 @@ func (t *topTable) prune() {
 	for _, e := range t.m {
 		all = append(all, e)
 	}
+	// Ties at a cut-off are kept in key order, not in the map's (random)
+	// order: the same log must give the same tables on every run.
+	slices.SortFunc(all, func(a, b *topEntry) int { return strings.Compare(a.key, b.key) })
 	vals := t.vals[:0]
 	for _, measure := range [...]func(*topEntry) int64{byRequests, byBytes, byWorker} {
 		vals = vals[:0]

@@ -3,6 +3,7 @@ package analyze
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -77,6 +78,30 @@ func TestKthLargest(t *testing.T) {
 			if got := kthLargest(vals, k); got != want {
 				t.Fatalf("n=%d k=%d: got %d want %d", n, k, got, want)
 			}
+		}
+	}
+}
+
+// TestTopTablePruneIsDeterministic: a table over capacity with many equal
+// counts keeps the same values on every run, whatever order the map
+// iterates in (reports of large logs must not change between runs).
+func TestTopTablePruneIsDeterministic(t *testing.T) {
+	kept := func() string {
+		tab := newTopTable(64)
+		one := counters{Requests: 1, Bytes: 1}
+		for i := range 1000 {
+			tab.observe(fmt.Sprintf("client-%03d", i), &one)
+		}
+		var keys []string
+		for _, e := range tab.top(64, byRequests) {
+			keys = append(keys, e.key)
+		}
+		return strings.Join(keys, ",")
+	}
+	first := kept()
+	for run := range 20 {
+		if got := kept(); got != first {
+			t.Fatalf("run %d kept\n%s\nrun 0 kept\n%s", run+1, got, first)
 		}
 	}
 }
