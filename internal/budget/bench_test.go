@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // benchKeys returns n distinct keys in a random order, allocated in that
@@ -215,4 +216,58 @@ func BenchmarkSnapshot(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRandomRead is the memory floor under BenchmarkAdmitFinish at a
+// million keys: one dependent random read per op (a pointer chase over a
+// random cycle of 64-byte lines) in 512 MB, about what the ledger's tables
+// take at a million keys, mapped as the tables are (huge pages) and, for
+// comparison, on the Go heap (4 KiB pages where THP is "madvise"). No
+// decision can cost less than one such read plus its own arithmetic.
+func BenchmarkRandomRead(b *testing.B) {
+	const size = 512 << 20
+	type line struct {
+		next uint32
+		_    [60]byte
+	}
+	n := size / int(unsafe.Sizeof(line{}))
+	for _, huge := range []bool{true, false} {
+		var lines []line
+		var mem []byte
+		if huge {
+			lines, mem = allocHuge[line](n)
+		} else {
+			lines = make([]line, n)
+		}
+		// One random cycle through every line (Sattolo's shuffle).
+		perm := make([]uint32, n)
+		for i := range perm {
+			perm[i] = uint32(i)
+		}
+		r := rand.New(rand.NewPCG(7, 8))
+		for i := n - 1; i > 0; i-- {
+			j := r.IntN(i)
+			perm[i], perm[j] = perm[j], perm[i]
+		}
+		for i := range perm {
+			lines[perm[i]].next = perm[(i+1)%n]
+		}
+		perm = nil
+		name := "pages=huge"
+		if !huge || mem == nil {
+			name = "pages=4k"
+		}
+		b.Run(name, func(b *testing.B) {
+			cpu := startCPU()
+			p := uint32(0)
+			for b.Loop() {
+				p = lines[p].next
+			}
+			cpu.report(b)
+			if p == 1<<31 {
+				b.Log(p)
+			}
+		})
+		freeCells(mem)
+	}
 }
