@@ -54,6 +54,7 @@ type topTable struct {
 	gen      uint32
 	vals     []int64     // prune's scratch
 	all      []*topEntry // prune's scratch
+	tied     []*topEntry // prune's scratch
 }
 
 func newTopTable(capacity int) *topTable {
@@ -117,9 +118,6 @@ func (t *topTable) prune() {
 	for _, e := range t.m {
 		all = append(all, e)
 	}
-	// Ties at a cut-off are kept in key order, not in the map's (random)
-	// order: the same log must give the same tables on every run.
-	slices.SortFunc(all, func(a, b *topEntry) int { return strings.Compare(a.key, b.key) })
 	vals := t.vals[:0]
 	for _, measure := range [...]func(*topEntry) int64{byRequests, byBytes, byWorker} {
 		vals = vals[:0]
@@ -139,15 +137,26 @@ func (t *topTable) prune() {
 				}
 			}
 		}
+		tied := t.tied[:0]
 		for _, e := range all {
 			switch v := measure(e); {
 			case v > cut:
 				e.mark = t.gen
 			case v == cut && ties > 0 && e.mark != t.gen:
-				e.mark = t.gen
-				ties--
+				tied = append(tied, e)
 			}
 		}
+		// Ties beyond the quota are kept in key order, not in the map's
+		// (random) order: the same log gives the same tables on every run.
+		if len(tied) > ties {
+			slices.SortFunc(tied, func(a, b *topEntry) int { return strings.Compare(a.key, b.key) })
+			tied = tied[:ties]
+		}
+		for _, e := range tied {
+			e.mark = t.gen
+		}
+		clear(tied)
+		t.tied = tied[:0]
 	}
 	t.vals = vals
 	for _, e := range all {
