@@ -333,7 +333,7 @@ func (f *fields) IsHopByHop(name []byte) bool {
 		return true
 	}
 	for _, o := range f.connOpts {
-		if equalFoldBytes(name, o) {
+		if equalFoldASCII(name, o) {
 			return true
 		}
 	}
@@ -430,11 +430,12 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
-func equalFoldBytes(a, b []byte) bool {
+// equalFoldASCII compares a and b with ASCII case ignored on both sides.
+func equalFoldASCII[A, B string | []byte](a A, b B) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for i := range a {
+	for i := range len(a) {
 		x, y := a[i], b[i]
 		if 'A' <= x && x <= 'Z' {
 			x += 'a' - 'A'
@@ -455,24 +456,4 @@ func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
 // EqualFoldName reports whether the field name b equals name, ASCII case
 // ignored on both sides: for names that come from callers in any case
 // (admit.Header's Get("X-Api-Key")), where EqualFold wants lower case.
-func EqualFoldName(b []byte, name string) bool {
-	if len(b) != len(name) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		x, y := b[i], name[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
+func EqualFoldName(b []byte, name string) bool { return equalFoldASCII(b, name) }
