@@ -3,24 +3,29 @@
 # side by side with a direct connection, nginx's proxy_pass, the design the
 # seed replaced (nginx + a Lua access_by_lua asking a real redis-server per
 # request, seeds/03), a bare Go httputil.ReverseProxy (bench/goproxy: the
-# floor for any net/http proxy), and headroom proxy on both of its request
-# paths (--net-http, and the default internal/fastproxy), in one run on
-# loopback. Reports requests/s (and the ratio to direct) and latency
-# percentiles from wrk.
+# floor for any net/http proxy), the same tuned (bench/goproxy -tuned:
+# pooled buffers, no transparent gzip, HTTP/1.1 only, a buffered access
+# log), a fasthttp Server + HostClient proxy (bench/fasthttpproxy, a module
+# of its own; buffered access log), and headroom proxy on both of its
+# request paths (--net-http, and the default internal/fastproxy), in one
+# run on loopback. The Go and fasthttp proxies are not budget guards: they
+# are the floor of each approach (issue 12 asked for their figures beside
+# headroom's own parser). Reports requests/s (and the ratio to direct) and
+# latency percentiles from wrk.
 #
-# Usage: bench/proxy.sh            (about ROUNDS x 6 x (DURATION + 2 s))
+# Usage: bench/proxy.sh            (about ROUNDS x 8 x (DURATION + 2 s))
 # Environment: DURATION=10s CONNS=50 THREADS=2 BODY=128 (response bytes)
 #              ROUNDS=2 (targets are measured in turn, ROUNDS times; the
 #              best round of each is reported, which filters out moments
 #              when something else on the machine took the CPU)
-#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+8 on 127.0.0.1)
+#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+10 on 127.0.0.1)
 #
 # Besides wrk's figures it reports the CPU time each server process used
 # per request (from /proc: user+system, nginx's workers included, and
 # redis-server's for the Lua bouncer), which stays meaningful when the
 # machine is shared and throughput is not.
 #
-# Needs go, wrk, nginx with libnginx-mod-http-lua, redis-server and curl
+# Needs go (and the Go module proxy, for fasthttp, the first time), wrk, nginx with libnginx-mod-http-lua, redis-server and curl
 # (scripts/deps.sh installs them). nginx and redis run from files written
 # to a temporary directory and are stopped at the end; nothing is
 # installed or left running.
@@ -50,6 +55,8 @@ HRF_PORT=$((PORT_BASE + 5))
 HRF_ADMIN=$((PORT_BASE + 6))
 LUA_PORT=$((PORT_BASE + 7))
 REDIS_PORT=$((PORT_BASE + 8))
+GOT_PORT=$((PORT_BASE + 9))
+FH_PORT=$((PORT_BASE + 10))
 
 BENCH=bench/proxy.sh
 # shellcheck source=bench/lib.sh
@@ -59,7 +66,7 @@ need wrk
 need nginx
 need redis-server
 need redis-cli
-require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT"
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT"
 
 scratch_dir proxy
 
@@ -67,6 +74,8 @@ echo "building headroom and the bench upstream..." >&2
 go build -o "$tmp/headroom" ./cmd/headroom
 go build -o "$tmp/upstream" ./bench/upstream
 go build -o "$tmp/goproxy" ./bench/goproxy
+# A nested module, so that headroom's go.mod does not depend on fasthttp.
+(cd bench/fasthttpproxy && go build -o "$tmp/fasthttpproxy" .)
 
 "$tmp/upstream" -listen "127.0.0.1:$UP_PORT" -size "$BODY" &
 pids+=($!)
@@ -129,25 +138,44 @@ pids+=($!)
 GO_PID=$!
 wait_port "$GO_PORT" goproxy
 
+"$tmp/goproxy" -tuned -listen "127.0.0.1:$GOT_PORT" -upstream "http://127.0.0.1:$UP_PORT" \
+  -access-log "$tmp/goproxy-tuned-access.log" &
+pids+=($!)
+GOT_PID=$!
+wait_port "$GOT_PORT" "goproxy -tuned"
+
+"$tmp/fasthttpproxy" -listen "127.0.0.1:$FH_PORT" -upstream "127.0.0.1:$UP_PORT" \
+  -max-conns 1024 -access-log "$tmp/fasthttp-access.log" &
+pids+=($!)
+FH_PID=$!
+wait_port "$FH_PORT" fasthttpproxy
+
 echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $BODY-byte responses, on $(nproc) cores, best of $ROUNDS rounds" >&2
 for _ in $(seq "$ROUNDS"); do
   wrk_round direct "http://127.0.0.1:$UP_PORT/" "$UP_PID"
   wrk_round nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID"
   wrk_round go-rp "http://127.0.0.1:$GO_PORT/" "$GO_PID"
+  wrk_round go-rp-tuned "http://127.0.0.1:$GOT_PORT/" "$GOT_PID"
+  wrk_round fasthttp "http://127.0.0.1:$FH_PORT/" "$FH_PID"
   wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID"
   wrk_round headroom-nethttp "http://127.0.0.1:$HR_PORT/" "$HR_PID"
   wrk_round headroom "http://127.0.0.1:$HRF_PORT/" "$HRF_PID"
 done
 
 printf '\n%-16s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"
-for t in direct nginx nginx+lua+redis go-rp headroom-nethttp headroom; do
+for t in direct nginx nginx+lua+redis go-rp go-rp-tuned fasthttp headroom-nethttp headroom; do
   printf '%-16s %12.0f %10.2f %10.3f %10.3f %14s %10s\n' "$t" "${RPS[$t]}" \
     "$(ratio "${RPS[$t]}" "${RPS[direct]}")" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${ERRS[$t]}"
 done
 echo
-for t in headroom-nethttp headroom; do
+for t in go-rp-tuned fasthttp headroom-nethttp headroom; do
   printf '%-16s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s; / go-rp: req/s %s\n' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")" "$(ratio "${CPU[$t]}" "${CPU[nginx]}")" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")" "$(ratio "${RPS[$t]}" "${RPS[go-rp]}")"
 done
+for t in go-rp-tuned fasthttp headroom-nethttp; do
+  printf '%-16s / headroom (fast path): req/s %s, p99 %sx, CPU per request %sx\n' "$t" \
+    "$(ratio "${RPS[$t]}" "${RPS[headroom]}")" "$(ratio "${P99[$t]}" "${P99[headroom]}")" "$(ratio "${CPU[$t]}" "${CPU[headroom]}")"
+done
 echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's; nginx+lua+redis's includes redis-server's)"
+echo "(go-rp, go-rp-tuned and fasthttp are not budget guards: no keys, no charging, no client watch; the floor of each approach)"
