@@ -32,6 +32,16 @@ rm -f /tmp/headroom-go.mod.$$ /tmp/headroom-go.sum.$$
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
+# bench/fasthttpproxy is a module of its own (so that headroom's go.mod
+# does not depend on fasthttp), outside ./... above; gofmt covers it already.
+echo "== bench/fasthttpproxy: go vet, go mod tidy, staticcheck"
+(
+  cd bench/fasthttpproxy
+  go vet ./...
+  go mod tidy -diff
+  go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+)
+
 echo "== go test -race"
 go test -race -count=1 -timeout 45m ./...
 
