@@ -40,6 +40,7 @@ var rooms = map[string]room{
 	"internal/accesslog":             {shared, 0},
 	"internal/buildinfo":             {shared, 0},
 	"internal/dims":                  {logs, 0},
+	"internal/heavy":                 {logs, 0},
 	"internal/httpwire":              {shared, 0},
 	"internal/testenv":               {shared, 0},
 	"internal/timearg":               {shared, 0},

@@ -55,7 +55,7 @@ func (d *accounting) merge(other detector) {
 	d.rtLines += o.rtLines
 	d.shortClient += o.shortClient
 	d.shortClientGap += o.shortClientGap
-	d.gapWho.merge(o.gapWho)
+	d.gapWho.Merge(o.gapWho, mergeAB)
 	d.missingUp += o.missingUp
 	d.missingUpTime += o.missingUpTime
 	d.status499 += o.status499

@@ -109,7 +109,7 @@ func sumDim(bs []*bucket, d Dimension, m metric, from, to int) map[string]float6
 		if t == nil {
 			continue
 		}
-		for _, e := range t.entries {
+		for e := range t.All() {
 			// Space-Saving over-estimates a newcomer by its inherited error;
 			// the lower bound keeps a churning tail from looking like a change.
 			out[e.Key] += float64(e.W - e.Err)
@@ -449,7 +449,7 @@ func stackFor(bs []*bucket, d Dimension, k int) Stack {
 		rest := float64(b.req)
 		if tk := b.byReq[d]; tk != nil {
 			for i, v := range st.Values {
-				if e, ok := tk.get(v); ok {
+				if e := tk.Find(v); e != nil {
 					st.Series[i][t] = float64(e.W - e.Err)
 					rest -= float64(e.W - e.Err)
 				}

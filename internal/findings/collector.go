@@ -6,6 +6,7 @@ import (
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/dims"
+	"github.com/headroom-dev/headroom/internal/heavy"
 )
 
 // Options configure a Collector. Zero values choose the defaults noted.
@@ -110,7 +111,7 @@ func NewCollector(opt Options) *Collector {
 		opt:      opt,
 		width:    widths[0],
 		buckets:  make(map[int64]*bucket),
-		vals:     values{intern: newInterner(1 << 15)},
+		vals:     values{intern: heavy.NewInterner(1 << 15)},
 		timeouts: newTimeouts(),
 		repeats:  newRepeats(opt),
 		rng:      rand.New(rand.NewPCG(opt.Seed, 0x9e3779b97f4a7c15)),

@@ -44,7 +44,7 @@ func (d *crawlers) merge(other detector) {
 	o := other.(*crawlers)
 	d.botReq += o.botReq
 	d.botBytes += o.botBytes
-	d.bots.merge(o.bots)
+	d.bots.Merge(o.bots, mergeAB)
 }
 
 // crawler reports automated agents by their share of requests and bytes.
@@ -65,14 +65,14 @@ func (d *crawlers) crawler(c *Collector) *Finding {
 	ev := []string{fmt.Sprintf("automated user agents (bot, crawler, spider, curl, python-requests, Go-http-client, …) sent %s requests (%s) and received %s (%s of bytes out)",
 		human(float64(d.botReq)), pct(reqShare), humanBytes(float64(d.botBytes)), pct(byteShare))}
 	lead := ""
-	entries := d.bots.sorted()
+	entries := d.bots.Sorted()
 	if c.bytes == 0 {
-		sort.SliceStable(entries, func(i, j int) bool { return entries[i].A > entries[j].A })
+		sort.SliceStable(entries, func(i, j int) bool { return entries[i].V.A > entries[j].V.A })
 	}
 	for i, e := range entries {
 		share := float64(e.W-e.Err) / math.Max(float64(c.bytes), 1)
 		if c.bytes == 0 {
-			share = float64(e.A) / float64(c.records)
+			share = float64(e.V.A) / float64(c.records)
 		}
 		if i == 5 || share < 0.01 {
 			break
@@ -81,7 +81,7 @@ func (d *crawlers) crawler(c *Collector) *Finding {
 			lead = e.Key
 		}
 		contributors = append(contributors, Contributor{Dimension: DimUserAgent.String(), Value: e.Key, Share: round3(share)})
-		ev = append(ev, fmt.Sprintf("%q: %s requests, %s (%s of bytes out)", e.Key, human(float64(e.A)), humanBytes(float64(e.W-e.Err)), pct(share)))
+		ev = append(ev, fmt.Sprintf("%q: %s requests, %s (%s of bytes out)", e.Key, human(float64(e.V.A)), humanBytes(float64(e.W-e.Err)), pct(share)))
 	}
 	title := fmt.Sprintf("Automated agents: %s of requests and %s of bytes out", pct(reqShare), pct(byteShare))
 	if lead != "" {

@@ -27,7 +27,7 @@ func newHotlinks() *hotlinks {
 func (d *hotlinks) observe(rec *record) {
 	r, v := rec.Record, rec.v
 	if r.Host != "" {
-		d.hosts.add(r.Host, 1, 0, 0)
+		add(d.hosts, r.Host, 1, 0, 0)
 	}
 	if rec.b != nil {
 		v.count(d.referers, DimReferer, 1, r.BytesSent, 0)
@@ -46,18 +46,18 @@ func (d *hotlinks) observe(rec *record) {
 	path, _ := v.value(DimPath)
 	v.count(d.staticRef, DimReferer, r.BytesSent, 1, 0)
 	v.buf = append(append(append(v.buf[:0], ref...), 0), path...)
-	d.staticRefPath.addBytes(v.buf, r.BytesSent, 1, 0)
+	addBytes(d.staticRefPath, v.buf, r.BytesSent, 1, 0)
 }
 
 func (d *hotlinks) merge(other detector) {
 	o := other.(*hotlinks)
 	d.staticReq += o.staticReq
 	d.staticBytes += o.staticBytes
-	d.staticRef.merge(o.staticRef)
-	d.staticRefPath.merge(o.staticRefPath)
-	d.hosts.merge(o.hosts)
-	d.referers.merge(o.referers)
-	d.pageRefs.merge(o.pageRefs)
+	d.staticRef.Merge(o.staticRef, mergeAB)
+	d.staticRefPath.Merge(o.staticRefPath, mergeAB)
+	d.hosts.Merge(o.hosts, mergeAB)
+	d.referers.Merge(o.referers, mergeAB)
+	d.pageRefs.Merge(o.pageRefs, mergeAB)
 }
 
 // ownDomains is the set of the site's own registrable domains: the ones
@@ -78,7 +78,7 @@ func (d *hotlinks) ownDomains(c *Collector, given []string) ([]string, string) {
 	if len(out) > 0 {
 		return out, "given with --site"
 	}
-	for _, e := range d.hosts.sorted() {
+	for _, e := range d.hosts.Sorted() {
 		if float64(e.W) >= 0.1*float64(c.records) && e.Key != "-" && e.Key != "_" && !cloudEndpoint(e.Key) {
 			addDomain(e.Key)
 		}
@@ -89,13 +89,13 @@ func (d *hotlinks) ownDomains(c *Collector, given []string) ([]string, string) {
 	// S3 and ALB logs name the bucket's or balancer's endpoint, not the
 	// site (issue 16: a shop's own pages were reported as hotlinking its
 	// bucket): the site is where most page views come from.
-	for _, e := range d.pageRefs.sorted() {
+	for _, e := range d.pageRefs.Sorted() {
 		if e.Key != dims.None {
 			addDomain(e.Key)
 			return out, "inferred as the referer domain of most page views; set --site to change"
 		}
 	}
-	for _, e := range d.referers.sorted() {
+	for _, e := range d.referers.Sorted() {
 		if e.Key != "(none)" {
 			addDomain(e.Key)
 			break
@@ -125,13 +125,13 @@ func (d *hotlinks) hotlink(c *Collector, siteHosts []string) *Finding {
 	}
 	var foreign []dom
 	var fBytes, fReq int64
-	for _, e := range d.staticRef.sorted() {
+	for _, e := range d.staticRef.Sorted() {
 		if e.Key == dims.None || isOwn[dims.SiteDomain(e.Key)] {
 			continue
 		}
-		foreign = append(foreign, dom{e.Key, e.W - e.Err, e.A})
+		foreign = append(foreign, dom{e.Key, e.W - e.Err, e.V.A})
 		fBytes += e.W - e.Err
-		fReq += e.A
+		fReq += e.V.A
 	}
 	byteShare := float64(fBytes) / float64(c.bytes)
 	staticShare := float64(fBytes) / math.Max(float64(d.staticBytes), 1)
@@ -144,7 +144,7 @@ func (d *hotlinks) hotlink(c *Collector, siteHosts []string) *Finding {
 			human(float64(fReq)), humanBytes(float64(fBytes)), pct(byteShare), pct(staticShare)),
 		fmt.Sprintf("the site's own domain: %s (%s)", strings.Join(own, ", "), how),
 	}
-	paths := d.staticRefPath.sorted()
+	paths := d.staticRefPath.Sorted()
 	for i, d := range foreign {
 		share := float64(d.bytes) / float64(c.bytes)
 		if i == 5 || share < 0.01 {

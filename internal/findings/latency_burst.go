@@ -72,7 +72,7 @@ func (c *Collector) latencyBursts() []Finding {
 				lat[j] += v
 			}
 			if bs[i].slowWho != nil {
-				for _, e := range bs[i].slowWho.entries {
+				for e := range bs[i].slowWho.All() {
 					if strings.HasPrefix(e.Key, string([]byte{byte('0' + DimPath), 0})) {
 						slowMs += float64(e.W - e.Err)
 					}

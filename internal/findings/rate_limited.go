@@ -68,7 +68,7 @@ func (c *Collector) requestsOf(bs []*bucket, d Dimension, v string) int64 {
 		if b == nil {
 			continue
 		}
-		if e, ok := b.byReq[d].get(v); ok {
+		if e := b.byReq[d].Find(v); e != nil {
 			n += e.W - e.Err
 		}
 	}

@@ -51,7 +51,7 @@ func (d *repeats) merge(other detector) {
 	d.repeatByte += o.repeatByte
 	d.maxShift = max(d.maxShift, o.maxShift)
 	for i := range d.repeatWho {
-		d.repeatWho[i].merge(o.repeatWho[i])
+		d.repeatWho[i].Merge(o.repeatWho[i], mergeAB)
 	}
 }
 
@@ -88,7 +88,7 @@ func (d *repeats) repeatedFetch(c *Collector) *Finding {
 	}
 	lead := ""
 	for i, t := range d.repeatWho {
-		for j, e := range t.sorted() {
+		for j, e := range t.Sorted() {
 			share := float64(e.W-e.Err) / math.Max(float64(d.repeatByte), 1)
 			if j == 3 || share < 0.1 {
 				break
@@ -97,7 +97,7 @@ func (d *repeats) repeatedFetch(c *Collector) *Finding {
 				lead = e.Key
 			}
 			contributors = append(contributors, Contributor{Dimension: dims[i].String(), Value: e.Key, Share: round3(share)})
-			ev = append(ev, fmt.Sprintf("%s %s: %s repeats, %s (%s of repeated bytes)", dims[i].label(), quoteValue(e.Key), human(float64(e.A)), humanBytes(float64(e.W-e.Err)), pct(share)))
+			ev = append(ev, fmt.Sprintf("%s %s: %s repeats, %s (%s of repeated bytes)", dims[i].label(), quoteValue(e.Key), human(float64(e.V.A)), humanBytes(float64(e.W-e.Err)), pct(share)))
 		}
 	}
 	title := fmt.Sprintf("Repeated fetches: %s of bytes out are clients fetching the same object again within %s", pct(byteShare), fmtSpan(c.opt.RefetchWindow))

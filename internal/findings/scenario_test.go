@@ -299,8 +299,8 @@ func TestCollectorMemoryIsBounded(t *testing.T) {
 		t.Errorf("series spans %d buckets, bound %d", span, opt.MaxBuckets)
 	}
 	check := func(name string, tk *topK) {
-		if tk != nil && (len(tk.entries) > tk.k || tk.indexed() != len(tk.entries)) {
-			t.Errorf("%s: %d entries, %d indexed, capacity %d", name, len(tk.entries), tk.indexed(), tk.k)
+		if tk != nil && (tk.Len() > tk.Cap() || tk.Indexed() != tk.Len()) {
+			t.Errorf("%s: %d entries, %d indexed, capacity %d", name, tk.Len(), tk.Indexed(), tk.Cap())
 		}
 	}
 	for _, b := range c.buckets {

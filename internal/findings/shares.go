@@ -48,7 +48,7 @@ func compositeShares(bs []*bucket, from, to int, pick func(*bucket) *topK, dims 
 		if bs[i] == nil || pick(bs[i]) == nil {
 			continue
 		}
-		for _, e := range pick(bs[i]).entries {
+		for e := range pick(bs[i]).All() {
 			sums[e.Key] += float64(e.W - e.Err)
 		}
 	}
@@ -58,7 +58,7 @@ func compositeShares(bs []*bucket, from, to int, pick func(*bucket) *topK, dims 
 // topShares is compositeShares for one summary of the whole log.
 func topShares(t *topK, dims []Dimension, totalW float64, minShare float64) ([]Contributor, []string) {
 	sums := map[string]float64{}
-	for _, e := range t.entries {
+	for e := range t.All() {
 		sums[e.Key] += float64(e.W - e.Err)
 	}
 	return sharesOf(sums, dims, totalW, minShare)

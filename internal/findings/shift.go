@@ -309,7 +309,7 @@ func refineChange(bs []*bucket, lead change, m metric, around, radius int) (int,
 		if b != nil {
 			tk := m.summary(b, lead.dim)
 			tot = m.of(b)
-			if e, ok := tk.get(lead.value); ok {
+			if e := tk.Find(lead.value); e != nil {
 				v = float64(e.W - e.Err)
 			}
 		}

@@ -181,7 +181,7 @@ func mergeTopK(a, b *topK, k int) *topK {
 	if a == nil {
 		a = newTopK(k)
 	}
-	a.merge(b)
+	a.Merge(b, mergeAB)
 	return a
 }
 
@@ -205,8 +205,7 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 			continue
 		}
 		if b.byReq[d] == nil {
-			b.byReq[d], b.byBytes[d] = newTopK(k), newTopK(k)
-			b.byReq[d].in, b.byBytes[d].in = v.intern, v.intern
+			b.byReq[d], b.byBytes[d] = newTopKIn(k, v.intern), newTopKIn(k, v.intern)
 		}
 		v.count(b.byReq[d], d, 1, r.BytesSent, 0)
 		if r.BytesSent > 0 {
@@ -217,31 +216,27 @@ func (c *Collector) observeBucket(b *bucket, r *accesslog.Record) {
 		b.work += w
 		for _, d := range workDims {
 			if b.byWork[d] == nil {
-				b.byWork[d] = newTopK(k)
-				b.byWork[d].in = v.intern
+				b.byWork[d] = newTopKIn(k, v.intern)
 			}
 			v.count(b.byWork[d], d, w, 1, 0)
 		}
 	}
 	if isServerError(r.Status) {
 		if b.errWho == nil {
-			b.errWho = newTopK(2 * k)
-			b.errWho.in = v.intern
+			b.errWho = newTopKIn(2*k, v.intern)
 		}
 		v.addComposite(b.errWho, 1, DimPath, DimStatus, DimUserAgent, DimClient, DimKey)
 	}
 	if r.Status == 429 {
 		b.limited++
 		if b.limWho == nil {
-			b.limWho = newTopK(2 * k)
-			b.limWho.in = v.intern
+			b.limWho = newTopKIn(2*k, v.intern)
 		}
 		v.addComposite(b.limWho, 1, DimKey, DimClient, DimUserAgent, DimPath)
 	}
 	if r.RequestTime >= slowFloor {
 		if b.slowWho == nil {
-			b.slowWho = newTopK(2 * k)
-			b.slowWho.in = v.intern
+			b.slowWho = newTopKIn(2*k, v.intern)
 		}
 		v.addComposite(b.slowWho, r.RequestTime.Milliseconds(), DimPath, DimUserAgent, DimClient, DimKey)
 	}

@@ -90,7 +90,7 @@ func (d *timeouts) observe(rec *record) {
 		v.buf = append(v.buf, 0)
 		if val, ok := v.value(dim); ok {
 			v.buf = append(v.buf, val...)
-			d.abortWho.addBytes(v.buf, 1, rt.Microseconds(), up)
+			addBytes(d.abortWho, v.buf, 1, rt.Microseconds(), up)
 		}
 	}
 }
@@ -104,7 +104,7 @@ func (d *timeouts) merge(other detector) {
 	}
 	d.upTotal += o.upTotal
 	d.rtLines += o.rtLines
-	d.abortWho.merge(o.abortWho)
+	d.abortWho.Merge(o.abortWho, mergeAB)
 	for i := range d.abortFirst {
 		if f := o.abortFirst[i]; f != 0 && (d.abortFirst[i] == 0 || f < d.abortFirst[i]) {
 			d.abortFirst[i] = f
@@ -202,7 +202,7 @@ func (d *timeouts) clientTimeout(c *Collector) (*Finding, float64) {
 		}
 		last = max(last, d.abortLast[b])
 	}
-	for _, e := range d.abortWho.entries {
+	for e := range d.abortWho.All() {
 		d, rest, ok := strings.Cut(e.Key, "\x00")
 		if !ok || len(d) != 1 {
 			continue
@@ -225,8 +225,8 @@ func (d *timeouts) clientTimeout(c *Collector) (*Finding, float64) {
 			byDim[dim][value] = a
 		}
 		a.lines += e.W - e.Err
-		a.loggedUs += e.A
-		a.upUs += e.B
+		a.loggedUs += e.V.A
+		a.upUs += e.V.B
 	}
 	var inWin int64 // lines in the 50 ms-aligned window, the shares' denominator
 	for b := int(time.Duration(wlo) * whoStep / histStep); b < int(time.Duration(whi+1)*whoStep/histStep) && b < histBins; b++ {

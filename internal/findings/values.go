@@ -3,6 +3,7 @@ package findings
 import (
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/dims"
+	"github.com/headroom-dev/headroom/internal/heavy"
 )
 
 // values is the current record's value in each dimension, computed once per
@@ -12,10 +13,10 @@ type values struct {
 	vals    []byte
 	valEnd  [numDims]int
 	valOK   [numDims]bool
-	valHash [numDims]uint64 // keyHash of each value
+	valHash [numDims]uint64 // heavy.Hash of each value
 	valStr  [numDims]string // the interned value, once valInt says so
 	valInt  [numDims]bool
-	intern  *interner
+	intern  *heavy.Interner
 	buf     []byte // composite keys ("dim\x00value") are built here
 }
 
@@ -37,7 +38,7 @@ func (v *values) compute(r *accesslog.Record, shared *dims.Shared) {
 		if d > 0 {
 			start = v.valEnd[d-1]
 		}
-		v.valHash[d] = keyHash(v.vals[start:])
+		v.valHash[d] = heavy.Hash(v.vals[start:])
 		v.valInt[d] = false
 	}
 }
@@ -58,7 +59,7 @@ func (v *values) value(d Dimension) ([]byte, bool) {
 func (v *values) interned(d Dimension) string {
 	if !v.valInt[d] {
 		b, _ := v.value(d)
-		v.valStr[d] = v.intern.get(b, v.valHash[d])
+		v.valStr[d] = v.intern.Get(b, v.valHash[d])
 		v.valInt[d] = true
 	}
 	return v.valStr[d]
@@ -67,9 +68,14 @@ func (v *values) interned(d Dimension) string {
 // count adds the current record's value in dimension d to t.
 func (v *values) count(t *topK, d Dimension, w, a, b int64) {
 	val, _ := v.value(d)
-	if h := v.valHash[d]; !t.hit(val, h, w, a, b) {
-		t.insert(v.interned(d), h, w, a, b)
+	h := v.valHash[d]
+	e := t.Lookup(val, h)
+	if e == nil {
+		e = t.Insert(v.interned(d), h)
 	}
+	e.W += w
+	e.V.A += a
+	e.V.B += b
 }
 
 // addComposite counts the record under "dimension\x00value" for each of
@@ -79,7 +85,7 @@ func (v *values) addComposite(t *topK, w int64, dims ...Dimension) {
 	for _, d := range dims {
 		if val, ok := v.value(d); ok {
 			v.buf = append(append(v.buf[:0], byte('0'+d), 0), val...)
-			t.addBytes(v.buf, w, 0, 0)
+			addBytes(t, v.buf, w, 0, 0)
 		}
 	}
 }
