@@ -131,53 +131,53 @@ func (a *aggregate) observe(r *accesslog.Record) {
 	if r.Status >= 0 && r.Status < len(a.status) {
 		a.status[r.Status].add(&c)
 	}
-	cl, isNew := a.tops[dimClient].get(r.Client)
+	cl, isNew := a.tops[dimClient].Get(r.Client)
 	if isNew {
 		// Work done once per distinct client, not per line: its network
 		// is cached with it, and the distinct count only needs to see it
 		// once (inserting again after a prune is harmless).
 		a.scratch = dims.AppendClientNetwork(a.scratch[:0], r.Client)
-		cl.aux = string(a.scratch)
+		cl.V.aux = string(a.scratch)
 		a.clients.Insert([]byte(r.Client))
 	}
-	cl.add(&c)
-	a.tops[dimPrefix].observeAux(cl, &c)
+	cl.V.add(&c)
+	observeAux(a.tops[dimPrefix], cl, &c)
 	if r.Key != "" {
-		a.tops[dimKey].observe(r.Key, &c)
+		observe(a.tops[dimKey], r.Key, &c)
 	}
-	ua, isNew := a.tops[dimUA].get(r.UserAgent)
+	ua, isNew := a.tops[dimUA].Get(r.UserAgent)
 	if isNew {
 		// The family is worked out once per distinct agent and cached
 		// with it: classifying every line costs more than the lookup.
-		ua.aux = strings.Clone(dims.AgentFamily(r.UserAgent))
-		ua.os = dims.OSFamily(r.UserAgent) // a constant: no copy needed
+		ua.V.aux = strings.Clone(dims.AgentFamily(r.UserAgent))
+		ua.V.os = dims.OSFamily(r.UserAgent) // a constant: no copy needed
 	}
-	ua.add(&c)
-	a.tops[dimUAFamily].observeAux(ua, &c)
-	a.tops[dimOS].observeLinked(ua.os, &ua.osLink, &c)
+	ua.V.add(&c)
+	observeAux(a.tops[dimUAFamily], ua, &c)
+	observeLinked(a.tops[dimOS], ua.V.os, &ua.V.osLink, &c)
 	if r.Status == 404 {
 		// The path without its query: what was not found.
 		p := r.Path
 		if i := strings.IndexByte(p, '?'); i >= 0 {
 			p = p[:i]
 		}
-		a.tops[dimNotFound].observe(dims.Truncate(p), &c)
+		observe(a.tops[dimNotFound], dims.Truncate(p), &c)
 	}
 	// The record's referer domain and endpoint, kept for the findings
 	// collector of the same worker (dims.Shared): computed once per record.
 	a.shared.Referer = dims.AppendRefererDomain(a.shared.Referer[:0], r.Referer)
-	a.tops[dimReferer].observe(unsafeString(a.shared.Referer), &c)
+	observe(a.tops[dimReferer], unsafeString(a.shared.Referer), &c)
 	a.shared.Template = dims.AppendPathTemplate(a.shared.Template[:0], r.Path)
-	tpl := a.tops[dimTemplate].observe(unsafeString(a.shared.Template), &c)
-	if tpl.lat == nil {
-		tpl.lat = &latency{req: newSketch()}
+	tpl := observe(a.tops[dimTemplate], unsafeString(a.shared.Template), &c)
+	if tpl.V.lat == nil {
+		tpl.V.lat = &latency{req: newSketch()}
 	}
-	tpl.lat.observe(r)
+	tpl.V.lat.observe(r)
 	if r.Method != "" {
-		a.tops[dimMethod].observe(r.Method, &c)
+		observe(a.tops[dimMethod], r.Method, &c)
 	}
 	if r.Pool != "" {
-		a.tops[dimPool].observe(r.Pool, &c)
+		observe(a.tops[dimPool], r.Pool, &c)
 	}
 	if r.RequestTime > 0 {
 		a.anyReqT = true
@@ -200,7 +200,7 @@ func (a *aggregate) observe(r *accesslog.Record) {
 			}
 		}
 		a.scratch = b
-		a.groups.observe(unsafeString(b), &c)
+		observe(a.groups, unsafeString(b), &c)
 	}
 }
 
@@ -216,7 +216,7 @@ func (a *aggregate) merge(o *aggregate) {
 	}
 	a.series.merge(o.series)
 	for i := range a.tops {
-		a.tops[i].merge(o.tops[i])
+		a.tops[i].Merge(o.tops[i], mergeTop)
 	}
 	for i := range a.status {
 		a.status[i].add(&o.status[i])
@@ -234,7 +234,7 @@ func (a *aggregate) merge(o *aggregate) {
 	a.anyReqT = a.anyReqT || o.anyReqT
 	_ = a.clients.Merge(o.clients)
 	if a.groups != nil && o.groups != nil {
-		a.groups.merge(o.groups)
+		a.groups.Merge(o.groups, mergeTop)
 	}
 }
 

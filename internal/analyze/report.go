@@ -129,7 +129,10 @@ type RowJSON struct {
 
 // TopJSON ranks one dimension three ways. Approximate is true when the
 // table had to drop rare values; counts are then lower bounds, at most
-// ErrorBound requests below the truth.
+// ErrorBound requests below the truth. ErrorBound adds up, over every prune
+// of the table (in every worker's shard and in their merge), the largest
+// request count that prune dropped: a value dropped in several prunes loses
+// at most that sum (see heavy.Prune).
 type TopJSON struct {
 	ByRequests   []RowJSON `json:"by_requests"`
 	ByBytes      []RowJSON `json:"by_bytes"`
@@ -279,17 +282,17 @@ func (r *Result) Report() (*Report, error) {
 	n := r.opts.TopN
 	for d := 0; d < numDims; d++ {
 		t := a.tops[d]
-		if len(t.m) == 0 {
+		if t.Len() == 0 {
 			continue
 		}
 		tj := TopJSON{
-			ByRequests:   rows(t.top(n, byRequests), a.total.Requests, byRequests, d),
-			ByBytes:      rows(t.top(n, byBytes), a.total.Bytes, byBytes, d),
-			ByWorkerTime: rows(t.top(n, byWorker), a.total.WorkerNs, byWorker, d),
-			Approximate:  t.pruned,
+			ByRequests:   rows(t.Top(n, byRequests), a.total.Requests, byRequests, d),
+			ByBytes:      rows(t.Top(n, byBytes), a.total.Bytes, byBytes, d),
+			ByWorkerTime: rows(t.Top(n, byWorker), a.total.WorkerNs, byWorker, d),
+			Approximate:  t.Pruned(),
 		}
-		if t.pruned {
-			tj.ErrorBound = t.lost.Requests
+		if t.Pruned() {
+			tj.ErrorBound = t.Bound(0)
 		}
 		rep.Top[dimNames[d]] = tj
 	}
@@ -299,11 +302,11 @@ func (r *Result) Report() (*Report, error) {
 		for _, f := range a.by {
 			g.By = append(g.By, f.name)
 		}
-		for _, e := range a.groups.top(max(n, 20), byRequests) {
+		for _, e := range a.groups.Top(max(n, 20), byRequests) {
 			g.Rows = append(g.Rows, GroupRowJSON{
-				Values: strings.Split(e.key, groupSep), Requests: e.Requests,
-				Share: share(e.Requests, a.total.Requests), Bytes: e.Bytes,
-				WorkerSeconds: nsToSec(e.WorkerNs), Errors: e.Errors,
+				Values: strings.Split(e.Key, groupSep), Requests: e.V.Requests,
+				Share: share(e.V.Requests, a.total.Requests), Bytes: e.V.Bytes,
+				WorkerSeconds: nsToSec(e.V.WorkerNs), Errors: e.V.Errors,
 			})
 		}
 		rep.Groups = g
@@ -320,15 +323,15 @@ func endpointLatencies(a *aggregate, n int) []EndpointLatencyJSON {
 	if a.total.WorkerNs > 0 {
 		measure = byWorker
 	}
-	for _, e := range a.tops[dimTemplate].top(n, measure) {
-		row := EndpointLatencyJSON{Endpoint: displayValue(dimTemplate, e.key), Requests: e.Requests, WorkerSeconds: nsToSec(e.WorkerNs)}
-		if e.lat != nil {
+	for _, e := range a.tops[dimTemplate].Top(n, measure) {
+		row := EndpointLatencyJSON{Endpoint: displayValue(dimTemplate, e.Key), Requests: e.V.Requests, WorkerSeconds: nsToSec(e.V.WorkerNs)}
+		if e.V.lat != nil {
 			if a.anyReqT {
-				q := quantiles(e.lat.req)
+				q := quantiles(e.V.lat.req)
 				row.RequestTime = &q
 			}
-			if e.lat.up != nil && e.lat.up.GetCount() > 0 {
-				q := quantiles(e.lat.up)
+			if e.V.lat.up != nil && e.V.lat.up.GetCount() > 0 {
+				q := quantiles(e.V.lat.up)
 				row.UpstreamTime = &q
 			}
 		}
@@ -337,9 +340,9 @@ func endpointLatencies(a *aggregate, n int) []EndpointLatencyJSON {
 	return out
 }
 
-func byRequests(e *topEntry) int64 { return e.Requests }
-func byBytes(e *topEntry) int64    { return e.Bytes }
-func byWorker(e *topEntry) int64   { return e.WorkerNs }
+func byRequests(e *topEntry) int64 { return e.V.Requests }
+func byBytes(e *topEntry) int64    { return e.V.Bytes }
+func byWorker(e *topEntry) int64   { return e.V.WorkerNs }
 
 func nsToSec(ns int64) float64 {
 	return float64(ns/1e6) / 1e3 // millisecond resolution keeps JSON short
@@ -348,10 +351,10 @@ func nsToSec(ns int64) float64 {
 func rows(es []*topEntry, whole int64, measure func(*topEntry) int64, dim int) []RowJSON {
 	out := make([]RowJSON, 0, len(es))
 	for _, e := range es {
-		row := RowJSON{Value: displayValue(dim, e.key), Requests: e.Requests, Share: share(measure(e), whole),
-			Bytes: e.Bytes, WorkerSeconds: nsToSec(e.WorkerNs), Errors: e.Errors}
+		row := RowJSON{Value: displayValue(dim, e.Key), Requests: e.V.Requests, Share: share(measure(e), whole),
+			Bytes: e.V.Bytes, WorkerSeconds: nsToSec(e.V.WorkerNs), Errors: e.V.Errors}
 		if dim == dimUA {
-			row.Family = e.aux
+			row.Family = e.V.aux
 		}
 		out = append(out, row)
 	}

@@ -69,29 +69,37 @@ func (e *Entry[V]) Holds(key string) bool { return e.live && e.Key == key }
 // caller may pass a hash it computed once for several summaries, and
 // replacing or dropping an entry costs no map deletion.
 type Summary[V any] struct {
-	policy    Policy
-	capacity  int
-	chunkBits uint
-	chunks    [][]Entry[V]
-	n         int     // entry indices in use: [0, n)
-	live      int     // of which hold a key
-	free      []int32 // Prune: indices of dropped entries, reused last first
-	slots     []int32 // linear probing; entry index + 1, 0 when free
-	in        *Interner
-	measures  []func(*Entry[V]) int64
-	bound     []int64
-	pruned    bool
-	gen       uint32
-	idx       []int32 // prune's scratch
-	vals      []int64 // prune's scratch
-	tied      []int32 // prune's scratch
+	policy         Policy
+	chunkBits      uint
+	capacity       int
+	chunks         [][]Entry[V]
+	n              int     // entry indices in use: [0, n)
+	live           int     // of which hold a key
+	slots          []int32 // linear probing; entry index + 1, 0 when free
+	in             *Interner
+	*pruneState[V]               // Prune only: a Space-Saving summary stays small
+	one            [1][]Entry[V] // chunks of a Space-Saving summary
+}
+
+// pruneState is what only the Prune policy needs.
+type pruneState[V any] struct {
+	free     []int32 // indices of dropped entries, reused last first
+	measures []func(*Entry[V]) int64
+	bound    []int64
+	pruned   bool
+	gen      uint32
+	idx      []int32 // prune's scratch
+	vals     []int64 // prune's scratch
+	tied     []int32 // prune's scratch
 }
 
 // NewSpaceSaving returns a Space-Saving summary of k entries. New keys
 // passed as bytes are taken through in when it is not nil, or copied.
 func NewSpaceSaving[V any](k int, in *Interner) *Summary[V] {
 	k = max(k, 1)
-	return &Summary[V]{policy: SpaceSaving, capacity: k, chunkBits: uint(bitsFor(k)), slots: make([]int32, slotsFor(k)), in: in}
+	s := &Summary[V]{policy: SpaceSaving, capacity: k, chunkBits: uint(bitsFor(k)), slots: make([]int32, slotsFor(k)), in: in}
+	s.chunks = s.one[:0]
+	return s
 }
 
 // pruneChunk is the chunk size of a Prune summary (1<<pruneChunkBits
@@ -102,7 +110,8 @@ const pruneChunkBits = 6
 func NewPrune[V any](capacity int, measures ...func(*Entry[V]) int64) *Summary[V] {
 	capacity = max(capacity, 1)
 	return &Summary[V]{policy: Prune, capacity: capacity, chunkBits: uint(min(bitsFor(capacity), pruneChunkBits)),
-		slots: make([]int32, slotsFor(min(capacity, 32))), measures: measures, bound: make([]int64, len(measures))}
+		slots:      make([]int32, slotsFor(min(capacity, 32))),
+		pruneState: &pruneState[V]{measures: measures, bound: make([]int64, len(measures))}}
 }
 
 // slotsFor sizes the index of n entries: a power of two at least 2n.
@@ -126,7 +135,7 @@ func (s *Summary[V]) Cap() int { return s.capacity }
 
 // Pruned reports whether a Prune summary (or one merged into it) ever
 // dropped a key, so that its counts are lower bounds.
-func (s *Summary[V]) Pruned() bool { return s.pruned }
+func (s *Summary[V]) Pruned() bool { return s.pruneState != nil && s.pruned }
 
 // Bound is Prune's error bound of measure i (see Prune).
 func (s *Summary[V]) Bound(i int) int64 { return s.bound[i] }
@@ -198,7 +207,8 @@ func (s *Summary[V]) Insert(key string, h uint64) *Entry[V] {
 		s.prune()
 	}
 	var i int
-	if n := len(s.free); n > 0 {
+	if s.pruneState != nil && len(s.free) > 0 {
+		n := len(s.free)
 		i = int(s.free[n-1])
 		s.free = s.free[:n-1]
 	} else {
@@ -428,7 +438,7 @@ func (s *Summary[V]) mergeSpaceSaving(o *Summary[V], add func(dst, src *V, isNew
 	all = append(all, extra...)
 	slices.SortFunc(all, func(a, b Entry[V]) int { return Order(a.W, b.W, a.Key, b.Key) })
 	all = all[:s.capacity]
-	s.chunks, s.n, s.live = nil, 0, 0
+	s.chunks, s.n, s.live = s.one[:0], 0, 0
 	clear(s.slots)
 	for i := range all {
 		x := s.Insert(all[i].Key, all[i].h)
