@@ -54,14 +54,15 @@ type Entry[V any] struct {
 	Key    string
 	W, Err int64
 	V      V
-	h      uint64 // Hash(Key)
-	mark   uint32 // == Summary.gen: kept by the current prune
-	live   bool
+	tag    uint32 // the low 32 bits of Hash(Key): its home in the index
+	// mark is 0 when the entry holds no key, 1 for a key that entered
+	// since the last prune, else the gen of the last prune that kept it.
+	mark uint32
 }
 
 // Holds reports whether the entry still holds key. An entry dropped by a
 // prune holds no key until it is reused, so a stale link never matches.
-func (e *Entry[V]) Holds(key string) bool { return e.live && e.Key == key }
+func (e *Entry[V]) Holds(key string) bool { return e.mark != 0 && e.Key == key }
 
 // Summary is a bounded heavy-hitter summary of string keys with one
 // overflow Policy. Its entries live in chunks that never move (stable
@@ -73,9 +74,10 @@ type Summary[V any] struct {
 	chunkBits      uint
 	capacity       int
 	chunks         [][]Entry[V]
-	n              int     // entry indices in use: [0, n)
-	live           int     // of which hold a key
-	slots          []int32 // linear probing; entry index + 1, 0 when free
+	first          []Entry[V] // chunks[0]: a Space-Saving summary's only one
+	n              int        // entry indices in use: [0, n)
+	live           int        // of which hold a key
+	slots          []int32    // linear probing; entry index + 1, 0 when free
 	in             *Interner
 	*pruneState[V]               // Prune only: a Space-Saving summary stays small
 	one            [1][]Entry[V] // chunks of a Space-Saving summary
@@ -119,6 +121,9 @@ func slotsFor(n int) int { return 1 << bitsFor(max(2*n, 8)) }
 
 // at is entry i.
 func (s *Summary[V]) at(i int) *Entry[V] {
+	if uint(i) < uint(len(s.first)) {
+		return &s.first[i]
+	}
 	return &s.chunks[i>>s.chunkBits][i&(1<<s.chunkBits-1)]
 }
 
@@ -148,7 +153,7 @@ func find[K ~string | ~[]byte, V any](s *Summary[V], key K, h uint64) int {
 		if j == 0 {
 			return -1
 		}
-		if e := s.at(int(j - 1)); e.h == h && e.Key == string(key) {
+		if e := s.at(int(j - 1)); e.tag == uint32(h) && e.Key == string(key) {
 			return int(j - 1)
 		}
 	}
@@ -219,6 +224,7 @@ func (s *Summary[V]) Insert(key string, h uint64) *Entry[V] {
 				size = s.capacity // its one chunk
 			}
 			s.chunks = append(s.chunks, make([]Entry[V], size))
+			s.first = s.chunks[0]
 		}
 		s.n++
 	}
@@ -228,7 +234,7 @@ func (s *Summary[V]) Insert(key string, h uint64) *Entry[V] {
 		s.reindex()
 	}
 	e := s.at(i)
-	*e = Entry[V]{Key: key, h: h, live: true}
+	*e = Entry[V]{Key: key, tag: uint32(h), mark: 1}
 	s.link(i)
 	return e
 }
@@ -236,7 +242,7 @@ func (s *Summary[V]) Insert(key string, h uint64) *Entry[V] {
 // replaceLightest is Space-Saving's overflow: the first entry of least W
 // gives its place and its W (as error) to key.
 func (s *Summary[V]) replaceLightest(key string, h uint64) *Entry[V] {
-	es := s.chunks[0][:s.n] // a Space-Saving summary has one chunk
+	es := s.first[:s.n] // a Space-Saving summary has one chunk
 	mi, mw := 0, es[0].W
 	for i := 1; i < len(es); i++ {
 		if w := es[i].W; w < mw {
@@ -245,7 +251,7 @@ func (s *Summary[V]) replaceLightest(key string, h uint64) *Entry[V] {
 	}
 	s.unlink(mi)
 	e := &es[mi]
-	*e = Entry[V]{Key: key, W: mw, Err: mw, h: h, live: true}
+	*e = Entry[V]{Key: key, W: mw, Err: mw, tag: uint32(h), mark: 1}
 	s.link(mi)
 	return e
 }
@@ -253,7 +259,7 @@ func (s *Summary[V]) replaceLightest(key string, h uint64) *Entry[V] {
 // link indexes entry i (whose key is not indexed yet).
 func (s *Summary[V]) link(i int) {
 	mask := uint64(len(s.slots) - 1)
-	j := s.at(i).h & mask
+	j := uint64(s.at(i).tag) & mask
 	for s.slots[j] != 0 {
 		j = (j + 1) & mask
 	}
@@ -264,7 +270,7 @@ func (s *Summary[V]) link(i int) {
 // tombstones accumulate).
 func (s *Summary[V]) unlink(i int) {
 	mask := uint64(len(s.slots) - 1)
-	j := s.at(i).h & mask
+	j := uint64(s.at(i).tag) & mask
 	for s.slots[j] != int32(i+1) {
 		j = (j + 1) & mask
 	}
@@ -277,7 +283,7 @@ func (s *Summary[V]) unlink(i int) {
 			if x == 0 {
 				return
 			}
-			home := s.at(int(x-1)).h & mask
+			home := uint64(s.at(int(x-1)).tag) & mask
 			// Move x back into the hole at j unless its home lies
 			// cyclically in (j, k].
 			if j <= k {
@@ -298,7 +304,7 @@ func (s *Summary[V]) unlink(i int) {
 func (s *Summary[V]) reindex() {
 	clear(s.slots)
 	for i := range s.n {
-		if s.at(i).live {
+		if s.at(i).mark != 0 {
 			s.link(i)
 		}
 	}
@@ -318,7 +324,7 @@ func (s *Summary[V]) Indexed() int {
 	}
 	n := 0
 	for i := range s.n {
-		if e := s.at(i); e.live && e.h == HashString(e.Key) && find(s, e.Key, e.h) == i {
+		if e := s.at(i); e.mark != 0 && e.tag == uint32(HashString(e.Key)) && find(s, e.Key, uint64(e.tag)) == i {
 			n++
 		}
 	}
@@ -332,7 +338,7 @@ func (s *Summary[V]) All() iter.Seq[*Entry[V]] {
 			return
 		}
 		for i := range s.n {
-			if e := s.at(i); e.live && !yield(e) {
+			if e := s.at(i); e.mark != 0 && !yield(e) {
 				return
 			}
 		}
@@ -389,7 +395,7 @@ func (s *Summary[V]) Merge(o *Summary[V], add func(dst, src *V, isNew bool)) {
 		return
 	}
 	for e := range o.All() {
-		x, isNew := s.getHashed(e.Key, e.h)
+		x, isNew := s.getHashed(e.Key, uint64(e.tag))
 		x.W += e.W
 		x.Err += e.Err
 		add(&x.V, &e.V, isNew)
@@ -413,20 +419,20 @@ func (s *Summary[V]) getHashed(key string, h uint64) (*Entry[V], bool) {
 func (s *Summary[V]) mergeSpaceSaving(o *Summary[V], add func(dst, src *V, isNew bool)) {
 	var extra []Entry[V]
 	for e := range o.All() {
-		if i := find(s, e.Key, e.h); i >= 0 {
+		if i := find(s, e.Key, uint64(e.tag)); i >= 0 {
 			x := s.at(i)
 			x.W += e.W
 			x.Err += e.Err
 			add(&x.V, &e.V, false)
 			continue
 		}
-		x := Entry[V]{Key: e.Key, W: e.W, Err: e.Err, h: e.h, live: true}
+		x := Entry[V]{Key: e.Key, W: e.W, Err: e.Err, tag: e.tag, mark: 1}
 		add(&x.V, &e.V, true)
 		extra = append(extra, x)
 	}
 	if s.live+len(extra) <= s.capacity {
 		for i := range extra {
-			x := s.Insert(extra[i].Key, extra[i].h)
+			x := s.Insert(extra[i].Key, uint64(extra[i].tag))
 			*x = extra[i]
 		}
 		return
@@ -438,10 +444,10 @@ func (s *Summary[V]) mergeSpaceSaving(o *Summary[V], add func(dst, src *V, isNew
 	all = append(all, extra...)
 	slices.SortFunc(all, func(a, b Entry[V]) int { return Order(a.W, b.W, a.Key, b.Key) })
 	all = all[:s.capacity]
-	s.chunks, s.n, s.live = s.one[:0], 0, 0
+	s.chunks, s.first, s.n, s.live = s.one[:0], nil, 0, 0
 	clear(s.slots)
 	for i := range all {
-		x := s.Insert(all[i].Key, all[i].h)
+		x := s.Insert(all[i].Key, uint64(all[i].tag))
 		*x = all[i]
 	}
 }
@@ -452,9 +458,12 @@ func (s *Summary[V]) mergeSpaceSaving(o *Summary[V], add func(dst, src *V, isNew
 func (s *Summary[V]) prune() {
 	k := max(s.capacity/4, 1)
 	s.gen++
+	if s.gen < 2 { // wrapped: 0 and 1 mean no key and a new key
+		s.gen = 2
+	}
 	idx := s.idx[:0]
 	for i := range s.n {
-		if s.at(i).live {
+		if s.at(i).mark != 0 {
 			idx = append(idx, int32(i))
 		}
 	}
