@@ -48,6 +48,7 @@ var rooms = map[string]room{
 	"internal/store/redisaddr":       {guard, 0},
 	"internal/budget":                {guard, 0},
 	"internal/connlimit":             {guard, 0},
+	"internal/requestid":             {guard, 0},
 	"internal/adminui":               {guard, 0},
 	"internal/guard/config":          {guard, 1},
 	"internal/store":                 {guard, 1},
