@@ -175,3 +175,38 @@ func FuzzAccessLogRoundTrip(f *testing.F) {
 		roundTrip(t, &e)
 	})
 }
+
+// TestRequestIDRoundTrip: an entry's request id is the JSON line's last
+// key, read back as the extra field "request_id" (`--where
+// request_id=…`); the headroom line, which has no place for it, is the
+// same with or without one.
+func TestRequestIDRoundTrip(t *testing.T) {
+	e := sampleEntries()[0]
+	plain := AppendHeadroom(nil, &e)
+	e.RequestID = `7dd614978fe75976000000000000002a`
+	if got := AppendHeadroom(nil, &e); string(got) != string(plain) {
+		t.Errorf("headroom line changed by the request id:\n%s%s", got, plain)
+	}
+	roundTrip(t, &e)
+	line := AppendJSON(nil, &e)
+	if !strings.HasSuffix(string(line), `,"request_id":"7dd614978fe75976000000000000002a"}`+"\n") {
+		t.Errorf("JSON line does not end with the request id: %s", line)
+	}
+	var r Record
+	if err := mustFormat(t, "json").NewParser().Parse(line[:len(line)-1], &r); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := r.Get("request_id"); !ok || v != e.RequestID {
+		t.Errorf("read back request_id %q (%v), want %q", v, ok, e.RequestID)
+	}
+	// A trusted proxy's id is the client's bytes (visible ASCII): escaped
+	// as any JSON string.
+	e.RequestID = `a"b\c`
+	line = AppendJSON(nil, &e)
+	if err := mustFormat(t, "json").NewParser().Parse(line[:len(line)-1], &r); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.Get("request_id"); v != e.RequestID {
+		t.Errorf("read back request_id %q, want %q", v, e.RequestID)
+	}
+}

@@ -189,6 +189,10 @@ func (l *File) Close() error {
 type Entry struct {
 	Record
 	Outcome string // the guard's outcome label (JSON format only)
+	// RequestID is the request's X-Request-Id (JSON format only, and only
+	// when set: HeadroomFormat has a fixed list of fields and no place
+	// for it). A JSON reader keeps it as the extra field "request_id".
+	RequestID string
 
 	// addr, when valid, is the client address, written in place of
 	// Record.Client (empty then) without making a string of it first.
@@ -293,7 +297,7 @@ func AppendHeadroom(b []byte, e *Entry) []byte {
 
 // AppendJSON appends e as one JSON line. Field names follow
 // Record; times are RFC 3339 and seconds, absent upstream values
-// are null.
+// are null; "request_id" comes last, when the entry has one.
 func AppendJSON(b []byte, e *Entry) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
@@ -335,6 +339,10 @@ func AppendJSON(b []byte, e *Entry) []byte {
 	b = appendJSONString(b, e.Pool)
 	b = append(b, `,"outcome":`...)
 	b = appendJSONString(b, e.Outcome)
+	if e.RequestID != "" {
+		b = append(b, `,"request_id":`...)
+		b = appendJSONString(b, e.RequestID)
+	}
 	return append(b, "}\n"...)
 }
 

@@ -354,6 +354,11 @@ func guardConfig(o Options, upstream, logPath string) *config.Config {
 		// given no worker-time budget: its requests also wait in the
 		// upstream's backlog, and the guard (like nginx) counts that wait.
 		Overrides: []config.Override{{Client: "127.0.0.1", Limits: config.Limits{WorkerTime: &zero}}},
+		// The clients stand where a load balancer would: the guard keeps
+		// their X-Request-Id (it replaces an untrusted client's), which
+		// the report joins the exporter's requests to the upstream's by.
+		// Without X-Forwarded-For the client is still the peer.
+		Keys:      config.Keys{TrustedProxies: []string{"127.0.0.1"}},
 		AccessLog: config.AccessLog{Path: logPath, FlushInterval: config.Duration(200 * time.Millisecond)},
 	}
 	if o.APIPool > 0 {

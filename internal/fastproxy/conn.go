@@ -23,6 +23,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/httpwire"
+	"github.com/headroom-dev/headroom/internal/requestid"
 )
 
 // conn is one client connection and everything reused across its
@@ -39,6 +40,9 @@ type conn struct {
 
 	req      httpwire.Request
 	ex       exchange
+	trusted  bool   // the peer is a trusted proxy (for this request's configuration)
+	rid      []byte // the request's X-Request-Id: the trusted client's (a view of req) or ridBuf
+	ridBuf   [requestid.Len]byte
 	w        *watcher // started on first use
 	watching bool     // w is watching the client for this request
 
@@ -138,6 +142,7 @@ func (c *conn) serve() {
 			}
 		}
 		c.idle.Store(false)
+		c.rid = nil // no id until the head parsed and Begin ran
 		// The head's own deadline (slowloris), unless it is all here
 		// already, as it is when it came in one packet.
 		if b, _ := c.br.Peek(c.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
@@ -211,7 +216,13 @@ func (c *conn) answerMalformed(status int) {
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	b = append(b, text...)
-	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\n"...)
+	if c.rid != nil {
+		// A body that broke its framing: the request was parsed, admitted
+		// and logged, so its answer names it.
+		b = c.appendRequestID(b)
+	}
+	b = append(b, "Connection: close\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(text)+5), 10)
 	b = append(b, "\r\n\r\n"...)
 	b = strconv.AppendInt(b, int64(status), 10)
@@ -239,6 +250,8 @@ func (c *conn) handle() bool {
 	// before the next request.
 	areq := admit.Request{Header: headerView{r}, Peer: c.peer, Host: view(r.Host), Path: path, Query: view(r.Query())}
 	core.Begin(&areq, &ex.adm)
+	c.trusted = c.peer.IsValid() && ex.adm.TrustedPeer(c.peer)
+	c.rid = c.requestID()
 	cfg := ex.adm.Config()
 	keep := r.KeepAlive
 
@@ -285,6 +298,36 @@ func (c *conn) handle() bool {
 	c.finish(o)
 	c.clientFlush()
 	return keep
+}
+
+// requestID is the request's X-Request-Id: the client's own when it is a
+// trusted proxy that sent exactly one well-formed id, otherwise a new one.
+func (c *conn) requestID() []byte {
+	if c.trusted {
+		var id []byte
+		n := 0
+		for i := range c.req.Fields {
+			if f := &c.req.Fields[i]; isRequestID(f.Name) {
+				id = f.Value
+				n++
+			}
+		}
+		if n == 1 && requestid.Valid(id) {
+			return id
+		}
+	}
+	return requestid.Append(c.ridBuf[:0])
+}
+
+func isRequestID(name []byte) bool {
+	return len(name) == len(requestid.Header) && httpwire.EqualFold(name, "x-request-id")
+}
+
+// appendRequestID appends the request's X-Request-Id field.
+func (c *conn) appendRequestID(b []byte) []byte {
+	b = append(b, "X-Request-Id: "...)
+	b = append(b, c.rid...)
+	return append(b, "\r\n"...)
 }
 
 func poolQueues(cfg *config.Config, name string) bool {
@@ -364,7 +407,7 @@ func (c *conn) finish(o admit.Outcome) {
 	if reached {
 		rec.UpstreamTime = ex.upEnd.Sub(ex.upStart)
 	}
-	s.log(&rec, ex.adm.Client, o)
+	s.log(&rec, ex.adm.Client, o, view(c.rid))
 }
 
 // StatusClientClosed is nginx's status for a client that left before its
@@ -381,11 +424,18 @@ func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep b
 	// In net/http's order (sorted, then Date and Content-Length), so an
 	// answer reads the same whichever path wrote it.
 	sorted := slices.SortedFunc(slices.Values(fields), func(a, b admit.Field) int { return strings.Compare(a.Name, b.Name) })
+	rid := len(c.rid) > 0
 	for _, f := range sorted {
+		if rid && f.Name > requestid.Header {
+			b, rid = c.appendRequestID(b), false
+		}
 		b = append(b, f.Name...)
 		b = append(b, ": "...)
 		b = append(b, f.Value...)
 		b = append(b, "\r\n"...)
+	}
+	if rid {
+		b = c.appendRequestID(b)
 	}
 	b = appendConnection(b, &c.req, keep)
 	b = append(b, dateField()...)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/httpwire"
+	"github.com/headroom-dev/headroom/internal/requestid"
 	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
@@ -161,7 +163,8 @@ func exchangeRaw(t *testing.T, addr string, data []byte) []*http.Response {
 }
 
 // netHTTPRequests frames raw with net/http's server-side parser and
-// returns each request's body.
+// returns each request's body. A request without exactly one well-formed
+// X-Request-Id is an error: the proxy always sends one.
 func netHTTPRequests(raw []byte) ([]string, error) {
 	br := bufio.NewReader(bytes.NewReader(raw))
 	var bodies []string
@@ -177,6 +180,9 @@ func netHTTPRequests(raw []byte) ([]string, error) {
 		if err != nil {
 			return bodies, err
 		}
+		if ids := req.Header.Values("X-Request-Id"); len(ids) != 1 || !requestid.Valid(ids[0]) {
+			return bodies, fmt.Errorf("request %d reached the upstream with X-Request-Id %q, want exactly one well-formed id", len(bodies), ids)
+		}
 		bodies = append(bodies, string(b))
 	}
 }
@@ -188,9 +194,22 @@ func netHTTPRequests(raw []byte) ([]string, error) {
 // one request with the very body the proxy decoded, read the same way by
 // net/http's parser, and no byte left over that another parser could take
 // for a request of its own.
+//
+// The client is a trusted proxy in one run and not in the other (whose
+// X-Forwarded-For and X-Request-Id the proxy keeps, or replaces): either
+// way, each request reaches the upstream with exactly one X-Request-Id.
 func TestDifferential(t *testing.T) {
+	for _, peer := range []struct{ name, yaml string }{
+		{"untrusted", ""},
+		{"trusted", "keys: {trusted_proxies: [127.0.0.1/32]}\n"},
+	} {
+		t.Run(peer.name, func(t *testing.T) { differential(t, peer.yaml) })
+	}
+}
+
+func differential(t *testing.T, yaml string) {
 	up := startRawUpstream(t)
-	proxy := startProxy(t, up.ln.Addr().String(), "")
+	proxy := startProxy(t, up.ln.Addr().String(), yaml)
 	for _, c := range testenv.QuotedCases(t, "../httpwire/testdata/requests.txt") {
 		name, want := c.Fields[0], c.Fields[1]
 		t.Run(name, func(t *testing.T) {

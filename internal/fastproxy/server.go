@@ -51,9 +51,9 @@ type Options struct {
 	// Upstream is the upstream's host:port (plain HTTP).
 	Upstream string
 	// Log, if not nil, receives every request's access-log record, its
-	// client address and its outcome, once the request ended. rec is only
-	// valid during the call.
-	Log func(rec *accesslog.Record, client netip.Addr, o admit.Outcome)
+	// client address, its outcome and its X-Request-Id, once the request
+	// ended. rec and requestID are only valid during the call.
+	Log func(rec *accesslog.Record, client netip.Addr, o admit.Outcome, requestID string)
 	// Logger receives upstream failures. Nil: slog.Default().
 	Logger *slog.Logger
 	// Fallback serves the connections the fast path hands off (see the
@@ -70,7 +70,7 @@ type Server struct {
 	core     *admit.Core
 	clock    budget.Clock
 	upstream *upstreamPool
-	log      func(*accesslog.Record, netip.Addr, admit.Outcome)
+	log      func(*accesslog.Record, netip.Addr, admit.Outcome, string)
 	logger   *slog.Logger
 	fallback *http.Server
 	handoff  *connListener

@@ -293,7 +293,7 @@ func (c *conn) writeRequest(u *upConn, body reqBody) error {
 	}
 	b = append(b, "\r\n"...)
 	var xff [][]byte
-	trusted := c.peer.IsValid() && ex.adm.TrustedPeer(c.peer)
+	trusted := c.trusted
 	for i := range r.Fields {
 		f := &r.Fields[i]
 		if r.IsHopByHop(f.Name) || skipForward(f.Name) {
@@ -331,6 +331,9 @@ func (c *conn) writeRequest(u *upConn, body reqBody) error {
 		b = ex.adm.Client.AppendTo(b)
 		b = append(b, "\r\n"...)
 	}
+	// Exactly one X-Request-Id: the trusted proxy's, or the proxy's own
+	// (requestID); the client's fields of that name were skipped.
+	b = c.appendRequestID(b)
 	chunked := false
 	switch {
 	case body.none:
@@ -387,6 +390,8 @@ func skipForward(name []byte) bool {
 		return httpwire.EqualFold(name, "host")
 	case 9:
 		return httpwire.EqualFold(name, "forwarded") || httpwire.EqualFold(name, "x-real-ip")
+	case 12:
+		return httpwire.EqualFold(name, "x-request-id")
 	case 15:
 		return httpwire.EqualFold(name, "x-forwarded-for")
 	case 16:
@@ -397,10 +402,15 @@ func skipForward(name []byte) bool {
 	return false
 }
 
+// skipResponse are response fields the proxy writes itself: the key's
+// RateLimit fields and the request's X-Request-Id (the proxy's id is the
+// one the client gets, the upstream's is not passed on beside it).
 func skipResponse(name []byte) bool {
 	switch len(name) {
 	case 9:
 		return httpwire.EqualFold(name, "ratelimit")
+	case 12:
+		return httpwire.EqualFold(name, "x-request-id")
 	case 16:
 		return httpwire.EqualFold(name, "ratelimit-policy")
 	}
@@ -440,6 +450,7 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 		b = append(b, rl[split:]...)
 		b = append(b, "\r\n"...)
 	}
+	b = c.appendRequestID(b)
 	switch kind {
 	case httpwire.LengthBody:
 		b = appendLength(b, resp.ContentLength)

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,17 @@ import (
 // the proxy closes the connection (or a response's count is reached).
 func rawExchange(t *testing.T, e *env, raw string, want int) (statuses []int, closed bool) {
 	t.Helper()
+	rs, closed := rawResponses(t, e, raw, want)
+	for _, res := range rs {
+		statuses = append(statuses, res.StatusCode)
+	}
+	return statuses, closed
+}
+
+// rawResponses is rawExchange with the responses, their bodies read (and
+// kept in Body).
+func rawResponses(t *testing.T, e *env, raw string, want int) (rs []*http.Response, closed bool) {
+	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(e.proxy.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -25,20 +37,21 @@ func rawExchange(t *testing.T, e *env, raw string, want int) (statuses []int, cl
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
-	for len(statuses) < want {
+	for len(rs) < want {
 		res, err := http.ReadResponse(br, nil)
 		if err != nil {
-			return statuses, true
+			return rs, true
 		}
-		io.Copy(io.Discard, res.Body)
+		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		statuses = append(statuses, res.StatusCode)
+		res.Body = io.NopCloser(bytes.NewReader(b))
+		rs = append(rs, res)
 		if res.Close {
 			_, err := br.ReadByte()
-			return statuses, err == io.EOF
+			return rs, err == io.EOF
 		}
 	}
-	return statuses, false
+	return rs, false
 }
 
 // Issue 17 item 2: a request with both Content-Length and Transfer-Encoding

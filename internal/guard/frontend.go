@@ -62,11 +62,11 @@ func fastUpstream(raw string) (string, bool) {
 
 // logRecord writes the access-log line of a request the fast path served,
 // in the format configured now.
-func (g *Guard) logRecord(rec *accesslog.Record, client netip.Addr, o admit.Outcome) {
+func (g *Guard) logRecord(rec *accesslog.Record, client netip.Addr, o admit.Outcome, requestID string) {
 	if g.alog == nil {
 		return
 	}
-	e := accesslog.Entry{Record: *rec, Outcome: o.String()}
+	e := accesslog.Entry{Record: *rec, Outcome: o.String(), RequestID: requestID}
 	e.SetClient(client)
 	bp := lineBuffers.Get().(*[]byte)
 	b := (*bp)[:0]

@@ -86,7 +86,8 @@ func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *excha
 			UserAgent:       r.UserAgent(),
 			Pool:            ex.adm.Pool.Name(),
 		},
-		Outcome: o.String(),
+		Outcome:   o.String(),
+		RequestID: ex.rid[0],
 	}
 	e.SetClient(ex.adm.Client)
 	if e.HasUpstreamTime {

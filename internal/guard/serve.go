@@ -13,6 +13,7 @@ import (
 
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/requestid"
 )
 
 // exchange is one request's story, filled in as it goes and written to the
@@ -45,6 +46,9 @@ type exchange struct {
 	rw   responseWriter
 	uctx upstreamCtx
 	body timedBody
+	// rid is the request's X-Request-Id, as the one value of the field in
+	// the upstream request's and the client response's header.
+	rid [1]string
 }
 
 func (ex *exchange) clientGone(clock budget.Clock) func() {
@@ -99,9 +103,15 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := &exchange{}
 	ex.rw.ResponseWriter = w
 	rw := &ex.rw
+	peer := admit.PeerAddr(r.RemoteAddr)
 	g.core.Begin(&admit.Request{
-		Header: r.Header, Query: r.URL.RawQuery, Peer: admit.PeerAddr(r.RemoteAddr), Host: r.Host, Path: r.URL.Path,
+		Header: r.Header, Query: r.URL.RawQuery, Peer: peer, Host: r.Host, Path: r.URL.Path,
 	}, &ex.adm)
+	// The id goes on every answer from here on, the proxy's own refusals
+	// and failures included (modifyResponse puts it back on an upstream's
+	// answer, in place of the upstream's own).
+	ex.rid[0] = requestID(r.Header, peer.IsValid() && ex.adm.TrustedPeer(peer))
+	w.Header()[requestid.Header] = ex.rid[:]
 
 	stop := context.AfterFunc(r.Context(), ex.clientGone(g.clock))
 	o := admit.UpstreamError // what a panic (http.ErrAbortHandler) leaves
@@ -144,6 +154,15 @@ func (g *Guard) serve(fr *front, rw *responseWriter, r *http.Request, ex *exchan
 	return o // OK, or ShadowRestricted
 }
 
+// requestID is the request's X-Request-Id: the client's own when it is a
+// trusted proxy that sent exactly one well-formed id, otherwise a new one.
+func requestID(h http.Header, trusted bool) string {
+	if v := h[requestid.Header]; trusted && len(v) == 1 && requestid.Valid(v[0]) {
+		return v[0]
+	}
+	return requestid.New()
+}
+
 // writeRefusal writes the core's answer for a refused request.
 func writeRefusal(w http.ResponseWriter, ref admit.Refusal) {
 	h := w.Header()
@@ -181,10 +200,13 @@ func (g *Guard) rewrite(fr *front, pr *httputil.ProxyRequest) {
 	// client the guard resolved, the peer or, behind a trusted proxy, the
 	// address X-Forwarded-For gave, never what a client claims.
 	pr.Out.Header.Del("X-Real-Ip")
+	// Exactly one X-Request-Id: the trusted proxy's, or the guard's own.
+	pr.Out.Header.Del(requestid.Header)
 	if ex != nil {
 		if ex.adm.Client.IsValid() {
 			pr.Out.Header["X-Real-Ip"] = []string{ex.adm.Client.String()}
 		}
+		pr.Out.Header[requestid.Header] = ex.rid[:]
 		ex.upStart = g.clock.Now()
 	}
 }
@@ -196,6 +218,11 @@ func (g *Guard) modifyResponse(res *http.Response) error {
 	}
 	ex.upStatus = res.StatusCode
 	ex.respAt = g.clock.Now()
+	// The guard's id is the one the client gets: the upstream's is not
+	// passed on beside it (ReverseProxy adds res.Header's fields to the
+	// client's, which a 1xx the upstream sent has emptied).
+	delete(res.Header, requestid.Header)
+	ex.rw.Header()[requestid.Header] = ex.rid[:]
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// The connection becomes a tunnel; the worker's part ends here.
 		ex.upEnd = g.clock.Now()
