@@ -151,13 +151,14 @@ type Ledger struct {
 	fleetCursors
 }
 
-// shard is 192 bytes, three whole cache lines, so neighbouring shards'
+// shard is 256 bytes, four whole cache lines, so neighbouring shards'
 // locks never share one (TestShardSize keeps it so: pad if a field is added).
 type shard struct {
 	mu     sync.Mutex
 	tab    table // the keys and their entries (index.go)
 	ops    uint32
 	cursor int // where sweep looks next
+	_      [16]byte
 }
 
 // entry is one key's state, in its table cell (index.go): the first cache
@@ -206,8 +207,7 @@ func New(opts Options) *Ledger {
 	// Tables outside the Go heap (cells_linux.go) go with the ledger.
 	runtime.AddCleanup(l, func(shards []shard) {
 		for i := range shards {
-			freeCells(shards[i].tab.mem)
-			freeCells(shards[i].tab.fmem)
+			shards[i].tab.release()
 		}
 	}, l.shards)
 	return l
@@ -409,7 +409,7 @@ func (s *shard) sweep(abs int64, n int) {
 		if s.cursor >= len(t.cells) {
 			s.cursor = 0
 		}
-		if e := &t.cells[s.cursor]; e.tag != 0 && e.idle(abs) {
+		if t.fps[s.cursor] != 0 && t.cells[s.cursor].idle(abs) { // empty cells cost no fetch
 			t.remove(s.cursor) // a later cell may move here: look at it next
 			continue
 		}
@@ -429,7 +429,7 @@ func (s *shard) sweepAll(abs int64) int {
 	t := &s.tab
 	forgot := 0
 	for i := 0; i < len(t.cells) && t.n > 0; {
-		if e := &t.cells[i]; e.tag != 0 && e.idle(abs) {
+		if t.fps[i] != 0 && t.cells[i].idle(abs) {
 			t.remove(i)
 			forgot++
 			continue
@@ -831,7 +831,7 @@ func (l *Ledger) tableBytes() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += len(s.tab.cells)*cellSize + len(s.tab.fleet)*int(unsafe.Sizeof(fleetEntry{}))
+		n += len(s.tab.cells)*cellSize + len(s.tab.fps)*2 + len(s.tab.fleet)*int(unsafe.Sizeof(fleetEntry{}))
 		s.mu.Unlock()
 	}
 	return n

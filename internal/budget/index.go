@@ -25,7 +25,10 @@ import "unsafe"
 // store's per-key data (fleet, once enabled) moves with its cell.
 type table struct {
 	cells []entry
-	mem   []byte       // the mapping cells live in, when outside the Go heap (cells_linux.go)
+	fps   []uint16 // fps[i] is fpOf(cells[i].tag), 0 for an empty cell: what a probe reads
+	mem   []byte   // the mapping cells live in, when outside the Go heap (cells_linux.go)
+	fpmem []byte   // and fps'
+
 	fmem  []byte       // and fleet's
 	fleet []fleetEntry // fleet[i] belongs to cells[i]; nil until a fleet store asks
 	long  []string     // keys longer than inlineKey, by the id in their cell
@@ -74,6 +77,11 @@ func home(tag uint32, size int) int { return int(uint64(tag) * uint64(size) >> 3
 
 func (e *entry) homeIn(size int) int { return home(e.tag, size) }
 
+// fpOf is the part of a tag fps keeps: its low 16 bits, never 0 (tagOf
+// sets bit 0). The high bits pick the home cell, so keys probing the same
+// run differ in these; two of them share a fingerprint once in 32,768.
+func fpOf(tag uint32) uint16 { return uint16(tag) }
+
 // sameKey reports whether cell e holds key.
 func (t *table) sameKey(e *entry, key string) bool {
 	if len(key) <= inlineKey {
@@ -104,21 +112,31 @@ func (t *table) appendKey(dst []byte, i int) []byte {
 
 // find returns the position of key (whose hash is h), or, when it is
 // absent, the empty cell where its probe ended.
+//
+// The probe reads fps, 2 bytes a cell (about 3.4 MB at a million keys,
+// which the caches keep), not the cells: only the cell whose fingerprint
+// matches is fetched from memory, all its lines at once. Probing the
+// 320-byte cells themselves cost a dependent round trip to memory for
+// every cell a key sits past its home, and 30% of keys sit past it at the
+// table's usual load: ~190 ns of the ~530 a decision took at a million
+// keys (issue 12, BENCHMARKS.md).
 func (t *table) find(h uint64, key string) (int, bool) {
-	size := len(t.cells)
+	size := len(t.fps)
 	if size == 0 {
 		return 0, false
 	}
 	tag := tagOf(h)
-	i := home(tag, size)
-	t.warm(i)
-	for {
-		e := &t.cells[i]
-		if e.tag == 0 {
+	fp := fpOf(tag)
+	for i := home(tag, size); ; {
+		c := t.fps[i]
+		if c == 0 {
 			return i, false
 		}
-		if e.tag == tag && t.sameKey(e, key) {
-			return i, true
+		if c == fp {
+			t.warm(i)
+			if e := &t.cells[i]; e.tag == tag && t.sameKey(e, key) {
+				return i, true
+			}
 		}
 		if i++; i == size {
 			i = 0
@@ -126,16 +144,12 @@ func (t *table) find(h uint64, key string) (int, bool) {
 	}
 }
 
-// warm loads a word from each cache line of cell i and the first line of
-// the next cell, none depending on another, so that the CPU fetches them
-// all at once instead of one after the other as the probe and then the
-// decision reach them.
+// warm loads a word from each cache line of cell i, none depending on
+// another, so that the CPU fetches them all at once instead of one after
+// the other as the key compare and then the decision reach them.
 func (t *table) warm(i int) {
 	e := &t.cells[i]
 	w := int64(e.tag) ^ int64(e.key[20]) ^ e.work[2] ^ e.work[10] ^ int64(e.reqs[4])
-	if i+1 < len(t.cells) {
-		w ^= int64(t.cells[i+1].tag)
-	}
 	if t.fleet != nil { // and the fleet data a decision reads beside the cell
 		f := &t.fleet[i]
 		w ^= f.own[2] ^ f.own[10] ^ f.since ^ f.lease.limit ^ f.lease.budget
@@ -147,17 +161,18 @@ func (t *table) warm(i int) {
 // tag, probing from h's home cell: where a ticket's entry went when cells
 // moved after its Admit.
 func (t *table) findGen(h uint64, gen uint32) (int, bool) {
-	size := len(t.cells)
+	size := len(t.fps)
 	if size == 0 {
 		return 0, false
 	}
 	tag := tagOf(h)
+	fp := fpOf(tag)
 	for i := home(tag, size); ; {
-		e := &t.cells[i]
-		if e.tag == 0 {
+		c := t.fps[i]
+		if c == 0 {
 			return 0, false
 		}
-		if e.gen == gen && e.tag == tag {
+		if e := &t.cells[i]; c == fp && e.gen == gen && e.tag == tag {
 			return i, true
 		}
 		if i++; i == size {
@@ -180,6 +195,7 @@ func (t *table) insert(h uint64, key string, i int) int {
 	}
 	e := &t.cells[i]
 	*e = entry{tag: tagOf(h), gen: t.gen, klen: uint16(len(key))}
+	t.fps[i] = fpOf(e.tag)
 	if len(key) <= inlineKey {
 		copy(e.key[:], key)
 	} else {
@@ -203,9 +219,9 @@ func (t *table) insert(h uint64, key string, i int) int {
 
 // free1 is the first empty cell of h's probe run.
 func (t *table) free1(h uint64) int {
-	size := len(t.cells)
+	size := len(t.fps)
 	i := home(tagOf(h), size)
-	for t.cells[i].tag != 0 {
+	for t.fps[i] != 0 {
 		if i++; i == size {
 			i = 0
 		}
@@ -231,11 +247,10 @@ func (t *table) remove(i int) {
 		if j++; j == size {
 			j = 0
 		}
-		c := &t.cells[j]
-		if c.tag == 0 {
+		if t.fps[j] == 0 {
 			break
 		}
-		h := c.homeIn(size)
+		h := t.cells[j].homeIn(size)
 		var stays bool
 		if i <= j {
 			stays = i < h && h <= j
@@ -248,14 +263,16 @@ func (t *table) remove(i int) {
 		}
 	}
 	t.cells[i] = entry{}
+	t.fps[i] = 0
 	if t.fleet != nil {
 		t.fleet[i] = fleetEntry{}
 	}
 }
 
-// move copies cell j (and its fleet data) to cell i.
+// move copies cell j (its fingerprint, its fleet data) to cell i.
 func (t *table) move(i, j int) {
 	t.cells[i] = t.cells[j]
+	t.fps[i] = t.fps[j]
 	if t.fleet != nil {
 		t.fleet[i] = t.fleet[j]
 	}
@@ -263,9 +280,10 @@ func (t *table) move(i, j int) {
 
 // resize rebuilds the table with size cells.
 func (t *table) resize(size int) {
-	old, oldFleet, oldMem, oldFmem := t.cells, t.fleet, t.mem, t.fmem
+	old, oldFleet, oldMem, oldFmem, oldFpmem := t.cells, t.fleet, t.mem, t.fmem, t.fpmem
 	t.cells, t.mem = allocCells(size)
 	size = len(t.cells) // allocCells may round up
+	t.fps, t.fpmem = allocHuge[uint16](size)
 	if oldFleet != nil {
 		t.fleet, t.fmem = allocFleet(size)
 	}
@@ -274,18 +292,20 @@ func (t *table) resize(size int) {
 			continue
 		}
 		i := old[j].homeIn(size)
-		for t.cells[i].tag != 0 {
+		for t.fps[i] != 0 {
 			if i++; i == size {
 				i = 0
 			}
 		}
 		t.cells[i] = old[j]
+		t.fps[i] = fpOf(old[j].tag)
 		if oldFleet != nil {
 			t.fleet[i] = oldFleet[j]
 		}
 	}
 	freeCells(oldMem)
 	freeCells(oldFmem)
+	freeCells(oldFpmem)
 	if len(t.long) > 0 && len(t.free) == len(t.long) {
 		t.long, t.free = nil, nil // every long key gone: let the strings go
 	}
@@ -293,12 +313,19 @@ func (t *table) resize(size int) {
 
 // reset empties the table, sized for n keys.
 func (t *table) reset(n int) {
-	freeCells(t.mem)
-	freeCells(t.fmem)
+	t.release()
 	cells, mem := allocCells(cellsFor(n))
 	fleet := t.fleet
 	*t = table{cells: cells, mem: mem, gen: t.gen}
+	t.fps, t.fpmem = allocHuge[uint16](len(cells))
 	if fleet != nil {
 		t.fleet, t.fmem = allocFleet(len(t.cells))
 	}
+}
+
+// release releases the mappings outside the Go heap the table holds.
+func (t *table) release() {
+	freeCells(t.mem)
+	freeCells(t.fmem)
+	freeCells(t.fpmem)
 }

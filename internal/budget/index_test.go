@@ -92,9 +92,15 @@ func (m *tableModel) check() error {
 		}
 	}
 	size := len(m.tab.cells)
+	if len(m.tab.fps) != size {
+		return fmt.Errorf("%d fingerprints for %d cells", len(m.tab.fps), size)
+	}
 	held := 0
 	for i := range m.tab.cells {
 		e := &m.tab.cells[i]
+		if want := fpOf(e.tag) * uint16(min(e.tag, 1)); m.tab.fps[i] != want {
+			return fmt.Errorf("cell %d: fingerprint %#x, want %#x", i, m.tab.fps[i], want)
+		}
 		if e.tag == 0 {
 			continue
 		}
@@ -212,6 +218,7 @@ func TestTableRemoveAtTheEdges(t *testing.T) {
 			hs := map[string]uint64{}
 			m := newTableModel(func(k string) uint64 { return hs[k] }, true)
 			m.tab.cells = make([]entry, size)
+			m.tab.fps = make([]uint16, size)
 			m.tab.fleet = make([]fleetEntry, size)
 			for i, h := range c.homes {
 				k := fmt.Sprintf("k%d", i)
