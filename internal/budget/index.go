@@ -25,10 +25,9 @@ import "unsafe"
 // store's per-key data (fleet, once enabled) moves with its cell.
 type table struct {
 	cells []entry
-	fps   []uint16 // fps[i] is fpOf(cells[i].tag), 0 for an empty cell: what a probe reads
-	mem   []byte   // the mapping cells live in, when outside the Go heap (cells_linux.go)
-	fpmem []byte   // and fps'
-
+	fps   []uint16     // fps[i] is fpOf(cells[i].tag), 0 for an empty cell: what a probe reads
+	mem   []byte       // the mapping cells live in, when outside the Go heap (cells_linux.go)
+	fpmem []byte       // and fps'
 	fmem  []byte       // and fleet's
 	fleet []fleetEntry // fleet[i] belongs to cells[i]; nil until a fleet store asks
 	long  []string     // keys longer than inlineKey, by the id in their cell

@@ -319,9 +319,7 @@ func (c *conn) requestID() []byte {
 	return requestid.Append(c.ridBuf[:0])
 }
 
-func isRequestID(name []byte) bool {
-	return len(name) == len(requestid.Header) && httpwire.EqualFold(name, "x-request-id")
-}
+func isRequestID(name []byte) bool { return httpwire.EqualFold(name, "x-request-id") }
 
 // appendRequestID appends the request's X-Request-Id field.
 func (c *conn) appendRequestID(b []byte) []byte {

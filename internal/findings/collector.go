@@ -1,6 +1,7 @@
 package findings
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"time"
 
@@ -48,19 +49,11 @@ func (o Options) withDefaults() Options {
 	if o.RefetchSlots <= 0 {
 		o.RefetchSlots = 1 << 17
 	}
-	o.RefetchSlots = 1 << bitsFor(o.RefetchSlots)
+	o.RefetchSlots = 1 << bits.Len(uint(o.RefetchSlots-1)) // the power of two at or above it
 	if o.Samples <= 0 {
 		o.Samples = 2000
 	}
 	return o
-}
-
-func bitsFor(n int) int {
-	b := 0
-	for 1<<b < n {
-		b++
-	}
-	return b
 }
 
 // Collector is the findings' one pass over a log: record by record, it

@@ -20,7 +20,7 @@ const (
 	//   - every key whose true weight exceeds total/k is present.
 	// Payload sums are exact since the key last entered the summary. Merge
 	// sums matching keys, W and Err alike, then keeps the k entries
-	// heaviest in Order. With total the sum of the parts' totals, a merged
+	// heaviest in order (by W, then key). With total the sum of the parts' totals, a merged
 	// entry (after any number of merges) keeps W − Err ≤ true (the count a
 	// caller can rely on), W − true ≤ Err ≤ total/k and true − W ≤ total/k;
 	// W alone may be under the truth, since a key the other part had
@@ -345,8 +345,8 @@ func (s *Summary[V]) All() iter.Seq[*Entry[V]] {
 	}
 }
 
-// Order is the one order of entries: by weight, heaviest first, then by key.
-func Order(wa, wb int64, ka, kb string) int {
+// order is the one order of entries: by weight, heaviest first, then by key.
+func order(wa, wb int64, ka, kb string) int {
 	switch {
 	case wa > wb:
 		return -1
@@ -356,7 +356,7 @@ func Order(wa, wb int64, ka, kb string) int {
 	return strings.Compare(ka, kb)
 }
 
-// Sorted returns copies of the entries in Order of W (nil on a nil summary).
+// Sorted returns copies of the entries in order of W, then key (nil on a nil summary).
 func (s *Summary[V]) Sorted() []Entry[V] {
 	if s == nil {
 		return nil
@@ -365,11 +365,11 @@ func (s *Summary[V]) Sorted() []Entry[V] {
 	for e := range s.All() {
 		out = append(out, *e)
 	}
-	slices.SortFunc(out, func(a, b Entry[V]) int { return Order(a.W, b.W, a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b Entry[V]) int { return order(a.W, b.W, a.Key, b.Key) })
 	return out
 }
 
-// Top returns the n entries heaviest by measure, in Order of it, leaving
+// Top returns the n entries heaviest by measure, in order of it, then key, leaving
 // out those whose measure is not positive.
 func (s *Summary[V]) Top(n int, measure func(*Entry[V]) int64) []*Entry[V] {
 	out := make([]*Entry[V], 0, s.live)
@@ -378,7 +378,7 @@ func (s *Summary[V]) Top(n int, measure func(*Entry[V]) int64) []*Entry[V] {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b *Entry[V]) int { return Order(measure(a), measure(b), a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b *Entry[V]) int { return order(measure(a), measure(b), a.Key, b.Key) })
 	return out[:min(n, len(out))]
 }
 
@@ -415,7 +415,7 @@ func (s *Summary[V]) getHashed(key string, h uint64) (*Entry[V], bool) {
 }
 
 // mergeSpaceSaving sums matching keys, appends o's other keys in its order
-// and, when they are more than k, keeps the k first in Order of W.
+// and, when they are more than k, keeps the k first in order of W, then key.
 func (s *Summary[V]) mergeSpaceSaving(o *Summary[V], add func(dst, src *V, isNew bool)) {
 	var extra []Entry[V]
 	for e := range o.All() {
@@ -442,7 +442,7 @@ func (s *Summary[V]) mergeSpaceSaving(o *Summary[V], add func(dst, src *V, isNew
 		all = append(all, *e)
 	}
 	all = append(all, extra...)
-	slices.SortFunc(all, func(a, b Entry[V]) int { return Order(a.W, b.W, a.Key, b.Key) })
+	slices.SortFunc(all, func(a, b Entry[V]) int { return order(a.W, b.W, a.Key, b.Key) })
 	all = all[:s.capacity]
 	s.chunks, s.first, s.n, s.live = s.one[:0], nil, 0, 0
 	clear(s.slots)
