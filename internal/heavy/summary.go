@@ -20,8 +20,8 @@ const (
 	//   - every key whose true weight exceeds total/k is present.
 	// Payload sums are exact since the key last entered the summary. Merge
 	// sums matching keys, W and Err alike, then keeps the k entries
-	// heaviest in order (by W, then key). With total the sum of the parts' totals, a merged
-	// entry (after any number of merges) keeps W − Err ≤ true (the count a
+	// heaviest by W (ties by key). With total the sum of the parts'
+	// totals, a merged entry (after any number of merges) keeps W − Err ≤ true (the count a
 	// caller can rely on), W − true ≤ Err ≤ total/k and true − W ≤ total/k;
 	// W alone may be under the truth, since a key the other part had
 	// dropped counts 0 from it. After one merge of two summaries of
@@ -356,7 +356,8 @@ func order(wa, wb int64, ka, kb string) int {
 	return strings.Compare(ka, kb)
 }
 
-// Sorted returns copies of the entries in order of W, then key (nil on a nil summary).
+// Sorted returns copies of the entries, heaviest by W first, ties by key
+// (nil on a nil summary).
 func (s *Summary[V]) Sorted() []Entry[V] {
 	if s == nil {
 		return nil
@@ -369,8 +370,8 @@ func (s *Summary[V]) Sorted() []Entry[V] {
 	return out
 }
 
-// Top returns the n entries heaviest by measure, in order of it, then key, leaving
-// out those whose measure is not positive.
+// Top returns the n entries heaviest by measure, ties by key, leaving out
+// those whose measure is not positive.
 func (s *Summary[V]) Top(n int, measure func(*Entry[V]) int64) []*Entry[V] {
 	out := make([]*Entry[V], 0, s.live)
 	for e := range s.All() {
