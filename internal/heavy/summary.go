@@ -21,8 +21,9 @@ const (
 	// Payload sums are exact since the key last entered the summary. Merge
 	// sums matching keys, W and Err alike, then keeps the k entries
 	// heaviest by W (ties by key). With total the sum of the parts'
-	// totals, a merged entry (after any number of merges) keeps W − Err ≤ true (the count a
-	// caller can rely on), W − true ≤ Err ≤ total/k and true − W ≤ total/k;
+	// totals, a merged entry (after any number of merges) keeps
+	// W − Err ≤ true (the count a caller can rely on),
+	// W − true ≤ Err ≤ total/k and true − W ≤ total/k;
 	// W alone may be under the truth, since a key the other part had
 	// dropped counts 0 from it. After one merge of two summaries of
 	// disjoint parts every key heavier than 2·total/k is present (one
