@@ -50,6 +50,7 @@ var rooms = map[string]room{
 	"internal/connlimit":             {guard, 0},
 	"internal/requestid":             {guard, 0},
 	"internal/adminui":               {guard, 0},
+	"internal/tailfile":              {guard, 0},
 	"internal/guard/config":          {guard, 1},
 	"internal/store":                 {guard, 1},
 	"internal/admit":                 {guard, 2},
