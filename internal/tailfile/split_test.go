@@ -129,3 +129,23 @@ func FuzzSplitter(f *testing.F) {
 		}
 	})
 }
+
+// TestSplitterDoesNotAllocate: splitting a read into lines allocates
+// nothing, whatever the number of lines.
+func TestSplitterDoesNotAllocate(t *testing.T) {
+	s := newSplitter(bufSize, defaultMaxLine)
+	chunk := bytes.Repeat([]byte("GET /v1/things 200 0.012 key-1\r\n"), 1000)
+	chunk = append(chunk, "unfinish"...)
+	n := 0
+	fn := func([]byte) { n++ }
+	allocs := testing.AllocsPerRun(100, func() {
+		m := copy(s.space(), chunk)
+		s.advance(m, fn)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations a read", allocs)
+	}
+	if n == 0 {
+		t.Error("no lines")
+	}
+}

@@ -27,6 +27,9 @@
 //   - A missing file: Follow waits for it (logged once, not per poll) and
 //     reads it from its start when it appears, whatever FromStart says: all
 //     of it was written after Follow began.
+//   - Starting at the end of a file that ends in the middle of a line (a
+//     write under way): the rest of that line is skipped, not delivered as
+//     a line of its own.
 //
 // Lines longer than Options.MaxLine are skipped whole and counted, empty
 // lines skipped; a line is delivered without its '\n' or a trailing '\r'.
