@@ -16,17 +16,18 @@
 //     old file's unfinished last line is delivered as it is and the new file
 //     is read from its start.
 //   - The file deleted (with or without a new one created): the same, and
-//     when the grace period passes with nothing at the path Follow closes
+//     when the grace period passes with nothing at the path Run closes
 //     the old file and waits for the path, logging once.
 //   - Copytruncate: the file is shorter than what was read, so it is read
-//     again from its start (Stats.Truncations). A truncation followed by
+//     again from its start (Stats.Truncations), its unfinished last line
+//     delivered first as at a rotation. A truncation followed by
 //     writes past the old offset before the next poll cannot be told from
 //     growth by size alone, as for tail; copytruncate loses lines anyway
 //     (those written between the copy and the truncation), so create mode
 //     is the one to use.
-//   - A missing file: Follow waits for it (logged once, not per poll) and
+//   - A missing file: Run waits for it (logged once, not per poll) and
 //     reads it from its start when it appears, whatever FromStart says: all
-//     of it was written after Follow began.
+//     of it was written after Run began.
 //   - Starting at the end of a file that ends in the middle of a line (a
 //     write under way): the rest of that line is skipped, not delivered as
 //     a line of its own.
