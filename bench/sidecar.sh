@@ -43,11 +43,15 @@ SC_ADMIN=$((PORT_BASE + 5))
 LUA_PORT=$((PORT_BASE + 6))
 REDIS_PORT=$((PORT_BASE + 7))
 CACHE_NGINX_PORT=$((PORT_BASE + 8))
+MAP_NGINX_PORT=$((PORT_BASE + 9))
+MAP_CHECK=$((PORT_BASE + 10))
+MAP_ADMIN=$((PORT_BASE + 11))
 
 need go
 need wrk
 need nginx
-require_free_ports "$UP_PORT" "$NGINX_PORT" "$SC_NGINX_PORT" "$SC_CHECK" "$SC_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$CACHE_NGINX_PORT"
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$SC_NGINX_PORT" "$SC_CHECK" "$SC_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$CACHE_NGINX_PORT" \
+  "$MAP_NGINX_PORT" "$MAP_CHECK" "$MAP_ADMIN"
 
 scratch_dir sidecar
 # nginx's workers (user nobody when nginx starts as root) write the check
@@ -82,7 +86,7 @@ wait_port "$NGINX_PORT" "nginx alone"
 
 "$tmp/headroom" sidecar --listen "127.0.0.1:$SC_CHECK" --syslog "127.0.0.1:$SC_SYSLOG" \
   --admin "127.0.0.1:$SC_ADMIN" --budget 1h --window 1m --restrict-for 1m \
-  $(if "$tmp/headroom" sidecar --help 2>&1 | grep -q -- '--check-cache'; then echo --check-cache 5s; fi) 2>"$tmp/sidecar.log" &
+  $(if "$tmp/headroom" sidecar --help 2>&1 | grep -c -- '--check-cache' >/dev/null; then echo --check-cache 5s; fi) 2>"$tmp/sidecar.log" &
 pids+=($!)
 SC_PID=$!
 wait_port "$SC_CHECK" "headroom sidecar; its log: $(cat "$tmp/sidecar.log" 2>/dev/null)"
@@ -99,7 +103,9 @@ SC_NGINX_PID=$NGINX_PID
 wait_port "$SC_NGINX_PORT" "nginx + sidecar"
 
 targets=(nginx nginx+sidecar)
-if "$tmp/headroom" nginx-config --help 2>&1 | grep -q -- '--cache'; then
+# (Captured first: grep -q closing the pipe early fails it under pipefail.)
+NGINX_CONFIG_HELP=$("$tmp/headroom" nginx-config --help 2>&1)
+if grep -q -- '--cache' <<<"$NGINX_CONFIG_HELP"; then
   # Both nginx instances share the one sidecar: its cache zone differs by
   # name in the snippet, not by process.
   nginx_conf "$tmp/cache" "$(snippet "$CACHE_NGINX_PORT" --cache "$tmp/cache/zone")"
@@ -107,6 +113,25 @@ if "$tmp/headroom" nginx-config --help 2>&1 | grep -q -- '--cache'; then
   CACHE_NGINX_PID=$NGINX_PID
   wait_port "$CACHE_NGINX_PORT" "nginx + sidecar + cache"
   targets+=(nginx+sidecar+cache)
+fi
+
+if grep -q -- '--map-dir' <<<"$NGINX_CONFIG_HELP"; then
+  # The design for high rates: the access log in a buffered file the
+  # sidecar follows, and the callers far from their budget in a map nginx
+  # answers their checks from (a sidecar of its own: it reloads this nginx).
+  mkdir -p "$tmp/map"
+  "$tmp/headroom" sidecar --listen "127.0.0.1:$MAP_CHECK" --admin "127.0.0.1:$MAP_ADMIN" \
+    --access-log "$tmp/map/headroom.log" --map-dir "$tmp/map/lists" --nginx-pid "$tmp/map/nginx.pid" \
+    --budget 1h --window 1m --restrict-for 1m 2>"$tmp/map-sidecar.log" &
+  pids+=($!)
+  MAP_SC_PID=$!
+  wait_port "$MAP_CHECK" "headroom sidecar (map); its log: $(cat "$tmp/map-sidecar.log" 2>/dev/null)"
+  nginx_conf "$tmp/map" "$("$tmp/headroom" nginx-config --listen "127.0.0.1:$MAP_NGINX_PORT" --sidecar "127.0.0.1:$MAP_CHECK" \
+    --upstream "http://127.0.0.1:$UP_PORT" --log-file "$tmp/map/headroom.log" --map-dir "$tmp/map/lists")"
+  start_nginx "$tmp/map"
+  MAP_NGINX_PID=$NGINX_PID
+  wait_port "$MAP_NGINX_PORT" "nginx + sidecar + map"
+  targets+=(nginx+sidecar+map)
 fi
 
 start_redis "$REDIS_PORT"
@@ -134,6 +159,9 @@ for _ in $(seq "$ROUNDS"); do
   if [ -n "${CACHE_NGINX_PID:-}" ]; then
     wrk_round nginx+sidecar+cache "http://127.0.0.1:$CACHE_NGINX_PORT/" "$CACHE_NGINX_PID" "$SC_PID" -- "${key[@]}"
   fi
+  if [ -n "${MAP_NGINX_PID:-}" ]; then
+    wrk_round nginx+sidecar+map "http://127.0.0.1:$MAP_NGINX_PORT/" "$MAP_NGINX_PID" "$MAP_SC_PID" -- "${key[@]}"
+  fi
   wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID" -- "${key[@]}"
 done
 
@@ -147,3 +175,11 @@ for t in "${targets[@]}"; do
 done
 # The sidecar must have charged what it was asked about.
 echo "sidecar's view of the key: $(curl -s "http://127.0.0.1:$SC_ADMIN/v1/keys/bench-key")" >&2
+if [ -n "${MAP_NGINX_PID:-}" ]; then
+  # Every request through the map's nginx was charged from its line, few
+  # were checked.
+  sleep 2
+  echo "map sidecar's view of the key: $(curl -s "http://127.0.0.1:$MAP_ADMIN/v1/keys/bench-key")" >&2
+  curl -s "http://127.0.0.1:$MAP_ADMIN/metrics" | grep -E '^headroom_sidecar_(checks_total|syslog_lines_total|unchecked_callers|map_reloads_total)' >&2
+  [ -n "${DEBUG_MAP:-}" ] && { cat "$tmp"/map/lists/*.map; tail -20 "$tmp/map/error.log"; cat "$tmp/map-sidecar.log"; } >&2
+fi

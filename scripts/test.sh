@@ -45,6 +45,9 @@ echo "== bench/fasthttpproxy: go vet, go mod tidy, staticcheck"
 echo "== go test -race"
 go test -race -count=1 -timeout 45m ./...
 
+echo "== allocation tests without -race (it drops sync.Pool items at random)"
+go test -count=1 -run 'Alloc' ./internal/...
+
 # The guard's integration tests once more, against the net/http front-end
 # instead of the default fast HTTP/1.1 path (internal/fastproxy, issue 12).
 echo "== go test -race ./internal/guard -nethttp"

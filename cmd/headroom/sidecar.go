@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -22,6 +23,11 @@ type sidecarFlags struct {
 	senders    []string
 	ticketTTL  time.Duration
 	checkCache time.Duration
+
+	accessLog   string
+	mapDir      string
+	nginxPID    string
+	mapInterval time.Duration
 }
 
 func newSidecarCmd() *cobra.Command { return newSidecarCmdWith(&sidecarFlags{}) }
@@ -54,6 +60,25 @@ nginx snippet that does both.
           charges more than --ticket-ttl, and a line with no check behind it
           no more than the longest checked request of its pool. What is
           refused or capped is counted and logged.
+
+For high request rates (nginx-config --log-file FILE --map-dir DIR):
+  --access-log FILE   follow nginx's buffered access log file instead of a
+                      syslog datagram per request (which costs nginx a
+                      quarter of its requests/s); lines may come a second
+                      late, so tickets wait --ticket-ttl plus that.
+  --map-dir DIR       list the callers far from their budget in a map nginx
+                      answers their checks from itself, and reload nginx
+                      (--nginx-pid) when the list changes, at most once per
+                      --map-interval. Their lines still charge their real
+                      upstream time; what they lose is in-flight charging
+                      and the per-request decision, which is safe because a
+                      caller is listed only with more than half its budget
+                      left and enough to last several reaction times (about
+                      --map-interval + 2 s) at its recent rate. A caller
+                      near its budget, restricted, in shadow mode or with a
+                      concurrency cap is never listed. The files hold API
+                      keys as callers send them: mode 0600, in a directory
+                      only the sidecar and nginx's master can read.
 
 Pools (--pool) sort requests for the metrics and the log; their concurrency
 limits are not enforced here: use nginx's limit_conn or upstream max_conns.
@@ -97,6 +122,10 @@ requests still pending their time so far, and writes the --snapshot.`,
 		snapshot:     "`file` usage is saved to and restored from",
 	})
 	fl.DurationVar(&f.checkCache, "check-cache", 0, "let nginx reuse an allow answer for a key far from its budget for up to this long (X-Accel-Expires; headroom nginx-config --cache); 0: ask every time")
+	fl.StringVar(&f.accessLog, "access-log", "", "follow nginx's access log in this `file` (nginx-config --log-file) instead of listening for syslog (unless --syslog is given too)")
+	fl.StringVar(&f.mapDir, "map-dir", "", "`directory` for the map of callers far from their budget that nginx answers for itself (nginx-config --map-dir); needs --nginx-pid")
+	fl.StringVar(&f.nginxPID, "nginx-pid", "/run/nginx.pid", "nginx's pid `file`, to reload nginx when the --map-dir list changes")
+	fl.DurationVar(&f.mapInterval, "map-interval", time.Second, "how often the --map-dir list is reviewed (and nginx reloaded, if it changed)")
 	fl.DurationVar(&f.ticketTTL, "ticket-ttl", 5*time.Minute, "charge a request this long when its log line never comes (timeouts.upstream)")
 	return cmd
 }
@@ -140,9 +169,25 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 	if err != nil {
 		return err
 	}
+	syslogAddr := f.syslog
+	if f.accessLog != "" && !cmd.Flags().Changed("syslog") {
+		syslogAddr = "" // the file instead
+	}
+	if f.mapInterval < 100*time.Millisecond {
+		return fmt.Errorf("--map-interval %s: want at least 100ms (each change reloads nginx)", f.mapInterval)
+	}
+	var unchecked *sidecar.UncheckedOptions
+	if f.mapDir != "" {
+		if !filepath.IsAbs(f.mapDir) {
+			return fmt.Errorf("--map-dir %q: want an absolute path (nginx includes the files by it)", f.mapDir)
+		}
+		unchecked = &sidecar.UncheckedOptions{Dir: f.mapDir, Interval: f.mapInterval, Reload: sidecar.ReloadNginx(f.nginxPID, 3*time.Second)}
+	}
 	opts := sidecar.RunOptions{
 		Config:     cfg,
-		Syslog:     f.syslog,
+		Syslog:     syslogAddr,
+		AccessLog:  f.accessLog,
+		Unchecked:  unchecked,
 		Tag:        f.tag,
 		Senders:    senders,
 		CheckCache: f.checkCache,

@@ -63,8 +63,26 @@ func TestNginxConfigFlags(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+	got, err = runRoot(t, "nginx-config", "--log-file", "/var/log/nginx/headroom.log", "--map-dir", "/run/headroom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"access_log /var/log/nginx/headroom.log headroom_sidecar buffer=64k flush=1s;",
+		"include /run/headroom/unchecked-keys.ma[p];", "include /run/headroom/unchecked-pools.ma[p];",
+		"auth_request_set $headroom_key $headroom_unchecked_key$upstream_http_x_headroom_key;",
+		"if ($headroom_unchecked_key) {",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("--log-file --map-dir output lacks %q", want)
+		}
+	}
+	if strings.Contains(got, "syslog:server=") {
+		t.Error("--log-file output still sends syslog")
+	}
 	for _, bad := range [][]string{
 		{"--upstream", "https://x/app"}, {"--sidecar", "nohostport"}, {"--syslog-tag", "no-dashes"}, {"--listen", "80; evil"},
+		{"--log-file", "relative.log"}, {"--log-file", "/var/log/a b.log"}, {"--map-dir", "run/headroom"}, {"--map-dir", "/run/h*"},
 	} {
 		if _, err := runRoot(t, append([]string{"nginx-config"}, bad...)...); err == nil {
 			t.Errorf("nginx-config %v: no error", bad)

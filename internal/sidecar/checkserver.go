@@ -197,7 +197,7 @@ func (s *checkServer) serveConn(c net.Conn, st *checkConn) {
 			writeStatus(bw, 404, !keep)
 		} else {
 			h := fieldView{&req}
-			in := checkIn{id: h.Get(hdrRequestID), cache: h.Get(hdrCacheKey), remote: peer}
+			in := checkIn{id: h.Get(hdrRequestID), cache: h.Get(hdrCacheKey), mapDecl: h.Get(hdrMapKey), remote: peer}
 			in.req = identity(h, peer, view(req.Host))
 			out = answer{}
 			s.sc.check(&in, &out)

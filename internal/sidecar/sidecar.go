@@ -54,6 +54,11 @@ type Sidecar struct {
 	cacheMax time.Duration
 	grants   sync.Map
 
+	// unchecked is the list of callers nginx answers for (nil without
+	// Options.Unchecked); lineDelay is how late a log line may come.
+	unchecked *unchecked
+	lineDelay time.Duration
+
 	// maxSeen is, per pool name, the longest upstream time a line with a
 	// ticket reported (*atomic.Int64, ns): the most a line without one may
 	// charge (issue 17: a forged line charged a victim 500 s).
@@ -104,6 +109,15 @@ type Options struct {
 	// cache (X-Accel-Expires; `headroom nginx-config --cache`). Zero: every
 	// check is asked.
 	CacheMax time.Duration
+	// Unchecked, when set, keeps the list of callers far from their budget
+	// that nginx answers for itself (nginx-config --map-dir; unchecked.go).
+	// Review it with ReviewUnchecked.
+	Unchecked *UncheckedOptions
+	// LineDelay is how late after its request a log line may come beyond
+	// the request's own time: nginx's buffered file log (--access-log)
+	// writes lines up to a second late. A ticket waits the bound plus this
+	// for its line; the unchecked list counts it in its reaction time.
+	LineDelay time.Duration
 }
 
 // sidecarMetrics are the sidecar's own collectors, beside the core's.
@@ -112,6 +126,9 @@ type sidecarMetrics struct {
 	lines   *prometheus.CounterVec
 	expired prometheus.Counter
 	capped  *prometheus.CounterVec
+
+	unchecked  prometheus.Gauge
+	mapReloads *prometheus.CounterVec
 }
 
 // Results of a syslog datagram, the values of headroom_sidecar_syslog_lines_total.
@@ -144,13 +161,14 @@ func New(o Options) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: compile log format: %w", err)
 	}
 	s := &Sidecar{
-		core:     o.Core,
-		log:      o.Logger,
-		tag:      o.Tag,
-		senders:  o.Senders,
-		cacheMax: o.CacheMax,
-		pending:  map[string]*pendingReq{},
-		expired:  map[string]expiredReq{},
+		core:      o.Core,
+		log:       o.Logger,
+		tag:       o.Tag,
+		senders:   o.Senders,
+		cacheMax:  o.CacheMax,
+		lineDelay: o.LineDelay,
+		pending:   map[string]*pendingReq{},
+		expired:   map[string]expiredReq{},
 	}
 	s.parsers.New = func() any { return &lineParser{p: f.NewParser()} }
 	s.m = sidecarMetrics{
@@ -160,7 +178,7 @@ func New(o Options) (*Sidecar, error) {
 		}, []string{"result"}),
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "headroom_sidecar_syslog_lines_total",
-			Help: "nginx access log lines received over syslog by result (matched, late, unmatched, no_upstream, malformed).",
+			Help: "nginx access log lines received (over syslog, or from the --access-log file) by result (matched, late, unmatched, no_upstream, malformed, refused).",
 		}, []string{"result"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "headroom_sidecar_tickets_expired_total",
@@ -170,6 +188,22 @@ func New(o Options) (*Sidecar, error) {
 			Name: "headroom_sidecar_charges_capped_total",
 			Help: "Log lines that claimed more upstream time than one line may charge, by cap (ticket_ttl: the ticket bound; pool_max: a line without a check, over its pool's longest checked request).",
 		}, []string{"cap"}),
+		unchecked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "headroom_sidecar_unchecked_callers",
+			Help: "Callers far from their budget whose checks nginx answers itself (--map-dir), as last written.",
+		}),
+		mapReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "headroom_sidecar_map_reloads_total",
+			Help: "Rewrites of the unchecked list nginx was reloaded for, by result (ok, failed: nginx kept its old list; retried next review).",
+		}, []string{"result"}),
+	}
+	if o.Unchecked != nil {
+		if s.unchecked, err = newUnchecked(*o.Unchecked); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range []string{"ok", "failed"} {
+		s.m.mapReloads.WithLabelValues(r)
 	}
 	for _, r := range []string{"allowed", "refused", "repeated", "untracked"} {
 		s.m.checks.WithLabelValues(r)
@@ -180,7 +214,7 @@ func New(o Options) (*Sidecar, error) {
 	for _, c := range []string{CapTicketTTL, CapPoolMax} {
 		s.m.capped.WithLabelValues(c)
 	}
-	if err := registerAll(o.Core.Registry(), s.m.checks, s.m.lines, s.m.expired, s.m.capped,
+	if err := registerAll(o.Core.Registry(), s.m.checks, s.m.lines, s.m.expired, s.m.capped, s.m.unchecked, s.m.mapReloads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "headroom_sidecar_tickets_pending",
 			Help: "Requests nginx let through whose log line has not come yet.",
@@ -223,7 +257,7 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	in := checkIn{id: r.Header.Get(hdrRequestID), cache: r.Header.Get(hdrCacheKey), remote: admit.PeerAddr(r.RemoteAddr)}
+	in := checkIn{id: r.Header.Get(hdrRequestID), cache: r.Header.Get(hdrCacheKey), mapDecl: r.Header.Get(hdrMapKey), remote: admit.PeerAddr(r.RemoteAddr)}
 	in.req = identity(r.Header, in.remote, r.Host)
 	var out answer
 	s.check(&in, &out)
@@ -237,10 +271,13 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // checkIn is one check as either server read it (net/http's ServeHTTP,
 // or the lean server of checkserver.go).
 type checkIn struct {
-	req    admit.Request // the original request's identity (identity)
-	id     string        // $request_id, "" when absent
-	cache  string        // X-Headroom-Cache-Key, "" without nginx's cache
-	remote netip.Addr    // the check connection's peer: nginx
+	req   admit.Request // the original request's identity (identity)
+	id    string        // $request_id, "" when absent
+	cache string        // X-Headroom-Cache-Key, "" without nginx's cache
+	// mapDecl is X-Headroom-Map-Key: what nginx's map of unchecked callers
+	// is keyed by, "" without one.
+	mapDecl string
+	remote  netip.Addr // the check connection's peer: nginx
 }
 
 // answer is a check's answer: a status and bodyless header fields
@@ -312,6 +349,9 @@ func (s *Sidecar) check(in *checkIn, out *answer) {
 		return
 	}
 	out.rateLimit(&a, a.Start)
+	if in.mapDecl != "" && s.unchecked != nil && s.cacheCovers(in.mapDecl, &a) {
+		s.noteCaller(in.req.Header, &a)
+	}
 	if n := s.cacheFor(&a, s.cacheCovers(in.cache, &a)); n > 0 {
 		out.add(hdrAccelExpires, accelExpires[min(n, int64(len(accelExpires)-1))])
 		s.grant(a.Key, a.Start.Add(time.Duration(n)*time.Second+s.bound()))
@@ -611,11 +651,32 @@ type lineParser struct {
 	rec accesslog.Record
 }
 
+// IngestLine reads one access log line as nginx wrote it to the file the
+// sidecar follows (--access-log): Ingest without the syslog framing.
+func (s *Sidecar) IngestLine(line []byte) (string, error) {
+	res, err := s.ingestLine(line)
+	s.m.lines.WithLabelValues(res).Inc()
+	return res, err
+}
+
+// ReviewUnchecked rewrites the unchecked list (Options.Unchecked) and has
+// nginx reload it if it changed; a Sidecar without the list does nothing.
+// Run calls it every interval.
+func (s *Sidecar) ReviewUnchecked() {
+	if s.unchecked != nil {
+		s.reviewUnchecked(s.core.Clock().Now())
+	}
+}
+
 func (s *Sidecar) ingest(b []byte) (string, error) {
 	msg, err := ParseSyslog(b, s.tag)
 	if err != nil {
 		return LineMalformed, err
 	}
+	return s.ingestLine(msg)
+}
+
+func (s *Sidecar) ingestLine(msg []byte) (string, error) {
 	lp := s.parsers.Get().(*lineParser)
 	defer s.parsers.Put(lp)
 	rec := &lp.rec
@@ -648,6 +709,9 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 		if rec.HasUpstreamTime {
 			upTime = s.capCharge(upTime, pr.adm.Pool.Name(), true, pr.adm.Key)
 			s.observe(pr.adm.Pool.Name(), upTime)
+			if s.unchecked != nil {
+				s.unchecked.noteDuration(pr.adm.Pool.Name(), upTime)
+			}
 		}
 		s.core.Finish(&pr.adm, upTime, rec.HasUpstreamTime, o)
 		return LineMatched, nil
@@ -660,7 +724,7 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 		s.core.Count(&late.adm, lineOutcome(rec, false), upTime, rec.HasUpstreamTime)
 		return LineLate, nil
 	}
-	if !rec.HasUpstreamTime || upTime <= 0 {
+	if !rec.HasUpstreamTime {
 		return LineNoUpstream, nil
 	}
 	if rec.Key == "" {
@@ -672,6 +736,11 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 	// A copy of the key: the ledger may keep it; rec.Key aliases b.
 	s.core.Lookup(&a, strings.Clone(rec.Key), rec.Pool)
 	upTime = s.capCharge(upTime, a.Pool.Name(), false, a.Key)
+	if s.unchecked != nil && s.granted(a.Key) {
+		// A listed caller's request: its time says whether the pool's
+		// requests are still short enough for its callers to stay listed.
+		s.unchecked.noteDuration(a.Pool.Name(), upTime)
+	}
 	s.core.ChargeDirect(&a, upTime)
 	s.core.Count(&a, lineOutcome(rec, false), upTime, true)
 	return LineUnmatched, nil
@@ -705,7 +774,7 @@ func (s *Sidecar) Expire() int {
 	var due []*pendingReq
 	s.mu.Lock()
 	for id, p := range s.pending {
-		if now.Sub(p.adm.Start) >= bound {
+		if now.Sub(p.adm.Start) >= bound+s.lineDelay {
 			due = append(due, p)
 			delete(s.pending, id)
 			s.expired[id] = expiredReq{adm: p.adm, charged: bound, at: now}

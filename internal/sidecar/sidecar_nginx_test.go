@@ -26,8 +26,26 @@ import (
 
 func TestNginxConfigAcceptedByNginx(t *testing.T) {
 	bin := testenv.RequireBinary(t, "nginx")
+	t.Run("default", func(t *testing.T) { nginxAccepts(t, bin, NginxConfigOptions{}) })
+	// The map's include matches nothing before the sidecar's first list,
+	// and then a list with every kind of identity it writes.
+	mapDir := t.TempDir()
+	o := NginxConfigOptions{LogFile: filepath.Join(t.TempDir(), "access.log"), MapDir: mapDir, Cache: filepath.Join(t.TempDir(), "cache")}
+	t.Run("file log and map, no list yet", func(t *testing.T) { nginxAccepts(t, bin, o) })
+	keys, pools := renderMaps(map[string]listedCaller{
+		k1Identity:                          {key: "fp-0123456789abcdef", pool: "default"},
+		"|Bearer eyJ.a-b_c|2001:db8::1|h.x": {key: "fp-1", pool: "api"},
+		"||203.0.113.9|" + strings.Repeat("h", maxIdentity-16): {key: "addr:203.0.113.9", pool: "default"},
+	})
+	if err := writeMaps(mapDir, keys, pools); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("file log and map, with a list", func(t *testing.T) { nginxAccepts(t, bin, o) })
+}
+
+func nginxAccepts(t *testing.T, bin string, o NginxConfigOptions) {
 	dir := t.TempDir()
-	snippet, err := NginxConfig(NginxConfigOptions{})
+	snippet, err := NginxConfig(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +59,7 @@ func TestNginxConfigAcceptedByNginx(t *testing.T) {
 	}
 	out, err := exec.Command(bin, append([]string{"-t"}, testenv.NginxArgs(dir, conf)...)...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("nginx -t refused the default snippet: %v\n%s", err, out)
+		t.Fatalf("nginx -t refused the snippet: %v\n%s\n%s", err, out, snippet)
 	}
 	if !strings.Contains(string(out), "test is successful") {
 		t.Fatalf("nginx -t: %s", out)
@@ -347,7 +365,13 @@ func TestSidecarWithNginx(t *testing.T) {
 // base URL. extraLog adds to nginx's output on failure.
 func startNginx(t *testing.T, bin string, o NginxConfigOptions, extraLog func() string) string {
 	t.Helper()
-	dir := t.TempDir()
+	return startNginxIn(t, t.TempDir(), bin, o, extraLog)
+}
+
+// startNginxIn is startNginx with nginx's directory (its pid file is
+// dir/nginx.pid) chosen by the caller.
+func startNginxIn(t *testing.T, dir, bin string, o NginxConfigOptions, extraLog func() string) string {
+	t.Helper()
 	o.Listen = testenv.FreePort(t)
 	snippet, err := NginxConfig(o)
 	if err != nil {
@@ -403,6 +427,33 @@ func TestSidecarDownNginxFailsOpen(t *testing.T) {
 	}
 }
 
+// getWithKey GETs url with X-Api-Key: key and returns the status.
+func getWithKey(t *testing.T, c *http.Client, url, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("X-Api-Key", key)
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// metricOf is the value of one sample (name with its labels, as exposed)
+// of the admin API's metrics; 0 when absent.
+func metricOf(t *testing.T, c *http.Client, adminURL, name string) float64 {
+	t.Helper()
+	for l := range strings.SplitSeq(adminMetrics(t, c, adminURL), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
 func adminMetrics(t *testing.T, c *http.Client, adminURL string) string {
 	t.Helper()
 	res, err := c.Get(adminURL + "/metrics")
@@ -451,28 +502,8 @@ func TestSidecarCheckCacheWithNginx(t *testing.T) {
 	base := startNginx(t, bin, NginxConfigOptions{Sidecar: run.check, Syslog: run.syslog, Upstream: up.URL, Cache: filepath.Join(t.TempDir(), "cache")},
 		func() string { return "" })
 	client := &http.Client{Timeout: 10 * time.Second}
-	get := func(path, key string) int {
-		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
-		req.Header.Set("X-Api-Key", key)
-		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res.StatusCode
-	}
-	metric := func(name string) float64 {
-		t.Helper()
-		for l := range strings.SplitSeq(adminMetrics(t, client, run.admin), "\n") {
-			if v, ok := strings.CutPrefix(l, name+" "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
-		}
-		return 0
-	}
+	get := func(path, key string) int { t.Helper(); return getWithKey(t, client, base+path, key) }
+	metric := func(name string) float64 { t.Helper(); return metricOf(t, client, run.admin, name) }
 
 	const light = 10
 	for i := range light {
@@ -500,7 +531,16 @@ func TestSidecarCheckCacheWithNginx(t *testing.T) {
 
 	// The heavy key (300 ms budget) is asked about every time: its third
 	// 150 ms request crosses the budget, and the next one is refused.
-	allowedBefore := metric(`headroom_sidecar_checks_total{result="allowed"}`)
+	heavyKeyRefusedWithinOneRequest(t, get, run.admin, metric)
+}
+
+// heavyKeyRefusedWithinOneRequest sends 150 ms requests of heavy-key (a
+// 300 ms budget) until one is refused: two must get through, each asked
+// about (checks_total{result="allowed"} grows by each).
+func heavyKeyRefusedWithinOneRequest(t *testing.T, get func(path, key string) int, adminURL string, metric func(string) float64) {
+	t.Helper()
+	const allowed = `headroom_sidecar_checks_total{result="allowed"}`
+	before := metric(allowed)
 	ok := 0
 	for ok < 10 {
 		st := get("/slow?ms=150", "heavy-key")
@@ -513,14 +553,14 @@ func TestSidecarCheckCacheWithNginx(t *testing.T) {
 		ok++
 		// The next check must see this request's time: wait for its line.
 		testenv.Eventually(t, "the heavy request's line", func() bool {
-			return getKey(t, run.admin, "heavy-key").InFlight == 0
+			return getKey(t, adminURL, "heavy-key").InFlight == 0
 		})
 	}
 	if ok != 2 {
 		t.Errorf("the heavy key got %d requests through before its 429, want 2 (300 ms budget, 150 ms each)", ok)
 	}
-	if n := metric(`headroom_sidecar_checks_total{result="allowed"}`) - allowedBefore; n != float64(ok) {
-		t.Errorf("%v of the heavy key's %d allowed requests were checked, want all: a key near its budget is never cached", n, ok)
+	if n := metric(allowed) - before; n != float64(ok) {
+		t.Errorf("%v of the heavy key's %d allowed requests were checked, want all: a key near its budget is never cached or listed", n, ok)
 	}
 }
 
@@ -608,5 +648,119 @@ server {
 	o.Part = "elsewhere"
 	if _, err := NginxConfig(o); err == nil || !strings.Contains(err.Error(), "want http, server or location") {
 		t.Errorf("--part elsewhere: %v", err)
+	}
+}
+
+// TestSidecarUncheckedMapWithNginx (issue 13): with nginx-config --log-file
+// and --map-dir, and the sidecar following the file and keeping the list,
+// a light caller is listed after its first requests and then never asked
+// about, while every one of its requests is still charged its real time
+// from the buffered log (a client that leaves at 1 s of a 3 s request
+// included: 3 s); that slow request takes its pool's callers off the list;
+// a key near its budget is asked about on every request and refused within
+// one request of crossing it.
+func TestSidecarUncheckedMapWithNginx(t *testing.T) {
+	bin := testenv.RequireBinary(t, "nginx")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ms, _ := strconv.Atoi(r.URL.Query().Get("ms")); ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond) // the upstream's work, not synchronisation
+		}
+		fmt.Fprintln(w, "done")
+	}))
+	t.Cleanup(up.Close)
+	cfg := sidecarConfig(t, time.Hour, "")
+	small, rf := config.Duration(300*time.Millisecond), config.Duration(5*time.Minute)
+	cfg.Overrides = []config.Override{{Key: "heavy-key", Limits: config.Limits{WorkerTime: &small, RestrictFor: &rf}}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	nginxDir, mapDir := t.TempDir(), filepath.Join(t.TempDir(), "lists")
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	run := startSidecar(t, RunOptions{Config: cfg, AccessLog: logFile,
+		Unchecked: &UncheckedOptions{Dir: mapDir, Interval: 200 * time.Millisecond, Reload: ReloadNginx(filepath.Join(nginxDir, "nginx.pid"), 5*time.Second)}})
+	base := startNginxIn(t, nginxDir, bin, NginxConfigOptions{Sidecar: run.check, Upstream: up.URL, LogFile: logFile, MapDir: mapDir},
+		func() string { b, _ := os.ReadFile(logFile); return "access log:\n" + string(b) })
+	// New connections: a reload retires the worker a kept-alive one is on.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(path, key string) int { t.Helper(); return getWithKey(t, client, base+path, key) }
+	metric := func(name string) float64 { t.Helper(); return metricOf(t, client, run.admin, name) }
+	allowed := func() float64 { return metric(`headroom_sidecar_checks_total{result="allowed"}`) }
+
+	lightSent := 0
+	light := func() {
+		t.Helper()
+		if st := get("/fast?ms=5&n="+strconv.Itoa(lightSent), "light-key"); st != 200 {
+			t.Fatalf("light request %d: %d", lightSent, st)
+		}
+		lightSent++
+	}
+	for range listMinRequests {
+		light()
+	}
+	testenv.Eventually(t, "the light caller listed and nginx reloaded", func() bool {
+		return metric("headroom_sidecar_unchecked_callers") == 1 && metric(`headroom_sidecar_map_reloads_total{result="ok"}`) >= 1
+	})
+	// The old worker may take a few more connections before nginx tells
+	// it to stop: wait for a request nginx answers for itself.
+	testenv.Eventually(t, "a light request answered from nginx's map", func() bool {
+		c := allowed()
+		light()
+		return allowed() == c
+	})
+	checked := allowed()
+	const more = 20
+	for range more {
+		light()
+	}
+	if n := allowed() - checked; n != 0 {
+		t.Errorf("%v of a listed caller's %d requests reached the sidecar, want none (reloads %v)", n, more, metric(`headroom_sidecar_map_reloads_total{result="ok"}`))
+	}
+	testenv.Eventually(t, "every light request charged from the log file", func() bool {
+		return getKey(t, run.admin, "light-key").Requests == int64(lightSent)
+	})
+	if n := metric(`headroom_sidecar_charges_capped_total{cap="pool_max"}`); n != 0 {
+		t.Errorf("%v lines of a listed caller were capped at the pool's longest", n)
+	}
+
+	// A client that leaves at 1 s of a 3 s request: nginx lets the
+	// upstream finish and logs 3 s, which is charged.
+	before := getKey(t, run.admin, "light-key").WorkerSeconds
+	impatient := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	req, _ := http.NewRequest("GET", base+"/slow?ms=3000", nil)
+	req.Header.Set("X-Api-Key", "light-key")
+	if res, err := impatient.Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("the impatient client got an answer: %d", res.StatusCode)
+	}
+	testenv.Eventually(t, "the abandoned request charged its upstream time", func() bool {
+		return getKey(t, run.admin, "light-key").WorkerSeconds-before >= 3
+	})
+	if got := getKey(t, run.admin, "light-key").WorkerSeconds - before; got > 3.5 {
+		t.Errorf("the abandoned 3 s request charged %.3f s", got)
+	}
+	// A 3 s request in the pool: its callers are asked about again.
+	testenv.Eventually(t, "the light caller taken off the list after its pool's slow request", func() bool {
+		return metric("headroom_sidecar_unchecked_callers") == 0 && metric(`headroom_sidecar_map_reloads_total{result="ok"}`) >= 2
+	})
+	// (Eventually again: the retiring worker may still hold the old map.)
+	testenv.Eventually(t, "a light request checked again", func() bool {
+		c := allowed()
+		light()
+		return allowed() == c+1
+	})
+
+	// The heavy key (300 ms budget) is never listed: every request is
+	// asked about, and the third 150 ms request is refused.
+	heavyKeyRefusedWithinOneRequest(t, get, run.admin, metric)
+	// The keys are in the map files, which are 0600, and never in the
+	// metrics.
+	m := adminMetrics(t, client, run.admin)
+	if strings.Contains(m, "light-key") || strings.Contains(m, "heavy-key") {
+		t.Error("a key appears in clear in the metrics")
+	}
+	fi, err := os.Stat(filepath.Join(mapDir, MapKeysFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v, %v; want mode 0600", MapKeysFile, fi.Mode(), err)
 	}
 }

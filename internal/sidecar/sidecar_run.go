@@ -15,6 +15,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/budget"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/lifecycle"
+	"github.com/headroom-dev/headroom/internal/tailfile"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
@@ -25,8 +26,16 @@ type RunOptions struct {
 	// Config is the validated starting configuration (NoUpstream set).
 	Config *config.Config
 	// Syslog is the UDP address nginx's access_log syslog:server= sends
-	// to. "" means DefaultSyslogListen.
+	// to. "" means DefaultSyslogListen, or no syslog listener when
+	// AccessLog is set.
 	Syslog string
+	// AccessLog is a file nginx writes its access log to (nginx-config
+	// --log-file), which the sidecar follows from its end, across
+	// rotations, instead of (or beside) the syslog listener.
+	AccessLog string
+	// Unchecked keeps the list of callers nginx answers for itself
+	// (nginx-config --map-dir); nil: none.
+	Unchecked *UncheckedOptions
 	// Tag is the syslog tag to accept; "" accepts any.
 	Tag string
 	// Senders are the addresses syslog datagrams are accepted from (see
@@ -61,8 +70,20 @@ func Run(ctx context.Context, o RunOptions) error {
 		lg = slog.Default()
 	}
 	syslogAddr := o.Syslog
-	if syslogAddr == "" {
+	if syslogAddr == "" && o.AccessLog == "" {
 		syslogAddr = DefaultSyslogListen
+	}
+	var err error
+	var lineDelay time.Duration
+	var follower *tailfile.Follower
+	if o.AccessLog != "" {
+		// nginx's buffer flushes at least once a second (flush=1s in the
+		// snippet); the follower looks for new lines every 100 ms.
+		lineDelay = time.Second + 200*time.Millisecond
+		follower, err = tailfile.New(tailfile.Options{Path: o.AccessLog, Logger: lg})
+		if err != nil {
+			return fmt.Errorf("--access-log: %w", err)
+		}
 	}
 	ledger := lifecycle.OpenLedger(cfg, o.Clock, lg, o.Snapshots)
 	core, err := admit.New(admit.Options{Config: cfg, Ledger: ledger, Clock: o.Clock, Logger: lg})
@@ -72,28 +93,43 @@ func Run(ctx context.Context, o RunOptions) error {
 	if err := lifecycle.RegisterStore(core.Registry(), o.Snapshots); err != nil {
 		return err
 	}
-	sc, err := New(Options{Core: core, Tag: o.Tag, Logger: lg, Senders: o.Senders, CacheMax: o.CheckCache})
+	sc, err := New(Options{Core: core, Tag: o.Tag, Logger: lg, Senders: o.Senders, CacheMax: o.CheckCache,
+		Unchecked: o.Unchecked, LineDelay: lineDelay})
 	if err != nil {
 		return err
+	}
+	if o.Unchecked != nil {
+		had, err := clearMaps(o.Unchecked.Dir)
+		if err != nil {
+			return err
+		}
+		if had {
+			// Callers listed before a restart may be near their budget now.
+			if err := o.Unchecked.Reload(); err != nil {
+				lg.Warn("the unchecked list from before was emptied, but nginx did not reload it", "err", err.Error())
+			}
+		}
 	}
 	health, _ := o.Snapshots.(admin.StoreHealth)
 	adminAPI := admin.Handler(admin.Options{Core: core, Health: health, Logger: lg, Role: "sidecar"})
 
-	ua, err := net.ResolveUDPAddr("udp", syslogAddr)
-	if err != nil {
-		return fmt.Errorf("listen for nginx's syslog (--syslog %s): %w", syslogAddr, err)
-	}
-	pc, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return fmt.Errorf("listen for nginx's syslog (--syslog %s): %w", syslogAddr, err)
-	}
-	defer pc.Close()
-	// Bursts of lines must wait in the kernel, not be dropped, while the
-	// reader works: every lost line is charged the bound instead of the
-	// real time.
-	_ = pc.SetReadBuffer(4 << 20)
-	if !config.IsLoopback(syslogAddr) {
-		lg.Warn("the syslog listener is not on loopback: firewall it; datagrams are taken only from --syslog-senders (default: the address nginx's checks come from)", "syslog", syslogAddr)
+	var pc *net.UDPConn
+	if syslogAddr != "" {
+		ua, err := net.ResolveUDPAddr("udp", syslogAddr)
+		if err != nil {
+			return fmt.Errorf("listen for nginx's syslog (--syslog %s): %w", syslogAddr, err)
+		}
+		if pc, err = net.ListenUDP("udp", ua); err != nil {
+			return fmt.Errorf("listen for nginx's syslog (--syslog %s): %w", syslogAddr, err)
+		}
+		defer pc.Close()
+		// Bursts of lines must wait in the kernel, not be dropped, while
+		// the reader works: every lost line is charged the bound instead
+		// of the real time.
+		_ = pc.SetReadBuffer(4 << 20)
+		if !config.IsLoopback(syslogAddr) {
+			lg.Warn("the syslog listener is not on loopback: firewall it; datagrams are taken only from --syslog-senders (default: the address nginx's checks come from)", "syslog", syslogAddr)
+		}
 	}
 	cl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -107,26 +143,77 @@ func Run(ctx context.Context, o RunOptions) error {
 	go func() { errc <- checkSrv.Serve(cl) }()
 
 	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		if err := readSyslog(pc, sc, lg); err != nil {
-			errc <- err
-		}
-	}()
+	if pc != nil {
+		go func() {
+			defer close(readDone)
+			if err := readSyslog(pc, sc, lg); err != nil {
+				errc <- err
+			}
+		}()
+	} else {
+		close(readDone)
+	}
+	// The file's reader stops after ctx ends and it has read to the file's
+	// end once more: the lines nginx flushed at its own shutdown count.
+	followCtx, stopFollow := context.WithCancel(context.Background())
+	defer stopFollow()
+	followDone := make(chan struct{})
+	if follower != nil {
+		go func() {
+			defer close(followDone)
+			var lastWarn time.Time
+			err := follower.Run(followCtx, func(line []byte) {
+				res, err := sc.IngestLine(line)
+				if err != nil && res == LineMalformed && time.Since(lastWarn) > time.Minute {
+					lastWarn = time.Now()
+					lg.Warn("malformed line in nginx's access log (is its log_format the one `headroom nginx-config` prints?)",
+						"file", o.AccessLog, "err", err, "bytes", len(line))
+				}
+			})
+			if err != nil {
+				errc <- fmt.Errorf("follow %s: %w", o.AccessLog, err)
+			}
+		}()
+	} else {
+		close(followDone)
+	}
+	reviewDone := make(chan struct{})
+	if o.Unchecked != nil {
+		// Its own goroutine: a review waits for nginx's reload.
+		go func() {
+			defer close(reviewDone)
+			t := time.NewTicker(sc.unchecked.o.Interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					sc.ReviewUnchecked()
+				}
+			}
+		}()
+	} else {
+		close(reviewDone)
+	}
 
 	adminSrv, adminAddr, err := lifecycle.ServeAdmin(adminAPI, cfg, errLog, errc)
 	if err != nil {
 		checkSrv.Close()
 		return err
 	}
-	lg.Info("headroom sidecar listening", "check", cl.Addr().String(), "syslog", pc.LocalAddr().String(),
+	var syslogLocal net.Addr
+	if pc != nil {
+		syslogLocal = pc.LocalAddr()
+	}
+	lg.Info("headroom sidecar listening", "check", cl.Addr().String(), "syslog", lifecycle.AddrString(syslogLocal), "access_log", o.AccessLog,
 		"admin", lifecycle.AddrString(adminAddr), "bound", cfg.Timeouts.Upstream.String(), "shadow", cfg.Shadow)
 	if len(cfg.Pools) > 0 {
 		lg.Info("pools sort requests for the metrics here; their max_concurrent and queue are not enforced beside nginx (use limit_conn or upstream max_conns)",
 			"pools", len(cfg.Pools))
 	}
 	if o.Ready != nil {
-		o.Ready(cl.Addr(), pc.LocalAddr(), adminAddr)
+		o.Ready(cl.Addr(), syslogLocal, adminAddr)
 	}
 
 	p := lifecycle.Persist(o.Snapshots, ledger, cfg.Store.SnapshotInterval.D())
@@ -159,8 +246,13 @@ loop:
 	}
 	// Lines already in the socket's buffer are read before the reader
 	// stops: a short deadline, not an immediate close.
-	_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if pc != nil {
+		_ = pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	}
 	<-readDone
+	stopFollow()
+	<-followDone
+	<-reviewDone
 	sc.Close()
 	lifecycle.StopAdmin(adminSrv)
 	if err := p.Close(cfg, lg); err != nil && runErr == nil {
