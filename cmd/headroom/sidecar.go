@@ -28,6 +28,7 @@ type sidecarFlags struct {
 	mapDir      string
 	nginxPID    string
 	mapInterval time.Duration
+	mapMaxReq   time.Duration
 }
 
 func newSidecarCmd() *cobra.Command { return newSidecarCmdWith(&sidecarFlags{}) }
@@ -71,12 +72,20 @@ For high request rates (nginx-config --log-file FILE --map-dir DIR):
                       (--nginx-pid) when the list changes, at most once per
                       --map-interval. Their lines still charge their real
                       upstream time; what they lose is in-flight charging
-                      and the per-request decision, which is safe because a
-                      caller is listed only with more than half its budget
-                      left and enough to last several reaction times (about
-                      --map-interval + 2 s) at its recent rate. A caller
+                      and the per-request decision. A caller is listed
+                      only with more than half its budget left and enough
+                      to last four reaction times (--map-interval + about
+                      2 s) at its recent rate; one that then starts to
+                      spend fast can overspend by at most what it starts
+                      before its lines come and nginx has the new list:
+                      its concurrency x (--map-max-request + one reaction
+                      time) worker-seconds. A caller
                       near its budget, restricted, in shadow mode or with a
-                      concurrency cap is never listed. The files hold API
+                      concurrency cap is never listed, nor one of a pool
+                      whose requests took longer than --map-max-request
+                      (1 s) in the last minute or two: a listed caller's
+                      request is seen only when it ends, and beside slow
+                      requests a check costs little. The files hold API
                       keys as callers send them: mode 0600, in a directory
                       only the sidecar and nginx's master can read.
 
@@ -126,6 +135,7 @@ requests still pending their time so far, and writes the --snapshot.`,
 	fl.StringVar(&f.mapDir, "map-dir", "", "`directory` for the map of callers far from their budget that nginx answers for itself (nginx-config --map-dir); needs --nginx-pid")
 	fl.StringVar(&f.nginxPID, "nginx-pid", "/run/nginx.pid", "nginx's pid `file`, to reload nginx when the --map-dir list changes")
 	fl.DurationVar(&f.mapInterval, "map-interval", time.Second, "how often the --map-dir list is reviewed (and nginx reloaded, if it changed)")
+	fl.DurationVar(&f.mapMaxReq, "map-max-request", time.Second, "list only callers of pools whose requests took at most this long in the last minute or two (a listed caller's request is seen only when it ends)")
 	fl.DurationVar(&f.ticketTTL, "ticket-ttl", 5*time.Minute, "charge a request this long when its log line never comes (timeouts.upstream)")
 	return cmd
 }
@@ -181,7 +191,7 @@ func runSidecar(cmd *cobra.Command, f *sidecarFlags) error {
 		if !filepath.IsAbs(f.mapDir) {
 			return fmt.Errorf("--map-dir %q: want an absolute path (nginx includes the files by it)", f.mapDir)
 		}
-		unchecked = &sidecar.UncheckedOptions{Dir: f.mapDir, Interval: f.mapInterval, Reload: sidecar.ReloadNginx(f.nginxPID, 3*time.Second)}
+		unchecked = &sidecar.UncheckedOptions{Dir: f.mapDir, Interval: f.mapInterval, MaxRequest: f.mapMaxReq, Reload: sidecar.ReloadNginx(f.nginxPID, 3*time.Second)}
 	}
 	opts := sidecar.RunOptions{
 		Config:     cfg,

@@ -333,7 +333,14 @@ func (s *Sidecar) reviewUnchecked(now time.Time) {
 		}
 	}
 	changed := !sameCallers(next, u.listed)
+	added, removed := 0, 0
 	if changed {
+		for id := range next {
+			if _, ok := u.listed[id]; !ok {
+				added++
+			}
+		}
+		removed = len(u.listed) + added - len(next)
 		if u.loaded == nil {
 			u.loaded = u.listed
 		}
@@ -374,6 +381,7 @@ func (s *Sidecar) reviewUnchecked(now time.Time) {
 		return
 	}
 	s.m.mapReloads.WithLabelValues("ok").Inc()
+	s.log.Info("nginx reloaded with the unchecked list", "callers", n, "added", added, "removed", removed, "dir", u.o.Dir)
 }
 
 func sameCallers(a, b map[string]listedCaller) bool {
