@@ -45,6 +45,10 @@ type conn struct {
 	ridBuf   [requestid.Len]byte
 	w        *watcher // started on first use
 	watching bool     // w is watching the client for this request
+	// now is the real time at the request's last clock reading (stamp),
+	// the base of its deadlines.
+	now time.Time
+	hdr [20]byte // a chunk header being written (here, not on the heap)
 
 	body   []byte // the buffered request body, reused
 	chunk  httpwire.ChunkedReader
@@ -130,6 +134,8 @@ func (c *conn) serve() {
 			return
 		}
 		if len(c.cr.stash) == 0 && c.br.Buffered() == 0 {
+			// A fresh reading: the last request's answer may have
+			// taken its client long to read.
 			c.dl.read(after(wait), slackFor(wait))
 			// Shutdown sets closing, then ends idle connections' reads
 			// with a past deadline; seen after our own deadline, closing
@@ -353,9 +359,14 @@ func decodePath(raw []byte) (string, bool) {
 func (c *conn) finish(o admit.Outcome) {
 	ex := &c.ex
 	s := c.s
-	end := s.clock.Now()
-	if !ex.upStart.IsZero() && ex.upEnd.IsZero() {
-		ex.upEnd = end
+	// The upstream's answer was all written (to the client's buffer)
+	// before upEnd was read: the request ended then.
+	end := ex.upEnd
+	if end.IsZero() {
+		end = c.stamp()
+		if !ex.upStart.IsZero() {
+			ex.upEnd = end
+		}
 	}
 	status, sent := ex.status, ex.sent
 	gone := ex.gone()
@@ -406,6 +417,19 @@ func (c *conn) finish(o admit.Outcome) {
 		rec.UpstreamTime = ex.upEnd.Sub(ex.upStart)
 	}
 	s.log(&rec, ex.adm.Client, o, view(c.rid))
+}
+
+// stamp reads the server's clock for the exchange's record, and the
+// real time for its deadlines (c.now): one reading when the server's
+// clock is the system's.
+func (c *conn) stamp() time.Time {
+	t := c.s.clock.Now()
+	if c.s.sysClock {
+		c.now = t
+	} else {
+		c.now = time.Now()
+	}
+	return t
 }
 
 // StatusClientClosed is nginx's status for a client that left before its

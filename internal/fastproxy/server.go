@@ -69,6 +69,7 @@ type Options struct {
 type Server struct {
 	core     *admit.Core
 	clock    budget.Clock
+	sysClock bool // clock is the system's: its readings are real time
 	upstream *upstreamPool
 	log      func(*accesslog.Record, netip.Addr, admit.Outcome, string)
 	logger   *slog.Logger
@@ -99,6 +100,7 @@ func New(o Options) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}
+	_, s.sysClock = s.clock.(budget.SystemClock)
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
@@ -345,4 +347,12 @@ func after(d time.Duration) time.Time {
 		return time.Time{}
 	}
 	return time.Now().Add(d)
+}
+
+// afterAt is now+d, or no deadline for d <= 0.
+func afterAt(now time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return now.Add(d)
 }

@@ -2,6 +2,7 @@ package fastproxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -48,13 +49,15 @@ func newUpstreamPool(addr string, core *admit.Core) *upstreamPool {
 
 var errPoolClosed = errors.New("fastproxy: shutting down")
 
-func (p *upstreamPool) get(cfg *config.Config) (*upConn, bool, error) {
+// get returns an idle connection, or a new one; now is the request's
+// clock reading (for the idle bound).
+func (p *upstreamPool) get(cfg *config.Config, now time.Time) (*upConn, bool, error) {
 	idleFor := cfg.Timeouts.Idle.D()
 	p.mu.Lock()
 	for len(p.idle) > 0 {
 		u := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if idleFor > 0 && time.Since(u.idleSince) > idleFor {
+		if idleFor > 0 && now.Sub(u.idleSince) > idleFor {
 			delete(p.all, u)
 			u.nc.Close()
 			continue
@@ -82,10 +85,11 @@ func (p *upstreamPool) get(cfg *config.Config) (*upConn, bool, error) {
 	return u, false, nil
 }
 
-func (p *upstreamPool) put(u *upConn) {
+// put keeps u for the next request; now is when its answer ended.
+func (p *upstreamPool) put(u *upConn, now time.Time) {
 	// Its deadlines stay: nothing reads or writes an idle connection,
 	// and the next request moves them.
-	u.idleSince = time.Now()
+	u.idleSince = now
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || len(p.idle) >= maxIdle {
@@ -156,14 +160,22 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 	ex := &c.ex
 	s := c.s
 	r := &c.req
-	ex.upStart = s.clock.Now()
-	deadline := after(cfg.Timeouts.Upstream.D())
+	// One clock reading for the exchange's start and every deadline
+	// below: deadlines have slack of milliseconds to seconds, and the
+	// reading is microseconds old at most when they are set.
+	ex.upStart = c.stamp()
+	now := c.now
+	deadline := afterAt(now, cfg.Timeouts.Upstream.D())
 	slack := slackFor(cfg.Timeouts.Upstream.D())
+	hd := deadline
+	if d := cfg.Timeouts.UpstreamHeader.D(); d > 0 && (hd.IsZero() || now.Add(d).Before(hd)) {
+		hd = now.Add(d)
+	}
 	var u *upConn
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		var err error
-		u, reused, err = s.upstream.get(cfg)
+		u, reused, err = s.upstream.get(cfg, now)
 		if err != nil {
 			return c.upstreamFailed(cfg, err), false
 		}
@@ -180,11 +192,7 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 			}
 			return c.upstreamFailed(cfg, err), false
 		}
-		hd := deadline
-		if d := cfg.Timeouts.UpstreamHeader.D(); d > 0 && (hd.IsZero() || time.Now().Add(d).Before(hd)) {
-			hd = time.Now().Add(d)
-		}
-		noBytes, err := c.awaitResponse(u, hd, slackFor(cfg.Timeouts.UpstreamHeader.D()))
+		noBytes, err := c.awaitResponse(u, now, hd, slackFor(cfg.Timeouts.UpstreamHeader.D()))
 		if err != nil {
 			s.upstream.drop(u)
 			if noBytes && reused && attempt == 0 && body.rest == nil && idempotent(r.Method) && !isTimeout(err) {
@@ -201,9 +209,9 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 		u.dl.read(deadline, slack)
 	}
 	ex.upStatus = u.resp.Status
-	ex.respAt = s.clock.Now()
+	ex.respAt = c.stamp()
 	ok, clientKeep := c.copyResponse(u, keep)
-	ex.upEnd = s.clock.Now()
+	ex.upEnd = c.stamp()
 	if !ok {
 		s.upstream.drop(u)
 		s.logger.Error("upstream response broken off", "upstream", s.upstream.addr, "status", ex.upStatus,
@@ -215,7 +223,7 @@ func (c *conn) proxy(cfg *config.Config, body reqBody, o admit.Outcome, keep boo
 		return admit.UpstreamError, false
 	}
 	if u.resp.KeepAlive && u.resp.Body(isHead(r.Method)) != httpwire.CloseBody {
-		s.upstream.put(u)
+		s.upstream.put(u, c.now)
 	} else {
 		s.upstream.drop(u)
 	}
@@ -240,31 +248,49 @@ func isHead(m []byte) bool { return string(m) == "HEAD" }
 // read that fails, a goroutine wake-up and two deadline changes; a fast
 // upstream answers before it is worth it, and a client that leaves during
 // a short request is still noticed when its answer cannot be written.
-const watchAfter = 10 * time.Millisecond
+// The wait may run over by up to watchSlack: the upstream connection's
+// read deadline is then moved only every watchSlack or so, not twice a
+// request (a deadline change is a timer update and three clock reads).
+const (
+	watchAfter = 10 * time.Millisecond
+	watchSlack = 5 * time.Millisecond
+)
 
 // awaitResponse waits for the upstream's response head until hd, watching
-// the client once the upstream is slow.
-func (c *conn) awaitResponse(u *upConn, hd time.Time, slack time.Duration) (noBytes bool, err error) {
-	if !c.watching {
-		short := time.Now().Add(watchAfter)
-		if hd.IsZero() || short.Before(hd) {
-			u.dl.read(short, 0)
-			if _, err := u.br.Peek(1); err != nil && isTimeout(err) {
-				c.watching = c.startWatch(nil)
+// the client once the upstream is slow. now is the exchange's start.
+//
+// The read deadline in force while the head is read: the short wait's
+// (watchAfter, for the first byte), then hd's, set only if the head is not
+// all in by then, as it is when it came in one packet.
+func (c *conn) awaitResponse(u *upConn, now, hd time.Time, slack time.Duration) (noBytes bool, err error) {
+	short := now.Add(watchAfter)
+	if !c.watching && (hd.IsZero() || short.Add(watchSlack).Before(hd)) {
+		u.dl.read(short, watchSlack)
+		if _, err := u.br.Peek(1); err != nil {
+			if !isTimeout(err) {
+				return true, err
 			}
+			c.watching = c.startWatch(nil)
 		}
 	}
-	u.dl.read(hd, slack)
-	return readResponseHead(u)
+	return readResponseHead(u, hd, slack)
 }
 
 // readResponseHead reads the upstream's response head, skipping 1xx
-// interim responses. noBytes reports that nothing at all came back.
-func readResponseHead(u *upConn) (noBytes bool, err error) {
+// interim responses, under the deadline hd (moved only for a head not
+// already buffered). noBytes reports that nothing at all came back.
+func readResponseHead(u *upConn, hd time.Time, slack time.Duration) (noBytes bool, err error) {
+	headDeadline := func() {
+		if b, _ := u.br.Peek(u.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+			u.dl.read(hd, slack)
+		}
+	}
+	headDeadline()
 	if _, err := u.br.Peek(1); err != nil {
 		return true, err
 	}
 	for {
+		headDeadline()
 		if err := httpwire.ReadResponse(u.br, &u.resp, httpwire.DefaultMaxHeadBytes); err != nil {
 			return false, err
 		}
@@ -488,12 +514,11 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 	}
 	buf := copyBuffers.Get().(*[32 << 10]byte)
 	defer copyBuffers.Put(buf)
-	var hdr [20]byte
 	for {
 		n, err := src.Read(buf[:])
 		if n > 0 {
 			if chunkOut {
-				c.clientWrite(httpwire.AppendChunkHeader(hdr[:0], n))
+				c.clientWrite(httpwire.AppendChunkHeader(c.hdr[:0], n))
 			}
 			c.clientWrite(buf[:n])
 			if chunkOut {
