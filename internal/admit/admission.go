@@ -32,6 +32,30 @@ type Request struct {
 	Peer   netip.Addr // the address the connection came from (PeerAddr parses one)
 	Host   string     // the Host the client asked for; a port is ignored
 	Path   string     // the decoded path, for pools by path prefix
+	// AddrKey, if not nil, is the front-end's memory of the last address
+	// key Begin made on this connection: the requests of one client then
+	// share one addr:IP string instead of each allocating its own.
+	AddrKey *AddrKey
+}
+
+// AddrKey remembers an address key (Request.AddrKey). The zero value is
+// empty; it is not safe for concurrent use (one per connection).
+type AddrKey struct {
+	addr netip.Addr
+	key  string
+}
+
+// of returns addr's ledger key, made anew only for another address.
+func (k *AddrKey) of(addr netip.Addr) string {
+	if k != nil && k.key != "" && k.addr == addr {
+		return k.key
+	}
+	var buf [len(AddrPrefix) + 64]byte
+	key := string(addr.AppendTo(append(buf[:0], AddrPrefix...)))
+	if k != nil {
+		k.addr, k.key = addr, key
+	}
+	return key
 }
 
 // Admission is one request on its way through the core, from Begin to
@@ -96,8 +120,7 @@ func (c *Core) Begin(r *Request, a *Admission) {
 	if raw := st.keys.rawKey(r); raw != "" {
 		a.Key = c.fp.Fingerprint(raw)
 	} else if a.Client.IsValid() {
-		var buf [len(AddrPrefix) + 64]byte
-		a.Key = string(a.Client.AppendTo(append(buf[:0], AddrPrefix...)))
+		a.Key = r.AddrKey.of(a.Client)
 	}
 	a.Limits = st.policy.limits(a.Key)
 	a.Pool = st.router.pick(r.Host, r.Path)

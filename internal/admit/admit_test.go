@@ -173,6 +173,50 @@ pools: [{name: api, path_prefixes: [/api/], max_concurrent: 4}]
 	}
 }
 
+// A request without an API key is keyed by its client's address: with the
+// front-end's AddrKey, a connection's requests reuse one key string, and a
+// request from another client (a trusted proxy's X-Forwarded-For) gets
+// its own.
+func TestCoreAddrKeyReused(t *testing.T) {
+	c, _ := newCore(t, `
+budget: {worker_time: 1h, window: 1m}
+keys: {trusted_proxies: [192.0.2.10/32]}
+`)
+	var memo AddrKey
+	h := http.Header{}
+	req := &Request{Header: h, Peer: netip.MustParseAddr("192.0.2.10"), Host: "app", Path: "/x", AddrKey: &memo}
+	var a Admission
+	run := func() {
+		c.Begin(req, &a)
+		if _, ok := c.Admit(context.Background(), &a); !ok {
+			t.Fatal("refused")
+		}
+		c.Finish(&a, time.Millisecond, true, OK)
+	}
+	run()
+	if a.Key != "addr:192.0.2.10" {
+		t.Fatalf("key %q, want addr:192.0.2.10", a.Key)
+	}
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Errorf("%v allocations per request with an AddrKey, want 0", n)
+	}
+	h.Set("X-Forwarded-For", "198.51.100.7")
+	c.Begin(req, &a)
+	if a.Key != "addr:198.51.100.7" {
+		t.Errorf("key %q behind the trusted proxy, want addr:198.51.100.7", a.Key)
+	}
+	h.Del("X-Forwarded-For")
+	c.Begin(req, &a)
+	if a.Key != "addr:192.0.2.10" {
+		t.Errorf("key %q back from the proxy itself, want addr:192.0.2.10", a.Key)
+	}
+	req.AddrKey = nil
+	c.Begin(req, &a)
+	if a.Key != "addr:192.0.2.10" {
+		t.Errorf("key %q without an AddrKey, want addr:192.0.2.10", a.Key)
+	}
+}
+
 func BenchmarkCore(b *testing.B) {
 	c, _ := newCore(b, `
 budget: {worker_time: 1h, window: 1m}

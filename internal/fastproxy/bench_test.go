@@ -12,10 +12,18 @@ import (
 // loopback (client, proxy and upstream in this process): the proxy's own
 // cost plus three sockets' syscalls. bench/proxy.sh compares it with nginx.
 func BenchmarkProxy(b *testing.B) {
+	benchmarkProxy(b, map[string][]string{"X-Api-Key": {"bench-key"}})
+}
+
+// BenchmarkProxyByAddress is BenchmarkProxy for clients without an API
+// key, keyed by their address (as wrk's requests in bench/proxy.sh are).
+func BenchmarkProxyByAddress(b *testing.B) { benchmarkProxy(b, nil) }
+
+func benchmarkProxy(b *testing.B, header map[string][]string) {
 	up := startRawUpstream(b)
 	proxy := startProxy(b, up.ln.Addr().String(), "budget: {worker_time: 1h, window: 1m}\n")
 	u, _ := url.Parse("http://" + proxy + "/bench?x=1")
-	req, err := h1.NewRequest(h1.RequestOptions{URL: u, Header: map[string][]string{"X-Api-Key": {"bench-key"}}})
+	req, err := h1.NewRequest(h1.RequestOptions{URL: u, Header: header})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -47,8 +47,9 @@ type conn struct {
 	watching bool     // w is watching the client for this request
 	// now is the real time at the request's last clock reading (stamp),
 	// the base of its deadlines.
-	now time.Time
-	hdr [20]byte // a chunk header being written (here, not on the heap)
+	now     time.Time
+	hdr     [20]byte      // a chunk header being written (here, not on the heap)
+	addrKey admit.AddrKey // the last address key, reused while the client is the same
 
 	body   []byte // the buffered request body, reused
 	chunk  httpwire.ChunkedReader
@@ -254,7 +255,7 @@ func (c *conn) handle() bool {
 	// Views of the head's bytes, not copies: the core keeps none of them
 	// past Begin (a key it remembers, it clones), and r.Raw is not reused
 	// before the next request.
-	areq := admit.Request{Header: headerView{r}, Peer: c.peer, Host: view(r.Host), Path: path, Query: view(r.Query())}
+	areq := admit.Request{Header: headerView{r}, Peer: c.peer, Host: view(r.Host), Path: path, Query: view(r.Query()), AddrKey: &c.addrKey}
 	core.Begin(&areq, &ex.adm)
 	c.trusted = c.peer.IsValid() && ex.adm.TrustedPeer(c.peer)
 	c.rid = c.requestID()
@@ -535,13 +536,16 @@ func view(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// headerView gives the core the request's fields (admit.Header).
+// headerView gives the core the request's fields (admit.Header). Its
+// values are views of the head's bytes, not copies, as the rest of
+// admit.Request: the core keeps none of them past Begin (an API key it
+// remembers, the fingerprint cache clones; X-Forwarded-For it parses).
 type headerView struct{ r *httpwire.Request }
 
 func (h headerView) Get(name string) string {
 	for i := range h.r.Fields {
 		if httpwire.EqualFoldName(h.r.Fields[i].Name, name) {
-			return string(h.r.Fields[i].Value)
+			return view(h.r.Fields[i].Value)
 		}
 	}
 	return ""
@@ -551,7 +555,7 @@ func (h headerView) Values(name string) []string {
 	var vs []string
 	for i := range h.r.Fields {
 		if httpwire.EqualFoldName(h.r.Fields[i].Name, name) {
-			vs = append(vs, string(h.r.Fields[i].Value))
+			vs = append(vs, view(h.r.Fields[i].Value))
 		}
 	}
 	return vs
