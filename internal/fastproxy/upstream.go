@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/admit"
@@ -19,6 +21,8 @@ import (
 // upConn is one keep-alive connection to the upstream.
 type upConn struct {
 	nc        net.Conn
+	rc        syscall.RawConn // nc's, for sendThenRead; nil: requests are written at once
+	pending   []byte          // a request written by the next read (sendThenRead)
 	dl        deadlines
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -26,6 +30,94 @@ type upConn struct {
 	resp      httpwire.Response
 	chunk     httpwire.ChunkedReader
 	length    httpwire.LengthReader
+}
+
+// upReader reads the upstream connection, first sending the request
+// waiting in pending.
+type upReader struct{ u *upConn }
+
+func (r upReader) Read(p []byte) (int, error) {
+	if r.u.pending != nil {
+		return r.u.sendThenRead(p)
+	}
+	return r.u.nc.Read(p)
+}
+
+// sendThenRead writes the pending request and reads the start of its
+// answer, waiting on the poller in between without first trying the read
+// that would fail with EAGAIN (the upstream has not answered microseconds
+// after the write; a plain Read tries it, as Go's poller requires, one
+// syscall per request for nothing). The write is made from inside the
+// raw read, after the poller forgot the connection's earlier readiness
+// (pollReset), so an answer arriving right after it still wakes the wait.
+// A request the socket does not take whole is finished with the
+// connection's own Write, under its write deadline, and then read as
+// usual.
+func (u *upConn) sendThenRead(p []byte) (int, error) {
+	out := u.pending
+	u.pending = nil
+	wrote := false
+	var n int
+	var werr, rerr error
+	err := u.rc.Read(func(fd uintptr) bool {
+		if !wrote {
+			wrote = true
+			for len(out) > 0 {
+				m, err := syscall.Write(int(fd), out)
+				if m > 0 {
+					out = out[m:]
+				}
+				switch {
+				case err == syscall.EINTR:
+					continue
+				case err == syscall.EAGAIN:
+					return true // the rest below, by the connection's Write
+				case err != nil:
+					werr = os.NewSyscallError("write", err)
+					return true
+				case m <= 0:
+					werr = io.ErrUnexpectedEOF
+					return true
+				}
+			}
+			return false // sent: wait for the answer
+		}
+		m, err := syscall.Read(int(fd), p)
+		switch {
+		case err == syscall.EINTR:
+			return false
+		case err == syscall.EAGAIN:
+			return false // woken early: wait on
+		case err != nil:
+			rerr = os.NewSyscallError("read", err)
+		case m == 0:
+			rerr = io.EOF
+		}
+		n = max(m, 0)
+		return true
+	})
+	switch {
+	case !wrote:
+		// The raw read ended before the callback ran (a deadline
+		// already past, a closed connection): nothing was sent.
+		u.pending = out
+		return 0, err
+	case werr != nil:
+		return 0, &net.OpError{Op: "write", Net: "tcp", Source: u.nc.LocalAddr(), Addr: u.nc.RemoteAddr(), Err: werr}
+	case len(out) > 0:
+		if _, err := u.nc.Write(out); err != nil {
+			return 0, err
+		}
+		return u.nc.Read(p)
+	case err != nil:
+		return 0, err // the wait's deadline or the connection's close
+	case rerr != nil:
+		if rerr == io.EOF {
+			return 0, io.EOF
+		}
+		return n, &net.OpError{Op: "read", Net: "tcp", Source: u.nc.LocalAddr(), Addr: u.nc.RemoteAddr(), Err: rerr}
+	}
+	return n, nil
 }
 
 // maxIdle bounds the idle upstream connections kept (as the net/http
@@ -74,7 +166,11 @@ func (p *upstreamPool) get(cfg *config.Config, now time.Time) (*upConn, bool, er
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	u := &upConn{nc: nc, dl: deadlines{nc: nc}, br: bufio.NewReaderSize(nc, httpwire.DefaultMaxHeadBytes), bw: bufio.NewWriterSize(nc, 8<<10)}
+	u := &upConn{nc: nc, dl: deadlines{nc: nc}, bw: bufio.NewWriterSize(nc, 8<<10)}
+	u.br = bufio.NewReaderSize(upReader{u}, httpwire.DefaultMaxHeadBytes)
+	if sc, ok := nc.(syscall.Conn); ok {
+		u.rc, _ = sc.SyscallConn()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -376,6 +472,12 @@ func (c *conn) writeRequest(u *upConn, body reqBody) error {
 		chunked = true
 	}
 	b = append(b, "\r\n"...)
+	if body.rest == nil && u.rc != nil && len(b)+len(body.buf) <= u.bw.Available() {
+		// The whole request is in hand: sent by the first read of the
+		// answer (sendThenRead), in the bufio.Writer's free space.
+		u.pending = append(b, body.buf...)
+		return nil
+	}
 	if _, err := u.bw.Write(b); err != nil {
 		return err
 	}
