@@ -23,6 +23,8 @@ type upConn struct {
 	nc        net.Conn
 	rc        syscall.RawConn // nc's, for sendThenRead; nil: requests are written at once
 	pending   []byte          // a request written by the next read (sendThenRead)
+	raw       rawState
+	rawFn     func(fd uintptr) bool // u.rawStep
 	dl        deadlines
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -54,48 +56,13 @@ func (r upReader) Read(p []byte) (int, error) {
 // connection's own Write, under its write deadline, and then read as
 // usual.
 func (u *upConn) sendThenRead(p []byte) (int, error) {
-	out := u.pending
+	st := &u.raw
+	*st = rawState{out: u.pending, p: p}
 	u.pending = nil
-	wrote := false
-	var n int
-	var werr, rerr error
-	err := u.rc.Read(func(fd uintptr) bool {
-		if !wrote {
-			wrote = true
-			for len(out) > 0 {
-				m, err := syscall.Write(int(fd), out)
-				if m > 0 {
-					out = out[m:]
-				}
-				switch {
-				case err == syscall.EINTR:
-					continue
-				case err == syscall.EAGAIN:
-					return true // the rest below, by the connection's Write
-				case err != nil:
-					werr = os.NewSyscallError("write", err)
-					return true
-				case m <= 0:
-					werr = io.ErrUnexpectedEOF
-					return true
-				}
-			}
-			return false // sent: wait for the answer
-		}
-		m, err := syscall.Read(int(fd), p)
-		switch {
-		case err == syscall.EINTR:
-			return false
-		case err == syscall.EAGAIN:
-			return false // woken early: wait on
-		case err != nil:
-			rerr = os.NewSyscallError("read", err)
-		case m == 0:
-			rerr = io.EOF
-		}
-		n = max(m, 0)
-		return true
-	})
+	err := u.rc.Read(u.rawFn)
+	out, n, werr, rerr := st.out, st.n, st.werr, st.rerr
+	wrote := st.wrote
+	*st = rawState{}
 	switch {
 	case !wrote:
 		// The raw read ended before the callback ran (a deadline
@@ -111,13 +78,60 @@ func (u *upConn) sendThenRead(p []byte) (int, error) {
 		return u.nc.Read(p)
 	case err != nil:
 		return 0, err // the wait's deadline or the connection's close
+	case rerr == io.EOF:
+		return 0, io.EOF
 	case rerr != nil:
-		if rerr == io.EOF {
-			return 0, io.EOF
-		}
 		return n, &net.OpError{Op: "read", Net: "tcp", Source: u.nc.LocalAddr(), Addr: u.nc.RemoteAddr(), Err: rerr}
 	}
 	return n, nil
+}
+
+// rawState is sendThenRead's, kept in the upConn with its callback
+// (rawStep, bound once) so that a request allocates neither.
+type rawState struct {
+	out, p     []byte // what is left to write; where the answer goes
+	wrote      bool   // the write was made (whole, in part, or failed)
+	n          int
+	werr, rerr error
+}
+
+// rawStep is the raw read's callback: the first call writes the request,
+// the next ones read the answer.
+func (u *upConn) rawStep(fd uintptr) bool {
+	st := &u.raw
+	if !st.wrote {
+		st.wrote = true
+		for len(st.out) > 0 {
+			m, err := syscall.Write(int(fd), st.out)
+			if m > 0 {
+				st.out = st.out[m:]
+			}
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return true // the rest by the connection's Write
+			case err != nil:
+				st.werr = os.NewSyscallError("write", err)
+				return true
+			case m <= 0:
+				st.werr = io.ErrUnexpectedEOF
+				return true
+			}
+		}
+		return false // sent: wait for the answer
+	}
+	m, err := syscall.Read(int(fd), st.p)
+	switch {
+	case err == syscall.EINTR, err == syscall.EAGAIN:
+		return false // woken early: wait on
+	case err != nil:
+		st.rerr = os.NewSyscallError("read", err)
+	case m == 0:
+		st.rerr = io.EOF
+	}
+	st.n = max(m, 0)
+	return true
 }
 
 // maxIdle bounds the idle upstream connections kept (as the net/http
@@ -169,7 +183,9 @@ func (p *upstreamPool) get(cfg *config.Config, now time.Time) (*upConn, bool, er
 	u := &upConn{nc: nc, dl: deadlines{nc: nc}, bw: bufio.NewWriterSize(nc, 8<<10)}
 	u.br = bufio.NewReaderSize(upReader{u}, httpwire.DefaultMaxHeadBytes)
 	if sc, ok := nc.(syscall.Conn); ok {
-		u.rc, _ = sc.SyscallConn()
+		if rc, err := sc.SyscallConn(); err == nil {
+			u.rc, u.rawFn = rc, u.rawStep
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
