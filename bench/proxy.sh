@@ -18,7 +18,10 @@
 #              ROUNDS=2 (targets are measured in turn, ROUNDS times; the
 #              best round of each is reported, which filters out moments
 #              when something else on the machine took the CPU)
-#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+10 on 127.0.0.1)
+#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+12 on 127.0.0.1)
+#              HEADROOM_BASE=path (a headroom binary built from an earlier
+#              commit: measured as headroom-base on the fast path, in the
+#              same rounds, just before headroom, for a before/after)
 #
 # Besides wrk's figures it reports the CPU time each server process used
 # per request (from /proc: user+system, nginx's workers included, and
@@ -57,6 +60,9 @@ LUA_PORT=$((PORT_BASE + 7))
 REDIS_PORT=$((PORT_BASE + 8))
 GOT_PORT=$((PORT_BASE + 9))
 FH_PORT=$((PORT_BASE + 10))
+HRB_PORT=$((PORT_BASE + 11))
+HRB_ADMIN=$((PORT_BASE + 12))
+HEADROOM_BASE=${HEADROOM_BASE:-}
 
 BENCH=bench/proxy.sh
 # shellcheck source=bench/lib.sh
@@ -66,7 +72,7 @@ need wrk
 need nginx
 need redis-server
 need redis-cli
-require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT"
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT" "$HRB_PORT" "$HRB_ADMIN"
 
 scratch_dir proxy
 
@@ -115,6 +121,15 @@ pids+=($!)
 HRF_PID=$!
 wait_port "$HRF_PORT" "headroom proxy; its log: $(cat "$tmp/headroom-fast.log" 2>/dev/null)"
 
+if [ -n "$HEADROOM_BASE" ]; then
+  "$HEADROOM_BASE" proxy --listen "127.0.0.1:$HRB_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+    --admin "127.0.0.1:$HRB_ADMIN" --access-log "$tmp/headroom-base-access.log" \
+    --budget 1h --window 1m --restrict-for 1m 2>"$tmp/headroom-base.log" &
+  pids+=($!)
+  HRB_PID=$!
+  wait_port "$HRB_PORT" "headroom proxy ($HEADROOM_BASE); its log: $(cat "$tmp/headroom-base.log" 2>/dev/null)"
+fi
+
 # The design the seed replaced (seeds/03): nginx proxy_pass plus a Lua
 # access_by_lua GETting a restriction flag from a real redis-server on
 # every request (bench/lib.sh).
@@ -159,21 +174,31 @@ for _ in $(seq "$ROUNDS"); do
   wrk_round fasthttp "http://127.0.0.1:$FH_PORT/" "$FH_PID"
   wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID"
   wrk_round headroom-nethttp "http://127.0.0.1:$HR_PORT/" "$HR_PID"
+  if [ -n "$HEADROOM_BASE" ]; then
+    wrk_round headroom-base "http://127.0.0.1:$HRB_PORT/" "$HRB_PID"
+  fi
   wrk_round headroom "http://127.0.0.1:$HRF_PORT/" "$HRF_PID"
 done
+targets=(direct nginx nginx+lua+redis go-rp go-rp-tuned fasthttp headroom-nethttp)
+compared=(go-rp-tuned fasthttp headroom-nethttp)
+if [ -n "$HEADROOM_BASE" ]; then
+  targets+=(headroom-base)
+  compared+=(headroom-base)
+fi
+targets+=(headroom)
 
 printf '\n%-16s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"
-for t in direct nginx nginx+lua+redis go-rp go-rp-tuned fasthttp headroom-nethttp headroom; do
+for t in "${targets[@]}"; do
   printf '%-16s %12.0f %10.2f %10.3f %10.3f %14s %10s\n' "$t" "${RPS[$t]}" \
     "$(ratio "${RPS[$t]}" "${RPS[direct]}")" "${P50[$t]}" "${P99[$t]}" "${CPU[$t]}" "${ERRS[$t]}"
 done
 echo
-for t in go-rp-tuned fasthttp headroom-nethttp headroom; do
+for t in "${compared[@]}" headroom; do
   printf '%-16s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s; / go-rp: req/s %s\n' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")" "$(ratio "${CPU[$t]}" "${CPU[nginx]}")" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")" "$(ratio "${RPS[$t]}" "${RPS[go-rp]}")"
 done
-for t in go-rp-tuned fasthttp headroom-nethttp; do
+for t in "${compared[@]}"; do
   printf '%-16s / headroom (fast path): req/s %s, p99 %sx, CPU per request %sx\n' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[headroom]}")" "$(ratio "${P99[$t]}" "${P99[headroom]}")" "$(ratio "${CPU[$t]}" "${CPU[headroom]}")"
 done
