@@ -661,7 +661,9 @@ server {
 // one request of crossing it.
 func TestSidecarUncheckedMapWithNginx(t *testing.T) {
 	bin := testenv.RequireBinary(t, "nginx")
+	var lastID atomic.Value // the X-Request-Id of the last request upstream
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lastID.Store(r.Header.Get("X-Request-Id"))
 		if ms, _ := strconv.Atoi(r.URL.Query().Get("ms")); ms > 0 {
 			time.Sleep(time.Duration(ms) * time.Millisecond) // the upstream's work, not synchronisation
 		}
@@ -713,6 +715,11 @@ func TestSidecarUncheckedMapWithNginx(t *testing.T) {
 	for range more {
 		light()
 	}
+	// Its upstream still gets an X-Request-Id, a cheap one unique on the
+	// host ($pid.$connection.$connection_requests.$msec), not $request_id.
+	if id, _ := lastID.Load().(string); strings.Count(id, ".") != 4 {
+		t.Errorf("a listed caller's request went upstream with X-Request-Id %q, want pid.connection.request.msec", id)
+	}
 	if n := allowed() - checked; n != 0 {
 		t.Errorf("%v of a listed caller's %d requests reached the sidecar, want none (reloads %v)", n, more, metric(`headroom_sidecar_map_reloads_total{result="ok"}`))
 	}
@@ -753,6 +760,9 @@ func TestSidecarUncheckedMapWithNginx(t *testing.T) {
 	// The heavy key (300 ms budget) is never listed: every request is
 	// asked about, and the third 150 ms request is refused.
 	heavyKeyRefusedWithinOneRequest(t, get, run.admin, metric)
+	if id, _ := lastID.Load().(string); len(id) != 32 {
+		t.Errorf("a checked request went upstream with X-Request-Id %q, want nginx's $request_id (32 hex digits, the line's and the ticket's)", id)
+	}
 	// The keys are in the map files, which are 0600, and never in the
 	// metrics.
 	m := adminMetrics(t, client, run.admin)
