@@ -576,8 +576,17 @@ func TestNginxConfigPartsIncludedIntoAnExistingServer(t *testing.T) {
 		fmt.Fprintf(w, "app %s id=%t", r.URL.Path, r.Header.Get("X-Request-Id") != "")
 	}))
 	t.Cleanup(up.Close)
+	t.Run("syslog", func(t *testing.T) {
+		partsIncluded(t, bin, up.URL, NginxConfigOptions{Sidecar: testenv.FreePort(t), Syslog: "127.0.0.1:9", Upstream: up.URL})
+	})
+	t.Run("log file and map", func(t *testing.T) {
+		partsIncluded(t, bin, up.URL, NginxConfigOptions{Sidecar: testenv.FreePort(t), Upstream: up.URL,
+			LogFile: filepath.Join(t.TempDir(), "access.log"), MapDir: t.TempDir()})
+	})
+}
+
+func partsIncluded(t *testing.T, bin, upURL string, o NginxConfigOptions) {
 	dir := t.TempDir()
-	o := NginxConfigOptions{Sidecar: testenv.FreePort(t), Syslog: "127.0.0.1:9", Upstream: up.URL}
 	part := func(name string) string {
 		o.Part = name
 		s, err := NginxConfig(o)
@@ -608,7 +617,7 @@ server {
         return 200 "static";
     }
 }
-`, part("http"), listen, part("server"), part("location"), up.URL)
+`, part("http"), listen, part("server"), part("location"), upURL)
 	if err := os.WriteFile(site, []byte(siteConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
