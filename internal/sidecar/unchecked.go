@@ -92,9 +92,10 @@ type unchecked struct {
 
 	mu   sync.Mutex
 	seen map[string]listedCaller // by identity: callers whose check could let them be listed
-	// listed is what the files hold; loaded is what nginx last loaded (nil
-	// while the files and nginx agree). A caller in either may send lines
-	// without checks.
+
+	// The reviewer's own (one goroutine: Run's, or a test's): listed is what
+	// the files hold; loaded is what nginx last loaded (nil while the files
+	// and nginx agree). A caller in either may send lines without checks.
 	listed, loaded map[string]listedCaller
 	reloadDue      bool
 
@@ -299,42 +300,42 @@ func windowOf(lim budget.Limits) time.Duration {
 // bound after.
 func (s *Sidecar) reviewUnchecked(now time.Time) {
 	u := s.unchecked
+	// Only the callers noted since are copied under the lock: the checks
+	// noting more must not wait for a review of many callers' ledgers.
 	u.mu.Lock()
-	u.rotate(now)
-	next := make(map[string]listedCaller, len(u.listed))
-	for id, c := range u.listed {
-		if s.listable(c, now, false) {
-			if sc, ok := u.seen[id]; ok && sc.seen.After(c.seen) {
-				c.seen = sc.seen
-			}
-			next[id] = c
-		}
-	}
-	// New callers in identity order: a deterministic choice when more are
-	// eligible than Max allows.
-	ids := make([]string, 0, len(u.seen))
+	cands := make([]notedCaller, 0, len(u.seen))
 	for id, c := range u.seen {
 		if now.Sub(c.seen) > time.Minute {
 			delete(u.seen, id) // not checked for a minute: listed already, or gone
 			continue
 		}
-		ids = append(ids, id)
+		cands = append(cands, notedCaller{id, c})
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if len(next) >= u.o.Max {
-			break
-		}
-		if _, ok := next[id]; ok {
-			continue
-		}
-		if c := u.seen[id]; s.listable(c, now, true) {
+	u.mu.Unlock()
+	u.rotate(now)
+	// New callers in identity order: a deterministic choice when more are
+	// eligible than Max allows.
+	slices.SortFunc(cands, func(a, b notedCaller) int { return strings.Compare(a.id, b.id) })
+
+	next := make(map[string]listedCaller, len(u.listed))
+	for id, c := range u.listed {
+		if s.listable(c, now, false) {
+			if i, ok := slices.BinarySearchFunc(cands, id, func(n notedCaller, id string) int { return strings.Compare(n.id, id) }); ok && cands[i].c.seen.After(c.seen) {
+				c.seen = cands[i].c.seen
+			}
 			next[id] = c
 		}
 	}
-	changed := !sameCallers(next, u.listed)
+	for _, n := range cands {
+		if len(next) >= u.o.Max {
+			break
+		}
+		if _, ok := next[n.id]; !ok && s.listable(n.c, now, true) {
+			next[n.id] = n.c
+		}
+	}
 	added, removed := 0, 0
-	if changed {
+	if !sameCallers(next, u.listed) {
 		for id := range next {
 			if _, ok := u.listed[id]; !ok {
 				added++
@@ -353,26 +354,16 @@ func (s *Sidecar) reviewUnchecked(now time.Time) {
 			s.grant(c.key, until)
 		}
 	}
-	due := u.reloadDue
-	var keys, pools []byte
-	if due {
-		keys, pools = renderMaps(u.listed)
-	}
 	n := len(u.listed)
-	u.mu.Unlock()
 	s.m.unchecked.Set(float64(n))
-	if !due {
+	if !u.reloadDue {
 		return
 	}
+	keys, pools := renderMaps(u.listed)
 	err := writeMaps(u.o.Dir, keys, pools)
 	if err == nil {
 		err = u.o.Reload()
 	}
-	u.mu.Lock()
-	if err == nil {
-		u.loaded, u.reloadDue = nil, false
-	}
-	u.mu.Unlock()
 	if err != nil {
 		s.m.mapReloads.WithLabelValues("failed").Inc()
 		// Callers taken off stay granted until nginx has loaded the list
@@ -380,8 +371,15 @@ func (s *Sidecar) reviewUnchecked(now time.Time) {
 		s.warn("the unchecked list did not reach nginx; retrying next interval", "err", err.Error(), "callers", n)
 		return
 	}
+	u.loaded, u.reloadDue = nil, false
 	s.m.mapReloads.WithLabelValues("ok").Inc()
 	s.log.Info("nginx reloaded with the unchecked list", "callers", n, "added", added, "removed", removed, "dir", u.o.Dir)
+}
+
+// notedCaller is a caller noted by a check, with its identity.
+type notedCaller struct {
+	id string
+	c  listedCaller
 }
 
 func sameCallers(a, b map[string]listedCaller) bool {
