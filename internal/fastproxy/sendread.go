@@ -7,9 +7,8 @@ import (
 	"syscall"
 )
 
-// sendReader reads a connection, first sending the bytes left pending:
-// the proxy's request to the upstream, or the end of its answer to the
-// client. It waits on the poller between the two without first trying the
+// sendReader reads a connection, first sending the bytes left pending
+// (the proxy's request to the upstream). It waits on the poller between the two without first trying the
 // read that would fail with EAGAIN (the peer has not answered microseconds
 // after the write; a plain Read tries it, as Go's poller requires, one
 // syscall per request for nothing). The write is made from inside a raw
@@ -18,6 +17,19 @@ import (
 // right after the write still wake the wait. What the socket does not take
 // at once is finished with the connection's own Write, and then read as
 // usual.
+//
+// Only for a connection on which nothing is waiting unread when the bytes
+// go out, since the readiness of anything already there is forgotten: the
+// upstream's, between an answer read to its end and the next request (an
+// upstream that closed the idle connection meanwhile answers the write
+// with a reset, which wakes the wait; bytes an upstream sent after its
+// answer, and then nothing, are found by the plain read after the short
+// wait, watchAfter, a 502 milliseconds late, or at the head deadline when
+// there is no short wait, a request that queued, 504 instead of 502).
+// Not the client's:
+// a pipelined request may already be in the socket, and the wait for it
+// would never end (tried: the differential test's half-closed clients
+// hung), so the client's side keeps its read that fails with EAGAIN.
 type sendReader struct {
 	nc      net.Conn
 	rc      syscall.RawConn // nil: no raw access, pending stays empty
