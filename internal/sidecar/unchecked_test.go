@@ -69,11 +69,40 @@ type uncheckedEnv struct {
 
 func newUncheckedEnv(t *testing.T, yaml string) *uncheckedEnv {
 	t.Helper()
+	return newUncheckedEnvMax(t, yaml, 0)
+}
+
+// newUncheckedEnvMax is newUncheckedEnv with UncheckedOptions.Max.
+func newUncheckedEnvMax(t *testing.T, yaml string, maxCallers int) *uncheckedEnv {
+	t.Helper()
 	e := &uncheckedEnv{dir: t.TempDir()}
 	reload := func() error { e.reloads++; return e.reloadErr }
 	e.sidecarEnv = newSidecarEnvOpts(t, yaml, Options{LineDelay: 1200 * time.Millisecond,
-		Unchecked: &UncheckedOptions{Dir: e.dir, Reload: reload}})
+		Unchecked: &UncheckedOptions{Dir: e.dir, Reload: reload, Max: maxCallers}})
 	return e
+}
+
+func TestUncheckedListsAtMostMax(t *testing.T) {
+	e := newUncheckedEnvMax(t, "budget: {worker_time: 60s}\n", 2)
+	for _, k := range []string{"k3", "k1", "k2"} {
+		for i := range listMinRequests {
+			e.request(fmt.Sprint(k, "-", i), k, "0.010")
+		}
+	}
+	e.sc.ReviewUnchecked()
+	got := e.listed()
+	if len(got) != 2 || got[k1Identity] == "" || got["k2||203.0.113.7|api.example.com"] == "" {
+		t.Errorf("Max 2 of 3 eligible callers: listed %v, want k1's and k2's (identity order)", got)
+	}
+	// The ones listed keep their place while they stay eligible, even
+	// against an eligible caller first in identity order.
+	for i := range listMinRequests {
+		e.request(fmt.Sprint("k0-", i), "k0", "0.010")
+	}
+	e.sc.ReviewUnchecked()
+	if got := e.listed(); len(got) != 2 || got[k1Identity] == "" {
+		t.Errorf("after another caller: listed %v", got)
+	}
 }
 
 const mapDecl = hdrMapKey + ": header:X-Api-Key,bearer,addr,host"
