@@ -129,6 +129,19 @@ type sidecarMetrics struct {
 
 	unchecked  prometheus.Gauge
 	mapReloads *prometheus.CounterVec
+
+	// byLine holds lines' counters by result, looked up once: a
+	// WithLabelValues per line hashes the label at nginx's request rate.
+	byLine map[string]prometheus.Counter
+}
+
+// countLine counts one line of result res.
+func (m *sidecarMetrics) countLine(res string) {
+	if c, ok := m.byLine[res]; ok {
+		c.Inc()
+		return
+	}
+	m.lines.WithLabelValues(res).Inc()
 }
 
 // Results of a syslog datagram, the values of headroom_sidecar_syslog_lines_total.
@@ -208,8 +221,9 @@ func New(o Options) (*Sidecar, error) {
 	for _, r := range []string{"allowed", "refused", "repeated", "untracked"} {
 		s.m.checks.WithLabelValues(r)
 	}
+	s.m.byLine = map[string]prometheus.Counter{}
 	for _, r := range []string{LineMatched, LineLate, LineUnmatched, LineNoUpstream, LineMalformed, LineRefused} {
-		s.m.lines.WithLabelValues(r)
+		s.m.byLine[r] = s.m.lines.WithLabelValues(r)
 	}
 	for _, c := range []string{CapTicketTTL, CapPoolMax} {
 		s.m.capped.WithLabelValues(c)
@@ -471,7 +485,7 @@ func splitURI(uri string) (path, query string) {
 // why. b is not kept.
 func (s *Sidecar) Ingest(b []byte) (string, error) {
 	res, err := s.ingest(b)
-	s.m.lines.WithLabelValues(res).Inc()
+	s.m.countLine(res)
 	return res, err
 }
 
@@ -655,7 +669,7 @@ type lineParser struct {
 // sidecar follows (--access-log): Ingest without the syslog framing.
 func (s *Sidecar) IngestLine(line []byte) (string, error) {
 	res, err := s.ingestLine(line)
-	s.m.lines.WithLabelValues(res).Inc()
+	s.m.countLine(res)
 	return res, err
 }
 
