@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/admit"
@@ -19,7 +21,10 @@ import (
 // upConn is one keep-alive connection to the upstream.
 type upConn struct {
 	nc        net.Conn
-	sr        sendReader // reads nc, first sending a request left pending (writeRequest)
+	rc        syscall.RawConn // nc's, for sendThenRead; nil: requests are written at once
+	pending   []byte          // a request written by the next read (sendThenRead)
+	raw       rawState
+	rawFn     func(fd uintptr) bool // u.rawStep
 	dl        deadlines
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -27,6 +32,119 @@ type upConn struct {
 	resp      httpwire.Response
 	chunk     httpwire.ChunkedReader
 	length    httpwire.LengthReader
+}
+
+// upReader reads the upstream connection, first sending the request
+// waiting in pending.
+type upReader struct{ u *upConn }
+
+func (r upReader) Read(p []byte) (int, error) {
+	if r.u.pending != nil {
+		return r.u.sendThenRead(p)
+	}
+	return r.u.nc.Read(p)
+}
+
+// sendThenRead writes the pending request and reads the start of its
+// answer, waiting on the poller in between without first trying the read
+// that would fail with EAGAIN (the upstream has not answered microseconds
+// after the write; a plain Read tries it, as Go's poller requires, one
+// syscall per request for nothing). The write is made from inside the
+// raw read, after the poller forgot the connection's earlier readiness
+// (pollReset), so an answer arriving right after it still wakes the wait.
+// A request the socket does not take whole is finished with the
+// connection's own Write, under its write deadline, and then read as
+// usual.
+//
+// Only for a connection on which nothing is waiting unread when the
+// request goes out, since the readiness of anything already there is
+// forgotten: the upstream's, between an answer read to its end and the
+// next request (an upstream that closed the idle connection meanwhile
+// answers the write with a reset, which wakes the wait; bytes an upstream
+// sent after its answer, and then nothing, are found by the plain read
+// after the short wait, watchAfter, a 502 milliseconds late, or at the
+// head deadline when there is no short wait, a request that queued, 504
+// instead of 502). Not the client's: a pipelined request may already be in
+// the socket, and the wait for it would never end (tried: the
+// differential test's half-closed clients hung), so the client's side
+// keeps its read that fails with EAGAIN.
+func (u *upConn) sendThenRead(p []byte) (int, error) {
+	st := &u.raw
+	*st = rawState{out: u.pending, p: p}
+	u.pending = nil
+	err := u.rc.Read(u.rawFn)
+	out, n, werr, rerr := st.out, st.n, st.werr, st.rerr
+	wrote := st.wrote
+	*st = rawState{}
+	switch {
+	case !wrote:
+		// The raw read ended before the callback ran (a deadline
+		// already past, a closed connection): nothing was sent.
+		u.pending = out
+		return 0, err
+	case werr != nil:
+		return 0, &net.OpError{Op: "write", Net: "tcp", Source: u.nc.LocalAddr(), Addr: u.nc.RemoteAddr(), Err: werr}
+	case len(out) > 0:
+		if _, err := u.nc.Write(out); err != nil {
+			return 0, err
+		}
+		return u.nc.Read(p)
+	case err != nil:
+		return 0, err // the wait's deadline or the connection's close
+	case rerr == io.EOF:
+		return 0, io.EOF
+	case rerr != nil:
+		return n, &net.OpError{Op: "read", Net: "tcp", Source: u.nc.LocalAddr(), Addr: u.nc.RemoteAddr(), Err: rerr}
+	}
+	return n, nil
+}
+
+// rawState is sendThenRead's, kept in the upConn with its callback
+// (rawStep, bound once) so that a request allocates neither.
+type rawState struct {
+	out, p     []byte // what is left to write; where the answer goes
+	wrote      bool   // the write was made (whole, in part, or failed)
+	n          int
+	werr, rerr error
+}
+
+// rawStep is the raw read's callback: the first call writes the request,
+// the next ones read the answer.
+func (u *upConn) rawStep(fd uintptr) bool {
+	st := &u.raw
+	if !st.wrote {
+		st.wrote = true
+		for len(st.out) > 0 {
+			m, err := syscall.Write(int(fd), st.out)
+			if m > 0 {
+				st.out = st.out[m:]
+			}
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return true // the rest by the connection's Write
+			case err != nil:
+				st.werr = os.NewSyscallError("write", err)
+				return true
+			case m <= 0:
+				st.werr = io.ErrUnexpectedEOF
+				return true
+			}
+		}
+		return false // sent: wait for the answer
+	}
+	m, err := syscall.Read(int(fd), st.p)
+	switch {
+	case err == syscall.EINTR, err == syscall.EAGAIN:
+		return false // woken early: wait on
+	case err != nil:
+		st.rerr = os.NewSyscallError("read", err)
+	case m == 0:
+		st.rerr = io.EOF
+	}
+	st.n = max(m, 0)
+	return true
 }
 
 // maxIdle bounds the idle upstream connections kept (as the net/http
@@ -76,8 +194,12 @@ func (p *upstreamPool) get(cfg *config.Config, now time.Time) (*upConn, bool, er
 		tc.SetNoDelay(true)
 	}
 	u := &upConn{nc: nc, dl: deadlines{nc: nc}, bw: bufio.NewWriterSize(nc, 8<<10)}
-	u.sr.init(nc)
-	u.br = bufio.NewReaderSize(&u.sr, httpwire.DefaultMaxHeadBytes)
+	u.br = bufio.NewReaderSize(upReader{u}, httpwire.DefaultMaxHeadBytes)
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			u.rc, u.rawFn = rc, u.rawStep
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -379,11 +501,10 @@ func (c *conn) writeRequest(u *upConn, body reqBody) error {
 		chunked = true
 	}
 	b = append(b, "\r\n"...)
-	if body.rest == nil && u.sr.raw() && len(b)+len(body.buf) <= u.bw.Available() {
+	if body.rest == nil && u.rc != nil && len(b)+len(body.buf) <= u.bw.Available() {
 		// The whole request is in hand: sent by the first read of the
-		// answer (sendReader), from the bufio.Writer's free space, which
-		// nothing writes to before that read.
-		u.sr.pending = append(b, body.buf...)
+		// answer (sendThenRead), in the bufio.Writer's free space.
+		u.pending = append(b, body.buf...)
 		return nil
 	}
 	if _, err := u.bw.Write(b); err != nil {
