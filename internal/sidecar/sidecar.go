@@ -71,6 +71,13 @@ type Sidecar struct {
 	mu      sync.Mutex
 	pending map[string]*pendingReq // by $request_id
 	expired map[string]expiredReq  // charged at expiry; kept one bound longer
+	// early holds, for a few seconds, the ids of 499 lines that found no
+	// ticket: a client that left while its check was being answered is
+	// logged at once, and its line can come before the check has put its
+	// ticket in pending (found by bench/sidecar.sh: the end of every wrk
+	// run left a few tickets no line would ever match, each counting its
+	// elapsed time against the key until the bound).
+	early map[string]time.Time
 }
 
 // pendingReq is a request nginx was told to let through, whose log line
@@ -182,6 +189,7 @@ func New(o Options) (*Sidecar, error) {
 		lineDelay: o.LineDelay,
 		pending:   map[string]*pendingReq{},
 		expired:   map[string]expiredReq{},
+		early:     map[string]time.Time{},
 	}
 	s.parsers.New = func() any { return &lineParser{p: f.NewParser()} }
 	s.m = sidecarMetrics{
@@ -256,6 +264,10 @@ func (s *Sidecar) Pending() int {
 	defer s.mu.Unlock()
 	return len(s.pending)
 }
+
+// earlyLineKeep is how long the id of a 499 line without a ticket waits
+// for the check it may have overtaken: a check takes microseconds.
+const earlyLineKeep = 5 * time.Second
 
 // bound is how long a ticket waits for its log line.
 func (s *Sidecar) bound() time.Duration { return s.core.Config().Timeouts.Upstream.D() }
@@ -381,6 +393,15 @@ func (s *Sidecar) check(in *checkIn, out *answer) {
 	}
 	p := &pendingReq{adm: a, shadowed: a.Decision.Shadowed}
 	s.mu.Lock()
+	if _, gone := s.early[in.id]; gone {
+		// Its line came first: the client left during this check, and
+		// nothing went upstream.
+		delete(s.early, in.id)
+		s.mu.Unlock()
+		s.core.Finish(&a, 0, false, admit.ClientAbort)
+		s.m.checks.WithLabelValues("allowed").Inc()
+		return
+	}
 	if _, dup := s.pending[in.id]; dup {
 		// A concurrent check for the same id won the race.
 		s.mu.Unlock()
@@ -739,6 +760,11 @@ func (s *Sidecar) ingestLine(msg []byte) (string, error) {
 		return LineLate, nil
 	}
 	if !rec.HasUpstreamTime {
+		if rec.Status == accesslog.StatusClientClosed && id != "" {
+			s.mu.Lock()
+			s.early[strings.Clone(id)] = s.core.Clock().Now()
+			s.mu.Unlock()
+		}
 		return LineNoUpstream, nil
 	}
 	if rec.Key == "" {
@@ -797,6 +823,11 @@ func (s *Sidecar) Expire() int {
 	for id, e := range s.expired {
 		if now.Sub(e.at) >= bound {
 			delete(s.expired, id)
+		}
+	}
+	for id, at := range s.early {
+		if now.Sub(at) >= earlyLineKeep {
+			delete(s.early, id)
 		}
 	}
 	s.mu.Unlock()

@@ -598,3 +598,33 @@ func TestSidecarForgetsCacheGrants(t *testing.T) {
 		t.Errorf("%d grants after they ran out, want 0", n)
 	}
 }
+
+// A client that leaves while its check is answered is logged by nginx at
+// once (499, nothing upstream), and its line can overtake the check: the
+// ticket the check then opens must not wait for a line that already came
+// (found by bench/sidecar.sh: each wrk run's end left a few such tickets,
+// each counting its elapsed time against the key for the whole bound).
+func TestSidecarLineBeforeItsCheck(t *testing.T) {
+	e := newSidecarEnv(t, "budget: {worker_time: 60s}\n")
+	fp := e.sc.Core().Fingerprint("k1")
+	e.ingest(line("req-gone", fp, 499, "-"), LineNoUpstream)
+	if w := e.check("req-gone", "/api/report", "X-Api-Key: k1"); w.Code != http.StatusNoContent {
+		t.Fatalf("check = %d", w.Code)
+	}
+	e.clock.Advance(10 * time.Second)
+	if p := e.sc.Pending(); p != 0 {
+		t.Errorf("%d tickets pending for a request whose line came first", p)
+	}
+	if s := e.status("k1"); s.InFlight != 0 || s.WorkerSeconds != 0 {
+		t.Errorf("after 10 s: %+v, want nothing in flight or charged", s)
+	}
+	// An early line is remembered only for a while: a check with its id
+	// much later opens a ticket as usual.
+	e.ingest(line("req-old", fp, 499, "-"), LineNoUpstream)
+	e.clock.Advance(earlyLineKeep)
+	e.sc.Expire()
+	e.check("req-old", "/api/report", "X-Api-Key: k1")
+	if p := e.sc.Pending(); p != 1 {
+		t.Errorf("pending = %d, want the new ticket", p)
+	}
+}
