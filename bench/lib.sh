@@ -93,6 +93,27 @@ start_nginx() {
   NGINX_PID=$!
 }
 
+# nginx_alone_body PORT UP_PORT: the reference, nginx proxy_pass with its
+# upstream connections kept alive (and the buffered combined access log
+# nginx_conf puts around every body).
+nginx_alone_body() {
+  cat <<CONF
+  upstream app {
+    server 127.0.0.1:$2;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+    }
+  }
+CONF
+}
+
 # lua_bouncer_body PORT UP_PORT REDIS_PORT: the seed's design (seeds/03),
 # built for real: nginx proxy_pass, and before each request a Lua
 # access_by_lua asking a redis-server whether the request's API key is

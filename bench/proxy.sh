@@ -88,20 +88,7 @@ pids+=($!)
 UP_PID=$!
 wait_port "$UP_PORT" upstream
 
-nginx_conf "$tmp/nginx" "
-  upstream app {
-    server 127.0.0.1:$UP_PORT;
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-    }
-  }"
+nginx_conf "$tmp/nginx" "$(nginx_alone_body "$NGINX_PORT" "$UP_PORT")"
 start_nginx "$tmp/nginx"
 wait_port "$NGINX_PORT" nginx
 

@@ -39,17 +39,7 @@ wait_port "$UP_PORT" upstream
 
 declare -A PID PORT
 next=$((PORT_BASE + 1))
-nginx_conf "$tmp/alone" "
-  upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$next;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-    }
-  }"
+nginx_conf "$tmp/alone" "$(nginx_alone_body "$next" "$UP_PORT")"
 start_nginx "$tmp/alone"
 PID[alone]=$NGINX_PID PORT[alone]=$next
 next=$((next + 1))

@@ -70,20 +70,7 @@ go build -o "$tmp/upstream" ./bench/upstream
 pids+=($!)
 wait_port "$UP_PORT" upstream
 
-nginx_conf "$tmp/alone" "
-  upstream app {
-    server 127.0.0.1:$UP_PORT;
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Host \$host;
-    }
-  }"
+nginx_conf "$tmp/alone" "$(nginx_alone_body "$NGINX_PORT" "$UP_PORT")"
 start_nginx "$tmp/alone"
 ALONE_PID=$NGINX_PID
 wait_port "$NGINX_PORT" "nginx alone"

@@ -384,27 +384,7 @@ func startNginxIn(t *testing.T, dir, bin string, o NginxConfigOptions, extraLog 
 	if err := os.WriteFile(conf, []byte(testenv.NginxMain(dir, sp)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out testenv.Buffer
-	cmd := exec.Command(bin, testenv.NginxArgs(dir, conf)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT) // graceful: workers finish, then exit
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("nginx output:\n%s\n%s", out.String(), extraLog())
-		}
-	})
-	testenv.WaitForPort(t, o.Listen, 10*time.Second)
+	testenv.RunNginx(t, bin, dir, conf, o.Listen, extraLog)
 	return "http://" + o.Listen
 }
 
@@ -484,20 +464,8 @@ func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, n
 // refused within one request of crossing it.
 func TestSidecarCheckCacheWithNginx(t *testing.T) {
 	bin := testenv.RequireBinary(t, "nginx")
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ms, _ := strconv.Atoi(r.URL.Query().Get("ms")); ms > 0 {
-			time.Sleep(time.Duration(ms) * time.Millisecond) // the upstream's work, not synchronisation
-		}
-		fmt.Fprintln(w, "done")
-	}))
-	t.Cleanup(up.Close)
-	cfg := sidecarConfig(t, time.Hour, "")
-	small, rf := config.Duration(300*time.Millisecond), config.Duration(5*time.Minute)
-	cfg.Overrides = []config.Override{{Key: "heavy-key", Limits: config.Limits{WorkerTime: &small, RestrictFor: &rf}}}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	up := workingUpstream(t, nil)
+	cfg := heavyKeyConfig(t)
 	run := startSidecar(t, RunOptions{Config: cfg, Tag: DefaultSyslogTag, CheckCache: 30 * time.Second})
 	base := startNginx(t, bin, NginxConfigOptions{Sidecar: run.check, Syslog: run.syslog, Upstream: up.URL, Cache: filepath.Join(t.TempDir(), "cache")},
 		func() string { return "" })
@@ -532,6 +500,35 @@ func TestSidecarCheckCacheWithNginx(t *testing.T) {
 	// The heavy key (300 ms budget) is asked about every time: its third
 	// 150 ms request crosses the budget, and the next one is refused.
 	heavyKeyRefusedWithinOneRequest(t, get, run.admin, metric)
+}
+
+// workingUpstream is an application whose requests take ?ms= milliseconds;
+// seen, if not nil, sees each request first.
+func workingUpstream(t *testing.T, seen func(*http.Request)) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen != nil {
+			seen(r)
+		}
+		if ms, _ := strconv.Atoi(r.URL.Query().Get("ms")); ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond) // the upstream's work, not synchronisation
+		}
+		fmt.Fprintln(w, "done")
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+// heavyKeyConfig is an hour's budget for every key but heavy-key's: 300 ms,
+// restricted for 5 minutes once over.
+func heavyKeyConfig(t *testing.T) *config.Config {
+	cfg := sidecarConfig(t, time.Hour, "")
+	small, rf := config.Duration(300*time.Millisecond), config.Duration(5*time.Minute)
+	cfg.Overrides = []config.Override{{Key: "heavy-key", Limits: config.Limits{WorkerTime: &small, RestrictFor: &rf}}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // heavyKeyRefusedWithinOneRequest sends 150 ms requests of heavy-key (a
@@ -671,21 +668,8 @@ server {
 func TestSidecarUncheckedMapWithNginx(t *testing.T) {
 	bin := testenv.RequireBinary(t, "nginx")
 	var lastID atomic.Value // the X-Request-Id of the last request upstream
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		lastID.Store(r.Header.Get("X-Request-Id"))
-		if ms, _ := strconv.Atoi(r.URL.Query().Get("ms")); ms > 0 {
-			time.Sleep(time.Duration(ms) * time.Millisecond) // the upstream's work, not synchronisation
-		}
-		fmt.Fprintln(w, "done")
-	}))
-	t.Cleanup(up.Close)
-	cfg := sidecarConfig(t, time.Hour, "")
-	small, rf := config.Duration(300*time.Millisecond), config.Duration(5*time.Minute)
-	cfg.Overrides = []config.Override{{Key: "heavy-key", Limits: config.Limits{WorkerTime: &small, RestrictFor: &rf}}}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	up := workingUpstream(t, func(r *http.Request) { lastID.Store(r.Header.Get("X-Request-Id")) })
+	cfg := heavyKeyConfig(t)
 	nginxDir, mapDir := t.TempDir(), filepath.Join(t.TempDir(), "lists")
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	run := startSidecar(t, RunOptions{Config: cfg, AccessLog: logFile,

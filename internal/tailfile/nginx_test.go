@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,27 +38,7 @@ func TestNginxBufferedLogRotation(t *testing.T) {
 	if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out testenv.Buffer
-	cmd := exec.Command(bin, testenv.NginxArgs(dir, confPath)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("nginx output:\n%s", out.String())
-		}
-	})
-	testenv.WaitForPort(t, listen, 10*time.Second)
+	master := testenv.RunNginx(t, bin, dir, confPath, listen, nil)
 
 	h := follow(t, Options{Path: logPath, FromStart: true}, nil)
 	const clients, each = 4, 100
@@ -84,7 +63,7 @@ func TestNginxBufferedLogRotation(t *testing.T) {
 	if err := os.Rename(logPath, logPath+".1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+	if err := master.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	send(1)

@@ -48,6 +48,16 @@ func StartNginx(t testing.TB, snippet, listen string) {
 	if err := os.WriteFile(conf, []byte(NginxMain(dir, sp)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	RunNginx(t, bin, dir, conf, listen, nil)
+}
+
+// RunNginx runs the nginx binary bin in the foreground on conf (its pid
+// file in dir, NginxArgs), waits until it accepts connections on listen,
+// and stops it gracefully at the end of the test; if the test failed, it
+// logs nginx's output and extraLog's (nil: nothing more). It returns
+// nginx's master, for a test to signal.
+func RunNginx(t testing.TB, bin, dir, conf, listen string, extraLog func() string) *os.Process {
+	t.Helper()
 	out := &tailBuffer{}
 	cmd := exec.Command(bin, NginxArgs(dir, conf)...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -65,10 +75,15 @@ func StartNginx(t testing.TB, snippet, listen string) {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("nginx output:\n%s", out.String())
+			more := ""
+			if extraLog != nil {
+				more = extraLog()
+			}
+			t.Logf("nginx output:\n%s\n%s", out.String(), more)
 		}
 	})
 	if err := waitPort(listen, 10*time.Second); err != nil {
 		t.Fatalf("nginx: %v\n%s", err, out.String())
 	}
+	return cmd.Process
 }
