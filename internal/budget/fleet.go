@@ -389,7 +389,9 @@ type fleetCursors struct {
 	exportCursor atomic.Uint64
 	fleetOn      atomic.Bool
 	fleetOnce    sync.Once
-	leasing      atomic.Bool // EnableLeases was called
-	degraded     atomic.Bool // SetDegraded: the fleet store is away
+	leasing      atomic.Bool   // EnableLeases was called
+	degraded     atomic.Bool   // SetDegraded: the fleet store is away
+	outages      atomic.Uint32 // times SetDegraded declared it away (leaseState.hold)
+	lapses       atomic.Uint64 // LeaseLapses
 	lease        leaseQueue
 }

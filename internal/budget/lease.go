@@ -20,12 +20,17 @@ import (
 // half of it, or half of its lifetime) by queueing the key for the store's
 // loop (LeaseRequests, GrantLease), which is woken through FleetWake: the
 // request that noticed never waits. A key without a lease in force (its
-// first requests here, a renewal that is late, or Redis away) falls back
-// to an even share: this proxy's own usage in the window must stay under
-// budget / the number of proxies last seen. While the store is away
-// (SetDegraded) a proxy spends the slices it holds and no more, then, once
-// a window has passed, its even share: the fleet as a whole cannot exceed
-// the budget while the store is away.
+// first requests here, or back after its slice lapsed unused) falls back
+// to an even share for the round trip of its request: this proxy's own
+// usage in the window must stay under budget / the number of proxies last
+// seen. A key whose slice lapses while its renewal is unanswered (Redis
+// answering, but late) admits nothing here until an answer comes back in
+// time: Redis lets the lapsed slice go a margin later and may grant its
+// unspent part to another proxy, so an even share spent here meanwhile
+// would be on top of the budget. While the store is away (SetDegraded) a
+// proxy spends the slices it holds and no more, then, once a window has
+// passed, its even share: the fleet as a whole cannot exceed the budget
+// while the store is away.
 //
 // Restrictions made here (budget, operator, lift) are queued the same way
 // (Restrictions) so the store publishes them at once instead of at its next
@@ -52,6 +57,16 @@ type leaseState struct {
 	// usage reached the budget.
 	budget, restrictFor      int64
 	answered, wanted, urgent bool // had an answer; queued for a lease; queued for a restriction push
+	// lapsed: refused on a lapsed slice since hold was set (reported once).
+	lapsed bool
+	// hold, when it is the ledger's current outage generation + 1
+	// (holdGen), ties the key to its slices: set when a renewal is queued
+	// while a slice is in force (or an answer comes back already lapsed),
+	// cleared by an answer that comes back in time. A key held whose
+	// slice is not in force admits nothing until then, or until the store
+	// is declared away (which moves the generation on: the outage rule
+	// applies, and after it the key starts afresh).
+	hold uint32
 }
 
 // leaseQueue is the ledger's side of the lease protocol.
@@ -87,9 +102,22 @@ func (l *Ledger) EnableLeases(ttl time.Duration) {
 }
 
 // SetDegraded tells the ledger whether the fleet store is away: while it
-// is, every key with a budget is held to the even share of this proxy's
-// own usage, leases or not.
-func (l *Ledger) SetDegraded(away bool) { l.degraded.Store(away) }
+// is, a key spends what is left of the last slice it was granted, then
+// (a window after that answer) the even share of this proxy's own usage.
+func (l *Ledger) SetDegraded(away bool) {
+	if l.degraded.Swap(away) != away && away {
+		l.outages.Add(1)
+	}
+}
+
+// holdGen is what leaseState.hold holds while it is in force.
+func (l *Ledger) holdGen() uint32 { return l.outages.Load() + 1 }
+
+// LeaseLapses is how many times a key's slice lapsed here while its
+// renewal was unanswered and the store not declared away, each time
+// refusing the key here until an answer came back in time (counted at the
+// first refusal).
+func (l *Ledger) LeaseLapses() uint64 { return l.lapses.Load() }
 
 // FleetWake is signalled when a key wants a lease or a restriction waits to
 // be published. Nil before EnableLeases.
@@ -131,7 +159,7 @@ func (l *Ledger) leaseAllows(key string, e *entry, f *fleetEntry, off, abs int64
 	if ls.until > abs && !degraded {
 		left := ls.limit - spend
 		if left <= ls.grant/2 || ls.until-abs <= l.lease.ttl/2 {
-			l.wantLease(key, ls)
+			l.wantLease(key, ls, true)
 		}
 		return left > 0
 	}
@@ -148,11 +176,25 @@ func (l *Ledger) leaseAllows(key string, e *entry, f *fleetEntry, off, abs int64
 		return spend-ls.baseSpend < ls.grant
 	}
 	if !degraded {
-		l.wantLease(key, ls)
+		l.wantLease(key, ls, false)
+		if ls.hold != 0 && ls.hold == l.holdGen() {
+			// The slice lapsed with its renewal unanswered (or came back
+			// already lapsed), the store not declared away: nothing more
+			// until an answer comes back in time. Redis lets the slice
+			// go a margin after its lifetime and may grant what this
+			// proxy did not spend of it to another: an even share here
+			// would be on top of it.
+			if !ls.lapsed {
+				ls.lapsed = true
+				l.lapses.Add(1)
+			}
+			return false
+		}
 	}
-	// No slice yet (a key's first requests here), or the store away for
-	// longer than a window: an even share of this proxy's own usage in
-	// the window; the shares add up to the budget.
+	// No slice yet (a key's first requests here), back after its slice
+	// lapsed unused, or the store away for longer than a window: an even
+	// share of this proxy's own usage in the window; the shares add up to
+	// the budget.
 	return f.ownCompleted(e, abs)+e.inFlightElapsed(off) < ls.budget/n
 }
 
@@ -167,15 +209,21 @@ func (l *Ledger) leaseLow(s *shard, slot int, e *entry, f *fleetEntry, off, abs 
 		return
 	}
 	if ls.limit-(ls.spent+e.inFlightElapsed(off)) <= ls.grant/2 || ls.until-abs <= l.lease.ttl/2 {
-		l.wantLease(s.tab.keyAt(slot), ls)
+		l.wantLease(s.tab.keyAt(slot), ls, ls.until > abs && !l.degraded.Load())
 	}
 }
 
-func (l *Ledger) wantLease(key string, ls *leaseState) {
+// wantLease queues key for a lease; renew says its slice is in force, so
+// that, should the slice lapse before the answer, the key is held to it
+// (leaseState.hold).
+func (l *Ledger) wantLease(key string, ls *leaseState, renew bool) {
 	if ls.wanted {
 		return
 	}
 	ls.wanted = true
+	if renew {
+		ls.hold, ls.lapsed = l.holdGen(), false
+	}
 	l.lease.mu.Lock()
 	l.lease.keys = append(l.lease.keys, key)
 	l.lease.mu.Unlock()
@@ -248,7 +296,7 @@ func (l *Ledger) LeaseRequests(dst []LeaseRequest, limit int) []LeaseRequest {
 		e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 		ls := &f.lease
 		if ls.budget <= 0 {
-			ls.wanted = false
+			ls.wanted, ls.hold = false, 0
 			s.mu.Unlock()
 			continue
 		}
@@ -288,37 +336,64 @@ type LeaseGrant struct {
 	Exhausted bool
 }
 
+// GrantResult is what applying a LeaseGrant did.
+type GrantResult struct {
+	// Restricted: the answer was exhausted and restricted the key (a new
+	// restriction).
+	Restricted bool
+	// Late: the key's slice had lapsed with this renewal unanswered, so
+	// the key admitted nothing here meanwhile. Still lapsed: the answer
+	// came back too late for its own slice to be in force (counted from
+	// when it was asked), so the key admits nothing until the next one.
+	Late, StillLapsed bool
+}
+
 // GrantLease applies the store's answer to a LeaseRequest. An exhausted
 // answer restricts the key for its restriction period, as a local Admit
-// over budget would; it reports whether that restriction is new.
-func (l *Ledger) GrantLease(key string, g LeaseGrant) bool {
+// over budget would. A slice is counted from when it was asked, so an
+// answer that comes back later than its lifetime grants nothing usable:
+// the key is then held to its slices (no even share) until one comes back
+// in time.
+func (l *Ledger) GrantLease(key string, g LeaseGrant) GrantResult {
 	left, ttl, exhausted := g.Left, g.TTL, g.Exhausted
 	_, abs := l.now()
 	h, s := l.shardOf(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var r GrantResult
 	slot, ok := s.lookup(key, h, 0, abs, false)
 	if !ok {
-		return false
+		return r
 	}
 	e, f := &s.tab.cells[slot], &s.tab.fleet[slot]
 	ls := &f.lease
+	gen := l.holdGen()
+	r.Late = ls.hold == gen && ls.until <= abs
 	ls.wanted = false
 	ls.limit = ls.askSpend + int64(left)
 	ls.until = ls.askAt + int64(ttl)
 	ls.grant = int64(left)
 	ls.answered, ls.baseSpend, ls.baseAt = true, ls.askSpend, ls.askAt
+	if ls.until > abs {
+		ls.hold, ls.lapsed = 0, false
+	} else {
+		r.StillLapsed = true
+		if ls.hold != gen {
+			ls.hold, ls.lapsed = gen, false
+		}
+	}
 	if exhausted && ls.restrictFor > 0 && e.until <= abs {
 		e.until = abs + ls.restrictFor
 		l.restricted(f, key, abs)
-		return true
+		r.Restricted = true
 	}
-	return false
+	return r
 }
 
 // LeaseFailed returns a request the store could not answer (Redis away):
 // the key asks again with its next request, and meanwhile keeps what is
-// left of its lease, then its even share.
+// left of its lease; once it lapses, it admits nothing (if it was renewing
+// it) until the store is declared away (SetDegraded), then the outage rule.
 func (l *Ledger) LeaseFailed(key string) {
 	_, abs := l.now()
 	h, s := l.shardOf(key)

@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -51,7 +52,7 @@ func TestLeaseAdmission(t *testing.T) {
 	}
 	// The fleet's usage has reached the budget: restricted, and the
 	// restriction queued for publishing at once.
-	if !l.GrantLease("k", LeaseGrant{TTL: 2 * time.Second, Exhausted: true}) {
+	if !l.GrantLease("k", LeaseGrant{TTL: 2 * time.Second, Exhausted: true}).Restricted {
 		t.Fatal("an exhausted answer did not restrict")
 	}
 	if d, _ := l.Admit("k", lim); d.Proceed() || d.Fleet || !d.RestrictedUntil.Equal(clk.Now().Add(time.Minute)) {
@@ -113,6 +114,157 @@ func TestLeaseWhileRedisIsAway(t *testing.T) {
 		t.Errorf("a fresh key without a lease: %+v", d)
 	} else {
 		l.Cancel(tk)
+	}
+}
+
+// answer grants every queued lease request at once, as a store whose
+// Redis answers promptly does.
+func answer(l *Ledger, left time.Duration) {
+	for _, r := range l.LeaseRequests(nil, 100) {
+		l.GrantLease(r.Key, LeaseGrant{Left: left, TTL: 2 * time.Second})
+	}
+}
+
+// A renewal that comes back after the slice it renews has lapsed, the
+// store still answering (docs/fleet.md, "The bound"): the key admits
+// nothing here meanwhile, not its even share, since Redis lets the lapsed
+// slice go a margin later and may grant its unspent part to another proxy.
+func TestLeaseLapsedWhileRenewing(t *testing.T) {
+	clk := NewManualClock(t0)
+	l := New(Options{Clock: clk})
+	l.EnableLeases(2 * time.Second)
+	l.SetFleetSize(3)
+	lim := Limits{Budget: 6 * time.Second, Window: time.Minute, RestrictFor: time.Minute}
+	admit := func(what string, want bool) {
+		t.Helper()
+		d, tk := l.Admit("k", lim)
+		if d.Proceed() != want {
+			t.Fatalf("%s: %+v, want proceed=%v", what, d, want)
+		}
+		if d.Proceed() {
+			l.Finish(tk, 100*time.Millisecond)
+		} else if !d.Fleet || d.RestrictedUntil.IsZero() || d.NewlyRestricted {
+			t.Fatalf("%s: %+v, want a fleet refusal with a Retry-After, not a restriction", what, d)
+		}
+	}
+	admit("first request, before any answer", true)
+	answer(l, time.Second)
+
+	// Half the slice's lifetime: the renewal is asked, and not answered.
+	clk.Advance(time.Second)
+	admit("within the slice", true)
+	reqs := l.LeaseRequests(nil, 10)
+	if len(reqs) != 1 {
+		t.Fatalf("renewal requests %+v", reqs)
+	}
+	clk.Advance(900 * time.Millisecond)
+	admit("the slice about to lapse", true)
+	clk.Advance(200 * time.Millisecond)
+	admit("the slice lapsed, its renewal unanswered", false)
+	admit("still unanswered", false)
+	if st := l.Status("k", lim); !st.RestrictedUntil.IsZero() {
+		t.Errorf("a lapsed slice restricted the key: %+v", st)
+	}
+	if n := l.LeaseLapses(); n != 1 {
+		t.Errorf("LeaseLapses %d, want 1", n)
+	}
+
+	// The answer comes back late but within its own lifetime (counted
+	// from the ask, 1 s after the first answer): it is used.
+	if r := l.GrantLease("k", LeaseGrant{Left: 2 * time.Second, TTL: 2 * time.Second}); !r.Late || r.StillLapsed || r.Restricted {
+		t.Errorf("a late answer in time: %+v, want late", r)
+	}
+	admit("the late answer in force", true)
+
+	// The next renewal comes back after its own slice's lifetime: nothing
+	// usable, so the key stays held to its slices, and asks again.
+	l.LeaseRequests(nil, 10)
+	clk.Advance(2100 * time.Millisecond)
+	admit("the second renewal late", false)
+	if r := l.GrantLease("k", LeaseGrant{Left: 2 * time.Second, TTL: 2 * time.Second}); !r.Late || !r.StillLapsed {
+		t.Errorf("an answer later than its lifetime: %+v, want late and still lapsed", r)
+	}
+	admit("after an answer already lapsed", false)
+	if reqs := l.LeaseRequests(nil, 10); len(reqs) != 1 {
+		t.Fatalf("the held key did not ask again: %+v", reqs)
+	}
+	if n := l.LeaseLapses(); n != 2 {
+		t.Errorf("LeaseLapses %d, want 2", n)
+	}
+	l.GrantLease("k", LeaseGrant{Left: time.Second, TTL: 2 * time.Second})
+	admit("an answer in time", true)
+
+	// A renewal unanswered when the store is declared away: the outage
+	// rule, what is left of the last slice (1 s, 0.2 s of it spent).
+	clk.Advance(time.Second)
+	admit("within the slice, renewing", true)
+	if reqs := l.LeaseRequests(nil, 10); len(reqs) != 1 {
+		t.Fatalf("renewal requests %+v", reqs)
+	}
+	clk.Advance(1100 * time.Millisecond)
+	admit("lapsed again", false)
+	l.LeaseFailed("k")
+	admit("the answer failed, the store not yet declared away", false)
+	l.SetDegraded(true)
+	for i := range 8 {
+		admit("the store away, within the last slice "+strconv.Itoa(i), true)
+	}
+	admit("the store away, the last slice spent", false)
+	// Back: the key starts afresh, on its even share until its answer.
+	l.SetDegraded(false)
+	admit("the store back", true)
+	answer(l, time.Second)
+	admit("the store back, answered", true)
+}
+
+// The keys the rule must leave alone: one that never held a slice here
+// (its first answer late), one back after its slice lapsed unused, and
+// keys renewing on the normal schedule with prompt answers, at any pace.
+func TestLeaseNoLapseRefusals(t *testing.T) {
+	clk := NewManualClock(t0)
+	l := New(Options{Clock: clk})
+	l.EnableLeases(2 * time.Second)
+	l.SetFleetSize(3)
+	lim := Limits{Budget: time.Hour, Window: time.Minute}
+
+	// The first answer never comes: the even share (20 m) meanwhile.
+	for i := range 30 {
+		d, tk := l.Admit("fresh", lim)
+		if !d.Proceed() {
+			t.Fatalf("a key without a slice, request %d at %v: %+v", i, clk.Now().Sub(t0), d)
+		}
+		l.Finish(tk, time.Millisecond)
+		clk.Advance(100 * time.Millisecond)
+	}
+	l.LeaseRequests(nil, 10)
+
+	// Unused past its lifetime, then back.
+	_, tk := l.Admit("idle", lim)
+	l.Finish(tk, time.Millisecond)
+	answer(l, time.Minute)
+	clk.Advance(5 * time.Second)
+	if d, tk := l.Admit("idle", lim); !d.Proceed() {
+		t.Errorf("a key back after its slice lapsed unused: %+v", d)
+	} else {
+		l.Cancel(tk)
+	}
+	answer(l, time.Minute)
+
+	for _, every := range []time.Duration{10 * time.Millisecond, 900 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond} {
+		key := "every-" + every.String()
+		for i := range 40 {
+			d, tk := l.Admit(key, lim)
+			if !d.Proceed() {
+				t.Fatalf("%s, request %d: %+v", key, i, d)
+			}
+			clk.Advance(every / 2)
+			l.Finish(tk, every/2)
+			answer(l, time.Minute)
+			clk.Advance(every / 2)
+		}
+	}
+	if n := l.LeaseLapses(); n != 0 {
+		t.Errorf("LeaseLapses %d, want 0", n)
 	}
 }
 

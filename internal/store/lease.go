@@ -108,10 +108,12 @@ func (s *Redis) serveLeases(ctx context.Context, l *budget.Ledger) (bool, error)
 	if err != nil {
 		return true, err
 	}
+	s.ledger.Store(l)
 	s.leaseReqs = l.LeaseRequests(s.leaseReqs[:0], s.maxKeys)
 	if len(s.leaseReqs) == 0 {
 		return sent, nil
 	}
+	asked := time.Now()
 	cmds, err := s.runLeases(ctx, true)
 	if err != nil && isNoScript(err) {
 		// A Redis that restarted, or a new cluster node, has not seen the
@@ -143,8 +145,12 @@ func (s *Redis) serveLeases(ctx context.Context, l *budget.Ledger) (bool, error)
 		granted, used := time.Duration(v[0]), time.Duration(v[1])
 		exhausted := used >= r.Budget
 		g := budget.LeaseGrant{Left: granted, TTL: s.leaseTTL, Exhausted: exhausted}
-		if l.GrantLease(r.Key, g) {
+		res := l.GrantLease(r.Key, g)
+		if res.Restricted {
 			s.log.Warn("key over its worker-time budget across the fleet", "key", r.Key, "used", used.Round(time.Millisecond).String(), "budget", r.Budget.String())
+		}
+		if res.Late || res.StillLapsed {
+			s.lateAnswer(r.Key, res, time.Since(asked))
 		}
 		switch {
 		case exhausted:
@@ -166,6 +172,25 @@ func (s *Redis) serveLeases(ctx context.Context, l *budget.Ledger) (bool, error)
 	// Restrictions the answers started go out now, not at the next wake.
 	_, err = s.publishRestrictions(ctx, l)
 	return true, err
+}
+
+// lateLogEvery spaces the log lines about late lease answers.
+const lateLogEvery = 10 * time.Second
+
+// lateAnswer logs (at most once per lateLogEvery, with a count of those
+// since the last line) an answer that came back after the key's slice had
+// lapsed: the key admitted nothing here meanwhile
+// (headroom_store_lease_lapses_total counts the lapses).
+func (s *Redis) lateAnswer(key string, res budget.GrantResult, took time.Duration) {
+	s.late++
+	now := time.Now()
+	if now.Sub(s.lateLogged) < lateLogEvery {
+		return
+	}
+	s.log.Warn("redis lease answer came back after the key's slice lapsed: the key was refused here (429, fleet_share_spent) meanwhile, and is until an answer comes back within a slice's lifetime or Redis is declared away",
+		"key", key, "answered_in", took.Round(time.Millisecond).String(), "lease_ttl", s.leaseTTL.String(),
+		"still_lapsed", res.StillLapsed, "late_answers", s.late)
+	s.late, s.lateLogged = 0, now
 }
 
 func isNoScript(err error) bool { return err != nil && strings.Contains(err.Error(), "NOSCRIPT") }

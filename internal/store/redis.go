@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,6 +135,9 @@ type Redis struct {
 	leaseReqs []budget.LeaseRequest
 	events    []budget.RestrictionEvent
 	leaseTTL  time.Duration
+	// late answers since lateLogged, the last line about them (lateAnswer).
+	late       int
+	lateLogged time.Time
 	// replicated: behind Sentinel, where grants wait for the replica.
 	replicated bool
 
@@ -153,6 +157,8 @@ type Redis struct {
 	leases    *prometheus.CounterVec
 	fleetSize prometheus.Gauge
 	degraded  prometheus.Gauge
+	lapses    prometheus.CounterFunc
+	ledger    atomic.Pointer[budget.Ledger] // the ledger served, for lapses
 }
 
 var quietRedisLog sync.Once
@@ -269,6 +275,15 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		Name: "headroom_store_degraded",
 		Help: "1 while Redis is away and this proxy enforces with the leases it holds, then an even share of each budget (budget / headroom_store_fleet_proxies).",
 	})
+	s.lapses = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "headroom_store_lease_lapses_total",
+		Help: "Times a key's slice of its budget lapsed on this proxy with its renewal unanswered while Redis still answered (late): the key was refused here (429, fleet_share_spent) until an answer came back in time, or Redis was declared away.",
+	}, func() float64 {
+		if l := s.ledger.Load(); l != nil {
+			return float64(l.LeaseLapses())
+		}
+		return 0
+	})
 	for _, r := range []string{"granted", "short", "exhausted", "error"} {
 		s.leases.WithLabelValues(r)
 	}
@@ -293,7 +308,7 @@ func (s *Redis) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (s *Redis) collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.up, s.errs, s.duration, s.pushed, s.pulled, s.leases, s.fleetSize, s.degraded}
+	return []prometheus.Collector{s.up, s.errs, s.duration, s.pushed, s.pulled, s.leases, s.fleetSize, s.degraded, s.lapses}
 }
 
 // RedisHealth is the store's state as /healthz shows it.
@@ -363,6 +378,7 @@ func (s *Redis) Save(l *budget.Ledger) error {
 // headroom_store_errors_total, Health).
 func (s *Redis) Sync(ctx context.Context, l *budget.Ledger) {
 	l.EnableLeases(s.leaseTTL)
+	s.ledger.Store(l)
 	wake := l.FleetWake()
 	subDone := make(chan struct{})
 	go func() { defer close(subDone); s.subscribe(ctx, l) }()
