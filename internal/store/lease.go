@@ -179,15 +179,17 @@ const lateLogEvery = 10 * time.Second
 
 // lateAnswer logs (at most once per lateLogEvery, with a count of those
 // since the last line) an answer that came back after the key's slice had
-// lapsed: the key admitted nothing here meanwhile
-// (headroom_store_lease_lapses_total counts the lapses).
+// lapsed, or already past its own lifetime: the key admits nothing here
+// while its slice is lapsed (headroom_store_lease_lapses_total counts the
+// lapses). took is the round trip; an answer can also be late for waiting
+// on the loop (a long sync) before it was sent.
 func (s *Redis) lateAnswer(key string, res budget.GrantResult, took time.Duration) {
 	s.late++
 	now := time.Now()
 	if now.Sub(s.lateLogged) < lateLogEvery {
 		return
 	}
-	s.log.Warn("redis lease answer came back after the key's slice lapsed: the key was refused here (429, fleet_share_spent) meanwhile, and is until an answer comes back within a slice's lifetime or Redis is declared away",
+	s.log.Warn("redis lease answer came back after the key's slice lapsed: while it is lapsed the key admits nothing here (429, fleet_share_spent), until an answer comes back within a slice's lifetime or Redis is declared away",
 		"key", key, "answered_in", took.Round(time.Millisecond).String(), "lease_ttl", s.leaseTTL.String(),
 		"still_lapsed", res.StillLapsed, "late_answers", s.late)
 	s.late, s.lateLogged = 0, now
