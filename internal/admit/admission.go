@@ -295,19 +295,16 @@ func (c *Core) Count(a *Admission, o Outcome, worker time.Duration, reached bool
 
 // ChargeDirect charges worker time for which no ticket was in flight (a
 // sidecar's log line whose check it never saw, or that came after its
-// ticket expired). The work was done whatever the key's state, so it is
-// admitted as shadow (a restricted key is still charged) and finished at
-// once.
-func (c *Core) ChargeDirect(a *Admission, worker time.Duration) {
-	shadow := a.Limits
-	shadow.Shadow = true
-	d, t := c.ledger.Admit(a.Key, shadow)
-	f := c.ledger.Finish(t, worker)
-	if d.NewlyRestricted || f.NewlyRestricted {
-		if f.RestrictedUntil.IsZero() {
-			f = d
-		}
-		c.restricted(a, &f)
+// ticket expired). The work was done whatever the key's state, so a
+// restricted key is still charged.
+func (c *Core) ChargeDirect(a *Admission, worker time.Duration) { c.ChargeN(a, 1, worker) }
+
+// ChargeN is ChargeDirect for n requests of a's key and pool that took
+// worker between them (a sidecar's log lines of one caller, summed): one
+// ledger step for all of them.
+func (c *Core) ChargeN(a *Admission, n int, worker time.Duration) {
+	if d := c.ledger.Charge(a.Key, a.Limits, n, worker); d.NewlyRestricted {
+		c.restricted(a, &d)
 	}
 }
 

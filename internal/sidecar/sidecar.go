@@ -566,21 +566,35 @@ func (s *Sidecar) noteChecker(a netip.Addr) {
 // longest upstream time a checked request of its pool reported. A forged
 // datagram then costs its victim at most what a real request could.
 func (s *Sidecar) capCharge(d time.Duration, pool string, checked bool, key string) time.Duration {
+	limit, limited := s.lineLimit(pool, checked, key)
+	return s.capLine(d, key, pool, limit, limited)
+}
+
+// lineLimit is what capCharge holds a line of key in pool to beyond the
+// ticket bound: the pool's longest checked request, unless the line had a
+// ticket or its key may come without checks (limited false).
+func (s *Sidecar) lineLimit(pool string, checked bool, key string) (time.Duration, bool) {
+	if checked || s.granted(key) {
+		return 0, false
+	}
+	if v, ok := s.maxSeen.Load(pool); ok {
+		return time.Duration(v.(*atomic.Int64).Load()), true
+	}
+	return 0, false
+}
+
+// capLine is capCharge with the pool's limit looked up (lineLimit).
+func (s *Sidecar) capLine(d time.Duration, key, pool string, limit time.Duration, limited bool) time.Duration {
 	if b := s.bound(); d > b {
 		s.m.capped.WithLabelValues(CapTicketTTL).Inc()
 		s.warn("a log line claimed more upstream time than the ticket bound; charged the bound", "key", key, "claimed", d.String(), "charged", b.String())
 		d = b
 	}
-	if checked || s.granted(key) {
-		return d
-	}
-	if v, ok := s.maxSeen.Load(pool); ok {
-		if m := time.Duration(v.(*atomic.Int64).Load()); d > m {
-			s.m.capped.WithLabelValues(CapPoolMax).Inc()
-			s.warn("a log line without a check claimed more upstream time than any checked request of its pool; charged that maximum",
-				"key", key, "pool", pool, "claimed", d.String(), "charged", m.String())
-			d = m
-		}
+	if limited && d > limit {
+		s.m.capped.WithLabelValues(CapPoolMax).Inc()
+		s.warn("a log line without a check claimed more upstream time than any checked request of its pool; charged that maximum",
+			"key", key, "pool", pool, "claimed", d.String(), "charged", limit.String())
+		d = limit
 	}
 	return d
 }
@@ -714,6 +728,13 @@ func (s *Sidecar) ingest(b []byte) (string, error) {
 func (s *Sidecar) ingestLine(msg []byte) (string, error) {
 	lp := s.parsers.Get().(*lineParser)
 	defer s.parsers.Put(lp)
+	return s.ingestParsed(lp, msg, nil)
+}
+
+// ingestParsed parses msg with lp and settles it: a line with a ticket
+// finishes it; one without is charged at once, or added to batch when
+// batch is not nil.
+func (s *Sidecar) ingestParsed(lp *lineParser, msg []byte, batch *LineBatch) (string, error) {
 	rec := &lp.rec
 	if err := lp.p.Parse(msg, rec); err != nil {
 		return LineMalformed, fmt.Errorf("access log line: %w", err)
@@ -771,6 +792,10 @@ func (s *Sidecar) ingestLine(msg []byte) (string, error) {
 		// A location without the check logging to the sidecar: there is
 		// no key to charge.
 		return LineNoUpstream, nil
+	}
+	if batch != nil {
+		batch.add(rec, upTime)
+		return LineUnmatched, nil
 	}
 	var a admit.Admission
 	// A copy of the key: the ledger may keep it; rec.Key aliases b.

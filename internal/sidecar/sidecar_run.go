@@ -162,14 +162,15 @@ func Run(ctx context.Context, o RunOptions) error {
 		go func() {
 			defer close(followDone)
 			var lastWarn time.Time
-			err := follower.Run(followCtx, func(line []byte) {
-				res, err := sc.IngestLine(line)
+			batch := sc.NewLineBatch()
+			err := follower.RunBatched(followCtx, func(line []byte) {
+				res, err := batch.Ingest(line)
 				if err != nil && res == LineMalformed && time.Since(lastWarn) > time.Minute {
 					lastWarn = time.Now()
 					lg.Warn("malformed line in nginx's access log (is its log_format the one `headroom nginx-config` prints?)",
 						"file", o.AccessLog, "err", err, "bytes", len(line))
 				}
-			})
+			}, batch.Flush)
 			if err != nil {
 				errc <- fmt.Errorf("follow %s: %w", o.AccessLog, err)
 			}

@@ -149,7 +149,15 @@ func (f *Follower) Stats() Stats {
 // failure it cannot wait out: a file it may not open, a failed read or
 // stat; not for a missing file, which it waits for, logging once.
 func (f *Follower) Run(ctx context.Context, fn func(line []byte)) error {
-	r := &run{f: f, fn: fn, s: newSplitter(bufSize, f.o.MaxLine), timer: time.NewTimer(f.o.Poll)}
+	return f.RunBatched(ctx, fn, nil)
+}
+
+// RunBatched is Run for a consumer that gathers lines and acts on them in
+// batches: after each read's lines (at most one buffer, 256 KiB) it calls
+// flush, from the same goroutine as fn, so no line waits for another read
+// or poll to be acted on. flush may be nil.
+func (f *Follower) RunBatched(ctx context.Context, fn func(line []byte), flush func()) error {
+	r := &run{f: f, fn: fn, flush: flush, s: newSplitter(bufSize, f.o.MaxLine), timer: time.NewTimer(f.o.Poll)}
 	defer r.timer.Stop()
 	defer r.close()
 	first := true
@@ -210,6 +218,7 @@ func (f *Follower) Run(ctx context.Context, fn func(line []byte)) error {
 type run struct {
 	f     *Follower
 	fn    func([]byte)
+	flush func() // after a read's lines; nil: none
 	s     *splitter
 	timer *time.Timer
 
@@ -295,11 +304,15 @@ func (r *run) read(ctx context.Context) (bool, error) {
 	}
 }
 
-// account moves the splitter's counts to the Follower's.
+// account moves the splitter's counts to the Follower's, and ends the
+// batch of lines just delivered.
 func (r *run) account() {
 	if r.s.lines > 0 {
 		r.f.lines.Add(r.s.lines)
 		r.s.lines = 0
+		if r.flush != nil {
+			r.flush()
+		}
 	}
 	if r.s.overlong > 0 {
 		r.f.overlong.Add(r.s.overlong)

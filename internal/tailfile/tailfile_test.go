@@ -456,3 +456,67 @@ func TestUnreadable(t *testing.T) {
 		t.Error("Run on a directory returned nil")
 	}
 }
+
+// TestRunBatchedFlushes: every line RunBatched delivers is followed by a
+// flush before Run waits for more, including the lines of a file larger
+// than one read, of a truncated file's tail, and of the last read at stop.
+func TestRunBatchedFlushes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	// More than one read's buffer, so the first read takes several.
+	line := strings.Repeat("x", 199) + "\n"
+	big := strings.Repeat(line, 2*bufSize/len(line)+10)
+	write(t, path, big)
+	f, err := New(Options{Path: path, FromStart: true, Poll: testPoll, Logger: slog.New(&records{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	lines, flushed, flushes := 0, 0, 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- f.RunBatched(ctx, func([]byte) {
+			mu.Lock()
+			lines++
+			mu.Unlock()
+		}, func() {
+			mu.Lock()
+			flushed, flushes = lines, flushes+1
+			mu.Unlock()
+		})
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			mu.Lock()
+			good := ok()
+			mu.Unlock()
+			if good {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d lines, %d flushed, %d flushes", what, lines, flushed, flushes)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	n := strings.Count(big, "\n")
+	waitFor("the first file's lines flushed", func() bool { return flushed == n })
+	if flushes < 3 {
+		t.Errorf("%d flushes for %d bytes, want one per read (at least 3)", flushes, len(big))
+	}
+	// Truncated and written again (copytruncate), then appended to
+	// just before the stop.
+	if err := os.WriteFile(path, []byte("a\nb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the truncated file's lines flushed", func() bool { return flushed == n+2 })
+	write(t, path, "c\n")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if lines != n+3 || flushed != lines {
+		t.Errorf("at stop: %d lines, %d flushed, want %d both", lines, flushed, n+3)
+	}
+}
