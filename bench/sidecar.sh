@@ -15,7 +15,11 @@
 # Usage: bench/sidecar.sh          (about ROUNDS x 5 x (DURATION + 2 s))
 # Environment: DURATION=10s CONNS=64 THREADS=1 BODY=64 (response bytes)
 #              ROUNDS=3 (best round of each is reported)
-#              PORT_BASE=18180 (uses PORT_BASE..PORT_BASE+11 on 127.0.0.1)
+#              PORT_BASE=18180 (uses PORT_BASE..PORT_BASE+14 on 127.0.0.1)
+#              HEADROOM_BASE=path (a headroom binary built from an earlier
+#              commit: its sidecar and snippet are measured as
+#              nginx+sidecar+map-base, in the same rounds, just before
+#              nginx+sidecar+map, for a before/after)
 #
 # CPU per request is user+system time from /proc of everything each design
 # runs besides the upstream: nginx's master and workers, plus the sidecar,
@@ -50,12 +54,19 @@ CACHE_NGINX_PORT=$((PORT_BASE + 8))
 MAP_NGINX_PORT=$((PORT_BASE + 9))
 MAP_CHECK=$((PORT_BASE + 10))
 MAP_ADMIN=$((PORT_BASE + 11))
+BASE_NGINX_PORT=$((PORT_BASE + 12))
+BASE_CHECK=$((PORT_BASE + 13))
+BASE_ADMIN=$((PORT_BASE + 14))
+HEADROOM_BASE=${HEADROOM_BASE:-}
 
 need go
 need wrk
 need nginx
 require_free_ports "$UP_PORT" "$NGINX_PORT" "$SC_NGINX_PORT" "$SC_CHECK" "$SC_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$CACHE_NGINX_PORT" \
   "$MAP_NGINX_PORT" "$MAP_CHECK" "$MAP_ADMIN"
+if [ -n "$HEADROOM_BASE" ]; then
+  require_free_ports "$BASE_NGINX_PORT" "$BASE_CHECK" "$BASE_ADMIN"
+fi
 
 scratch_dir sidecar
 # nginx's workers (user nobody when nginx starts as root) write the check
@@ -106,22 +117,33 @@ if grep -q -- '--cache' <<<"$NGINX_CONFIG_HELP"; then
   targets+=(nginx+sidecar+cache)
 fi
 
-if grep -q -- '--map-dir' <<<"$NGINX_CONFIG_HELP"; then
-  # The design for high rates: the access log in a buffered file the
-  # sidecar follows, and the callers far from their budget in a map nginx
-  # answers their checks from (a sidecar of its own: it reloads this nginx).
-  mkdir -p "$tmp/map"
-  "$tmp/headroom" sidecar --listen "127.0.0.1:$MAP_CHECK" --admin "127.0.0.1:$MAP_ADMIN" \
-    --access-log "$tmp/map/headroom.log" --map-dir "$tmp/map/lists" --nginx-pid "$tmp/map/nginx.pid" \
-    --budget 1h --window 1m --restrict-for 1m 2>"$tmp/map-sidecar.log" &
+# map_design NAME BINARY NGINX_PORT CHECK_PORT ADMIN_PORT: the design for
+# high rates, with BINARY's sidecar and snippet: the access log in a
+# buffered file the sidecar follows, and the callers far from their budget
+# in a map nginx answers their checks from (a sidecar of its own: it
+# reloads this nginx). Sets MAP_SC_PID and NGINX_PID.
+map_design() {
+  local name=$1 bin=$2 port=$3 check=$4 admin=$5 dir="$tmp/$1"
+  mkdir -p "$dir"
+  "$bin" sidecar --listen "127.0.0.1:$check" --admin "127.0.0.1:$admin" \
+    --access-log "$dir/headroom.log" --map-dir "$dir/lists" --nginx-pid "$dir/nginx.pid" \
+    --budget 1h --window 1m --restrict-for 1m 2>"$dir-sidecar.log" &
   pids+=($!)
   MAP_SC_PID=$!
-  wait_port "$MAP_CHECK" "headroom sidecar (map); its log: $(cat "$tmp/map-sidecar.log" 2>/dev/null)"
-  nginx_conf "$tmp/map" "$("$tmp/headroom" nginx-config --listen "127.0.0.1:$MAP_NGINX_PORT" --sidecar "127.0.0.1:$MAP_CHECK" \
-    --upstream "http://127.0.0.1:$UP_PORT" --log-file "$tmp/map/headroom.log" --map-dir "$tmp/map/lists")"
-  start_nginx "$tmp/map"
+  wait_port "$check" "headroom sidecar ($name); its log: $(cat "$dir-sidecar.log" 2>/dev/null)"
+  nginx_conf "$dir" "$("$bin" nginx-config --listen "127.0.0.1:$port" --sidecar "127.0.0.1:$check" \
+    --upstream "http://127.0.0.1:$UP_PORT" --log-file "$dir/headroom.log" --map-dir "$dir/lists")"
+  start_nginx "$dir"
+  wait_port "$port" "nginx + sidecar ($name)"
+}
+if grep -q -- '--map-dir' <<<"$NGINX_CONFIG_HELP"; then
+  if [ -n "$HEADROOM_BASE" ]; then
+    map_design map-base "$HEADROOM_BASE" "$BASE_NGINX_PORT" "$BASE_CHECK" "$BASE_ADMIN"
+    BASE_SC_PID=$MAP_SC_PID BASE_NGINX_PID=$NGINX_PID
+    targets+=(nginx+sidecar+map-base)
+  fi
+  map_design map "$tmp/headroom" "$MAP_NGINX_PORT" "$MAP_CHECK" "$MAP_ADMIN"
   MAP_NGINX_PID=$NGINX_PID
-  wait_port "$MAP_NGINX_PORT" "nginx + sidecar + map"
   targets+=(nginx+sidecar+map)
 fi
 
@@ -149,6 +171,9 @@ for _ in $(seq "$ROUNDS"); do
   wrk_round nginx+sidecar "http://127.0.0.1:$SC_NGINX_PORT/" "$SC_NGINX_PID" "$SC_PID" -- "${key[@]}"
   if [ -n "${CACHE_NGINX_PID:-}" ]; then
     wrk_round nginx+sidecar+cache "http://127.0.0.1:$CACHE_NGINX_PORT/" "$CACHE_NGINX_PID" "$SC_PID" -- "${key[@]}"
+  fi
+  if [ -n "${BASE_NGINX_PID:-}" ]; then
+    wrk_round nginx+sidecar+map-base "http://127.0.0.1:$BASE_NGINX_PORT/" "$BASE_NGINX_PID" "$BASE_SC_PID" -- "${key[@]}"
   fi
   if [ -n "${MAP_NGINX_PID:-}" ]; then
     wrk_round nginx+sidecar+map "http://127.0.0.1:$MAP_NGINX_PORT/" "$MAP_NGINX_PID" "$MAP_SC_PID" -- "${key[@]}"
