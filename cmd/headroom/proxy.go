@@ -53,6 +53,10 @@ restricts keys that use more than their budget.
              request takes a pool slot or reaches the upstream, and must arrive
              within timeouts.body (30 s, then 408): a slow upload never holds
              a worker. request_body.max answers larger bodies with 413.
+  answers    a client that stops reading its answer is closed once a write to
+             it made no progress for timeouts.client_send (60 s, nginx's
+             send_timeout; a slow reader that keeps reading is never cut):
+             logged 499, the upstream still charged in full.
   shadow     --shadow computes and logs decisions ("would restrict") without
              enforcing them, to roll out on live traffic first.
 

@@ -31,7 +31,8 @@ import (
 type conn struct {
 	s    *Server
 	nc   net.Conn
-	dl   deadlines
+	dl   deadlines // the read deadline (the write deadline is sc's)
+	sc   SendConn  // what bw writes to: nc under timeouts.client_send
 	cr   connReader
 	br   *bufio.Reader
 	bw   *bufio.Writer
@@ -197,7 +198,9 @@ func (c *conn) handOff() bool {
 	buffered, _ := c.br.Peek(c.br.Buffered())
 	rest = append(rest, buffered...)
 	rest = append(rest, c.cr.stash...)
-	return c.s.handoff.hand(&replayConn{Conn: c.nc, r: io.MultiReader(bytes.NewReader(rest), c.nc)})
+	// Written through sc: the fallback's writes are bounded by
+	// timeouts.client_send too.
+	return c.s.handoff.hand(&replayConn{Conn: &c.sc, r: io.MultiReader(bytes.NewReader(rest), c.nc)})
 }
 
 // replayConn is a connection whose first bytes were already read.
@@ -468,7 +471,9 @@ func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep b
 	b = append(b, "\r\n"...)
 	c.clientWrite(b)
 	c.clientWrite(body)
-	ex.sent += int64(len(body))
+	if !ex.failed {
+		ex.sent += int64(len(body))
+	}
 }
 
 func appendStatusLine(b []byte, status int, reason []byte) []byte {

@@ -63,6 +63,10 @@ type Options struct {
 	// MaxHeadBytes bounds a request head (431 past it). 0 means
 	// httpwire.DefaultMaxHeadBytes.
 	MaxHeadBytes int
+	// SendTimedOut, if set, is called for every client connection closed
+	// because it took no bytes of its answer for timeouts.client_send
+	// (SendConn), the fallback's included.
+	SendTimedOut func(net.Conn)
 }
 
 // Server is the fast front-end. Create it with New.
@@ -76,6 +80,10 @@ type Server struct {
 	fallback *http.Server
 	handoff  *connListener
 	maxHead  int
+	// send and sendTimedOut are timeouts.client_send (fixed at start, as
+	// the other connection timeouts) and Options.SendTimedOut.
+	send         time.Duration
+	sendTimedOut func(net.Conn)
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -97,6 +105,7 @@ func New(o Options) (*Server, error) {
 		logger:    o.Logger,
 		fallback:  o.Fallback,
 		maxHead:   o.MaxHeadBytes,
+		send:      o.Core.Config().Timeouts.ClientSend.D(),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}
@@ -107,6 +116,7 @@ func New(o Options) (*Server, error) {
 	if s.maxHead <= 0 {
 		s.maxHead = httpwire.DefaultMaxHeadBytes
 	}
+	s.sendTimedOut = o.SendTimedOut
 	s.upstream = newUpstreamPool(o.Upstream, o.Core)
 	if s.fallback != nil {
 		s.handoff = newConnListener()
@@ -159,7 +169,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, dl: deadlines{nc: nc}}
 	c.cr.c = nc
 	c.br = bufio.NewReaderSize(&c.cr, max(s.maxHead, 4096))
-	c.bw = bufio.NewWriterSize(nc, 4096)
+	// Every write to the client goes through sc, under
+	// timeouts.client_send.
+	c.sc = SendConn{Conn: nc, Timeout: s.send, TimedOut: s.sendTimedOut}
+	c.bw = bufio.NewWriterSize(&c.sc, 4096)
 	c.peer = admit.PeerAddr(nc.RemoteAddr().String())
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -296,7 +309,8 @@ type handoffAddr struct{}
 func (handoffAddr) Network() string { return "handoff" }
 func (handoffAddr) String() string  { return "fastproxy-handoff" }
 
-// deadlines moves a connection's deadlines lazily: a deadline already set
+// deadlines moves a connection's read and write deadlines lazily (a client
+// connection's write deadline is its SendConn's): a deadline already set
 // at the time asked for, or up to slack after it, is kept, because changing
 // one costs a timer update per request while a deadline a little late
 // costs nothing (the timeouts are seconds or minutes).

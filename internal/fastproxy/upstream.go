@@ -655,7 +655,11 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 			if chunkOut {
 				c.clientWrite(crlf)
 			}
-			ex.sent += int64(n)
+			if !ex.failed {
+				// What the client got; after a failed write the rest
+				// is only read from the upstream.
+				ex.sent += int64(n)
+			}
 			if u.br.Buffered() == 0 && (lr == nil || lr.N > 0) {
 				// The next read would wait on the upstream: send what
 				// the client has so far.

@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/headroom-dev/headroom/internal/fastproxy"
 	"github.com/headroom-dev/headroom/internal/httpwire"
 )
 
@@ -31,22 +33,25 @@ import (
 // "Connection: close", so the bytes after it are never read as a request.
 // The fast path (internal/fastproxy) refuses such heads itself.
 
-// framedServer is the net/http front server with its connections framed.
+// framedServer is the net/http front server with its connections framed,
+// and their writes bounded by timeouts.client_send (fastproxy.SendConn,
+// as on the fast path).
 type framedServer struct {
 	*http.Server
-	maxHead int
-	log     *slog.Logger
+	maxHead      int
+	log          *slog.Logger
+	send         time.Duration
+	sendTimedOut func(net.Conn)
 }
 
 func (s *framedServer) Serve(l net.Listener) error {
-	return s.Server.Serve(&framingListener{Listener: l, maxHead: s.maxHead, log: s.log})
+	return s.Server.Serve(&framingListener{Listener: l, s: s})
 }
 
 // framingListener wraps the front server's listener.
 type framingListener struct {
 	net.Listener
-	maxHead int
-	log     *slog.Logger
+	s *framedServer
 }
 
 func (l *framingListener) Accept() (net.Conn, error) {
@@ -54,7 +59,9 @@ func (l *framingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newFramedConn(c, l.maxHead, l.log), nil
+	s := l.s
+	sc := &fastproxy.SendConn{Conn: c, Timeout: s.send, TimedOut: s.sendTimedOut}
+	return newFramedConn(sc, s.maxHead, s.log), nil
 }
 
 // refusedHead replaces a refused head: a start line net/http rejects with

@@ -30,7 +30,8 @@ type Frontend interface {
 // TLS); then net/http.
 func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, error) {
 	std := lifecycle.FrontServer(g, cfg, errLog)
-	framed := &framedServer{Server: std, maxHead: cfg.MaxHeaderBytes, log: g.log}
+	framed := &framedServer{Server: std, maxHead: cfg.MaxHeaderBytes, log: g.log,
+		send: cfg.Timeouts.ClientSend.D(), sendTimedOut: g.sendTimedOut}
 	if cfg.NetHTTP {
 		return framed, nil
 	}
@@ -46,6 +47,7 @@ func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, e
 		Logger:       g.log,
 		Fallback:     std,
 		MaxHeadBytes: cfg.MaxHeaderBytes,
+		SendTimedOut: g.sendTimedOut,
 	})
 }
 

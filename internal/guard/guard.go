@@ -115,6 +115,10 @@ type Guard struct {
 	cancelUpstream context.CancelFunc
 	active         sync.WaitGroup
 	closeOnce      sync.Once
+
+	// sendTimedOut counts and logs a client connection closed by
+	// timeouts.client_send (sendTimeouts), on either front-end.
+	sendTimedOut func(net.Conn)
 }
 
 // front is the proxy's own part of the configuration, replaced with the
@@ -174,6 +178,7 @@ func New(opts Options) (*Guard, error) {
 			cancel()
 		}
 	}
+	g.sendTimedOut = g.newSendTimeouts().timedOut
 	g.admin = admin.Handler(admin.Options{Core: core, Health: opts.Health, Logger: g.log})
 	if g.alog != nil {
 		g.flushStop, g.flushDone = make(chan struct{}), make(chan struct{})

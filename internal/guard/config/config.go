@@ -255,6 +255,7 @@ type Timeouts struct {
 	UpstreamHeader Duration `yaml:"upstream_header"` // upstream response headers
 	Upstream       Duration `yaml:"upstream"`        // whole upstream exchange, body included
 	Body           Duration `yaml:"body"`            // the client's whole request body, from the end of its headers
+	ClientSend     Duration `yaml:"client_send"`     // a write to the client without progress (nginx's send_timeout); then the connection closes
 	Shutdown       Duration `yaml:"shutdown"`        // draining in-flight requests on SIGTERM
 }
 
@@ -308,6 +309,7 @@ func (c *Config) SetDefaults() {
 	setD(&c.Timeouts.Upstream, 5*time.Minute)
 	setD(&c.Timeouts.Shutdown, 30*time.Second)
 	setD(&c.Timeouts.Body, 30*time.Second)
+	setD(&c.Timeouts.ClientSend, 60*time.Second)
 	if c.RequestBody.Buffer == 0 {
 		c.RequestBody.Buffer = DefaultRequestBuffer
 	}
@@ -588,7 +590,7 @@ func (c *Config) Validate() error {
 	}{
 		{"read_header", c.Timeouts.ReadHeader}, {"idle", c.Timeouts.Idle}, {"dial", c.Timeouts.Dial},
 		{"upstream_header", c.Timeouts.UpstreamHeader}, {"upstream", c.Timeouts.Upstream}, {"shutdown", c.Timeouts.Shutdown},
-		{"body", c.Timeouts.Body},
+		{"body", c.Timeouts.Body}, {"client_send", c.Timeouts.ClientSend},
 	} {
 		if t.d <= 0 {
 			es.add("timeouts."+t.name, "must be > 0")
