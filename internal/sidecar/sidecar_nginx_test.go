@@ -719,6 +719,20 @@ func TestSidecarUncheckedMapWithNginx(t *testing.T) {
 	testenv.Eventually(t, "every light request charged from the log file", func() bool {
 		return getKey(t, run.admin, "light-key").Requests == int64(lightSent)
 	})
+	// The follower caught up with the file, which was neither rotated nor
+	// truncated, and skipped no line.
+	testenv.Eventually(t, "the sidecar caught up with the log file", func() bool {
+		return metric("headroom_sidecar_access_log_behind_bytes") == 0
+	})
+	exposed := adminMetrics(t, client, run.admin)
+	for _, m := range []string{"headroom_sidecar_access_log_behind_bytes", "headroom_sidecar_access_log_overlong_lines_total", "headroom_sidecar_access_log_rotations_total", "headroom_sidecar_access_log_truncations_total"} {
+		if !strings.Contains(exposed, "\n"+m+" ") {
+			t.Errorf("the metrics lack %s", m)
+		}
+		if n := metric(m); n != 0 {
+			t.Errorf("%s = %v, want 0", m, n)
+		}
+	}
 	if n := metric(`headroom_sidecar_charges_capped_total{cap="pool_max"}`); n != 0 {
 		t.Errorf("%v lines of a listed caller were capped at the pool's longest", n)
 	}

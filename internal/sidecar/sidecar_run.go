@@ -16,6 +16,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/lifecycle"
 	"github.com/headroom-dev/headroom/internal/tailfile"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
@@ -97,6 +98,11 @@ func Run(ctx context.Context, o RunOptions) error {
 		Unchecked: o.Unchecked, LineDelay: lineDelay})
 	if err != nil {
 		return err
+	}
+	if follower != nil {
+		if err := registerAll(core.Registry(), followerMetrics(follower)...); err != nil {
+			return fmt.Errorf("sidecar: register metrics: %w", err)
+		}
 	}
 	if o.Unchecked != nil {
 		had, err := clearMaps(o.Unchecked.Dir)
@@ -312,5 +318,32 @@ func readSyslog(pc *net.UDPConn, sc *Sidecar, lg *slog.Logger) error {
 				lg.Warn("malformed syslog line from nginx (is the log_format the one `headroom nginx-config` prints?)", "err", err, "bytes", m.N)
 			}
 		}
+	}
+}
+
+// followerMetrics show how the sidecar keeps up with nginx's access log
+// file (--access-log): a sidecar that falls behind charges late, and its
+// tickets expire at the bound; an overlong line is skipped, not charged.
+func followerMetrics(f *tailfile.Follower) []prometheus.Collector {
+	stat := func(v func(tailfile.Stats) float64) func() float64 {
+		return func() float64 { return v(f.Stats()) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "headroom_sidecar_access_log_behind_bytes",
+			Help: "Bytes of the --access-log file not read yet, as of the last poll (every 100 ms): above a few hundred KiB for long, the sidecar does not keep up with nginx.",
+		}, stat(func(s tailfile.Stats) float64 { return float64(s.Behind()) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "headroom_sidecar_access_log_overlong_lines_total",
+			Help: "Lines of the --access-log file longer than 64 KiB, skipped and not charged (their tickets expire at the bound).",
+		}, stat(func(s tailfile.Stats) float64 { return float64(s.Overlong) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "headroom_sidecar_access_log_rotations_total",
+			Help: "Times the --access-log path was found naming a new file (logrotate's rename or create), which was then followed.",
+		}, stat(func(s tailfile.Stats) float64 { return float64(s.Rotations) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "headroom_sidecar_access_log_truncations_total",
+			Help: "Times the --access-log file was found truncated (copytruncate) and read again from its start.",
+		}, stat(func(s tailfile.Stats) float64 { return float64(s.Truncations) })),
 	}
 }

@@ -66,7 +66,12 @@ type Stats struct {
 	Rotations   uint64 // times Run moved on to another file at the path (rotated, or deleted and created again)
 	Truncations uint64 // times the file was found shorter than what was read (copytruncate), and read again from its start
 	Offset      int64  // where in the current file the lines delivered or skipped end (an unfinished line not counted)
+	Size        int64  // the current file's size when Run last looked (every poll)
 }
+
+// Behind is how many bytes of the current file were not delivered yet, as
+// of Run's last look: a consumer slower than the writer shows here first.
+func (s Stats) Behind() int64 { return max(s.Size-s.Offset, 0) }
 
 const (
 	defaultPoll    = 100 * time.Millisecond
@@ -103,7 +108,7 @@ type Follower struct {
 	grace int // quiet polls; tests shorten it
 
 	lines, overlong, rotations, truncations atomic.Uint64
-	offset                                  atomic.Int64
+	offset, size                            atomic.Int64
 }
 
 // New validates o and returns a Follower; it does not open the file yet.
@@ -138,6 +143,7 @@ func (f *Follower) Stats() Stats {
 		Rotations:   f.rotations.Load(),
 		Truncations: f.truncations.Load(),
 		Offset:      f.offset.Load(),
+		Size:        f.size.Load(),
 	}
 }
 
@@ -264,6 +270,7 @@ func (r *run) open(atEnd bool) (bool, error) {
 		}
 	}
 	r.f.offset.Store(r.off)
+	r.f.size.Store(info.Size())
 	return true, nil
 }
 
@@ -329,6 +336,7 @@ func (r *run) check() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("tailfile: %w", err)
 	}
+	r.f.size.Store(info.Size())
 	if info.Size() < r.off {
 		r.f.log.Info("tailfile: the file was truncated; reading it from its start", "size", info.Size(), "offset", r.off)
 		r.s.finish(r.fn)

@@ -427,8 +427,8 @@ func TestStopReadsToEnd(t *testing.T) {
 	if want := []string{"a", "b"}; !slices.Equal(got, want) {
 		t.Errorf("lines %q, want %q", got, want)
 	}
-	if s := f.Stats(); s.Offset != 4 || s.Lines != 2 {
-		t.Errorf("stats %+v", s)
+	if s := f.Stats(); s.Offset != 4 || s.Lines != 2 || s.Size != 14 || s.Behind() != 10 {
+		t.Errorf("stats %+v (behind %d), want offset 4, 2 lines, size 14, the unfinished 10 bytes behind", s, s.Behind())
 	}
 }
 
@@ -505,6 +505,7 @@ func TestRunBatchedFlushes(t *testing.T) {
 	if flushes < 3 {
 		t.Errorf("%d flushes for %d bytes, want one per read (at least 3)", flushes, len(big))
 	}
+	waitFor("caught up", func() bool { s := f.Stats(); return s.Size == int64(len(big)) && s.Behind() == 0 })
 	// Truncated and written again (copytruncate), then appended to
 	// just before the stop.
 	if err := os.WriteFile(path, []byte("a\nb\n"), 0o644); err != nil {
