@@ -244,6 +244,15 @@ func (c *Core) Reload(cfg *config.Config) error {
 		return fmt.Errorf("keeping the running configuration: %w", err)
 	}
 	old := c.st.Load()
+	timeoutsChanged := cfg.Timeouts != old.cfg.Timeouts
+	if timeoutsChanged {
+		// Fixed at start: front-ends read them from Config, some per
+		// request (the fast path) and some once (net/http's server), so
+		// the running ones stay in force for all alike.
+		kept := *cfg
+		kept.Timeouts = old.cfg.Timeouts
+		cfg = &kept
+	}
 	st, err := c.buildState(cfg, old)
 	if err != nil {
 		c.m.reloads.WithLabelValues("error").Inc()
@@ -262,7 +271,7 @@ func (c *Core) Reload(cfg *config.Config) error {
 	if cfg.Keys.Secret != old.cfg.Keys.Secret || cfg.Keys.SecretFile != old.cfg.Keys.SecretFile {
 		fixed = append(fixed, "keys.secret")
 	}
-	if cfg.Timeouts != old.cfg.Timeouts {
+	if timeoutsChanged {
 		fixed = append(fixed, "timeouts")
 	}
 	if cfg.AccessLog.Path != old.cfg.AccessLog.Path {

@@ -234,3 +234,32 @@ pools: [{name: api, path_prefixes: [/api/], max_concurrent: 64}]
 		}
 	})
 }
+
+// TestReloadKeepsTheTimeouts: timeouts are fixed at start, so a reload
+// that changes them keeps the running ones in Config (which the fast path
+// reads per request) and says so, while the rest of it takes effect.
+func TestReloadKeepsTheTimeouts(t *testing.T) {
+	c, _ := newCore(t, "budget: {worker_time: 10s}\ntimeouts: {idle: 30s}\n")
+	var logs strings.Builder
+	c.log = slog.New(slog.NewTextHandler(&logs, nil))
+	cfg, err := config.Parse([]byte("upstream: http://127.0.0.1:1\nbudget: {worker_time: 20s}\ntimeouts: {idle: 5s, upstream: 1s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := c.Config()
+	if got.Timeouts.Idle.D() != 30*time.Second || got.Timeouts.Upstream.D() == time.Second {
+		t.Errorf("timeouts after reload %+v, want the running ones (idle 30s, upstream unchanged)", got.Timeouts)
+	}
+	if got.Budget.WorkerTime.D() != 20*time.Second {
+		t.Errorf("budget after reload %v, want the new 20s", got.Budget.WorkerTime.D())
+	}
+	if !strings.Contains(logs.String(), "only change at restart") || !strings.Contains(logs.String(), "timeouts") {
+		t.Errorf("the kept timeouts were not logged: %s", logs.String())
+	}
+	if cfg.Timeouts.Idle.D() != 5*time.Second {
+		t.Errorf("Reload changed the caller's config: idle %v", cfg.Timeouts.Idle.D())
+	}
+}
