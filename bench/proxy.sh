@@ -6,19 +6,21 @@
 # floor for any net/http proxy), the same tuned (bench/goproxy -tuned:
 # pooled buffers, no transparent gzip, HTTP/1.1 only, a buffered access
 # log), a fasthttp Server + HostClient proxy (bench/fasthttpproxy, a module
-# of its own; buffered access log), and headroom proxy on both of its
+# of its own; buffered access log), an event-loop proxy over raw epoll
+# (bench/epollproxy: locked OS threads, one epoll and SO_REUSEPORT listener
+# each, like nginx's workers; buffered access log), and headroom proxy on both of its
 # request paths (--net-http, and the default internal/fastproxy), in one
 # run on loopback. The Go and fasthttp proxies are not budget guards: they
 # are the floor of each approach (issue 12 asked for their figures beside
 # headroom's own parser). Reports requests/s (and the ratio to direct) and
 # latency percentiles from wrk.
 #
-# Usage: bench/proxy.sh            (about ROUNDS x 8 x (DURATION + 2 s))
+# Usage: bench/proxy.sh            (about ROUNDS x 9 x (DURATION + 2 s))
 # Environment: DURATION=10s CONNS=50 THREADS=2 BODY=128 (response bytes)
 #              ROUNDS=2 (targets are measured in turn, ROUNDS times; the
 #              best round of each is reported, which filters out moments
 #              when something else on the machine took the CPU)
-#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+12 on 127.0.0.1)
+#              PORT_BASE=18080 (uses PORT_BASE..PORT_BASE+13 on 127.0.0.1)
 #              HEADROOM_BASE=path (a headroom binary built from an earlier
 #              commit: measured as headroom-base on the fast path, in the
 #              same rounds, just before headroom, for a before/after)
@@ -62,6 +64,7 @@ GOT_PORT=$((PORT_BASE + 9))
 FH_PORT=$((PORT_BASE + 10))
 HRB_PORT=$((PORT_BASE + 11))
 HRB_ADMIN=$((PORT_BASE + 12))
+EP_PORT=$((PORT_BASE + 13))
 HEADROOM_BASE=${HEADROOM_BASE:-}
 
 BENCH=bench/proxy.sh
@@ -72,7 +75,7 @@ need wrk
 need nginx
 need redis-server
 need redis-cli
-require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT" "$HRB_PORT" "$HRB_ADMIN"
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT" "$HRB_PORT" "$HRB_ADMIN" "$EP_PORT"
 
 scratch_dir proxy
 
@@ -80,6 +83,7 @@ echo "building headroom and the bench upstream..." >&2
 go build -o "$tmp/headroom" ./cmd/headroom
 go build -o "$tmp/upstream" ./bench/upstream
 go build -o "$tmp/goproxy" ./bench/goproxy
+go build -o "$tmp/epollproxy" ./bench/epollproxy
 # A nested module, so that headroom's go.mod does not depend on fasthttp.
 (cd bench/fasthttpproxy && go build -o "$tmp/fasthttpproxy" .)
 
@@ -152,6 +156,12 @@ pids+=($!)
 FH_PID=$!
 wait_port "$FH_PORT" fasthttpproxy
 
+"$tmp/epollproxy" -listen "127.0.0.1:$EP_PORT" -upstream "127.0.0.1:$UP_PORT" \
+  -access-log "$tmp/epoll-access.log" &
+pids+=($!)
+EP_PID=$!
+wait_port "$EP_PORT" epollproxy
+
 echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $BODY-byte responses, on $(nproc) cores, best of $ROUNDS rounds" >&2
 for _ in $(seq "$ROUNDS"); do
   wrk_round direct "http://127.0.0.1:$UP_PORT/" "$UP_PID"
@@ -159,6 +169,7 @@ for _ in $(seq "$ROUNDS"); do
   wrk_round go-rp "http://127.0.0.1:$GO_PORT/" "$GO_PID"
   wrk_round go-rp-tuned "http://127.0.0.1:$GOT_PORT/" "$GOT_PID"
   wrk_round fasthttp "http://127.0.0.1:$FH_PORT/" "$FH_PID"
+  wrk_round epoll-floor "http://127.0.0.1:$EP_PORT/" "$EP_PID"
   wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID"
   wrk_round headroom-nethttp "http://127.0.0.1:$HR_PORT/" "$HR_PID"
   if [ -n "$HEADROOM_BASE" ]; then
@@ -166,8 +177,8 @@ for _ in $(seq "$ROUNDS"); do
   fi
   wrk_round headroom "http://127.0.0.1:$HRF_PORT/" "$HRF_PID"
 done
-targets=(direct nginx nginx+lua+redis go-rp go-rp-tuned fasthttp headroom-nethttp)
-compared=(go-rp-tuned fasthttp headroom-nethttp)
+targets=(direct nginx nginx+lua+redis go-rp go-rp-tuned fasthttp epoll-floor headroom-nethttp)
+compared=(go-rp-tuned fasthttp epoll-floor headroom-nethttp)
 if [ -n "$HEADROOM_BASE" ]; then
   targets+=(headroom-base)
   compared+=(headroom-base)
@@ -190,4 +201,7 @@ for t in "${compared[@]}"; do
     "$(ratio "${RPS[$t]}" "${RPS[headroom]}")" "$(ratio "${P99[$t]}" "${P99[headroom]}")" "$(ratio "${CPU[$t]}" "${CPU[headroom]}")"
 done
 echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's; nginx+lua+redis's includes redis-server's)"
-echo "(go-rp, go-rp-tuned and fasthttp are not budget guards: no keys, no charging, no client watch; the floor of each approach)"
+printf '%-16s / fasthttp: req/s %s, p99 %sx, CPU per request %sx\n' epoll-floor \
+  "$(ratio "${RPS[epoll-floor]}" "${RPS[fasthttp]}")" "$(ratio "${P99[epoll-floor]}" "${P99[fasthttp]}")" "$(ratio "${CPU[epoll-floor]}" "${CPU[fasthttp]}")"
+echo "(go-rp, go-rp-tuned, fasthttp and epoll-floor are not budget guards: no keys, no charging, no client watch; the floor of each approach;"
+echo " epoll-floor is the epoll floor (not a guard): GET without bodies, Content-Length answers only)"

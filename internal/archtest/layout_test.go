@@ -74,6 +74,7 @@ var rooms = map[string]room{
 	"cmd/headroom":                   {top, 9},
 	"bench/genlog":                   {top, 9},
 	"bench/fleetbench":               {top, 9},
+	"bench/epollproxy":               {top, 9},
 	"bench/goproxy":                  {top, 9},
 	"bench/loadserver":               {top, 9},
 	"bench/upstream":                 {top, 9},
