@@ -560,6 +560,16 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		e.inFlight--
 		e.sumStart -= t.start
 	}
+	d := l.charge(s, slot, e, f, completed, worker, t.budget, t.restrictFor, off, abs)
+	s.mu.Unlock()
+	return d
+}
+
+// charge adds worker to the entry at slot (its completed usage so far
+// settled to abs), keeps the fleet's view of it, and restricts the key
+// from now if that took it to budget: the end of Finish and Charge, with
+// the shard locked.
+func (l *Ledger) charge(s *shard, slot int, e *entry, f *fleetEntry, completed int64, worker time.Duration, budget, restrictFor, off, abs int64) Decision {
 	if worker > 0 {
 		e.work[e.head%ringSize] += int64(worker)
 		e.total += int64(worker)
@@ -577,10 +587,10 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 	}
 	used := completed + e.inFlightElapsed(off)
 	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
-	if t.budget > 0 {
-		d.Remaining = max(time.Duration(t.budget-used), 0)
-		if used >= t.budget && e.until <= abs && t.restrictFor > 0 {
-			e.until = abs + t.restrictFor
+	if budget > 0 {
+		d.Remaining = max(time.Duration(budget-used), 0)
+		if used >= budget && e.until <= abs && restrictFor > 0 {
+			e.until = abs + restrictFor
 			l.restrictedAt(s, slot, f, abs)
 			d.NewlyRestricted = true
 		}
@@ -589,7 +599,6 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		d.Outcome = Restricted
 		d.RestrictedUntil = time.Unix(0, e.until)
 	}
-	s.mu.Unlock()
 	return d
 }
 

@@ -32,35 +32,7 @@ func (l *Ledger) Charge(key string, lim Limits, n int, worker time.Duration) Dec
 	if r := &e.reqs[e.head%ringSize]; n > 0 {
 		*r = uint32(min(uint64(*r)+uint64(n), math.MaxUint32))
 	}
-	if worker > 0 {
-		e.work[e.head%ringSize] += int64(worker)
-		e.total += int64(worker)
-		completed += int64(worker)
-		if f != nil {
-			f.own[e.head%ringSize] += int64(worker)
-			f.lease.spent += int64(worker)
-		}
-	}
-	if f != nil {
-		f.dirty |= dirtyUsage
-		if l.leasing.Load() {
-			l.leaseLow(s, slot, e, f, off, abs)
-		}
-	}
-	used := completed + e.inFlightElapsed(off)
-	d := Decision{Used: time.Duration(used), InFlight: int(e.inFlight)}
-	if lim.Budget > 0 {
-		d.Remaining = max(lim.Budget-d.Used, 0)
-		if used >= int64(lim.Budget) && e.until <= abs && lim.RestrictFor > 0 {
-			e.until = abs + int64(lim.RestrictFor)
-			l.restrictedAt(s, slot, f, abs)
-			d.NewlyRestricted = true
-		}
-	}
-	if e.until > abs {
-		d.Outcome = Restricted
-		d.RestrictedUntil = time.Unix(0, e.until)
-	}
+	d := l.charge(s, slot, e, f, completed, worker, int64(lim.Budget), int64(lim.RestrictFor), off, abs)
 	s.mu.Unlock()
 	return d
 }
