@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // benchKeys returns n distinct keys in a random order, allocated in that
@@ -24,37 +24,6 @@ func benchKeys(n int) []string {
 		keys[i] = fmt.Sprintf("api-key-%016x", uint64(p)*0x9e3779b97f4a7c15)
 	}
 	return keys
-}
-
-// cpuClock reads the CPU time of the benchmark's thread, so that a
-// benchmark can report cpu-ns/op beside ns/op: on a machine shared with
-// other work (2 cores, a load of 10 or more while this was written),
-// ns/op counts the time the thread waited for a core, which drowns a
-// 100 ns difference; the thread's own CPU time does not.
-type cpuClock struct{ start int64 }
-
-func threadCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
-
-// rusageThread is Linux's RUSAGE_THREAD.
-const rusageThread = 1
-
-func startCPU() cpuClock {
-	runtime.LockOSThread() // the loop runs on this goroutine: keep it on this thread
-	return cpuClock{start: threadCPU()}
-}
-
-func (c cpuClock) report(b *testing.B) {
-	end := threadCPU()
-	runtime.UnlockOSThread()
-	if c.start > 0 && b.N > 0 {
-		b.ReportMetric(float64(end-c.start)/float64(b.N), "cpu-ns/op")
-	}
 }
 
 // BenchmarkAdmitFinish measures the guard's hot path: one Admit and one
@@ -76,7 +45,7 @@ func BenchmarkAdmitFinish(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := startCPU()
+			cpu := testenv.StartCPU()
 			i := 0
 			for b.Loop() {
 				d, tk := l.Admit(keys[i], lim)
@@ -88,7 +57,7 @@ func BenchmarkAdmitFinish(b *testing.B) {
 					i = 0
 				}
 			}
-			cpu.report(b)
+			cpu.Report(b)
 		})
 		// The floor any sharded design pays, for comparison in the same
 		// run: lock a shard, look the key up in a Go map, read the clock
@@ -106,7 +75,7 @@ func BenchmarkAdmitFinish(b *testing.B) {
 			}
 			var sink uint32
 			var clk SystemClock
-			cpu := startCPU()
+			cpu := testenv.StartCPU()
 			i := 0
 			for b.Loop() {
 				t := clk.Now()
@@ -121,7 +90,7 @@ func BenchmarkAdmitFinish(b *testing.B) {
 					i = 0
 				}
 			}
-			cpu.report(b)
+			cpu.Report(b)
 			_ = sink
 		})
 		b.Run(fmt.Sprintf("keys=%d/parallel", n), func(b *testing.B) {
@@ -258,12 +227,12 @@ func BenchmarkRandomRead(b *testing.B) {
 			name = "pages=4k"
 		}
 		b.Run(name, func(b *testing.B) {
-			cpu := startCPU()
+			cpu := testenv.StartCPU()
 			p := uint32(0)
 			for b.Loop() {
 				p = lines[p].next
 			}
-			cpu.report(b)
+			cpu.Report(b)
 			if p == 1<<31 {
 				b.Log(p)
 			}

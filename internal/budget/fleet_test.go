@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 // A 15 s window has 1 s buckets, so the arithmetic below is in whole seconds.
@@ -395,7 +397,7 @@ func BenchmarkAdmitFinishFleet(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := startCPU()
+			cpu := testenv.StartCPU()
 			i := 0
 			for b.Loop() {
 				d, tk := l.Admit(keys[i], lim)
@@ -407,7 +409,7 @@ func BenchmarkAdmitFinishFleet(b *testing.B) {
 					i = 0
 				}
 			}
-			cpu.report(b)
+			cpu.Report(b)
 		})
 	}
 }
