@@ -154,6 +154,13 @@ func (c *Core) Admit(ctx context.Context, a *Admission) (o Outcome, ok bool) {
 	if p.slots == nil {
 		return c.Decide(a)
 	}
+	if p.tryAcquire() {
+		// A free slot: no place in the queue is taken, so the ledger's
+		// own decision refuses a restricted key (one ledger step, not a
+		// look first and then the decision).
+		a.held = heldSlot
+		return c.decide(a)
+	}
 	if !a.Limits.Shadow && (a.Limits.Budget > 0 || a.Limits.MaxInFlight > 0) {
 		if d, restricted := c.ledger.Restricted(a.Key, a.Limits); restricted {
 			// A key restricted by an outage's hung requests may be let
@@ -220,8 +227,24 @@ func (c *Core) decide(a *Admission) (Outcome, bool) {
 // A request that failed upstream while most of its pool's requests fail is
 // not charged to its key's budget (the outage rule, outage.go).
 func (c *Core) Finish(a *Admission, worker time.Duration, reached bool, o Outcome) {
+	var now time.Time
+	if reached {
+		now = c.clock.Now()
+	}
+	c.finish(a, now, worker, reached, o)
+}
+
+// FinishAt is Finish for a front-end that has just read the core's clock
+// (Clock), as it does when the upstream's answer ends: now is that
+// reading, and the core does not read the clock again. The charge is as of
+// now (its bucket, the key's usage, a restriction it starts).
+func (c *Core) FinishAt(a *Admission, now time.Time, worker time.Duration, reached bool, o Outcome) {
+	c.finish(a, now, worker, reached, o)
+}
+
+// finish is Finish with the clock read once: now is used when reached.
+func (c *Core) finish(a *Admission, now time.Time, worker time.Duration, reached bool, o Outcome) {
 	if reached && a.Pool != nil {
-		now := c.clock.Now()
 		h := &a.Pool.health
 		h.record(now, o == UpstreamError)
 		if o == UpstreamError {
@@ -242,7 +265,7 @@ func (c *Core) Finish(a *Admission, worker time.Duration, reached bool, o Outcom
 			c.answeringAgain(a.Pool, now)
 		}
 	}
-	c.Charge(a, worker, reached)
+	c.charge(a, now, worker, reached)
 	c.Count(a, o, worker, reached)
 }
 
@@ -252,10 +275,23 @@ func (c *Core) Finish(a *Admission, worker time.Duration, reached bool, o Outcom
 // frees the pool slot and logs a key the charge took over its budget. A
 // second Charge does nothing.
 func (c *Core) Charge(a *Admission, worker time.Duration, reached bool) {
+	c.charge(a, time.Time{}, worker, reached)
+}
+
+// charge is Charge as of now, a reading of the clock; the zero now reads
+// it.
+func (c *Core) charge(a *Admission, now time.Time, worker time.Duration, reached bool) {
 	if a.ticket.Valid() {
-		if !reached {
+		var d budget.Decision
+		switch {
+		case !reached:
 			c.ledger.Cancel(a.ticket)
-		} else if d := c.ledger.Finish(a.ticket, worker); d.NewlyRestricted {
+		case now.IsZero():
+			d = c.ledger.Finish(a.ticket, worker)
+		default:
+			d = c.ledger.FinishAt(a.ticket, worker, now)
+		}
+		if d.NewlyRestricted {
 			c.restricted(a, &d)
 		}
 		a.ticket = budget.Ticket{}

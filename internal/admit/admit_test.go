@@ -263,3 +263,27 @@ func TestReloadKeepsTheTimeouts(t *testing.T) {
 		t.Errorf("Reload changed the caller's config: idle %v", cfg.Timeouts.Idle.D())
 	}
 }
+
+// FinishAt charges as of the front-end's reading, not the core's clock:
+// the restriction a charge starts runs from the reading.
+func TestCoreFinishAtChargesAsOfTheReading(t *testing.T) {
+	c, clock := newCore(t, `
+budget: {worker_time: 10s, window: 1m, restrict_for: 5m}
+pools: [{name: api, path_prefixes: [/api/], max_concurrent: 2}]
+`)
+	var a Admission
+	c.Begin(keyRequest("sk_1"), &a)
+	if o, ok := c.Admit(context.Background(), &a); !ok || o != OK {
+		t.Fatalf("Admit: %v %v", o, ok)
+	}
+	end := clock.Now().Add(12 * time.Second) // the core's clock is not moved
+	c.FinishAt(&a, end, 12*time.Second, true, OK)
+	if a.Pool.Active() != 0 {
+		t.Errorf("pool active %d after FinishAt, want 0", a.Pool.Active())
+	}
+	clock.Set(end)
+	s := c.Ledger().Status(a.Key, a.Limits)
+	if s.WorkerSeconds != 12 || !s.RestrictedUntil.Equal(end.Add(5*time.Minute)) {
+		t.Fatalf("after FinishAt: %+v, want 12 s used, restricted until %v", s, end.Add(5*time.Minute))
+	}
+}

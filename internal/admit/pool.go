@@ -56,12 +56,8 @@ func (p *Pool) acquire(ctx context.Context) error {
 		p.enter()
 		return nil
 	}
-	select {
-	case p.slots <- struct{}{}:
-		p.active.Add(1)
-		p.m.inFlight.Inc()
+	if p.tryAcquire() {
 		return nil
-	default:
 	}
 	if p.waiting.Add(1) > p.queue {
 		p.waiting.Add(-1)
@@ -83,6 +79,18 @@ func (p *Pool) acquire(ctx context.Context) error {
 		return errQueueTimeout
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// tryAcquire takes a slot if one is free now, without queueing.
+func (p *Pool) tryAcquire() bool {
+	select {
+	case p.slots <- struct{}{}:
+		p.active.Add(1)
+		p.m.inFlight.Inc()
+		return true
+	default:
+		return false
 	}
 }
 

@@ -223,6 +223,14 @@ func (l *Ledger) now() (off, abs int64) {
 	return off, l.baseUnix + off
 }
 
+// at is now for a reading t of the ledger's clock that a caller already
+// took (FinishAt): the offset from base and the Unix ns, as now would
+// return them had it read the clock at t.
+func (l *Ledger) at(t time.Time) (off, abs int64) {
+	off = int64(t.Sub(l.base))
+	return off, l.baseUnix + off
+}
+
 // shardOf returns key's hash, which also places it in the shard's table,
 // and its shard.
 func (l *Ledger) shardOf(key string) (uint64, *shard) {
@@ -546,6 +554,22 @@ func (l *Ledger) Finish(t Ticket, worker time.Duration) Decision {
 		return Decision{}
 	}
 	off, abs := l.now()
+	return l.finish(t, worker, off, abs)
+}
+
+// FinishAt is Finish for a caller that has just read the ledger's clock
+// (a front-end's reading of the moment the upstream's answer ended): now
+// is that reading, and the ledger does not read the clock again. The
+// charge, the key's usage and a restriction it starts are as of now.
+func (l *Ledger) FinishAt(t Ticket, worker time.Duration, now time.Time) Decision {
+	if t.gen == 0 {
+		return Decision{}
+	}
+	off, abs := l.at(now)
+	return l.finish(t, worker, off, abs)
+}
+
+func (l *Ledger) finish(t Ticket, worker time.Duration, off, abs int64) Decision {
 	s := &l.shards[t.hash&l.mask]
 	s.mu.Lock()
 	slot, ok := s.ticketed(t)

@@ -492,3 +492,30 @@ func TestIdleKeysExpireWithoutTraffic(t *testing.T) {
 		t.Error("the restricted key was forgotten")
 	}
 }
+
+// FinishAt with a reading the caller took is Finish with the clock at that
+// reading: the same decision, the same usage and restriction after it, and
+// the ledger reads no clock of its own.
+func TestFinishAtIsFinishAtTheReading(t *testing.T) {
+	a, clkA := newTestLedger()
+	b, clkB := newTestLedger()
+	_, ta := a.Admit("k", std)
+	_, tb := b.Admit("k", std)
+	end := clkB.Now().Add(3 * sec)
+	clkA.Advance(3 * sec)
+	da := a.Finish(ta, 11*sec)
+	db := b.FinishAt(tb, 11*sec, end) // b's clock still reads the admission's time
+	if da != db || !db.NewlyRestricted {
+		t.Fatalf("FinishAt = %+v, Finish = %+v; want the same, newly restricted", db, da)
+	}
+	if want := end.Add(std.RestrictFor); !db.RestrictedUntil.Equal(want) {
+		t.Errorf("restricted until %v, want %v (from the reading)", db.RestrictedUntil, want)
+	}
+	clkB.Advance(3 * sec)
+	if sa, sb := a.Status("k", std), b.Status("k", std); sa != sb {
+		t.Errorf("after FinishAt: %+v, after Finish: %+v", sb, sa)
+	}
+	if d := b.FinishAt(Ticket{}, sec, end); d != (Decision{}) {
+		t.Errorf("FinishAt of the zero ticket: %+v", d)
+	}
+}

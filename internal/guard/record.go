@@ -19,7 +19,8 @@ var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return 
 // A client that left early is logged with 499 at the moment it left, next
 // to the upstream's real status and time: both truths (seeds/03).
 func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *exchange, o admit.Outcome) {
-	end := g.clock.Now()
+	now := g.clock.Now()
+	end := now
 	if !ex.upStart.IsZero() && ex.upEnd.IsZero() { // a panic mid-copy: still charge what the upstream did
 		ex.upEnd = end
 	}
@@ -65,7 +66,7 @@ func (g *Guard) record(fr *front, rw *responseWriter, r *http.Request, ex *excha
 		}
 	}
 	reached := !ex.upStart.IsZero()
-	g.core.Finish(&ex.adm, ex.upEnd.Sub(ex.upStart), reached, o)
+	g.core.FinishAt(&ex.adm, now, ex.upEnd.Sub(ex.upStart), reached, o)
 	if g.alog == nil {
 		return
 	}

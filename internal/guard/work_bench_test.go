@@ -68,15 +68,20 @@ pools:
 // keys the requests cycle through; clock=counting reads the clock through
 // a counter and reports clock-reads/op (the front-end's two upstream
 // readings included), at the cost of the ledger's cheaper monotonic read.
+// finish-at charges with Core.FinishAt and the upstream's end reading, as a
+// front-end can (fastproxy calls Finish).
 func BenchmarkGuardWork(b *testing.B) {
 	for _, c := range []struct {
 		name     string
 		keys     int
 		counting bool
+		at       bool // FinishAt with the upstream's end, for the core's own reading
 	}{
-		{"keys=1", 1, false},
-		{"keys=1000", 1000, false},
-		{"clock=counting/keys=1", 1, true},
+		{"keys=1", 1, false, false},
+		{"keys=1000", 1000, false, false},
+		{"clock=counting/keys=1", 1, true, false},
+		{"finish-at/keys=1", 1, false, true},
+		{"clock=counting/finish-at/keys=1", 1, true, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg, err := config.Parse([]byte(workConfig))
@@ -133,7 +138,11 @@ func BenchmarkGuardWork(b *testing.B) {
 				}
 				upStart := clk.Now()
 				upEnd := clk.Now()
-				core.Finish(&adm, upEnd.Sub(upStart), true, o)
+				if c.at {
+					core.FinishAt(&adm, upEnd, upEnd.Sub(upStart), true, o)
+				} else {
+					core.Finish(&adm, upEnd.Sub(upStart), true, o)
+				}
 				rec := accesslog.Record{
 					Time:            upEnd,
 					Key:             adm.Key,
