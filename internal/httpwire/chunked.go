@@ -26,6 +26,7 @@ type ChunkedReader struct {
 	done    bool
 	err     error
 	trailer fields
+	scratch []byte // parseTrailerLine's copy of a trailer line
 }
 
 // NewChunkedReader returns a reader of the chunked body at br.
@@ -88,35 +89,17 @@ func (c *ChunkedReader) crlf() error {
 	return nil
 }
 
-func (c *ChunkedReader) line() ([]byte, error) {
+func (c *ChunkedReader) nextChunk() error {
 	line, err := c.br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull || len(line) > maxChunkLine {
-		return nil, bad("chunk line too long")
+		return bad("chunk line too long")
 	}
 	if err != nil {
-		return nil, unexpected(err)
+		return unexpected(err)
 	}
-	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, bad("bare LF in a chunked body")
-	}
-	return line[:len(line)-2], nil
-}
-
-func (c *ChunkedReader) nextChunk() error {
-	line, err := c.line()
+	n, err := chunkSizeLine(line)
 	if err != nil {
 		return err
-	}
-	size, ext := line, []byte(nil)
-	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		size, ext = line[:i], line[i:]
-	}
-	n, ok := parseChunkSize(size)
-	if !ok {
-		return bad("invalid chunk size")
-	}
-	if !validChunkExt(ext) {
-		return bad("invalid chunk extension")
 	}
 	if n > 0 {
 		c.left = n
@@ -132,29 +115,62 @@ func (c *ChunkedReader) nextChunk() error {
 		if err != nil {
 			return unexpected(err)
 		}
-		total += len(t)
-		if total > maxTrailer {
-			return bad("trailer section too long")
-		}
-		if len(t) < 2 || t[len(t)-2] != '\r' {
-			return bad("bare LF in the trailer section")
-		}
-		if len(t) == 2 {
-			c.done = true
-			return nil
-		}
-		c.trailer.reset()
-		// One line at a time, through the field checks.
-		if err := c.trailer.parseTrailerLine(t); err != nil {
+		var end bool
+		if total, end, err = c.trailer.trailerLine(t, total, &c.scratch); err != nil || end {
+			c.done = end
 			return err
 		}
 	}
 }
 
-// parseTrailerLine checks one trailer field line (with its CRLF).
-func (f *fields) parseTrailerLine(line []byte) error {
-	buf := make([]byte, 0, len(line)+2)
-	buf = append(append(buf, line...), '\r', '\n')
+// chunkSizeLine checks a chunk-size line (LF included) and returns the
+// chunk's size.
+func chunkSizeLine(line []byte) (int64, error) {
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return 0, bad("bare LF in a chunked body")
+	}
+	line = line[:len(line)-2]
+	size, ext := line, []byte(nil)
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		size, ext = line[:i], line[i:]
+	}
+	n, ok := parseChunkSize(size)
+	if !ok {
+		return 0, bad("invalid chunk size")
+	}
+	if !validChunkExt(ext) {
+		return 0, bad("invalid chunk extension")
+	}
+	return n, nil
+}
+
+// trailerLine checks the line t (LF included) of a trailer section after
+// total bytes of it; it returns the section's new length and whether t
+// is the empty line that ends it.
+func (f *fields) trailerLine(t []byte, total int, scratch *[]byte) (int, bool, error) {
+	total += len(t)
+	if total > maxTrailer {
+		return total, false, bad("trailer section too long")
+	}
+	if len(t) < 2 || t[len(t)-2] != '\r' {
+		return total, false, bad("bare LF in the trailer section")
+	}
+	if len(t) == 2 {
+		return total, true, nil
+	}
+	// One line at a time, through the field checks.
+	return total, false, f.parseTrailerLine(t, scratch)
+}
+
+// parseTrailerLine checks one trailer field line (with its CRLF) as
+// parseFields checks a head's field lines, and refuses a framing field.
+// It copies the line and a final CRLF into *scratch (grown once, kept for
+// the next line) for parseFields, which wants the head's end; f's fields
+// then alias *scratch.
+func (f *fields) parseTrailerLine(line []byte, scratch *[]byte) error {
+	f.reset()
+	buf := append(append((*scratch)[:0], line...), '\r', '\n')
+	*scratch = buf
 	if err := f.parseFields(buf, false); err != nil {
 		return err
 	}
