@@ -208,20 +208,32 @@ func (e *Entry) SetClient(a netip.Addr) {
 	e.Client = a.String() // a zone may need escaping; "invalid IP"
 }
 
-func appendClient(b []byte, e *Entry) []byte {
-	if e.addr.IsValid() {
-		return e.addr.AppendTo(b)
+func appendClient(b []byte, r *Record, addr netip.Addr) []byte {
+	if addr.IsValid() {
+		return addr.AppendTo(b)
 	}
-	return appendDash(b, e.Client)
+	return appendDash(b, r.Client)
 }
 
-func appendJSONClient(b []byte, e *Entry) []byte {
-	if e.addr.IsValid() {
+func appendJSONClient(b []byte, r *Record, addr netip.Addr) []byte {
+	if addr.IsValid() {
 		b = append(b, '"')
-		b = e.addr.AppendTo(b)
+		b = addr.AppendTo(b)
 		return append(b, '"')
 	}
-	return appendJSONString(b, e.Client)
+	return appendJSONString(b, r.Client)
+}
+
+// withClient returns r and the address to write in place of r.Client, as
+// Entry.SetClient(client) would have them: r itself unless the address
+// has a zone or is invalid (then a copy naming it, which allocates).
+func withClient(r *Record, client netip.Addr) (*Record, netip.Addr) {
+	if client.IsValid() && client.Zone() == "" {
+		return r, client
+	}
+	rc := *r
+	rc.Client = client.String()
+	return &rc, netip.Addr{}
 }
 
 // timeLocal is one second's $time_local, formatted once: every line
@@ -256,8 +268,18 @@ const TimeLocalLayout = "02/Jan/2006:15:04:05 -0700"
 // Strings are escaped as nginx's default escape does (`"`, `\`, control and
 // non-ASCII bytes as \xHH), times are seconds with millisecond resolution,
 // and absent values are `-`.
-func AppendHeadroom(b []byte, e *Entry) []byte {
-	b = appendClient(b, e)
+func AppendHeadroom(b []byte, e *Entry) []byte { return appendHeadroom(b, &e.Record, e.addr) }
+
+// AppendHeadroomRecord is AppendHeadroom of an Entry holding r with
+// SetClient(client), without copying r into one: client is written in
+// place of r.Client.
+func AppendHeadroomRecord(b []byte, r *Record, client netip.Addr) []byte {
+	r, addr := withClient(r, client)
+	return appendHeadroom(b, r, addr)
+}
+
+func appendHeadroom(b []byte, e *Record, addr netip.Addr) []byte {
+	b = appendClient(b, e, addr)
 	b = append(b, " - - ["...)
 	b = appendTimeLocal(b, e.Time)
 	b = append(b, "] \""...)
@@ -267,7 +289,7 @@ func AppendHeadroom(b []byte, e *Entry) []byte {
 	b = append(b, ' ')
 	b = appendEscaped(b, e.Proto)
 	b = append(b, "\" "...)
-	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = appendStatus(b, e.Status)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, e.BytesSent, 10)
 	b = append(b, " \""...)
@@ -278,7 +300,7 @@ func AppendHeadroom(b []byte, e *Entry) []byte {
 	b = appendSeconds(b, e.RequestTime)
 	b = append(b, ' ')
 	if e.UpstreamStatus > 0 {
-		b = strconv.AppendInt(b, int64(e.UpstreamStatus), 10)
+		b = appendStatus(b, e.UpstreamStatus)
 	} else {
 		b = append(b, '-')
 	}
@@ -299,10 +321,21 @@ func AppendHeadroom(b []byte, e *Entry) []byte {
 // Record; times are RFC 3339 and seconds, absent upstream values
 // are null; "request_id" comes last, when the entry has one.
 func AppendJSON(b []byte, e *Entry) []byte {
+	return appendJSON(b, &e.Record, e.addr, e.Outcome, e.RequestID)
+}
+
+// AppendJSONRecord is AppendJSON of an Entry holding r, outcome and
+// requestID with SetClient(client), without copying r into one.
+func AppendJSONRecord(b []byte, r *Record, client netip.Addr, outcome, requestID string) []byte {
+	r, addr := withClient(r, client)
+	return appendJSON(b, r, addr, outcome, requestID)
+}
+
+func appendJSON(b []byte, e *Record, addr netip.Addr, outcome, requestID string) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","client":`...)
-	b = appendJSONClient(b, e)
+	b = appendJSONClient(b, e, addr)
 	b = append(b, `,"key":`...)
 	b = appendJSONString(b, e.Key)
 	b = append(b, `,"method":`...)
@@ -338,10 +371,10 @@ func AppendJSON(b []byte, e *Entry) []byte {
 	b = append(b, `,"pool":`...)
 	b = appendJSONString(b, e.Pool)
 	b = append(b, `,"outcome":`...)
-	b = appendJSONString(b, e.Outcome)
-	if e.RequestID != "" {
+	b = appendJSONString(b, outcome)
+	if requestID != "" {
 		b = append(b, `,"request_id":`...)
-		b = appendJSONString(b, e.RequestID)
+		b = appendJSONString(b, requestID)
 	}
 	return append(b, "}\n"...)
 }
@@ -351,16 +384,22 @@ func appendSeconds(b []byte, d time.Duration) []byte {
 		d = 0
 	}
 	ms := d.Milliseconds()
-	b = strconv.AppendInt(b, ms/1000, 10)
-	b = append(b, '.')
+	if s := ms / 1000; s < 10 {
+		b = append(b, byte('0'+s))
+	} else {
+		b = strconv.AppendInt(b, s, 10)
+	}
 	frac := ms % 1000
-	if frac < 100 {
-		b = append(b, '0')
+	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+}
+
+// appendStatus appends an HTTP status code: three digits without
+// strconv's general path, others as strconv writes them.
+func appendStatus(b []byte, status int) []byte {
+	if status >= 100 && status <= 999 {
+		return append(b, byte('0'+status/100), byte('0'+status/10%10), byte('0'+status%10))
 	}
-	if frac < 10 {
-		b = append(b, '0')
-	}
-	return strconv.AppendInt(b, frac, 10)
+	return strconv.AppendInt(b, int64(status), 10)
 }
 
 func appendDash(b []byte, s string) []byte {
@@ -379,43 +418,60 @@ func appendEscapedDash(b []byte, s string) []byte {
 
 const hexDigits = "0123456789ABCDEF"
 
-// appendEscaped escapes like nginx's log_format escape=default.
-func appendEscaped(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '"' || c == '\\' || c < 0x20 || c >= 0x7f {
-			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
-			continue
-		}
-		b = append(b, c)
+// escapedByte marks the bytes nginx's log_format escape=default writes as
+// \xHH: '"', '\\', control bytes and bytes from 0x7f.
+var escapedByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x7f
 	}
-	return b
+	return t
+}()
+
+// appendEscaped escapes like nginx's log_format escape=default. The runs
+// between escaped bytes (all of a usual value) are appended whole.
+func appendEscaped(b []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; escapedByte[c] {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+			start = i + 1
+		}
+	}
+	return append(b, s[start:]...)
 }
 
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	start := 0 // s[start:i] is still to append, as it is
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			if c == '"' || c == '\\' {
 				b = append(b, '\\', c)
-			case c < 0x20:
+			} else {
 				b = append(b, `\u00`...)
 				b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
 			}
 			i++
+			start = i
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
+			i++
+			start = i
+			continue
 		}
 		i += size
 	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }

@@ -86,7 +86,9 @@ func (a *Admission) Config() *config.Config { return a.st.cfg }
 
 // RedactQuery returns uri with the values of the query parameters that
 // carry keys (and keys.redact_query) replaced, for logging.
-func (a *Admission) RedactQuery(uri string) string { return redactQuery(uri, a.st.keys.redact) }
+func (a *Admission) RedactQuery(uri string) string {
+	return redactQueryLens(uri, a.st.keys.redact, a.st.keys.lens)
+}
 
 // TrustedPeer reports whether addr is one of the configured trusted
 // proxies, whose X-Forwarded-For is believed.

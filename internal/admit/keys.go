@@ -110,6 +110,7 @@ type keyFinder struct {
 	sources []config.KeySource // headers canonicalized
 	trusted []netip.Prefix
 	redact  map[string]bool // query parameters never logged
+	lens    uint64          // redactLens(redact)
 }
 
 func newKeyFinder(k config.Keys) (*keyFinder, error) {
@@ -126,6 +127,7 @@ func newKeyFinder(k config.Keys) (*keyFinder, error) {
 	for _, q := range k.RedactQuery {
 		f.redact[q] = true
 	}
+	f.lens = redactLens(f.redact)
 	for i, p := range k.TrustedProxies {
 		pre, err := config.ParsePrefix(p)
 		if err != nil {
@@ -263,18 +265,48 @@ func RandomSecret() []byte {
 // query parameters replaced by REDACTED, so keys passed in URLs never reach
 // the log. The rest of the target is kept byte for byte.
 func redactQuery(uri string, redact map[string]bool) string {
+	return redactQueryLens(uri, redact, redactLens(redact))
+}
+
+// redactLens has bit n set when a name n bytes long is redacted (n ≥ 63
+// all share bit 63), so most names of a query are passed over by their
+// length alone.
+func redactLens(redact map[string]bool) uint64 {
+	var lens uint64
+	for n := range redact {
+		lens |= 1 << min(len(n), 63)
+	}
+	return lens
+}
+
+// redacted reports whether the query parameter name (as written, escaped)
+// is one of redact's.
+func redacted(name string, redact map[string]bool, lens uint64) bool {
+	if strings.IndexByte(name, '%') < 0 && lens&(1<<min(len(name), 63)) == 0 {
+		return false // unescaped, it is as long, and no redacted name is
+	}
+	n, err := url.QueryUnescape(name)
+	return err == nil && redact[n]
+}
+
+func redactQueryLens(uri string, redact map[string]bool, lens uint64) string {
 	q := strings.IndexByte(uri, '?')
 	if q < 0 || len(redact) == 0 {
 		return uri
 	}
 	query := uri[q+1:]
 	needs := false
-	for part := range strings.SplitSeq(query, "&") {
+	for rest := query; ; {
+		part, next, more := strings.Cut(rest, "&")
 		name, _, _ := strings.Cut(part, "=")
-		if n, err := url.QueryUnescape(name); err == nil && redact[n] {
+		if redacted(name, redact, lens) {
 			needs = true
 			break
 		}
+		if !more {
+			break
+		}
+		rest = next
 	}
 	if !needs {
 		return uri

@@ -68,14 +68,12 @@ func (g *Guard) logRecord(rec *accesslog.Record, client netip.Addr, o admit.Outc
 	if g.alog == nil {
 		return
 	}
-	e := accesslog.Entry{Record: *rec, Outcome: o.String(), RequestID: requestID}
-	e.SetClient(client)
 	bp := lineBuffers.Get().(*[]byte)
 	b := (*bp)[:0]
 	if g.front.Load().json {
-		b = accesslog.AppendJSON(b, &e)
+		b = accesslog.AppendJSONRecord(b, rec, client, o.String(), requestID)
 	} else {
-		b = accesslog.AppendHeadroom(b, &e)
+		b = accesslog.AppendHeadroomRecord(b, rec, client)
 	}
 	if err := g.alog.Write(b); err != nil {
 		g.log.Error("write access log", "err", err)
