@@ -115,9 +115,14 @@ func (a *Admission) AppendRateLimit(b []byte, now time.Time) (out []byte, split 
 // Begin identifies r: its key, client address, limits and pool, in the
 // configuration in force now, which the Admission then keeps. It admits
 // nothing.
-func (c *Core) Begin(r *Request, a *Admission) {
+func (c *Core) Begin(r *Request, a *Admission) { c.BeginAt(r, a, c.clock.Now()) }
+
+// BeginAt is Begin for a front-end that has just read the core's clock
+// (Clock), as it does when a request's head is in: now is that reading,
+// the Admission's Start, and the core does not read the clock.
+func (c *Core) BeginAt(r *Request, a *Admission, now time.Time) {
 	st := c.st.Load()
-	*a = Admission{st: st, Start: c.clock.Now()}
+	*a = Admission{st: st, Start: now}
 	a.Client = st.keys.clientAddr(r)
 	if raw := st.keys.rawKey(r); raw != "" {
 		a.Key = c.fp.Fingerprint(raw)
@@ -152,16 +157,31 @@ func (c *Core) Lookup(a *Admission, key, pool string) {
 // due for AbortedInQueue: the client is gone). Count it with Finish or
 // Count.
 func (c *Core) Admit(ctx context.Context, a *Admission) (o Outcome, ok bool) {
+	return c.admit(ctx, a, time.Time{})
+}
+
+// AdmitAt is Admit for a front-end that has just read the core's clock
+// (Clock), as it does right before it hands a request upstream: now is
+// that reading, and the request counts as in flight from it, unless it
+// had to wait in its pool's queue (then from the core's own reading when
+// it got the slot). The front-end may take now as the upstream's start.
+func (c *Core) AdmitAt(ctx context.Context, a *Admission, now time.Time) (o Outcome, ok bool) {
+	return c.admit(ctx, a, now)
+}
+
+// admit is Admit with now, a reading of the clock, or the zero Time: the
+// ledger reads the clock itself.
+func (c *Core) admit(ctx context.Context, a *Admission, now time.Time) (o Outcome, ok bool) {
 	p := a.Pool
 	if p.slots == nil {
-		return c.Decide(a)
+		return c.decideAt(a, now)
 	}
 	if p.tryAcquire() {
 		// A free slot: no place in the queue is taken, so the ledger's
 		// own decision refuses a restricted key (one ledger step, not a
 		// look first and then the decision).
 		a.held = heldSlot
-		return c.decide(a)
+		return c.decide(a, now)
 	}
 	if !a.Limits.Shadow && (a.Limits.Budget > 0 || a.Limits.MaxInFlight > 0) {
 		if d, restricted := c.ledger.Restricted(a.Key, a.Limits); restricted {
@@ -188,26 +208,45 @@ func (c *Core) Admit(ctx context.Context, a *Admission) (o Outcome, ok bool) {
 		return AbortedInQueue, false
 	}
 	a.held = heldSlot
-	return c.decide(a)
+	return c.decide(a, time.Time{}) // after a wait in the queue, now is past
 }
 
 // Decide is Admit without the pool's limit and queue: the request is
 // decided at once and only counted in its pool. It is for a front-end
 // beside a server that holds the connections itself (the sidecar beside
 // nginx, where limit_conn and upstream max_conns do a pool's job).
-func (c *Core) Decide(a *Admission) (o Outcome, ok bool) {
+func (c *Core) Decide(a *Admission) (o Outcome, ok bool) { return c.decideAt(a, time.Time{}) }
+
+// DecideAt is Decide for a front-end that has just read the core's clock:
+// the request counts as in flight from now, and the core does not read the
+// clock.
+func (c *Core) DecideAt(a *Admission, now time.Time) (o Outcome, ok bool) { return c.decideAt(a, now) }
+
+func (c *Core) decideAt(a *Admission, now time.Time) (Outcome, bool) {
 	a.Pool.enter()
 	a.held = heldCount
-	return c.decide(a)
+	return c.decide(a, now)
 }
 
-func (c *Core) decide(a *Admission) (Outcome, bool) {
+// decide asks the ledger as of now, or of its own reading when now is
+// zero.
+func (c *Core) decide(a *Admission, now time.Time) (Outcome, bool) {
 	if h := &a.Pool.health; h.failing.Load() {
-		if now := c.clock.Now(); !h.outage(now) {
-			c.answeringAgain(a.Pool, now)
+		t := now
+		if t.IsZero() {
+			t = c.clock.Now()
+		}
+		if !h.outage(t) {
+			c.answeringAgain(a.Pool, t)
 		}
 	}
-	d, t := c.ledger.Admit(a.Key, a.Limits)
+	var d budget.Decision
+	var t budget.Ticket
+	if now.IsZero() {
+		d, t = c.ledger.Admit(a.Key, a.Limits)
+	} else {
+		d, t = c.ledger.AdmitAt(a.Key, a.Limits, now)
+	}
 	a.Decision, a.ticket = d, t
 	if d.NewlyRestricted {
 		c.restricted(a, &d)

@@ -287,3 +287,38 @@ pools: [{name: api, path_prefixes: [/api/], max_concurrent: 2}]
 		t.Fatalf("after FinishAt: %+v, want 12 s used, restricted until %v", s, end.Add(5*time.Minute))
 	}
 }
+
+// BeginAt, AdmitAt and DecideAt take the front-end's readings: the
+// Admission starts at the first, the request is in flight from the second.
+func TestCoreBeginAtAdmitAtUseTheReadings(t *testing.T) {
+	c, clock := newCore(t, `
+budget: {worker_time: 10s, window: 1m, restrict_for: 5m}
+pools: [{name: api, path_prefixes: [/api/], max_concurrent: 2}]
+`)
+	head := clock.Now().Add(time.Second)
+	up := head.Add(2 * time.Second)
+	for _, decide := range []bool{false, true} {
+		var a Admission
+		c.BeginAt(keyRequest("sk_at"), &a, head)
+		if !a.Start.Equal(head) {
+			t.Fatalf("Start %v, want the reading %v", a.Start, head)
+		}
+		var o Outcome
+		var ok bool
+		if decide {
+			o, ok = c.DecideAt(&a, up)
+		} else {
+			o, ok = c.AdmitAt(context.Background(), &a, up)
+		}
+		if !ok || o != OK {
+			t.Fatalf("AdmitAt: %v %v", o, ok)
+		}
+		clock.Set(up.Add(4 * time.Second))
+		if s := c.Ledger().Status(a.Key, a.Limits); s.WorkerSeconds != 4 || s.InFlight != 1 {
+			t.Errorf("decide=%v: %+v, want 4 s in flight from the reading", decide, s)
+		}
+		c.FinishAt(&a, clock.Now(), 0, false, OK)
+		clock.Set(t0)
+	}
+}
+

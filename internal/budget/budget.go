@@ -224,7 +224,7 @@ func (l *Ledger) now() (off, abs int64) {
 }
 
 // at is now for a reading t of the ledger's clock that a caller already
-// took (FinishAt): the offset from base and the Unix ns, as now would
+// took (AdmitAt, FinishAt): the offset from base and the Unix ns, as now would
 // return them had it read the clock at t.
 func (l *Ledger) at(t time.Time) (off, abs int64) {
 	off = int64(t.Sub(l.base))
@@ -462,6 +462,19 @@ func (s *shard) sweepAll(abs int64) int {
 // shows it), but its requests proceed with Decision.Shadowed set.
 func (l *Ledger) Admit(key string, lim Limits) (Decision, Ticket) {
 	off, abs := l.now()
+	return l.admit(key, lim, off, abs)
+}
+
+// AdmitAt is Admit for a caller that has just read the ledger's clock (a
+// front-end's reading of the moment it hands the request upstream): now is
+// that reading, and the ledger does not read the clock again. The request
+// counts as in flight from now.
+func (l *Ledger) AdmitAt(key string, lim Limits, now time.Time) (Decision, Ticket) {
+	off, abs := l.at(now)
+	return l.admit(key, lim, off, abs)
+}
+
+func (l *Ledger) admit(key string, lim Limits, off, abs int64) (Decision, Ticket) {
 	width := widthOf(lim.Window)
 	h, s := l.shardOf(key)
 	s.mu.Lock()

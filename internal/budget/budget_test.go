@@ -519,3 +519,27 @@ func TestFinishAtIsFinishAtTheReading(t *testing.T) {
 		t.Errorf("FinishAt of the zero ticket: %+v", d)
 	}
 }
+
+// AdmitAt with a reading is Admit with the clock at that reading: the
+// request is in flight from it.
+func TestAdmitAtIsAdmitAtTheReading(t *testing.T) {
+	a, clkA := newTestLedger()
+	b, clkB := newTestLedger()
+	at := clkB.Now().Add(2 * sec)
+	clkA.Advance(2 * sec)
+	da, ta := a.Admit("k", std)
+	db, tb := b.AdmitAt("k", std, at) // b's clock still reads 2 s earlier
+	if da != db {
+		t.Fatalf("AdmitAt = %+v, Admit = %+v", db, da)
+	}
+	clkA.Advance(3 * sec)
+	clkB.Advance(5 * sec)
+	if sa, sb := a.Status("k", std), b.Status("k", std); sa != sb || sb.WorkerSeconds != 3 {
+		t.Errorf("in flight after AdmitAt: %+v, after Admit: %+v; want 3 s in flight from the reading", sb, sa)
+	}
+	a.Finish(ta, sec)
+	b.FinishAt(tb, sec, clkB.Now())
+	if sa, sb := a.Status("k", std), b.Status("k", std); sa != sb {
+		t.Errorf("after the charge: %+v, want %+v", sb, sa)
+	}
+}

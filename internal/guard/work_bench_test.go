@@ -69,19 +69,24 @@ pools:
 // a counter and reports clock-reads/op (the front-end's two upstream
 // readings included), at the cost of the ledger's cheaper monotonic read.
 // finish-at charges with Core.FinishAt and the upstream's end reading, as a
-// front-end can (fastproxy calls Finish).
+// front-end can (fastproxy calls Finish); at also begins with BeginAt (a
+// reading when the head is in) and admits with AdmitAt (the upstream's
+// start), so the core reads no clock of its own.
 func BenchmarkGuardWork(b *testing.B) {
 	for _, c := range []struct {
 		name     string
 		keys     int
 		counting bool
-		at       bool // FinishAt with the upstream's end, for the core's own reading
+		at       int // 1: FinishAt with the upstream's end; 2: BeginAt, AdmitAt and FinishAt
 	}{
-		{"keys=1", 1, false, false},
-		{"keys=1000", 1000, false, false},
-		{"clock=counting/keys=1", 1, true, false},
-		{"finish-at/keys=1", 1, false, true},
-		{"clock=counting/finish-at/keys=1", 1, true, true},
+		{"keys=1", 1, false, 0},
+		{"keys=1000", 1000, false, 0},
+		{"clock=counting/keys=1", 1, true, 0},
+		{"finish-at/keys=1", 1, false, 1},
+		{"clock=counting/finish-at/keys=1", 1, true, 1},
+		{"at/keys=1", 1, false, 2},
+		{"at/keys=1000", 1000, false, 2},
+		{"clock=counting/at/keys=1", 1, true, 2},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg, err := config.Parse([]byte(workConfig))
@@ -129,16 +134,30 @@ func BenchmarkGuardWork(b *testing.B) {
 			for b.Loop() {
 				areq := admit.Request{Header: &heads[i], Peer: peer, Host: "api.example.com",
 					Path: "/api/v2/applications/33591900/metrics.json", Query: "page=2", AddrKey: &ak}
-				core.Begin(&areq, &adm)
+				var (
+					o       admit.Outcome
+					ok      bool
+					upStart time.Time
+				)
+				if c.at == 2 {
+					core.BeginAt(&areq, &adm, clk.Now())
+				} else {
+					core.Begin(&areq, &adm)
+				}
 				_ = adm.TrustedPeer(peer)
 				rid := requestid.Append(ridB[:0])
-				o, ok := core.Admit(ctx, &adm)
+				if c.at == 2 {
+					upStart = clk.Now()
+					o, ok = core.AdmitAt(ctx, &adm, upStart)
+				} else {
+					o, ok = core.Admit(ctx, &adm)
+					upStart = clk.Now()
+				}
 				if !ok {
 					b.Fatalf("refused: %v", o)
 				}
-				upStart := clk.Now()
 				upEnd := clk.Now()
-				if c.at {
+				if c.at > 0 {
 					core.FinishAt(&adm, upEnd, upEnd.Sub(upStart), true, o)
 				} else {
 					core.Finish(&adm, upEnd.Sub(upStart), true, o)
