@@ -321,4 +321,3 @@ pools: [{name: api, path_prefixes: [/api/], max_concurrent: 2}]
 		clock.Set(t0)
 	}
 }
-
