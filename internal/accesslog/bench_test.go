@@ -2,9 +2,13 @@ package accesslog
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/headroom-dev/headroom/internal/testenv"
 )
 
 var filepathGlob = filepath.Glob
@@ -45,4 +49,38 @@ func BenchmarkParse(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAppend measures writing one proxied request's line in each
+// format, as the guard does per request (a Record and the client address).
+func BenchmarkAppend(b *testing.B) {
+	r := Record{
+		Time: time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC), Key: "fp-3fa94c0d1e2b5a67", Method: "GET",
+		Path: "/api/v2/applications/33591900/metrics.json?page=2", Proto: "HTTP/1.1", Host: "api.example.com",
+		Status: 200, BytesSent: 128, RequestTime: 1234 * time.Microsecond, UpstreamStatus: 200,
+		UpstreamTime: 1100 * time.Microsecond, HasUpstreamTime: true,
+		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", Pool: "api",
+	}
+	client := netip.MustParseAddr("203.0.113.7")
+	buf := make([]byte, 0, 512)
+	b.Run("headroom", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := testenv.StartCPU()
+		for b.Loop() {
+			e := Entry{Record: r}
+			e.SetClient(client)
+			buf = AppendHeadroom(buf[:0], &e)
+		}
+		cpu.Report(b)
+	})
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := testenv.StartCPU()
+		for b.Loop() {
+			e := Entry{Record: r, Outcome: "ok", RequestID: "8f3a9c0d1e2b5a67000000000000002a"}
+			e.SetClient(client)
+			buf = AppendJSON(buf[:0], &e)
+		}
+		cpu.Report(b)
+	})
 }

@@ -256,6 +256,42 @@ func appendTimeLocal(b []byte, t time.Time) []byte {
 	return append(b, c.text...)
 }
 
+// rfc3339Second is one second's RFC 3339 date and time and its zone,
+// formatted once: the JSON lines of that second add their fraction.
+type rfc3339Second struct {
+	sec        int64
+	loc        *time.Location
+	head, zone []byte
+}
+
+var lastRFC3339 atomic.Pointer[rfc3339Second]
+
+// appendRFC3339Nano appends t.AppendFormat(time.RFC3339Nano) for t.
+func appendRFC3339Nano(b []byte, t time.Time) []byte {
+	sec, loc := t.Unix(), t.Location()
+	c := lastRFC3339.Load()
+	if c == nil || c.sec != sec || c.loc != loc {
+		c = &rfc3339Second{sec: sec, loc: loc,
+			head: t.AppendFormat(nil, "2006-01-02T15:04:05"), zone: t.AppendFormat(nil, "Z07:00")}
+		lastRFC3339.Store(c)
+	}
+	b = append(b, c.head...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i > 0; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, c.zone...)
+}
+
 // TimeLocalLayout is nginx's $time_local.
 const TimeLocalLayout = "02/Jan/2006:15:04:05 -0700"
 
@@ -333,7 +369,7 @@ func AppendJSONRecord(b []byte, r *Record, client netip.Addr, outcome, requestID
 
 func appendJSON(b []byte, e *Record, addr netip.Addr, outcome, requestID string) []byte {
 	b = append(b, `{"time":"`...)
-	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = appendRFC3339Nano(b, e.Time)
 	b = append(b, `","client":`...)
 	b = appendJSONClient(b, e, addr)
 	b = append(b, `,"key":`...)
@@ -428,10 +464,18 @@ var escapedByte = func() (t [256]bool) {
 }()
 
 // appendEscaped escapes like nginx's log_format escape=default. The runs
-// between escaped bytes (all of a usual value) are appended whole.
+// between escaped bytes (all of a usual value) are appended whole, found
+// eight bytes at a time.
 func appendEscaped(b []byte, s string) []byte {
+	i := 0
+	for i+8 <= len(s) && !escapes8(load8(s[i:])) {
+		i += 8
+	}
+	if i == len(s) {
+		return append(b, s...)
+	}
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for ; i < len(s); i++ {
 		if c := s[i]; escapedByte[c] {
 			b = append(b, s[start:i]...)
 			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
@@ -441,10 +485,39 @@ func appendEscaped(b []byte, s string) []byte {
 	return append(b, s[start:]...)
 }
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// load8 is s's first 8 bytes as a little-endian word.
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// hasZero reports whether a byte of x is 0.
+func hasZero(x uint64) bool { return (x-lsb)&^x&msb != 0 }
+
+// escapes8 reports whether one of the 8 bytes of x is one appendEscaped
+// escapes (escapedByte): below 0x20, from 0x7f, '"' or '\\'.
+func escapes8(x uint64) bool {
+	// (x - 0x20 each) &^ x has a byte's top bit set for a byte below 0x20
+	// (bytes from 0x80 are caught by x&msb); the borrows this leaks into
+	// higher bytes only follow a byte that matched.
+	return (x-lsb*0x20)&^x&msb != 0 || x&msb != 0 ||
+		hasZero(x^(lsb*'"')) || hasZero(x^(lsb*'\\')) || hasZero(x^(lsb*0x7f))
+}
+
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	i := 0
+	for i+8 <= len(s) && !escapes8(load8(s[i:])) { // ASCII JSON keeps as it is
+		i += 8
+	}
 	start := 0 // s[start:i] is still to append, as it is
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {

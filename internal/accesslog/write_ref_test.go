@@ -73,7 +73,7 @@ func TestEscapersMatchTheByteAtATimeOnes(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	cases := []string{"", "plain", `"`, `\`, "\x00", "\x7f", "é", "\xff", "a\"b\\c\x01d", "日本\xe6\x97", "ok\u2028"}
 	for range 20000 {
-		n := r.IntN(12)
+		n := r.IntN(40)
 		s := make([]byte, n)
 		for i := range s {
 			if r.IntN(3) == 0 {
@@ -124,6 +124,67 @@ func TestRecordFormsMatchEntries(t *testing.T) {
 			if got, want := AppendJSONRecord(nil, &e.Record, c, e.Outcome, e.RequestID), AppendJSON(nil, &ent); !bytes.Equal(got, want) {
 				t.Errorf("AppendJSONRecord(%v) = %q, want %q", c, got, want)
 			}
+		}
+	}
+}
+
+// escapes8 finds an escaped byte in a word exactly when the table does.
+func TestEscapes8(t *testing.T) {
+	check := func(w [8]byte) {
+		want := false
+		for _, c := range w {
+			want = want || escapedByte[c]
+		}
+		if got := escapes8(load8(string(w[:]))); got != want {
+			t.Fatalf("escapes8(%q) = %v, want %v", w, got, want)
+		}
+	}
+	for c := range 256 {
+		for p := range 8 {
+			w := [8]byte{'a', 'Z', '~', ' ', '!', '#', '[', ']'}
+			w[p] = byte(c)
+			check(w)
+		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 200000 {
+		var w [8]byte
+		for i := range w {
+			if r.IntN(8) == 0 {
+				w[i] = byte(r.IntN(256))
+			} else {
+				w[i] = byte(' ' + r.IntN(95))
+			}
+		}
+		check(w)
+	}
+}
+
+func TestRFC3339NanoMatchesAppendFormat(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("", -8*3600), time.FixedZone("", 5*3600+1800), time.FixedZone("X", 0)}
+	if ny, err := time.LoadLocation("America/New_York"); err == nil {
+		zones = append(zones, ny)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	base := time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)
+	for i := range 20000 {
+		at := base.Add(time.Duration(r.Int64N(int64(400 * 24 * time.Hour))))
+		switch i % 4 {
+		case 0:
+			at = at.Truncate(time.Second)
+		case 1:
+			at = at.Truncate(time.Millisecond)
+		case 2:
+			at = at.Add(time.Duration(i % 3)) // runs within a second: the cached text
+		}
+		at = at.In(zones[i%len(zones)])
+		if got, want := appendRFC3339Nano([]byte("x"), at), at.AppendFormat([]byte("x"), time.RFC3339Nano); !bytes.Equal(got, want) {
+			t.Fatalf("appendRFC3339Nano(%v) = %s, want %s", at, got, want)
+		}
+	}
+	for _, at := range []time.Time{{}, time.Date(12345, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if got, want := appendRFC3339Nano(nil, at), at.AppendFormat(nil, time.RFC3339Nano); !bytes.Equal(got, want) {
+			t.Errorf("appendRFC3339Nano(%v) = %s, want %s", at, got, want)
 		}
 	}
 }
