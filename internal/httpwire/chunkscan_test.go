@@ -52,20 +52,24 @@ func readChunked(data []byte, size int) decoded {
 
 // scanChunked decodes data with a ChunkScanner as an event loop would:
 // the stream arrives in pieces (piece returns the next piece's length),
-// the caller appends each to the bytes the scanner left unconsumed, and
-// asks for more only when the scanner waits. It checks Next's contract
-// on the way.
+// the caller keeps the bytes the scanner left unconsumed in front of
+// those that arrive next, and asks for more only when the scanner waits.
+// It checks Next's contract on the way.
 func scanChunked(t testing.TB, s *ChunkScanner, data []byte, piece func(left int) int) decoded {
 	t.Helper()
-	var d decoded
-	var pending []byte
-	arrived := 0
-	for {
-		before := append([]byte(nil), pending...)
-		n, payload, done, err := s.Next(pending)
-		if !bytes.Equal(pending, before) {
+	orig := append([]byte(nil), data...)
+	defer func() {
+		if !bytes.Equal(data, orig) {
 			t.Fatalf("Next wrote into its input")
 		}
+	}()
+	var d decoded
+	arrived := 0
+	for {
+		// What has arrived and is not consumed, capped so that the
+		// scanner cannot see what has not arrived.
+		pending := data[d.end:arrived:arrived]
+		n, payload, done, err := s.Next(pending)
 		if n < 0 || n > len(pending) {
 			t.Fatalf("consumed %d of %d bytes", n, len(pending))
 		}
@@ -109,11 +113,7 @@ func scanChunked(t testing.TB, s *ChunkScanner, data []byte, piece func(left int
 			d.err = io.ErrUnexpectedEOF
 			return d
 		}
-		k := min(max(piece(len(data)-arrived), 1), len(data)-arrived)
-		// A fresh array each time, so that a payload aliasing an old one
-		// is caught by the checks above.
-		pending = append(append(make([]byte, 0, len(pending)+k), pending...), data[arrived:arrived+k]...)
-		arrived += k
+		arrived += min(max(piece(len(data)-arrived), 1), len(data)-arrived)
 	}
 }
 
