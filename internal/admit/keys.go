@@ -138,18 +138,34 @@ func newKeyFinder(k config.Keys) (*keyFinder, error) {
 	return f, nil
 }
 
+// noHeader is the Header of a Request that gives none (Request.Header
+// nil).
+type noHeader struct{}
+
+func (noHeader) Get(string) string      { return "" }
+func (noHeader) Values(string) []string { return nil }
+
+// header is r's Header, or noHeader when it has none.
+func header(r *Request) Header {
+	if r.Header == nil {
+		return noHeader{}
+	}
+	return r.Header
+}
+
 // rawKey returns the API key the request carries, or "".
 func (f *keyFinder) rawKey(r *Request) string {
+	h := header(r)
 	for _, s := range f.sources {
 		switch {
 		case s.Header != "":
 			// A blank value is no key: the next source is tried, as for
 			// a blank bearer token (found by FuzzKeyFromRequest).
-			if v := strings.TrimSpace(r.Header.Get(s.Header)); v != "" {
+			if v := strings.TrimSpace(h.Get(s.Header)); v != "" {
 				return v
 			}
 		case s.Bearer:
-			v := r.Header.Get("Authorization")
+			v := h.Get("Authorization")
 			if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 				if t := strings.TrimSpace(v[7:]); t != "" {
 					return t
@@ -186,7 +202,7 @@ func (f *keyFinder) clientAddr(r *Request) netip.Addr {
 	if len(f.trusted) == 0 || !peer.IsValid() || !f.isTrusted(peer) {
 		return peer
 	}
-	xff := r.Header.Values("X-Forwarded-For")
+	xff := header(r).Values("X-Forwarded-For")
 	client := peer
 	for i := len(xff) - 1; i >= 0; i-- {
 		parts := strings.Split(xff[i], ",")

@@ -113,6 +113,25 @@ func TestRawKeySources(t *testing.T) {
 	}
 }
 
+// A Request without header fields (Header nil, as documented) has no key
+// but its query's, and its client is its peer even from a trusted proxy.
+func TestRequestWithoutHeader(t *testing.T) {
+	f, err := newKeyFinder(config.Keys{Sources: []config.KeySource{{Header: "x-api-key"}, {Bearer: true}, {Query: "api_key"}}, TrustedProxies: []string{"10.0.0.0/8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.rawKey(&Request{}); got != "" {
+		t.Errorf("no header, no query: key %q, want none", got)
+	}
+	if got := f.rawKey(&Request{Query: "api_key=q1"}); got != "q1" {
+		t.Errorf("no header: key %q, want the query's q1", got)
+	}
+	peer := PeerAddr("10.0.0.5:1234")
+	if got := f.clientAddr(&Request{Peer: peer}); got != peer {
+		t.Errorf("no header from a trusted proxy: client %v, want the peer %v", got, peer)
+	}
+}
+
 func TestPoolRouting(t *testing.T) {
 	cfg := &config.Config{Pools: []config.Pool{
 		{Name: "api", PathPrefixes: []string{"/api/", "/v2/"}, MaxConcurrent: 1},
