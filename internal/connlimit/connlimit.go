@@ -77,26 +77,71 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		client := peer(c)
-		if n := l.open.Add(1); l.o.Max > 0 && n > int64(l.o.Max) {
-			l.open.Add(-1)
-			l.refuse(c, Total, client, int(n-1))
+		t, r, open := l.take(client)
+		if r != "" {
+			l.refuse(c, r, client, open)
 			continue
 		}
-		if l.o.PerClient > 0 && client.IsValid() && (l.o.Exempt == nil || !l.o.Exempt(client)) {
-			l.mu.Lock()
-			n := l.byClient[client] + 1
-			if n > l.o.PerClient {
-				l.mu.Unlock()
-				l.open.Add(-1)
-				l.refuse(c, PerClient, client, n-1)
-				continue
-			}
-			l.byClient[client] = n
-			l.mu.Unlock()
-			return &conn{Conn: c, l: l, client: client, counted: true}, nil
-		}
-		return &conn{Conn: c, l: l}, nil
+		return &conn{Conn: c, t: t}, nil
 	}
+}
+
+// Unwrap returns the listener l wraps, for a server that accepts on its
+// descriptor itself (an event loop); it must then count each connection
+// with Take.
+func (l *Listener) Unwrap() net.Listener { return l.Listener }
+
+// Take counts a connection from client that was accepted outside Accept.
+// ok false: the connection is over a cap (Options.Refused has been told);
+// the caller writes Refusal to it without waiting on the client and closes
+// it. Otherwise the caller calls t.Release once, when the connection
+// closes.
+func (l *Listener) Take(client netip.Addr) (t *Taken, ok bool) {
+	t, r, open := l.take(client)
+	if r != "" {
+		if l.o.Refused != nil {
+			l.o.Refused(r, client, open)
+		}
+		return nil, false
+	}
+	return t, true
+}
+
+// Refusal is the 503 answer to a connection over a cap, closing it.
+func (l *Listener) Refusal() []byte { return l.refusal }
+
+// Taken is one connection counted against the caps.
+type Taken struct {
+	l       *Listener
+	client  netip.Addr
+	counted bool // against client's own cap
+	once    sync.Once
+}
+
+// Release gives the connection's place back; calls after the first do
+// nothing, so every path that closes a connection may call it.
+func (t *Taken) Release() { t.once.Do(func() { t.l.release(t.client, t.counted) }) }
+
+// take counts a connection from client, or says which cap it is over
+// (with the connections open against that cap).
+func (l *Listener) take(client netip.Addr) (*Taken, Reason, int) {
+	if n := l.open.Add(1); l.o.Max > 0 && n > int64(l.o.Max) {
+		l.open.Add(-1)
+		return nil, Total, int(n - 1)
+	}
+	if l.o.PerClient > 0 && client.IsValid() && (l.o.Exempt == nil || !l.o.Exempt(client)) {
+		l.mu.Lock()
+		n := l.byClient[client] + 1
+		if n > l.o.PerClient {
+			l.mu.Unlock()
+			l.open.Add(-1)
+			return nil, PerClient, n - 1
+		}
+		l.byClient[client] = n
+		l.mu.Unlock()
+		return &Taken{l: l, client: client, counted: true}, "", 0
+	}
+	return &Taken{l: l}, "", 0
 }
 
 func (l *Listener) refuse(c net.Conn, r Reason, client netip.Addr, open int) {
@@ -125,15 +170,12 @@ func (l *Listener) release(client netip.Addr, counted bool) {
 
 type conn struct {
 	net.Conn
-	l       *Listener
-	client  netip.Addr
-	counted bool
-	once    sync.Once
+	t *Taken
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.client, c.counted) })
+	c.t.Release()
 	return err
 }
 

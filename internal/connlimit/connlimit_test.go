@@ -2,6 +2,7 @@ package connlimit
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -100,5 +101,52 @@ func TestCaps(t *testing.T) {
 	defer mu.Unlock()
 	if strings.Join(got, ",") != "per_client 127.0.0.1,total 127.0.0.3" {
 		t.Errorf("refusals reported: %q", got)
+	}
+}
+
+// Take applies the caps Accept applies, for connections a server accepts
+// on the unwrapped listener itself, and a Release given twice frees one
+// place, not two.
+func TestTake(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	var refusals []string
+	l := New(inner, Options{Max: 3, PerClient: 2,
+		Exempt:  func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.3") },
+		Refused: func(r Reason, c netip.Addr, open int) { refusals = append(refusals, fmt.Sprintf("%s %s %d", r, c, open)) }})
+	if l.Unwrap() != inner {
+		t.Fatal("Unwrap does not return the wrapped listener")
+	}
+	one, three := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.3")
+	a, ok1 := l.Take(one)
+	_, ok2 := l.Take(one)
+	_, ok3 := l.Take(one)
+	if !ok1 || !ok2 || ok3 {
+		t.Fatalf("one client: took %v %v %v, want the third refused", ok1, ok2, ok3)
+	}
+	_, ok4 := l.Take(three)
+	_, ok5 := l.Take(three)
+	if !ok4 || ok5 {
+		t.Fatalf("past the total: took %v %v, want the fifth refused", ok4, ok5)
+	}
+	a.Release()
+	a.Release()
+	if l.Open() != 2 {
+		t.Errorf("open %d after one connection released twice, want 2", l.Open())
+	}
+	if _, ok := l.Take(one); !ok {
+		t.Error("refused after a connection was released")
+	}
+	if _, ok := l.Take(one); ok {
+		t.Error("a second release freed a second place")
+	}
+	if got, want := strings.Join(refusals, ","), "per_client 127.0.0.1 2,total 127.0.0.3 3,total 127.0.0.1 3"; got != want {
+		t.Errorf("refusals reported %q, want %q", got, want)
+	}
+	if r := string(l.Refusal()); !strings.HasPrefix(r, "HTTP/1.1 503 ") || !strings.Contains(r, "Connection: close\r\n") {
+		t.Errorf("Refusal %q, want a 503 that closes", r)
 	}
 }
