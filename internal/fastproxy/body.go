@@ -1,7 +1,6 @@
 package fastproxy
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"time"
@@ -186,10 +185,7 @@ func (c *conn) answerBodyFault(cfg *config.Config, o admit.Outcome) {
 	}
 }
 
-var jsonFields = []admit.Field{{Name: "Content-Type", Value: "application/json"}, {Name: "Cache-Control", Value: "no-store"}}
-
 // writeJSON writes a JSON answer and closes the connection after it.
 func (c *conn) writeJSON(status int, body map[string]any) {
-	b, _ := json.Marshal(body)
-	c.writeAnswer(status, jsonFields, append(b, '\n'), false)
+	c.writeAnswer(status, JSONFields, JSONBody(body), false)
 }

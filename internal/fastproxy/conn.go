@@ -11,15 +11,12 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
-	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/httpwire"
@@ -217,29 +214,9 @@ var statusText = map[int]string{400: "Bad Request", 431: "Request Header Fields 
 // is closed after it (RFC 9112 §9.6 lets nothing after a framing error be
 // trusted).
 func (c *conn) answerMalformed(status int) {
-	text := statusText[status]
-	if text == "" {
-		status, text = 400, statusText[400]
-	}
-	b := c.bw.AvailableBuffer()
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	b = append(b, text...)
-	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\n"...)
-	if c.rid != nil {
-		// A body that broke its framing: the request was parsed, admitted
-		// and logged, so its answer names it.
-		b = c.appendRequestID(b)
-	}
-	b = append(b, "Connection: close\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(text)+5), 10)
-	b = append(b, "\r\n\r\n"...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	b = append(b, text...)
-	b = append(b, '\n')
-	c.bw.Write(b)
+	// A body that broke its framing: the request was parsed, admitted
+	// and logged (c.rid is set), so its answer names it.
+	c.bw.Write(AppendMalformed(c.bw.AvailableBuffer(), status, c.rid))
 	c.bw.Flush()
 }
 
@@ -310,33 +287,11 @@ func (c *conn) handle() bool {
 	return keep
 }
 
-// requestID is the request's X-Request-Id: the client's own when it is a
-// trusted proxy that sent exactly one well-formed id, otherwise a new one.
-func (c *conn) requestID() []byte {
-	if c.trusted {
-		var id []byte
-		n := 0
-		for i := range c.req.Fields {
-			if f := &c.req.Fields[i]; isRequestID(f.Name) {
-				id = f.Value
-				n++
-			}
-		}
-		if n == 1 && requestid.Valid(id) {
-			return id
-		}
-	}
-	return requestid.Append(c.ridBuf[:0])
-}
-
-func isRequestID(name []byte) bool { return httpwire.EqualFold(name, "x-request-id") }
+// requestID is the request's X-Request-Id (RequestID).
+func (c *conn) requestID() []byte { return RequestID(&c.req, c.trusted, c.ridBuf[:]) }
 
 // appendRequestID appends the request's X-Request-Id field.
-func (c *conn) appendRequestID(b []byte) []byte {
-	b = append(b, "X-Request-Id: "...)
-	b = append(b, c.rid...)
-	return append(b, "\r\n"...)
-}
+func (c *conn) appendRequestID(b []byte) []byte { return appendRequestID(b, c.rid) }
 
 func poolQueues(cfg *config.Config, name string) bool {
 	for i := range cfg.Pools {
@@ -362,7 +317,6 @@ func decodePath(raw []byte) (string, bool) {
 // upstream's real status and time (seeds/03).
 func (c *conn) finish(o admit.Outcome) {
 	ex := &c.ex
-	s := c.s
 	// The upstream's answer was all written (to the client's buffer)
 	// before upEnd was read: the request ended then.
 	end := ex.upEnd
@@ -372,55 +326,18 @@ func (c *conn) finish(o admit.Outcome) {
 			ex.upEnd = end
 		}
 	}
-	status, sent := ex.status, ex.sent
 	gone := ex.gone()
 	switch {
 	case o == admit.BodyTimeout || o == admit.BodyTooLarge:
 		gone = time.Time{}
-	case gone.IsZero() && (o == admit.AbortedInQueue || (o == admit.BodyIncomplete && status == 0)):
+	case gone.IsZero() && (o == admit.AbortedInQueue || (o == admit.BodyIncomplete && ex.status == 0)):
 		gone = end
 	}
-	if !gone.IsZero() && !gone.After(end) {
-		status, end = StatusClientClosed, gone
-		if ex.respAt.IsZero() || gone.Before(ex.respAt) {
-			sent = 0
-		}
-		if o == admit.OK || o == admit.ShadowRestricted {
-			o = admit.ClientAbort
-		}
-	}
-	reached := !ex.upStart.IsZero()
-	s.core.Finish(&ex.adm, ex.upEnd.Sub(ex.upStart), reached, o)
-	if s.log == nil {
-		return
-	}
-	r := &c.req
-	proto := "HTTP/1.1"
-	if r.Minor == 0 {
-		proto = "HTTP/1.0"
-	}
-	// rec is only valid during the call (Options.Log): views of the
-	// head's bytes.
-	rec := accesslog.Record{
-		Time:            end,
-		Key:             ex.adm.Key,
-		Method:          view(r.Method),
-		Path:            ex.adm.RedactQuery(view(r.Target)),
-		Proto:           proto,
-		Host:            view(r.Host),
-		Status:          status,
-		BytesSent:       sent,
-		RequestTime:     end.Sub(ex.adm.Start),
-		UpstreamStatus:  ex.upStatus,
-		HasUpstreamTime: reached,
-		Referer:         view(r.Get("referer")),
-		UserAgent:       view(r.Get("user-agent")),
-		Pool:            ex.adm.Pool.Name(),
-	}
-	if reached {
-		rec.UpstreamTime = ex.upEnd.Sub(ex.upStart)
-	}
-	s.log(&rec, ex.adm.Client, o, view(c.rid))
+	Finish(c.s.core, c.s.log, &Ending{
+		Adm: &ex.adm, Req: &c.req, RequestID: c.rid,
+		UpStart: ex.upStart, UpEnd: ex.upEnd, RespAt: ex.respAt, End: end, Gone: gone,
+		UpStatus: ex.upStatus, Status: ex.status, Sent: ex.sent,
+	}, o)
 }
 
 // stamp reads the server's clock for the exchange's record, and the
@@ -445,30 +362,7 @@ const StatusClientClosed = 499
 func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep bool) {
 	ex := &c.ex
 	ex.status = status
-	b := c.bw.AvailableBuffer()
-	b = appendStatusLine(b, status, nil)
-	// In net/http's order (sorted, then Date and Content-Length), so an
-	// answer reads the same whichever path wrote it.
-	sorted := slices.SortedFunc(slices.Values(fields), func(a, b admit.Field) int { return strings.Compare(a.Name, b.Name) })
-	rid := len(c.rid) > 0
-	for _, f := range sorted {
-		if rid && f.Name > requestid.Header {
-			b, rid = c.appendRequestID(b), false
-		}
-		b = append(b, f.Name...)
-		b = append(b, ": "...)
-		b = append(b, f.Value...)
-		b = append(b, "\r\n"...)
-	}
-	if rid {
-		b = c.appendRequestID(b)
-	}
-	b = appendConnection(b, &c.req, keep)
-	b = append(b, dateField()...)
-	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\n"...)
-	b = append(b, "\r\n"...)
+	b := AppendAnswer(c.bw.AvailableBuffer(), &c.req, status, fields, nil, c.rid, keep)
 	c.clientWrite(b)
 	c.clientWrite(body)
 	if !ex.failed {

@@ -162,6 +162,22 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// ServeConn serves nc as a connection Serve accepted, whose first bytes,
+// buffered, another front-end already read from it (internal/evproxy
+// hands over what its event loop does not serve, at a request boundary);
+// the connection is the Server's from now on, buffered too. It returns
+// when the connection ends; during Shutdown or after Close it closes nc
+// at once.
+func (s *Server) ServeConn(nc net.Conn, buffered []byte) {
+	c := s.newConn(nc)
+	if c == nil {
+		nc.Close()
+		return
+	}
+	c.cr.stash = buffered
+	c.serve()
+}
+
 func (s *Server) newConn(nc net.Conn) *conn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)

@@ -431,76 +431,20 @@ func readResponseHead(u *upConn, hd time.Time, slack time.Duration) (noBytes boo
 // writeRequest writes the request head, rewritten, and its body.
 func (c *conn) writeRequest(u *upConn, body reqBody) error {
 	r := &c.req
-	ex := &c.ex
-	b := u.bw.AvailableBuffer()
-	b = append(b, r.Method...)
-	b = append(b, ' ')
-	b = append(b, r.Target...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	if len(r.Host) > 0 {
-		b = append(b, r.Host...)
-	} else {
-		b = append(b, c.s.upstream.addr...)
-	}
-	b = append(b, "\r\n"...)
-	var xff [][]byte
-	trusted := c.trusted
-	for i := range r.Fields {
-		f := &r.Fields[i]
-		if r.IsHopByHop(f.Name) || skipForward(f.Name) {
-			if trusted && httpwire.EqualFold(f.Name, "x-forwarded-for") {
-				xff = append(xff, f.Value)
-			}
-			continue
-		}
-		b = append(b, f.Name...)
-		b = append(b, ": "...)
-		b = append(b, f.Value...)
-		b = append(b, "\r\n"...)
-	}
-	// As httputil.ProxyRequest.SetXForwarded: the trusted chain so far
-	// (only from a trusted proxy), then the peer.
-	b = append(b, "X-Forwarded-For: "...)
-	for _, v := range xff {
-		b = append(b, v...)
-		b = append(b, ", "...)
-	}
-	if c.peer.IsValid() {
-		b = c.peer.AppendTo(b)
-	}
-	b = append(b, "\r\n"...)
-	if len(r.Host) > 0 {
-		b = append(b, "X-Forwarded-Host: "...)
-		b = append(b, r.Host...)
-		b = append(b, "\r\n"...)
-	}
-	b = append(b, "X-Forwarded-Proto: http\r\n"...)
-	// X-Real-Ip as the net/http path writes it: the client the guard
-	// resolved, never a client's own claim (issue 17).
-	if ex.adm.Client.IsValid() {
-		b = append(b, "X-Real-Ip: "...)
-		b = ex.adm.Client.AppendTo(b)
-		b = append(b, "\r\n"...)
-	}
-	// Exactly one X-Request-Id: the trusted proxy's, or the proxy's own
-	// (requestID); the client's fields of that name were skipped.
-	b = c.appendRequestID(b)
-	chunked := false
+	length := NoBody
 	switch {
 	case body.none:
 	case body.rest == nil:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, int64(len(body.buf)), 10)
-		b = append(b, "\r\n"...)
+		length = int64(len(body.buf))
 	case body.length >= 0:
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, body.length, 10)
-		b = append(b, "\r\n"...)
+		length = body.length
 	default:
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-		chunked = true
+		length = ChunkedBody
 	}
-	b = append(b, "\r\n"...)
+	chunked := length == ChunkedBody
+	b := AppendRequestHead(u.bw.AvailableBuffer(), r, &Forward{
+		Upstream: c.s.upstream.addr, Trusted: c.trusted, Peer: c.peer, Client: c.ex.adm.Client, RequestID: c.rid,
+	}, length)
 	if body.rest == nil && u.rc != nil && len(b)+len(body.buf) <= u.bw.Available() {
 		// The whole request is in hand: sent by the first read of the
 		// answer (sendThenRead), in the bufio.Writer's free space.
@@ -583,48 +527,7 @@ func (c *conn) copyResponse(u *upConn, keep bool) (ok, clientKeep bool) {
 	r := &c.req
 	resp := &u.resp
 	kind := resp.Body(isHead(r.Method))
-	chunkOut := false
-	b := c.bw.AvailableBuffer()
-	b = appendStatusLine(b, resp.Status, resp.Reason)
-	if !resp.Has("date") {
-		b = append(b, dateField()...)
-	}
-	for i := range resp.Fields {
-		f := &resp.Fields[i]
-		if resp.IsHopByHop(f.Name) || skipResponse(f.Name) {
-			continue
-		}
-		b = append(b, f.Name...)
-		b = append(b, ": "...)
-		b = append(b, f.Value...)
-		b = append(b, "\r\n"...)
-	}
-	var rlBuf [512]byte
-	if rl, split := ex.adm.AppendRateLimit(rlBuf[:0], ex.adm.Start); len(rl) > 0 {
-		b = append(b, "Ratelimit-Policy: "...)
-		b = append(b, rl[:split]...)
-		b = append(b, "\r\nRatelimit: "...)
-		b = append(b, rl[split:]...)
-		b = append(b, "\r\n"...)
-	}
-	b = c.appendRequestID(b)
-	switch kind {
-	case httpwire.LengthBody:
-		b = appendLength(b, resp.ContentLength)
-	case httpwire.ChunkedBody, httpwire.CloseBody:
-		if r.Minor == 1 {
-			b = append(b, "Transfer-Encoding: chunked\r\n"...)
-			chunkOut = true
-		} else {
-			keep = false
-		}
-	case httpwire.NoBody:
-		if resp.ContentLength >= 0 && resp.Status >= 200 && resp.Status != 204 {
-			b = appendLength(b, resp.ContentLength) // HEAD, 304: the length of what a GET would get
-		}
-	}
-	b = appendConnection(b, r, keep)
-	b = append(b, "\r\n"...)
+	b, chunkOut, keep := AppendResponseHead(c.bw.AvailableBuffer(), r, resp, &ex.adm, c.rid, keep)
 	ex.status = resp.Status
 	c.clientWrite(b)
 
@@ -699,17 +602,11 @@ func (c *conn) upstreamFailed(cfg *config.Config, err error) admit.Outcome {
 	if !ex.upStart.IsZero() && ex.upEnd.IsZero() {
 		ex.upEnd = s.clock.Now()
 	}
-	status, msg := 502, "the upstream could not be reached"
-	switch {
-	case isTimeout(err):
-		status, msg = 504, "the upstream did not answer in time"
-	case errors.Is(err, httpwire.ErrMalformed):
-		msg = "the upstream sent a malformed response"
-	}
+	status, body, _ := UpstreamFailure(err, isTimeout(err))
 	r := &c.req
 	s.logger.Error("upstream request failed", "upstream", cfg.Upstream, "status", status,
 		"method", string(r.Method), "path", string(r.Path()), "key", ex.adm.Key, "err", err)
-	c.writeJSON(status, map[string]any{"error": "upstream_unavailable", "message": msg})
+	c.writeAnswer(status, JSONFields, body, false)
 	return admit.UpstreamError
 }
 
