@@ -20,6 +20,7 @@ type proxyFlags struct {
 	accessLog       string
 	accessLogFormat string
 	netHTTP         bool
+	eventLoop       bool
 	maxConns        int
 	maxConnsClient  int
 }
@@ -141,6 +142,7 @@ see deploy/headroom.yaml, documented field by field.`,
 	fl.StringVar(&f.accessLogFormat, "access-log-format", "headroom", "access log `format`: headroom (nginx log_format above) or json")
 	fl.IntVar(&f.maxConns, "max-connections", 0, "most client connections open at once; more get 503 (0 = no cap)")
 	fl.IntVar(&f.maxConnsClient, "max-connections-per-client", 0, "most connections open at once from one client address, trusted proxies exempt; more get 503 (0 = no cap)")
+	fl.BoolVar(&f.eventLoop, "event-loop", false, "serve requests without a body on epoll event loops (Linux; everything else on headroom's HTTP/1.1 path); off by default for now")
 	fl.BoolVar(&f.netHTTP, "net-http", false, "serve clients with Go's net/http and httputil.ReverseProxy instead of headroom's own HTTP/1.1 path")
 	return cmd
 }
@@ -162,6 +164,7 @@ func loadProxyConfig(cmd *cobra.Command, f *proxyFlags) (*config.Config, error) 
 	set("access-log", func() { cfg.AccessLog.Path = f.accessLog })
 	set("access-log-format", func() { cfg.AccessLog.Format = f.accessLogFormat })
 	set("net-http", func() { cfg.NetHTTP = f.netHTTP })
+	set("event-loop", func() { cfg.EventLoop = f.eventLoop })
 	set("max-connections", func() { cfg.Connections.Max = f.maxConns })
 	set("max-connections-per-client", func() { cfg.Connections.PerClient = f.maxConnsClient })
 

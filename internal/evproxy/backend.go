@@ -30,7 +30,8 @@ type backend struct {
 	head               bool // the answer's head is in
 	kind               httpwire.BodyKind
 	remain             int64 // LengthBody: bytes still to come
-	chunks             chunkScanner
+	chunks             httpwire.ChunkScanner
+	stash              []byte // a chunk line's start, read and not yet decoded
 	idleSince          time.Time
 }
 
@@ -378,11 +379,11 @@ func (b *backend) consume(n int, p []byte) {
 // keepPartial keeps the rest of a read that ended inside a chunk's size
 // line for the next one (in b.br: the scratch buffer is reused).
 func (b *backend) keepPartial(p []byte) bool {
-	if b.br.Buffered() > 0 {
-		return true // p is b.br's already; it reads on behind it
-	}
 	b.stash = append(b.stash[:0], p...)
-	return len(b.stash) < 4096
+	if n := b.br.Buffered(); n > 0 {
+		b.br.Discard(n) // p was the buffer's rest: the stash has it now
+	}
+	return len(b.stash) <= 4096
 }
 
 // readUp reads the upstream straight into the loop's scratch buffer.

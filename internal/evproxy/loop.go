@@ -252,9 +252,10 @@ type client struct {
 	out                []byte // the answer not yet written
 	outOff             int
 	closed             bool
-	closeAfter         bool // close once out is written
-	first              bool // no request yet: the head's timeout is read_header
-	since              time.Time
+	closeAfter         bool      // close once out is written
+	first              bool      // no request yet: the head's timeout is read_header
+	since              time.Time // accepted, or the last answer's end
+	headAt             time.Time // the first bytes of the next head came
 	// stalled is when a write to the client last made no progress (zero:
 	// it took everything so far), for timeouts.client_send.
 	stalled time.Time
@@ -262,6 +263,7 @@ type client struct {
 	// The request in flight.
 	req       httpwire.Request
 	busy      bool // upstream
+	outcome   admit.Outcome
 	keep      bool
 	adm       admit.Admission
 	trusted   bool
@@ -381,6 +383,9 @@ func (l *loop) driveClient(c *client) {
 			var we *httpwire.Error
 			switch {
 			case err == errNeedMore:
+				if c.headAt.IsZero() && c.br.Buffered() > 0 {
+					c.headAt = time.Now()
+				}
 			case errors.As(err, &we):
 				c.out = fastproxy.AppendMalformed(c.out, we.Status, nil)
 				c.closeAfter = true
@@ -391,6 +396,7 @@ func (l *loop) driveClient(c *client) {
 			return
 		}
 		c.first = false
+		c.headAt = time.Time{}
 		l.startRequest(c)
 	}
 }
@@ -581,9 +587,13 @@ func (l *loop) sweep(now time.Time) {
 				l.backendFailed(c.b, errTimeout)
 			}
 		case c.outOff < len(c.out):
-		case c.br.Buffered() > 0 || c.first:
+		case !c.headAt.IsZero() || c.first:
 			// A head begun (or the first one awaited): read_header.
-			if rh > 0 && now.Sub(c.since) > rh+fastproxy.SlackFor(rh) {
+			from := c.headAt
+			if from.IsZero() {
+				from = c.since
+			}
+			if rh > 0 && now.Sub(from) > rh+fastproxy.SlackFor(rh) {
 				l.closeClient(c)
 			}
 		default:
@@ -605,7 +615,7 @@ func (l *loop) sweep(now time.Time) {
 // charged, and logged 499.
 func (l *loop) sendTimedOut(c *client) {
 	if f := l.s.sendTimedOut; f != nil {
-		f(nil)
+		f(peerConn{addr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.peer, 0))})
 	}
 	if c.busy {
 		l.clientGone(c, l.s.clock.Now())

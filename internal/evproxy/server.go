@@ -45,6 +45,8 @@ type Server struct {
 	maxHead  int
 	fast     *fastproxy.Server
 	nloops   int
+	// sendTimedOut is Options.SendTimedOut.
+	sendTimedOut func(net.Conn)
 
 	mu      sync.Mutex
 	loops   []*loop
@@ -69,16 +71,17 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		core:     o.Core,
-		clock:    o.Core.Clock(),
-		log:      o.Log,
-		logger:   o.Logger,
-		upstream: o.Upstream,
-		upAddr:   up,
-		maxHead:  o.MaxHeadBytes,
-		fast:     fast,
-		nloops:   o.Loops,
-		done:     make(chan struct{}),
+		core:         o.Core,
+		clock:        o.Core.Clock(),
+		log:          o.Log,
+		logger:       o.Logger,
+		upstream:     o.Upstream,
+		upAddr:       up,
+		maxHead:      o.MaxHeadBytes,
+		fast:         fast,
+		nloops:       o.Loops,
+		sendTimedOut: o.SendTimedOut,
+		done:         make(chan struct{}),
 	}
 	_, s.sysClock = s.clock.(budget.SystemClock)
 	if s.logger == nil {
@@ -260,3 +263,12 @@ func errno(err error) error {
 	}
 	return err
 }
+
+// peerConn stands for a client connection of the loop where a callback
+// takes a net.Conn (Options.SendTimedOut reads its RemoteAddr).
+type peerConn struct {
+	net.Conn
+	addr net.Addr
+}
+
+func (c peerConn) RemoteAddr() net.Addr { return c.addr }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
+	"github.com/headroom-dev/headroom/internal/evproxy"
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/fastproxy"
 	"github.com/headroom-dev/headroom/internal/guard/config"
@@ -24,7 +25,8 @@ type Frontend interface {
 	Close() error
 }
 
-// NewFrontend returns the front server for cfg: the fast path, unless
+// NewFrontend returns the front server for cfg: the fast path (the
+// event loop over it with cfg.EventLoop, where there is epoll), unless
 // cfg.NetHTTP is set or the upstream is not a plain http:// URL without a
 // base path (the fast path forwards targets as they are and speaks no
 // TLS); then net/http.
@@ -40,7 +42,7 @@ func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, e
 		g.log.Info("serving with net/http: the fast path takes an http:// upstream without a base path", "upstream", cfg.Upstream)
 		return framed, nil
 	}
-	return fastproxy.New(fastproxy.Options{
+	o := fastproxy.Options{
 		Core:         g.core,
 		Upstream:     addr,
 		Log:          g.logRecord,
@@ -48,7 +50,15 @@ func (g *Guard) NewFrontend(cfg *config.Config, errLog *log.Logger) (Frontend, e
 		Fallback:     std,
 		MaxHeadBytes: cfg.MaxHeaderBytes,
 		SendTimedOut: g.sendTimedOut,
-	})
+	}
+	if cfg.EventLoop {
+		ev, err := evproxy.New(evproxy.Options{Options: o})
+		if err == nil {
+			return ev, nil
+		}
+		g.log.Warn("serving with the fast path: no event loop", "err", err)
+	}
+	return fastproxy.New(o)
 }
 
 func fastUpstream(raw string) (string, bool) {

@@ -56,6 +56,12 @@ type Config struct {
 	// (Upgrade, Expect: 100-continue, non-origin-form targets) goes to
 	// net/http on the same connection either way.
 	NetHTTP bool `yaml:"net_http"`
+	// EventLoop serves clients with the event-loop front-end
+	// (internal/evproxy, Linux only; issue 12): epoll loops on locked
+	// threads for requests without a body, everything else handed to the
+	// fast path on the same connection. Off by default for now; ignored
+	// with NetHTTP, and where the fast path cannot serve the upstream.
+	EventLoop bool `yaml:"event_loop"`
 	// MaxHeaderBytes bounds a request head (431 past it on the fast path,
 	// 400 on net/http); 0 means 32 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
