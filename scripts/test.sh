@@ -52,3 +52,5 @@ go test -count=1 -run 'Alloc' ./internal/...
 # instead of the default fast HTTP/1.1 path (internal/fastproxy, issue 12).
 echo "== go test -race ./internal/guard -nethttp"
 go test -race -count=1 -timeout 10m ./internal/guard/ -nethttp
+echo "== go test -race ./internal/guard -evloop"
+go test -race -count=1 -timeout 10m ./internal/guard/ -evloop

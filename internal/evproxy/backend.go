@@ -178,6 +178,7 @@ func (l *loop) driveBackend(b *backend) {
 				err = unix.Errno(e)
 			}
 			l.backendFailed(b, &net.OpError{Op: "dial", Net: "tcp", Err: err})
+			l.resume(c)
 			return
 		}
 		b.connected = true
@@ -196,22 +197,25 @@ func (l *loop) driveBackend(b *backend) {
 			break
 		}
 		l.backendFailed(b, &net.OpError{Op: "write", Net: "tcp", Err: err})
+		l.resume(c)
 		return
 	}
 	for b.c == c && !c.closed && (c.outOff == len(c.out) || c.failed) {
+		var more bool
 		if !b.head {
-			if !l.readHead(b) {
-				return
-			}
-			continue
-		}
-		if !l.readBody(b) {
-			return
+			more = l.readHead(b)
+		} else {
+			more = l.readBody(b)
 		}
 		if b.c != c {
-			return // finished
+			// The answer ended (or failed): write it, and take the next
+			// request.
+			if !c.closed {
+				l.driveClient(c)
+			}
+			return
 		}
-		if !l.flushClient(c) {
+		if !more || !l.flushClient(c) {
 			return
 		}
 	}
@@ -531,4 +535,12 @@ func (l *loop) upstreamFailed(c *client, err error) {
 		c.sent = int64(len(body))
 	}
 	l.endRequest(c, admit.UpstreamError)
+}
+
+// resume writes what a request that ended left for its client and takes
+// the next one, unless the request goes on (a retry).
+func (l *loop) resume(c *client) {
+	if !c.closed && !c.busy {
+		l.driveClient(c)
+	}
 }

@@ -121,7 +121,8 @@ func (l *loop) forget(fd int) {
 
 func (l *loop) run() error {
 	runtime.LockOSThread()
-	defer l.release()
+	// Its descriptors are closed by Serve once every loop ended, under
+	// the Server's lock (stop wakes loops under it).
 	l.nextSweep = time.Now().Add(sweepEvery)
 	for {
 		if l.s.closing.Load() && !l.stopped {
@@ -585,6 +586,7 @@ func (l *loop) sweep(now time.Time) {
 		case c.busy:
 			if !c.deadline.IsZero() && now.After(c.deadline) && c.b != nil {
 				l.backendFailed(c.b, errTimeout)
+				l.resume(c)
 			}
 		case c.outOff < len(c.out):
 		case !c.headAt.IsZero() || c.first:

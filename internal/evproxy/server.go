@@ -166,6 +166,12 @@ func (s *Server) Serve(l net.Listener) error {
 		}()
 	}
 	wg.Wait()
+	s.mu.Lock()
+	for _, lp := range loops {
+		lp.release()
+	}
+	s.loops = nil
+	s.mu.Unlock()
 	close(s.done)
 	return http.ErrServerClosed
 }
@@ -221,11 +227,10 @@ func (s *Server) stop(force bool) {
 	for _, l := range s.lns {
 		l.Close()
 	}
-	loops := s.loops
-	s.mu.Unlock()
-	for _, lp := range loops {
+	for _, lp := range s.loops {
 		lp.wake()
 	}
+	s.mu.Unlock()
 }
 
 // stamp reads the server's clock for the exchange's record, and the real

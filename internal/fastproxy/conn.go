@@ -362,9 +362,7 @@ const StatusClientClosed = 499
 func (c *conn) writeAnswer(status int, fields []admit.Field, body []byte, keep bool) {
 	ex := &c.ex
 	ex.status = status
-	b := AppendAnswer(c.bw.AvailableBuffer(), &c.req, status, fields, nil, c.rid, keep)
-	c.clientWrite(b)
-	c.clientWrite(body)
+	c.clientWrite(AppendAnswer(c.bw.AvailableBuffer(), &c.req, status, fields, body, c.rid, keep))
 	if !ex.failed {
 		ex.sent += int64(len(body))
 	}

@@ -8,8 +8,8 @@ import (
 	"net/url"
 
 	"github.com/headroom-dev/headroom/internal/accesslog"
-	"github.com/headroom-dev/headroom/internal/evproxy"
 	"github.com/headroom-dev/headroom/internal/admit"
+	"github.com/headroom-dev/headroom/internal/evproxy"
 	"github.com/headroom-dev/headroom/internal/fastproxy"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/lifecycle"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/headroom-dev/headroom/internal/admin"
 	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/evproxy"
 	"github.com/headroom-dev/headroom/internal/guard/config"
 	"github.com/headroom-dev/headroom/internal/lifecycle"
 	"github.com/headroom-dev/headroom/internal/testenv"
@@ -26,6 +27,11 @@ import (
 // ./internal/guard -nethttp, or HEADROOM_NETHTTP=1 (scripts/test.sh runs
 // both).
 var netHTTP = flag.Bool("nethttp", os.Getenv("HEADROOM_NETHTTP") == "1", "serve the proxy in tests with net/http")
+
+// evLoop runs them against the event-loop front-end (internal/evproxy),
+// with what it hands off served by the fast path: go test
+// ./internal/guard -evloop, or HEADROOM_EVLOOP=1.
+var evLoop = flag.Bool("evloop", os.Getenv("HEADROOM_EVLOOP") == "1", "serve the proxy in tests with the event loop")
 
 // testServer is the proxy's listener in a test.
 type testServer struct {
@@ -41,12 +47,16 @@ func serveProxy(t *testing.T, g *Guard, cfg *config.Config) *testServer {
 	t.Helper()
 	c := *cfg
 	c.NetHTTP = *netHTTP
+	c.EventLoop = *evLoop
 	fe, err := g.NewFrontend(&c, lifecycle.ErrorLog(g.log))
 	if err != nil {
 		t.Fatalf("front-end: %v", err)
 	}
 	if _, std := fe.(*framedServer); std != *netHTTP {
 		t.Fatalf("-nethttp=%v: the front-end for upstream %s is %T", *netHTTP, cfg.Upstream, fe)
+	}
+	if _, ev := fe.(*evproxy.Server); !*netHTTP && ev != *evLoop {
+		t.Fatalf("-evloop=%v: the front-end for upstream %s is %T", *evLoop, cfg.Upstream, fe)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
