@@ -22,17 +22,20 @@ type backend struct {
 	fd                 int
 	connected          bool
 	readable, writable bool
-	reused             bool // it answered a request before this one
-	gotBytes           bool // a byte of this request's answer came
-	br                 *bufio.Reader
-	resp               httpwire.Response
-	c                  *client
-	head               bool // the answer's head is in
-	kind               httpwire.BodyKind
-	remain             int64 // LengthBody: bytes still to come
-	chunks             httpwire.ChunkScanner
-	stash              []byte // a chunk line's start, read and not yet decoded
-	idleSince          time.Time
+	// hup: the upstream's FIN, a reset or an error came with an event: a
+	// short read does not mean drained (no edge comes after it).
+	hup       bool
+	reused    bool // it answered a request before this one
+	gotBytes  bool // a byte of this request's answer came
+	br        *bufio.Reader
+	resp      httpwire.Response
+	c         *client
+	head      bool // the answer's head is in
+	kind      httpwire.BodyKind
+	remain    int64 // LengthBody: bytes still to come
+	chunks    httpwire.ChunkScanner
+	stash     []byte // a chunk line's start, read and not yet decoded
+	idleSince time.Time
 }
 
 func (b *backend) headDone() bool { return b != nil && b.head }
@@ -48,8 +51,8 @@ func (s backendSrc) Read(p []byte) (int, error) {
 	n, err := unix.Read(b.fd, p)
 	if n > 0 {
 		b.gotBytes = true
-		if n < len(p) {
-			b.readable = false // drained (a FIN behind it comes as its own edge)
+		if n < len(p) && !b.hup {
+			b.readable = false // drained: the next data brings an edge
 		}
 		return n, nil
 	}
@@ -121,6 +124,9 @@ func (l *loop) dial() (*backend, error) {
 func (l *loop) backendEvent(b *backend, ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		b.readable = true
+		if ev&(unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			b.hup = true
+		}
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		b.writable = true
@@ -412,7 +418,7 @@ func (l *loop) readUp(b *backend) ([]byte, error) {
 	n, err := unix.Read(b.fd, buf[off:])
 	switch {
 	case n > 0:
-		if n < len(buf)-off {
+		if n < len(buf)-off && !b.hup {
 			b.readable = false
 		}
 		return buf[:off+n], nil
@@ -453,7 +459,7 @@ func (l *loop) answered(b *backend) {
 		c.out = append(c.out, httpwire.LastChunk...)
 	}
 	b.c, c.b = nil, nil
-	if b.resp.KeepAlive && b.kind != httpwire.CloseBody && b.br.Buffered() == 0 && len(b.stash) == 0 && len(l.idle) < maxIdle && !l.stopped {
+	if b.resp.KeepAlive && !b.hup && b.kind != httpwire.CloseBody && b.br.Buffered() == 0 && len(b.stash) == 0 && len(l.idle) < maxIdle && !l.stopped {
 		b.reused = true
 		b.idleSince = c.upEnd
 		l.idle = append(l.idle, b)

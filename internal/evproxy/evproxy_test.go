@@ -498,3 +498,68 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 		t.Errorf("still accepting after Shutdown")
 	}
 }
+
+// upOnce serves one upstream connection: it reads a request, writes
+// answer and closes, with a reset if reset is set.
+func upOnce(t *testing.T, answer string, reset bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, answer)
+			}
+			if reset {
+				c.(*net.TCPConn).SetLinger(0)
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// The upstream's last bytes and its FIN (or reset) often come as one
+// event: the read that takes the bytes is short, and no edge comes after
+// it, so the loop must read on to the end without waiting for one. The
+// upstream timeout is an hour here: only the end of the connection can
+// end these requests within the client's deadline.
+func TestUpstreamEndWithItsLastBytes(t *testing.T) {
+	const yaml = "timeouts: {upstream: 1h, upstream_header: 1h}\n"
+	t.Run("close-delimited", func(t *testing.T) {
+		p := start(t, upOnce(t, "HTTP/1.1 200 OK\r\n\r\nthe whole body", false), yaml, nil)
+		c, br := dial(t, p.addr)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		res, body := readResp(t, br, "GET")
+		if res.StatusCode != 200 || body != "the whole body" {
+			t.Fatalf("%d %q", res.StatusCode, body)
+		}
+		if recs := p.log.waitLog(t, 1); recs[0].Status != 200 || recs[0].o != admit.OK {
+			t.Errorf("record %+v", recs[0])
+		}
+	})
+	for _, reset := range []bool{false, true} {
+		t.Run(fmt.Sprintf("truncated/reset=%v", reset), func(t *testing.T) {
+			p := start(t, upOnce(t, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\ntwelve bytes", reset), yaml, nil)
+			c, br := dial(t, p.addr)
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, err := io.ReadAll(res.Body); err == nil || isTimeout(err) {
+				t.Fatalf("read %d bytes of a body cut short, then %v; want the connection cut", len(b), err)
+			}
+			if recs := p.log.waitLog(t, 1); recs[0].Status != 502 || recs[0].o != admit.UpstreamError {
+				t.Errorf("record %+v", recs[0])
+			}
+		})
+	}
+}

@@ -603,6 +603,16 @@ func (l *loop) sweep(now time.Time) {
 				l.closeClient(c)
 			}
 		}
+		if !c.closed && send > 0 && !c.stalled.IsZero() && c.outOff < len(c.out) {
+			// Write again before judging: the socket's writable edge
+			// comes only once a third of its send buffer is free, and a
+			// client may take bytes slowly for longer than the timeout
+			// before that (fastproxy's SendConn writes again every
+			// quarter of the timeout for the same reason). A write that
+			// takes a byte resets stalled.
+			c.writable = true
+			l.driveClient(c)
+		}
 		if !c.closed && send > 0 && !c.stalled.IsZero() && now.Sub(c.stalled) > send+fastproxy.SlackFor(send) {
 			l.sendTimedOut(c)
 		}
