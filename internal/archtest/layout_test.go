@@ -57,6 +57,7 @@ var rooms = map[string]room{
 	"internal/lifecycle":             {guard, 2},
 	"internal/admin":                 {guard, 3},
 	"internal/fastproxy":             {guard, 3},
+	"internal/proxytest":             {guard, 3},
 	"internal/evproxy":               {guard, 4},
 	"internal/guard":                 {guard, 5},
 	"internal/sidecar":               {guard, 4},

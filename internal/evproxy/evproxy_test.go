@@ -21,7 +21,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/fastproxy"
-	"github.com/headroom-dev/headroom/internal/guard/config"
+	"github.com/headroom-dev/headroom/internal/proxytest"
 )
 
 // logged is what the proxy's Log callback received.
@@ -76,16 +76,9 @@ type proxyEnv struct {
 // start serves an event-loop proxy in front of upstream (host:port) with
 // the configuration yaml; fallback, if set, serves what fastproxy hands
 // off.
-func start(t *testing.T, upstream, yaml string, fallback http.Handler) *proxyEnv {
+func start(t testing.TB, upstream, yaml string, fallback http.Handler) *proxyEnv {
 	t.Helper()
-	cfg, err := config.Parse([]byte("upstream: http://" + upstream + "\n" + yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, err := admit.New(admit.Options{Config: cfg, Secret: []byte("test-secret-0123456789"), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core := proxytest.Core(t, upstream, yaml)
 	lg := &logged{}
 	o := Options{Options: fastproxy.Options{Core: core, Upstream: upstream, Log: lg.log, Logger: slog.New(slog.DiscardHandler)}, Loops: 2}
 	if fallback != nil {
@@ -499,33 +492,6 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 	}
 }
 
-// upOnce serves one upstream connection: it reads a request, writes
-// answer and closes, with a reset if reset is set.
-func upOnce(t *testing.T, answer string, reset bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-				io.WriteString(c, answer)
-			}
-			if reset {
-				c.(*net.TCPConn).SetLinger(0)
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // The upstream's last bytes and its FIN (or reset) often come as one
 // event: the read that takes the bytes is short, and no edge comes after
 // it, so the loop must read on to the end without waiting for one. The
@@ -534,7 +500,7 @@ func upOnce(t *testing.T, answer string, reset bool) string {
 func TestUpstreamEndWithItsLastBytes(t *testing.T) {
 	const yaml = "timeouts: {upstream: 1h, upstream_header: 1h}\n"
 	t.Run("close-delimited", func(t *testing.T) {
-		p := start(t, upOnce(t, "HTTP/1.1 200 OK\r\n\r\nthe whole body", false), yaml, nil)
+		p := start(t, proxytest.CannedUpstream(t, "HTTP/1.1 200 OK\r\n\r\nthe whole body", proxytest.CloseAfter), yaml, nil)
 		c, br := dial(t, p.addr)
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		res, body := readResp(t, br, "GET")
@@ -545,9 +511,9 @@ func TestUpstreamEndWithItsLastBytes(t *testing.T) {
 			t.Errorf("record %+v", recs[0])
 		}
 	})
-	for _, reset := range []bool{false, true} {
-		t.Run(fmt.Sprintf("truncated/reset=%v", reset), func(t *testing.T) {
-			p := start(t, upOnce(t, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\ntwelve bytes", reset), yaml, nil)
+	for _, end := range []proxytest.End{proxytest.CloseAfter, proxytest.ResetAfter} {
+		t.Run(fmt.Sprintf("truncated/end=%d", end), func(t *testing.T) {
+			p := start(t, proxytest.CannedUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\ntwelve bytes", end), yaml, nil)
 			c, br := dial(t, p.addr)
 			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			res, err := http.ReadResponse(br, nil)

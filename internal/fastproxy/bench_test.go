@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/headroom-dev/headroom/internal/loadgen/h1"
+	"github.com/headroom-dev/headroom/internal/proxytest"
 )
 
 // BenchmarkProxy is one request through the fast path end to end on
@@ -20,8 +21,8 @@ func BenchmarkProxy(b *testing.B) {
 func BenchmarkProxyByAddress(b *testing.B) { benchmarkProxy(b, nil) }
 
 func benchmarkProxy(b *testing.B, header map[string][]string) {
-	up := startRawUpstream(b)
-	proxy := startProxy(b, up.ln.Addr().String(), "budget: {worker_time: 1h, window: 1m}\n")
+	up := proxytest.StartRawUpstream(b)
+	proxy := startProxy(b, up.Addr(), "budget: {worker_time: 1h, window: 1m}\n")
 	u, _ := url.Parse("http://" + proxy + "/bench?x=1")
 	req, err := h1.NewRequest(h1.RequestOptions{URL: u, Header: header})
 	if err != nil {

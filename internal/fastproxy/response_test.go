@@ -11,117 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/headroom-dev/headroom/internal/proxytest"
 	"github.com/headroom-dev/headroom/internal/requestid"
 )
 
-// cannedUpstream answers every request on a connection with resp, then
-// closes the connection if closeAfter.
-func cannedUpstream(t *testing.T, resp string, closeAfter bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					io.WriteString(c, resp)
-					if closeAfter {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// TestResponseFraming: what the upstream sends is re-framed for the
-// client (chunked stays chunked, a close-delimited body becomes chunked for
-// an HTTP/1.1 client and close-delimited for HTTP/1.0), and a malformed
-// upstream response is a 502, never passed through.
-func TestResponseFraming(t *testing.T) {
-	for _, c := range []struct {
-		name, upstream string
-		closeAfter     bool
-		request        string
-		status         int
-		body           string
-		chunked, close bool
-	}{
-		{name: "length", upstream: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-			request: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 200, body: "hello"},
-		{name: "chunked", upstream: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nhel\r\n2\r\nlo\r\n0\r\nT: 1\r\n\r\n",
-			request: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 200, body: "hello", chunked: true},
-		{name: "until-close to 1.1", upstream: "HTTP/1.1 200 OK\r\n\r\nhello", closeAfter: true,
-			request: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 200, body: "hello", chunked: true},
-		{name: "until-close to 1.0", upstream: "HTTP/1.1 200 OK\r\n\r\nhello", closeAfter: true,
-			request: "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", status: 200, body: "hello", close: true},
-		{name: "head keeps length", upstream: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
-			request: "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", status: 200},
-		{name: "hop-by-hop dropped", upstream: "HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
-			request: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 200, body: "ok"},
-		{name: "malformed: CL and TE", upstream: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-			request: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 502, close: true},
-		{name: "malformed: obs-fold", upstream: "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
-			request: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 502, close: true},
-		{name: "malformed: status line", upstream: "HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok",
-			request: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", status: 502, close: true},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			up := cannedUpstream(t, c.upstream, c.closeAfter)
-			proxy := startProxy(t, up, "")
-			conn, err := net.Dial("tcp", proxy)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			io.WriteString(conn, c.request)
-			br := bufio.NewReader(conn)
-			method := strings.Fields(c.request)[0]
-			res, err := http.ReadResponse(br, &http.Request{Method: method})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(res.Body)
-			if err != nil {
-				t.Fatalf("body: %v", err)
-			}
-			if res.StatusCode != c.status || (c.status == 200 && string(b) != c.body) {
-				t.Fatalf("got %d %q, want %d %q", res.StatusCode, b, c.status, c.body)
-			}
-			if chunked := len(res.TransferEncoding) > 0; chunked != c.chunked {
-				t.Errorf("chunked to the client: %v, want %v", chunked, c.chunked)
-			}
-			if res.Close != c.close {
-				t.Errorf("connection close: %v, want %v", res.Close, c.close)
-			}
-			if res.Header.Get("X-Private") != "" || res.Header.Get("Keep-Alive") != "" {
-				t.Errorf("hop-by-hop fields passed on: %v", res.Header)
-			}
-			if res.Header.Get("Date") == "" {
-				t.Errorf("no Date field")
-			}
-			if method == "HEAD" && res.ContentLength != 5 {
-				t.Errorf("HEAD answer's Content-Length %d, want the upstream's 5", res.ContentLength)
-			}
-		})
-	}
-}
+// TestResponseFraming: the fast path re-frames what the upstream sends
+// for the client (proxytest.ResponseFraming).
+func TestResponseFraming(t *testing.T) { proxytest.ResponseFraming(t, startProxy) }
 
 // TestRequestRewrite: what the upstream receives is the client's head with
 // only the proxy's rewrites: hop-by-hop fields (and those Connection
@@ -137,12 +33,12 @@ func TestRequestRewrite(t *testing.T) {
 		{"trusted peer", "keys: {trusted_proxies: [127.0.0.1/32]}\n", "203.0.113.7, 127.0.0.1", "r-1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			up := startRawUpstream(t)
-			proxy := startProxy(t, up.ln.Addr().String(), c.yaml)
-			if rs := exchangeRaw(t, proxy, []byte(req)); len(rs) != 1 || rs[0].StatusCode != 200 {
-				t.Fatalf("answers %v", statuses(rs))
+			up := proxytest.StartRawUpstream(t)
+			proxy := startProxy(t, up.Addr(), c.yaml)
+			if rs := proxytest.Exchange(t, proxy, []byte(req)); len(rs) != 1 || rs[0].StatusCode != 200 {
+				t.Fatalf("answers %v", proxytest.Statuses(rs))
 			}
-			raw, _, _ := up.take()
+			raw, _, _ := up.Take()
 			got, err := http.ReadRequest(bufio.NewReader(strings.NewReader(string(raw))))
 			if err != nil {
 				t.Fatalf("%v: %q", err, raw)
@@ -194,15 +90,15 @@ func TestRequestID(t *testing.T) {
 		{"untrusted, absent: generated", "", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			up := startRawUpstream(t)
-			proxy := startProxy(t, up.ln.Addr().String(), c.yaml)
+			up := proxytest.StartRawUpstream(t)
+			proxy := startProxy(t, up.Addr(), c.yaml)
 			const n = 3
 			req := strings.Repeat("GET / HTTP/1.1\r\nHost: a\r\n"+c.fields+"\r\n", n)
-			rs := exchangeRaw(t, proxy, []byte(req))
-			raw, _, _ := up.take()
+			rs := proxytest.Exchange(t, proxy, []byte(req))
+			raw, _, _ := up.Take()
 			br := bufio.NewReader(strings.NewReader(string(raw)))
 			if len(rs) != n {
-				t.Fatalf("%d answers %v, want %d", len(rs), statuses(rs), n)
+				t.Fatalf("%d answers %v, want %d", len(rs), proxytest.Statuses(rs), n)
 			}
 			seen := map[string]bool{}
 			for i := range n {
@@ -229,11 +125,11 @@ func TestRequestID(t *testing.T) {
 // TestRequestIDReplacesUpstreams: the proxy's id is the one the client
 // gets; the upstream's own is not passed on beside it.
 func TestRequestIDReplacesUpstreams(t *testing.T) {
-	up := cannedUpstream(t, "HTTP/1.1 200 OK\r\nX-Request-Id: the-upstream's\r\nx-request-id: another\r\nContent-Length: 2\r\n\r\nok", false)
+	up := proxytest.CannedUpstream(t, "HTTP/1.1 200 OK\r\nX-Request-Id: the-upstream's\r\nx-request-id: another\r\nContent-Length: 2\r\n\r\nok", proxytest.KeepOpen)
 	proxy := startProxy(t, up, "")
-	rs := exchangeRaw(t, proxy, []byte("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+	rs := proxytest.Exchange(t, proxy, []byte("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
 	if len(rs) != 1 || rs[0].StatusCode != 200 {
-		t.Fatalf("answers %v", statuses(rs))
+		t.Fatalf("answers %v", proxytest.Statuses(rs))
 	}
 	if id := rs[0].Header.Values("X-Request-Id"); len(id) != 1 || !isNewID(id[0]) {
 		t.Errorf("X-Request-Id %q, want the proxy's id alone", id)
@@ -243,8 +139,8 @@ func TestRequestIDReplacesUpstreams(t *testing.T) {
 // TestRequestIDOnRefusals: the proxy's own answers name the request too,
 // in net/http's field order (sorted).
 func TestRequestIDOnRefusals(t *testing.T) {
-	up := startRawUpstream(t)
-	proxy := startProxy(t, up.ln.Addr().String(), "request_body: {max: 4}\n")
+	up := proxytest.StartRawUpstream(t)
+	proxy := startProxy(t, up.Addr(), "request_body: {max: 4}\n")
 	c, err := net.Dial("tcp", proxy)
 	if err != nil {
 		t.Fatal(err)
