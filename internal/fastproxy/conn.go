@@ -290,9 +290,6 @@ func (c *conn) handle() bool {
 // requestID is the request's X-Request-Id (RequestID).
 func (c *conn) requestID() []byte { return RequestID(&c.req, c.trusted, c.ridBuf[:]) }
 
-// appendRequestID appends the request's X-Request-Id field.
-func (c *conn) appendRequestID(b []byte) []byte { return appendRequestID(b, c.rid) }
-
 func poolQueues(cfg *config.Config, name string) bool {
 	for i := range cfg.Pools {
 		if cfg.Pools[i].Name == name {
