@@ -49,7 +49,9 @@ echo "== allocation tests without -race (it drops sync.Pool items at random)"
 go test -count=1 -run 'Alloc' ./internal/...
 
 # The guard's integration tests once more, against the net/http front-end
-# instead of the default fast HTTP/1.1 path (internal/fastproxy, issue 12).
+# instead of the default fast HTTP/1.1 path (internal/fastproxy, issue 12),
+# and once more against the event loop (internal/evproxy, --event-loop),
+# with what it hands off served by the fast path.
 echo "== go test -race ./internal/guard -nethttp"
 go test -race -count=1 -timeout 10m ./internal/guard/ -nethttp
 echo "== go test -race ./internal/guard -evloop"

@@ -94,7 +94,7 @@ func (l *loop) send(c *client, now time.Time) {
 }
 
 func (l *loop) dial() (*backend, error) {
-	up := l.s.upAddr
+	up := l.upAddr
 	family := unix.AF_INET
 	if _, ok := up.(*unix.SockaddrInet6); ok {
 		family = unix.AF_INET6
@@ -257,14 +257,8 @@ func (l *loop) readHead(b *backend) bool {
 	var real time.Time
 	c.respAt, real = l.s.stamp()
 	c.deadline = c.bodyDL
-	if !c.hupAt.IsZero() {
-		// The client half-closed while the upstream was slow: fastproxy
-		// would have seen it leave when it began watching.
-		if g := maxTime(c.hupAt, c.upStart.Add(fastproxy.WatchAfter)); !g.After(c.respAt) {
-			l.clientGone(c, g)
-		}
-	}
 	_ = real
+	l.settleHup(c, c.respAt)
 	b.kind = resp.Body(string(c.req.Method) == "HEAD")
 	c.status = resp.Status
 	var keep bool
@@ -288,6 +282,26 @@ func (l *loop) readHead(b *backend) bool {
 		b.chunks.Reset()
 	}
 	return true
+}
+
+// settleHup takes the client for gone at a FIN that came while its
+// request was upstream (hupAt), as fastproxy does once it watches a
+// client whose upstream is slow: at the upstream's start plus WatchAfter,
+// or at the FIN if later, when that is no later than at (the answer's
+// head, or the upstream's failure). Its answer is still written (a
+// half-closed client may still read it), the connection closed after it,
+// and the request logged 499 from then (Finish). A client that
+// half-closes after its request and is answered quickly is not gone.
+func (l *loop) settleHup(c *client, at time.Time) {
+	if c.hupAt.IsZero() || c.failed {
+		return
+	}
+	if g := maxTime(c.hupAt, c.upStart.Add(fastproxy.WatchAfter)); !g.After(at) {
+		if c.goneAt.IsZero() {
+			c.goneAt = g
+		}
+		c.keep = false
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -531,6 +545,7 @@ func (l *loop) upstreamFailed(c *client, err error) {
 	if c.upEnd.IsZero() {
 		c.upEnd, _ = l.s.stamp()
 	}
+	l.settleHup(c, c.upEnd)
 	status, body, _ := fastproxy.UpstreamFailure(err, isTimeout(err))
 	l.s.logger.Error("upstream request failed", "upstream", c.adm.Config().Upstream, "status", status,
 		"method", string(c.req.Method), "path", string(c.req.Path()), "key", c.adm.Key, "err", err)

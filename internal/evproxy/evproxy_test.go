@@ -529,3 +529,72 @@ func TestUpstreamEndWithItsLastBytes(t *testing.T) {
 		})
 	}
 }
+
+// A client that half-closes with its request (the FIN in the same read)
+// and whose upstream is slow is taken for gone, as fastproxy takes it
+// once it watches the client: logged 499 from the upstream's start plus
+// WatchAfter, the upstream's whole time charged, the answer still
+// written and the connection closed after it. (One answered quickly is
+// not gone: the differential corpus half-closes every connection.)
+func TestHalfCloseWithSlowUpstream(t *testing.T) {
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(w, "late")
+	})
+	p := start(t, up, "", nil)
+	c, br := dial(t, p.addr)
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	if res, body := readResp(t, br, "GET"); res.StatusCode != 200 || body != "late" || !res.Close {
+		t.Errorf("answer %d %q close=%v: want the upstream's, then the connection closed", res.StatusCode, body, res.Close)
+	}
+	r := p.log.waitLog(t, 1)[0]
+	if r.Status != fastproxy.StatusClientClosed || r.o != admit.ClientAbort || r.UpstreamStatus != 200 || r.UpstreamTime < 100*time.Millisecond || r.BytesSent != 0 {
+		t.Fatalf("record %+v: want 499 (0 bytes), the upstream's 200 and its whole time", r)
+	}
+	if r.RequestTime > r.UpstreamTime {
+		t.Errorf("request time %v past the upstream's %v: want the client's leaving logged", r.RequestTime, r.UpstreamTime)
+	}
+}
+
+// Clients at once, on both loops, each loop opening upstream connections
+// of its own (under -race: the loops share nothing but the Server).
+func TestConcurrentClients(t *testing.T) {
+	up := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(w, r.URL.Path)
+	})
+	p := start(t, up, "", nil)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET /c%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, err := io.ReadAll(res.Body)
+			if err != nil || res.StatusCode != 200 || string(b) != fmt.Sprintf("/c%d", i) {
+				errs <- fmt.Errorf("client %d: %d %q %v", i, res.StatusCode, b, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	p.log.waitLog(t, n)
+}

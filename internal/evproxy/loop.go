@@ -41,7 +41,8 @@ var errNeedMore = errors.New("evproxy: need more bytes")
 type loop struct {
 	s          *Server
 	epfd, lfd  int
-	wfd        int // eventfd: Shutdown and Close wake the loop
+	wfd        int           // eventfd: Shutdown and Close wake the loop
+	upAddr     unix.Sockaddr // the upstream, the loop's own (Connect writes into it)
 	objs       []obj
 	idle       []*backend // keep-alive upstream connections, last in first out
 	clients    []*client  // every client of the loop (for the sweep and the shutdown)
@@ -62,7 +63,7 @@ type obj struct {
 }
 
 func newLoop(s *Server, lfd int) (*loop, error) {
-	l := &loop{s: s, epfd: -1, lfd: -1, wfd: -1, scratch: make([]byte, readSize)}
+	l := &loop{s: s, epfd: -1, lfd: -1, wfd: -1, scratch: make([]byte, readSize), upAddr: sockaddr(s.upAddr)}
 	var err error
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -545,6 +546,12 @@ func (l *loop) startRequest(c *client) {
 		Upstream: s.upstream, Trusted: c.trusted, Peer: c.peer, Client: c.adm.Client, RequestID: c.rid,
 	}, length)
 	c.busy, c.outcome = true, o
+	if c.rdhup && c.br.Buffered() == 0 && !hasData(c.fd) {
+		// The client's FIN came with or before this request, and there is
+		// no next one: it half-closed (or left) while the request goes
+		// upstream (settleHup).
+		c.hupAt = c.upStart
+	}
 	l.send(c, real)
 }
 

@@ -40,8 +40,8 @@ type Server struct {
 	sysClock bool
 	log      func(*accesslog.Record, netip.Addr, admit.Outcome, string)
 	logger   *slog.Logger
-	upstream string        // host:port
-	upAddr   unix.Sockaddr // upstream, resolved at New
+	upstream string         // host:port
+	upAddr   netip.AddrPort // upstream, resolved at New (each loop has its own unix.Sockaddr of it)
 	maxHead  int
 	fast     *fastproxy.Server
 	nloops   int
@@ -62,7 +62,7 @@ func New(o Options) (*Server, error) {
 	if o.Core == nil || o.Upstream == "" {
 		return nil, errors.New("evproxy: Options.Core and Options.Upstream are required")
 	}
-	up, err := sockaddr(o.Upstream)
+	up, err := resolve(o.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("evproxy: upstream %s: %w", o.Upstream, err)
 	}
@@ -96,16 +96,22 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-func sockaddr(hostport string) (unix.Sockaddr, error) {
+func resolve(hostport string) (netip.AddrPort, error) {
 	a, err := net.ResolveTCPAddr("tcp", hostport)
 	if err != nil {
-		return nil, err
+		return netip.AddrPort{}, err
 	}
-	ip := a.AddrPort().Addr().Unmap()
-	if ip.Is4() {
-		return &unix.SockaddrInet4{Port: a.Port, Addr: ip.As4()}, nil
+	ap := a.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// sockaddr is ap for connect(2): a new one per loop, since Connect writes
+// the raw form into it (one shared by the loops is a data race).
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 	}
-	return &unix.SockaddrInet6{Port: a.Port, Addr: ip.As16()}, nil
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }
 
 // Serve serves the connections of l (a *net.TCPListener) on the event
