@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/headroom-dev/headroom/internal/admit"
+	"github.com/headroom-dev/headroom/internal/connlimit"
 	"github.com/headroom-dev/headroom/internal/fastproxy"
 	"github.com/headroom-dev/headroom/internal/httpwire"
 	"github.com/headroom-dev/headroom/internal/requestid"
@@ -231,10 +232,25 @@ func (l *loop) accept() {
 	case *unix.SockaddrInet6:
 		c.peer = netip.AddrFrom16(a.Addr).Unmap()
 	}
+	if caps := l.s.caps; caps != nil {
+		t, ok := caps.Take(c.peer)
+		if !ok {
+			// Over a cap: the 503 goes out in one write that never
+			// waits for the client (its send buffer is empty), then
+			// the connection closes, before any of its bytes are read.
+			_, _ = unix.Write(fd, caps.Refusal())
+			unix.Close(fd)
+			return
+		}
+		c.taken = t
+	}
 	c.br = bufio.NewReaderSize(clientSrc{c}, max(l.s.maxHead, 4096))
 	c.since = time.Now()
 	if err := l.add(fd, events, obj{c: c}); err != nil {
 		l.forget(fd)
+		if c.taken != nil {
+			c.taken.Release()
+		}
 		return
 	}
 	c.idx = len(l.clients)
@@ -247,6 +263,7 @@ type client struct {
 	fd                 int
 	idx                int // in l.clients
 	peer               netip.Addr
+	taken              *connlimit.Taken // its place under the connection caps; nil: none
 	addrKey            admit.AddrKey
 	readable, writable bool
 	rdhup              bool // the peer's FIN is in: a short read does not mean drained
@@ -454,6 +471,9 @@ func (l *loop) closeClient(c *client) {
 	}
 	l.forget(c.fd)
 	l.drop(c)
+	if c.taken != nil {
+		c.taken.Release()
+	}
 }
 
 // drop removes c from the loop's list.
@@ -481,10 +501,31 @@ func (l *loop) handOff(c *client) {
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
+		if c.taken != nil {
+			c.taken.Release()
+		}
 		l.s.logger.Error("hand a connection to the fast path", "err", err)
 		return
 	}
+	if c.taken != nil {
+		// The connection keeps its place under the caps until fastproxy
+		// (or net/http after it) closes it.
+		nc = &takenConn{Conn: nc, taken: c.taken}
+	}
 	go l.s.fast.ServeConn(nc, rest)
+}
+
+// takenConn is a handed-off connection that gives its place under the
+// connection caps back when it closes.
+type takenConn struct {
+	net.Conn
+	taken *connlimit.Taken
+}
+
+func (c *takenConn) Close() error {
+	err := c.Conn.Close()
+	c.taken.Release()
+	return err
 }
 
 // needsHandoff reports a request the loop leaves to fastproxy.

@@ -21,6 +21,7 @@ import (
 	"github.com/headroom-dev/headroom/internal/accesslog"
 	"github.com/headroom-dev/headroom/internal/admit"
 	"github.com/headroom-dev/headroom/internal/budget"
+	"github.com/headroom-dev/headroom/internal/connlimit"
 	"github.com/headroom-dev/headroom/internal/fastproxy"
 	"github.com/headroom-dev/headroom/internal/httpwire"
 )
@@ -55,6 +56,18 @@ type Server struct {
 	force   atomic.Bool // Close, or Shutdown's context ended: close everything
 	done    chan struct{}
 	lns     []net.Listener
+	// caps counts the connections the loops accept, when the listener
+	// given to Serve caps them; nil: no caps.
+	caps capped
+}
+
+// capped is a listener that caps its connections (connlimit.Listener):
+// the loops accept on the listener it wraps and count each connection
+// with Take, as its own Accept would.
+type capped interface {
+	Unwrap() net.Listener
+	Take(client netip.Addr) (*connlimit.Taken, bool)
+	Refusal() []byte
 }
 
 // New returns a Server for o.
@@ -114,13 +127,18 @@ func sockaddr(ap netip.AddrPort) unix.Sockaddr {
 	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }
 
-// Serve serves the connections of l (a *net.TCPListener) on the event
-// loops until Shutdown or Close; it returns http.ErrServerClosed then.
-// A Server serves one listener.
+// Serve serves the connections of l (a *net.TCPListener, or a capped
+// listener around one) on the event loops until Shutdown or Close; it
+// returns http.ErrServerClosed then. A Server serves one listener.
 func (s *Server) Serve(l net.Listener) error {
-	tl, ok := l.(*net.TCPListener)
+	inner := l
+	caps, isCapped := l.(capped)
+	if isCapped {
+		inner = caps.Unwrap()
+	}
+	tl, ok := inner.(*net.TCPListener)
 	if !ok {
-		return fmt.Errorf("evproxy: Serve needs a TCP listener, not %T", l)
+		return fmt.Errorf("evproxy: Serve needs a TCP listener, not %T", inner)
 	}
 	rc, err := tl.SyscallConn()
 	if err != nil {
@@ -136,6 +154,9 @@ func (s *Server) Serve(l net.Listener) error {
 		return errors.New("evproxy: Serve called twice")
 	}
 	s.serving = true
+	if isCapped {
+		s.caps = caps
+	}
 	s.lns = append(s.lns, l)
 	loops := make([]*loop, 0, s.nloops)
 	var lerr error

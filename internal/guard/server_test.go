@@ -35,7 +35,7 @@ func startRun(t *testing.T, configPath string, clock budget.Clock) *running {
 	load := func() (*config.Config, error) {
 		c, err := config.Load(configPath)
 		if c != nil {
-			c.NetHTTP = *netHTTP
+			c.NetHTTP, c.EventLoop = *netHTTP, *evLoop
 		}
 		return c, err
 	}
@@ -43,7 +43,7 @@ func startRun(t *testing.T, configPath string, clock budget.Clock) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.NetHTTP = *netHTTP
+	cfg.NetHTTP, cfg.EventLoop = *netHTTP, *evLoop
 	r := &running{reload: make(chan struct{}), done: make(chan error, 1), logs: &testenv.Buffer{}}
 	o := ServerOptions{
 		Config: cfg, LoadConfig: load, Reload: r.reload, Clock: clock,
