@@ -8,14 +8,15 @@
 # log), a fasthttp Server + HostClient proxy (bench/fasthttpproxy, a module
 # of its own; buffered access log), an event-loop proxy over raw epoll
 # (bench/epollproxy: locked OS threads, one epoll and SO_REUSEPORT listener
-# each, like nginx's workers; buffered access log), and headroom proxy on both of its
-# request paths (--net-http, and the default internal/fastproxy), in one
+# each, like nginx's workers; buffered access log), and headroom proxy on its
+# three request paths (--net-http, the default internal/fastproxy, and
+# --event-loop, internal/evproxy), in one
 # run on loopback. The Go and fasthttp proxies are not budget guards: they
 # are the floor of each approach (issue 12 asked for their figures beside
 # headroom's own parser). Reports requests/s (and the ratio to direct) and
 # latency percentiles from wrk.
 #
-# Usage: bench/proxy.sh            (about ROUNDS x 9 x (DURATION + 2 s))
+# Usage: bench/proxy.sh            (about ROUNDS x 11 x (DURATION + 2 s))
 # Environment: DURATION=10s CONNS=50 THREADS=2 BODY=128 (response bytes)
 #              ROUNDS=2 (targets are measured in turn, ROUNDS times; the
 #              best round of each is reported, which filters out moments
@@ -24,6 +25,9 @@
 #              HEADROOM_BASE=path (a headroom binary built from an earlier
 #              commit: measured as headroom-base on the fast path, in the
 #              same rounds, just before headroom, for a before/after)
+#              SKIP="go-rp go-rp-tuned ..." (targets not measured, for a
+#              shorter run; direct, nginx, nginx+lua+redis and headroom
+#              are always measured, since the ratios are to them)
 #
 # Besides wrk's figures it reports the CPU time each server process used
 # per request (from /proc: user+system, nginx's workers included, and
@@ -65,6 +69,14 @@ FH_PORT=$((PORT_BASE + 10))
 HRB_PORT=$((PORT_BASE + 11))
 HRB_ADMIN=$((PORT_BASE + 12))
 EP_PORT=$((PORT_BASE + 13))
+HRE_PORT=$((PORT_BASE + 14))
+HRE_ADMIN=$((PORT_BASE + 15))
+SKIP=" ${SKIP:-} "
+for t in direct nginx nginx+lua+redis headroom; do
+  case $SKIP in *" $t "*) echo "bench/proxy.sh: SKIP may not name $t: the ratios are to it" >&2; exit 2 ;; esac
+done
+# wanted NAME: whether NAME is measured in this run.
+wanted() { case $SKIP in *" $1 "*) return 1 ;; esac; }
 HEADROOM_BASE=${HEADROOM_BASE:-}
 
 BENCH=bench/proxy.sh
@@ -75,7 +87,7 @@ need wrk
 need nginx
 need redis-server
 need redis-cli
-require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT" "$HRB_PORT" "$HRB_ADMIN" "$EP_PORT"
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT" "$HRB_PORT" "$HRB_ADMIN" "$EP_PORT" "$HRE_PORT" "$HRE_ADMIN"
 
 scratch_dir proxy
 
@@ -111,6 +123,16 @@ wait_port "$HR_PORT" "headroom proxy; its log: $(cat "$tmp/headroom.log" 2>/dev/
 pids+=($!)
 HRF_PID=$!
 wait_port "$HRF_PORT" "headroom proxy; its log: $(cat "$tmp/headroom-fast.log" 2>/dev/null)"
+
+# The same proxy on its event loop (internal/evproxy, --event-loop):
+# requests without a body are served on epoll loops, everything else is
+# handed to the fast path.
+"$tmp/headroom" proxy --event-loop --listen "127.0.0.1:$HRE_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+  --admin "127.0.0.1:$HRE_ADMIN" --access-log "$tmp/headroom-evloop-access.log" \
+  --budget 1h --window 1m --restrict-for 1m 2>"$tmp/headroom-evloop.log" &
+pids+=($!)
+HRE_PID=$!
+wait_port "$HRE_PORT" "headroom proxy --event-loop; its log: $(cat "$tmp/headroom-evloop.log" 2>/dev/null)"
 
 if [ -n "$HEADROOM_BASE" ]; then
   "$HEADROOM_BASE" proxy --listen "127.0.0.1:$HRB_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
@@ -166,24 +188,35 @@ echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $BODY-byte responses, on $(
 for _ in $(seq "$ROUNDS"); do
   wrk_round direct "http://127.0.0.1:$UP_PORT/" "$UP_PID"
   wrk_round nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID"
-  wrk_round go-rp "http://127.0.0.1:$GO_PORT/" "$GO_PID"
-  wrk_round go-rp-tuned "http://127.0.0.1:$GOT_PORT/" "$GOT_PID"
-  wrk_round fasthttp "http://127.0.0.1:$FH_PORT/" "$FH_PID"
-  wrk_round epoll-floor "http://127.0.0.1:$EP_PORT/" "$EP_PID"
+  wanted go-rp && wrk_round go-rp "http://127.0.0.1:$GO_PORT/" "$GO_PID"
+  wanted go-rp-tuned && wrk_round go-rp-tuned "http://127.0.0.1:$GOT_PORT/" "$GOT_PID"
+  wanted fasthttp && wrk_round fasthttp "http://127.0.0.1:$FH_PORT/" "$FH_PID"
+  wanted epoll-floor && wrk_round epoll-floor "http://127.0.0.1:$EP_PORT/" "$EP_PID"
   wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID"
-  wrk_round headroom-nethttp "http://127.0.0.1:$HR_PORT/" "$HR_PID"
+  wanted headroom-nethttp && wrk_round headroom-nethttp "http://127.0.0.1:$HR_PORT/" "$HR_PID"
   if [ -n "$HEADROOM_BASE" ]; then
     wrk_round headroom-base "http://127.0.0.1:$HRB_PORT/" "$HRB_PID"
   fi
   wrk_round headroom "http://127.0.0.1:$HRF_PORT/" "$HRF_PID"
+  wanted headroom-evloop && wrk_round headroom-evloop "http://127.0.0.1:$HRE_PORT/" "$HRE_PID"
 done
-targets=(direct nginx nginx+lua+redis go-rp go-rp-tuned fasthttp epoll-floor headroom-nethttp)
-compared=(go-rp-tuned fasthttp epoll-floor headroom-nethttp)
+targets=(direct nginx nginx+lua+redis)
+compared=()
+for t in go-rp go-rp-tuned fasthttp epoll-floor headroom-nethttp; do
+  if wanted "$t"; then
+    targets+=("$t")
+    [ "$t" = go-rp ] || compared+=("$t")
+  fi
+done
 if [ -n "$HEADROOM_BASE" ]; then
   targets+=(headroom-base)
   compared+=(headroom-base)
 fi
 targets+=(headroom)
+if wanted headroom-evloop; then
+  targets+=(headroom-evloop)
+  compared+=(headroom-evloop)
+fi
 
 printf '\n%-16s %12s %10s %10s %10s %14s %10s\n' target "req/s" "vs direct" "p50 ms" "p99 ms" "CPU us/req" "non-2xx"
 for t in "${targets[@]}"; do
@@ -192,16 +225,20 @@ for t in "${targets[@]}"; do
 done
 echo
 for t in "${compared[@]}" headroom; do
-  printf '%-16s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s; / go-rp: req/s %s\n' "$t" \
+  printf '%-16s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")" "$(ratio "${CPU[$t]}" "${CPU[nginx]}")" \
-    "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")" "$(ratio "${RPS[$t]}" "${RPS[go-rp]}")"
+    "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")"
+  if wanted go-rp; then printf '; / go-rp: req/s %s' "$(ratio "${RPS[$t]}" "${RPS[go-rp]}")"; fi
+  echo
 done
 for t in "${compared[@]}"; do
   printf '%-16s / headroom (fast path): req/s %s, p99 %sx, CPU per request %sx\n' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[headroom]}")" "$(ratio "${P99[$t]}" "${P99[headroom]}")" "$(ratio "${CPU[$t]}" "${CPU[headroom]}")"
 done
 echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's; nginx+lua+redis's includes redis-server's)"
-printf '%-16s / fasthttp: req/s %s, p99 %sx, CPU per request %sx\n' epoll-floor \
-  "$(ratio "${RPS[epoll-floor]}" "${RPS[fasthttp]}")" "$(ratio "${P99[epoll-floor]}" "${P99[fasthttp]}")" "$(ratio "${CPU[epoll-floor]}" "${CPU[fasthttp]}")"
+if wanted epoll-floor && wanted fasthttp; then
+  printf '%-16s / fasthttp: req/s %s, p99 %sx, CPU per request %sx\n' epoll-floor \
+    "$(ratio "${RPS[epoll-floor]}" "${RPS[fasthttp]}")" "$(ratio "${P99[epoll-floor]}" "${P99[fasthttp]}")" "$(ratio "${CPU[epoll-floor]}" "${CPU[fasthttp]}")"
+fi
 echo "(go-rp, go-rp-tuned, fasthttp and epoll-floor are not budget guards: no keys, no charging, no client watch; the floor of each approach;"
 echo " epoll-floor is the epoll floor (not a guard): GET without bodies, Content-Length answers only)"
