@@ -115,8 +115,10 @@ func TestTake(t *testing.T) {
 	defer inner.Close()
 	var refusals []string
 	l := New(inner, Options{Max: 3, PerClient: 2,
-		Exempt:  func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.3") },
-		Refused: func(r Reason, c netip.Addr, open int) { refusals = append(refusals, fmt.Sprintf("%s %s %d", r, c, open)) }})
+		Exempt: func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.3") },
+		Refused: func(r Reason, c netip.Addr, open int) {
+			refusals = append(refusals, fmt.Sprintf("%s %s %d", r, c, open))
+		}})
 	if l.Unwrap() != inner {
 		t.Fatal("Unwrap does not return the wrapped listener")
 	}
