@@ -25,6 +25,8 @@
 #              HEADROOM_BASE=path (a headroom binary built from an earlier
 #              commit: measured as headroom-base on the fast path, in the
 #              same rounds, just before headroom, for a before/after)
+#              HEADROOM_BASE_FLAGS="--event-loop" (flags for that binary's
+#              proxy, to compare the event loop before and after)
 #              SKIP="go-rp go-rp-tuned ..." (targets not measured, for a
 #              shorter run; direct, nginx, nginx+lua+redis and headroom
 #              are always measured, since the ratios are to them)
@@ -78,6 +80,7 @@ done
 # wanted NAME: whether NAME is measured in this run.
 wanted() { case $SKIP in *" $1 "*) return 1 ;; esac; }
 HEADROOM_BASE=${HEADROOM_BASE:-}
+HEADROOM_BASE_FLAGS=${HEADROOM_BASE_FLAGS:-}
 
 BENCH=bench/proxy.sh
 # shellcheck source=bench/lib.sh
@@ -135,7 +138,8 @@ HRE_PID=$!
 wait_port "$HRE_PORT" "headroom proxy --event-loop; its log: $(cat "$tmp/headroom-evloop.log" 2>/dev/null)"
 
 if [ -n "$HEADROOM_BASE" ]; then
-  "$HEADROOM_BASE" proxy --listen "127.0.0.1:$HRB_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
+  # shellcheck disable=SC2086 # the flags are words
+  "$HEADROOM_BASE" proxy $HEADROOM_BASE_FLAGS --listen "127.0.0.1:$HRB_PORT" --upstream "http://127.0.0.1:$UP_PORT" \
     --admin "127.0.0.1:$HRB_ADMIN" --access-log "$tmp/headroom-base-access.log" \
     --budget 1h --window 1m --restrict-for 1m 2>"$tmp/headroom-base.log" &
   pids+=($!)
@@ -235,6 +239,10 @@ for t in "${compared[@]}"; do
   printf '%-16s / headroom (fast path): req/s %s, p99 %sx, CPU per request %sx\n' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[headroom]}")" "$(ratio "${P99[$t]}" "${P99[headroom]}")" "$(ratio "${CPU[$t]}" "${CPU[headroom]}")"
 done
+if [ -n "$HEADROOM_BASE" ] && wanted headroom-evloop; then
+  printf '%-16s / headroom-base (%s): req/s %s, p99 %sx, CPU per request %sx\n' headroom-evloop "${HEADROOM_BASE_FLAGS:-fast path}" \
+    "$(ratio "${RPS[headroom-evloop]}" "${RPS[headroom-base]}")" "$(ratio "${P99[headroom-evloop]}" "${P99[headroom-base]}")" "$(ratio "${CPU[headroom-evloop]}" "${CPU[headroom-base]}")"
+fi
 echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's; nginx+lua+redis's includes redis-server's)"
 if wanted epoll-floor && wanted fasthttp; then
   printf '%-16s / fasthttp: req/s %s, p99 %sx, CPU per request %sx\n' epoll-floor \

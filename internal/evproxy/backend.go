@@ -48,7 +48,7 @@ func (s backendSrc) Read(p []byte) (int, error) {
 	if !b.readable {
 		return 0, errNeedMore
 	}
-	n, err := unix.Read(b.fd, p)
+	n, err := rawRead(b.fd, p)
 	if n > 0 {
 		b.gotBytes = true
 		if n < len(p) && !b.hup {
@@ -190,7 +190,7 @@ func (l *loop) driveBackend(b *backend) {
 		b.connected = true
 	}
 	for c.reqOff < len(c.reqHead) && b.writable {
-		n, err := unix.Write(b.fd, c.reqHead[c.reqOff:])
+		n, err := rawWrite(b.fd, c.reqHead[c.reqOff:])
 		if n > 0 {
 			c.reqOff += n
 			if c.reqOff < len(c.reqHead) {
@@ -429,7 +429,7 @@ func (l *loop) readUp(b *backend) ([]byte, error) {
 		// what follows belongs to nothing.
 		buf = buf[:off+int(b.remain)+1]
 	}
-	n, err := unix.Read(b.fd, buf[off:])
+	n, err := rawRead(b.fd, buf[off:])
 	switch {
 	case n > 0:
 		if n < len(buf)-off && !b.hup {

@@ -316,7 +316,7 @@ func (s clientSrc) Read(p []byte) (int, error) {
 	if !c.readable {
 		return 0, errNeedMore
 	}
-	n, err := unix.Read(c.fd, p)
+	n, err := rawRead(c.fd, p)
 	if n > 0 {
 		if n < len(p) && !c.rdhup {
 			c.readable = false // drained: the next data brings an edge
@@ -430,7 +430,7 @@ func (l *loop) flushClient(c *client) bool {
 		return true
 	}
 	for c.outOff < len(c.out) && c.writable {
-		n, err := unix.Write(c.fd, c.out[c.outOff:])
+		n, err := rawWrite(c.fd, c.out[c.outOff:])
 		if n > 0 {
 			c.outOff += n
 			c.stalled = time.Time{}
