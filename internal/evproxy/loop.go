@@ -680,6 +680,14 @@ func (l *loop) sendTimedOut(c *client) {
 	if c.busy {
 		l.clientGone(c, l.s.clock.Now())
 		unix.Shutdown(c.fd, unix.SHUT_RDWR)
+		// The upstream stopped being read while the client's output was
+		// full, its readable edge already taken. Read the rest of the
+		// answer (and charge it) now rather than wait for the HUP the
+		// shutdown should bring: without that event nothing else would
+		// before the upstream timeout.
+		if b := c.b; b != nil && b.readable {
+			l.driveBackend(b)
+		}
 		return
 	}
 	l.closeClient(c)
