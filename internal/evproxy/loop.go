@@ -40,20 +40,24 @@ var errNeedMore = errors.New("evproxy: need more bytes")
 // eventfd to wake it, and the client and upstream connections it
 // accepted or opened, used by its thread only.
 type loop struct {
-	s          *Server
-	epfd, lfd  int
-	wfd        int           // eventfd: Shutdown and Close wake the loop
-	upAddr     unix.Sockaddr // the upstream, the loop's own (Connect writes into it)
-	objs       []obj
-	idle       []*backend // keep-alive upstream connections, last in first out
-	clients    []*client  // every client of the loop (for the sweep and the shutdown)
-	events     [128]unix.EpollEvent
-	gen        int32
-	scratch    []byte
-	accepting  bool
-	nextSweep  time.Time
-	stopped    bool
-	forceClose bool
+	s         *Server
+	epfd, lfd int
+	wfd       int           // eventfd: Shutdown and Close wake the loop
+	upAddr    unix.Sockaddr // the upstream, the loop's own (Connect writes into it)
+	objs      []obj
+	idle      []*backend // keep-alive upstream connections, last in first out
+	clients   []*client  // every client of the loop (for the sweep and the shutdown)
+	events    [128]unix.EpollEvent
+	gen       int32
+	scratch   []byte
+	accepting bool
+	// acceptPaused: the listener is out of the epoll set until
+	// resumeAccept (pauseAccept).
+	acceptPaused               bool
+	resumeAccept, acceptLogged time.Time
+	nextSweep                  time.Time
+	stopped                    bool
+	forceClose                 bool
 }
 
 // obj is what a descriptor of the loop is.
@@ -138,7 +142,11 @@ func (l *loop) run() error {
 			l.closeIdle()
 			return nil
 		}
-		n, err := unix.EpollWait(l.epfd, l.events[:], int(sweepEvery/time.Millisecond))
+		wait := sweepEvery
+		if l.acceptPaused {
+			wait = acceptPause
+		}
+		n, err := unix.EpollWait(l.epfd, l.events[:], int(wait/time.Millisecond))
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -170,7 +178,9 @@ func (l *loop) run() error {
 				l.backendEvent(o.b, ev.Events)
 			}
 		}
-		if now := time.Now(); !now.Before(l.nextSweep) {
+		now := time.Now()
+		l.resumeAccepting(now)
+		if !now.Before(l.nextSweep) {
 			l.nextSweep = now.Add(sweepEvery)
 			l.sweep(now)
 		}
@@ -221,6 +231,11 @@ func (l *loop) accept() {
 	// what else waits wakes a loop again, perhaps another one.
 	fd, sa, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	if err != nil {
+		switch err {
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			l.s.acceptFails.Add(1)
+			l.pauseAccept(err)
+		}
 		return // EAGAIN: another loop took it; anything else: try again on the next event
 	}
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
@@ -255,6 +270,45 @@ func (l *loop) accept() {
 	}
 	c.idx = len(l.clients)
 	l.clients = append(l.clients, c)
+}
+
+// acceptPause is how long a loop stops accepting after an accept failed
+// for want of descriptors or memory.
+const acceptPause = 10 * time.Millisecond
+
+// pauseAccept takes the listener out of the epoll set for acceptPause.
+// The connection that could not be accepted stays in the backlog, and the
+// listener is level-triggered: accepting again at once would spin the
+// loop on the same error, starving the connections it already has (the
+// ones whose closing frees descriptors). Logged at most once a second.
+func (l *loop) pauseAccept(err error) {
+	if l.acceptPaused {
+		return
+	}
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, l.lfd, nil)
+	l.acceptPaused = true
+	now := time.Now()
+	l.resumeAccept = now.Add(acceptPause)
+	if now.Sub(l.acceptLogged) >= time.Second {
+		l.acceptLogged = now
+		l.s.logger.Warn("accepting paused: accept failed for want of resources; raise the descriptor limit (ulimit -n, LimitNOFILE=) or lower connections.max",
+			"err", err, "pause", acceptPause)
+	}
+}
+
+// resumeAccepting puts the listener back in the epoll set once the pause
+// is over.
+func (l *loop) resumeAccepting(now time.Time) {
+	if !l.acceptPaused || now.Before(l.resumeAccept) {
+		return
+	}
+	l.acceptPaused = false
+	if !l.accepting {
+		return // stopped meanwhile: the listener is closed
+	}
+	if err := l.add(l.lfd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, obj{}); err != nil {
+		l.s.logger.Error("accept again after a pause", "err", err)
+	}
 }
 
 // client is a connection from a client and the request in flight on it.

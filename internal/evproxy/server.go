@@ -59,6 +59,9 @@ type Server struct {
 	// caps counts the connections the loops accept, when the listener
 	// given to Serve caps them; nil: no caps.
 	caps capped
+	// acceptFails counts the accepts that failed for want of resources;
+	// each pauses its loop's accepting (pauseAccept).
+	acceptFails atomic.Int64
 }
 
 // capped is a listener that caps its connections (connlimit.Listener):
