@@ -210,6 +210,13 @@ func (l *loop) driveBackend(b *backend) {
 		var more bool
 		if !b.head {
 			more = l.readHead(b)
+			if more && b.c == c && b.br.Buffered() > 0 {
+				// The body's first bytes came in the head's read: they
+				// go out in the head's write. A write of its own costs
+				// the client a wake-up and a segment (about 2 µs of
+				// the loop's CPU per request on loopback).
+				more = l.readBody(b)
+			}
 		} else {
 			more = l.readBody(b)
 		}
