@@ -25,8 +25,9 @@ type RedisServer struct {
 	dir  string   // its working directory (cluster nodes.conf)
 	args []string // extra arguments (replicaof, cluster mode)
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has been waited for
 }
 
 // StartRedis starts a redis-server of the test's own (so the test may kill
@@ -82,12 +83,14 @@ func (r *RedisServer) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
-	if err := waitPort(r.Addr, 10*time.Second); err != nil {
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	if err := waitPortOrExit(r.Addr, 10*time.Second, exited); err != nil {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 		return fmt.Errorf("redis-server %s: %w\n%s", strings.Join(args, " "), err, out.String())
 	}
-	r.cmd = cmd
+	r.cmd, r.exited = cmd, exited
 	return nil
 }
 
@@ -99,7 +102,7 @@ func (r *RedisServer) Stop() {
 		return
 	}
 	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	_ = r.cmd.Wait()
+	<-r.exited
 	r.cmd = nil
 }
 
@@ -264,17 +267,12 @@ func startCluster(bin, cli string) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		a, err := listenFree()
+		n, err := startClusterNode(bin, dir)
 		if err != nil {
 			return nil, err
 		}
-		n := &RedisServer{Addr: a, bin: bin, dir: dir,
-			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
-		if err := n.start(); err != nil {
-			return nil, err
-		}
 		c.Nodes = append(c.Nodes, n)
-		addrs = append(addrs, a)
+		addrs = append(addrs, n.Addr)
 	}
 	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
 	if err != nil {
@@ -297,6 +295,28 @@ func startCluster(bin, cli string) (*Cluster, error) {
 		rc.Close()
 	}
 	return c, nil
+}
+
+// startClusterNode starts one cluster-enabled redis-server. A node also
+// listens on its port + 10000 for the cluster bus, and that port is not
+// reserved by anyone: another test's connection can take it between the
+// check and the start (CI saw "bind: Address already in use" on the bus
+// port), so a node that dies at start is tried again on other ports.
+func startClusterNode(bin, dir string) (*RedisServer, error) {
+	var last error
+	for range 5 {
+		a, err := listenFreeWithBus()
+		if err != nil {
+			return nil, err
+		}
+		n := &RedisServer{Addr: a, bin: bin, dir: dir,
+			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
+		if last = n.start(); last == nil {
+			return n, nil
+		}
+		_ = os.Remove(filepath.Join(dir, "nodes.conf"))
+	}
+	return nil, last
 }
 
 // waitFor polls cond until it holds, failing the test after timeout (a

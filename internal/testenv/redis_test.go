@@ -2,6 +2,10 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,4 +69,37 @@ func TestSentinelFailsOver(t *testing.T) {
 	waitFor(t, 30*time.Second, "the sentinel to promote the replica", func() bool {
 		return s.MasterAddr(t) == s.Replica.Addr
 	})
+}
+
+// A cluster node whose bus port is taken dies at start (CI saw it): start
+// must say so at once, not after waiting 10 s for a port nobody will open,
+// so that startClusterNode can try other ports.
+func TestClusterNodeWithBusPortTakenFailsAtOnce(t *testing.T) {
+	bin := RequireBinary(t, "redis-server")
+	var n *RedisServer
+	var bus net.Listener
+	for try := 0; bus == nil; try++ {
+		addr, err := listenFreeWithBus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = &RedisServer{Addr: addr, bin: bin, dir: t.TempDir(),
+			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"}}
+		port, _ := strconv.Atoi(n.Port())
+		// Another test may take the bus port between the check and here.
+		if bus, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+clusterBusOffset)); err != nil && try == 4 {
+			t.Fatalf("could not take a bus port in 5 tries: %v", err)
+		}
+	}
+	defer bus.Close()
+	start := time.Now()
+	err := n.start()
+	if err == nil {
+		n.Stop()
+		t.Fatal("a cluster node started with its bus port taken")
+	}
+	if !strings.Contains(err.Error(), "exited before listening") {
+		t.Fatalf("start error = %v, want it to say the server exited", err)
+	}
+	t.Logf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
 }

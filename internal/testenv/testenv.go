@@ -60,6 +60,35 @@ func listenFree() (string, error) {
 	return addr, nil
 }
 
+// clusterBusOffset is how far above its port a Redis Cluster node listens
+// for the cluster bus.
+const clusterBusOffset = 10000
+
+// listenFreeWithBus returns a loopback address whose port and port +
+// clusterBusOffset were both free a moment ago.
+func listenFreeWithBus() (string, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if port+clusterBusOffset > 65535 {
+			l.Close()
+			continue
+		}
+		bus, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+clusterBusOffset))
+		if err == nil {
+			bus.Close()
+		}
+		l.Close()
+		if err == nil {
+			return fmt.Sprintf("127.0.0.1:%d", port), nil
+		}
+	}
+	return "", fmt.Errorf("no loopback port p with p+%d also free in 50 tries", clusterBusOffset)
+}
+
 // WaitForPort waits until something accepts connections on addr.
 func WaitForPort(t testing.TB, addr string, timeout time.Duration) {
 	t.Helper()
@@ -69,8 +98,19 @@ func WaitForPort(t testing.TB, addr string, timeout time.Duration) {
 }
 
 func waitPort(addr string, timeout time.Duration) error {
+	return waitPortOrExit(addr, timeout, nil)
+}
+
+// waitPortOrExit is waitPort that gives up at once when exited is closed:
+// a server that died at start will never listen.
+func waitPortOrExit(addr string, timeout time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(timeout)
 	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before listening on %s", addr)
+		default:
+		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
