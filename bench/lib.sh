@@ -119,8 +119,28 @@ CONF
 # access_by_lua asking a redis-server whether the request's API key is
 # restricted (GET restricted:<key>, over a pooled cosocket, RESP written by
 # hand so that nothing beyond Debian's libnginx-mod-http-lua is needed).
-# A restriction flag set by an aggregator refuses with 429.
+# A restriction flag set by an aggregator refuses with 429. With a fourth
+# argument, REPORT_PORT, the whole of the seed's design: after each request
+# a post_action's Lua reports the key and $upstream_response_time in a UDP
+# packet to the aggregator on that port (bench/overloadtool), which sets
+# the flags.
 lua_bouncer_body() {
+  local report="" report_loc=""
+  if [ -n "${4:-}" ]; then
+    report="post_action @report;"
+    report_loc="location @report {
+      content_by_lua_block {
+        local sock = ngx.socket.udp()
+        local ok, err = sock:setpeername(\"127.0.0.1\", $4)
+        if not ok then
+          ngx.log(ngx.ERR, \"report: \", err)
+          return
+        end
+        sock:send((ngx.var.http_x_api_key or ngx.var.remote_addr) .. \" \" .. (ngx.var.upstream_response_time or \"-\"))
+        sock:close()
+      }
+    }"
+  fi
   cat <<CONF
   upstream lua_app {
     server 127.0.0.1:$2;
@@ -152,7 +172,9 @@ lua_bouncer_body() {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
+      $report
     }
+    $report_loc
   }
 CONF
 }

@@ -2,7 +2,9 @@
 # bench/proxy.sh: what headroom's proxy costs in front of a fast upstream,
 # side by side with a direct connection, nginx's proxy_pass, the design the
 # seed replaced (nginx + a Lua access_by_lua asking a real redis-server per
-# request, seeds/03), a bare Go httputil.ReverseProxy (bench/goproxy: the
+# request, seeds/03), that design whole (lua-seed-whole: the same bouncer
+# plus the per-request UDP report of the upstream time, from a post_action,
+# to the aggregator that sets the flags, bench/overloadtool), a bare Go httputil.ReverseProxy (bench/goproxy: the
 # floor for any net/http proxy), the same tuned (bench/goproxy -tuned:
 # pooled buffers, no transparent gzip, HTTP/1.1 only, a buffered access
 # log), a fasthttp Server + HostClient proxy (bench/fasthttpproxy, a module
@@ -73,6 +75,8 @@ HRB_ADMIN=$((PORT_BASE + 12))
 EP_PORT=$((PORT_BASE + 13))
 HRE_PORT=$((PORT_BASE + 14))
 HRE_ADMIN=$((PORT_BASE + 15))
+SEED_PORT=$((PORT_BASE + 16))
+TOOL_PORT=$((PORT_BASE + 17)) # UDP
 SKIP=" ${SKIP:-} "
 for t in direct nginx nginx+lua+redis headroom; do
   case $SKIP in *" $t "*) echo "bench/proxy.sh: SKIP may not name $t: the ratios are to it" >&2; exit 2 ;; esac
@@ -90,7 +94,7 @@ need wrk
 need nginx
 need redis-server
 need redis-cli
-require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT" "$HRB_PORT" "$HRB_ADMIN" "$EP_PORT" "$HRE_PORT" "$HRE_ADMIN"
+require_free_ports "$UP_PORT" "$NGINX_PORT" "$HR_PORT" "$HR_ADMIN" "$GO_PORT" "$HRF_PORT" "$HRF_ADMIN" "$LUA_PORT" "$REDIS_PORT" "$GOT_PORT" "$FH_PORT" "$HRB_PORT" "$HRB_ADMIN" "$EP_PORT" "$HRE_PORT" "$HRE_ADMIN" "$SEED_PORT"
 
 scratch_dir proxy
 
@@ -99,6 +103,7 @@ go build -o "$tmp/headroom" ./cmd/headroom
 go build -o "$tmp/upstream" ./bench/upstream
 go build -o "$tmp/goproxy" ./bench/goproxy
 go build -o "$tmp/epollproxy" ./bench/epollproxy
+go build -o "$tmp/overloadtool" ./bench/overloadtool
 # A nested module, so that headroom's go.mod does not depend on fasthttp.
 (cd bench/fasthttpproxy && go build -o "$tmp/fasthttpproxy" .)
 
@@ -165,6 +170,24 @@ if [ "$code" != 429 ]; then
   exit 1
 fi
 
+# The seed's design whole (seeds/03, steps 1-6): the same bouncer, and
+# after each request a post_action's Lua reporting the key and the
+# upstream time in a UDP packet to the aggregator (bench/overloadtool),
+# which sums it per key and sets the restriction flags in the same Redis.
+# The issue's goal is against nginx+lua+redis above (the check alone);
+# this is what headroom replaces, which also charges every request.
+if wanted lua-seed-whole; then
+  "$tmp/overloadtool" -listen "127.0.0.1:$TOOL_PORT" -redis "127.0.0.1:$REDIS_PORT" \
+    -budget 1h -window 1m -restrict-for 1m 2>"$tmp/overloadtool.log" &
+  pids+=($!)
+  TOOL_PID=$!
+  LUA=1 nginx_conf "$tmp/seed" "$(lua_bouncer_body "$SEED_PORT" "$UP_PORT" "$REDIS_PORT" "$TOOL_PORT")"
+  start_nginx "$tmp/seed"
+  SEED_PID=$NGINX_PID
+  NGINX_PID=$PLAIN_NGINX_PID
+  wait_port "$SEED_PORT" "nginx + Lua + Redis + UDP reports"
+fi
+
 "$tmp/goproxy" -listen "127.0.0.1:$GO_PORT" -upstream "http://127.0.0.1:$UP_PORT" &
 pids+=($!)
 GO_PID=$!
@@ -197,6 +220,7 @@ for _ in $(seq "$ROUNDS"); do
   wanted fasthttp && wrk_round fasthttp "http://127.0.0.1:$FH_PORT/" "$FH_PID"
   wanted epoll-floor && wrk_round epoll-floor "http://127.0.0.1:$EP_PORT/" "$EP_PID"
   wrk_round nginx+lua+redis "http://127.0.0.1:$LUA_PORT/" "$LUA_PID" "$REDIS_PID"
+  wanted lua-seed-whole && wrk_round lua-seed-whole "http://127.0.0.1:$SEED_PORT/" "$SEED_PID" "$REDIS_PID" "$TOOL_PID"
   wanted headroom-nethttp && wrk_round headroom-nethttp "http://127.0.0.1:$HR_PORT/" "$HR_PID"
   if [ -n "$HEADROOM_BASE" ]; then
     wrk_round headroom-base "http://127.0.0.1:$HRB_PORT/" "$HRB_PID"
@@ -205,6 +229,7 @@ for _ in $(seq "$ROUNDS"); do
   wanted headroom-evloop && wrk_round headroom-evloop "http://127.0.0.1:$HRE_PORT/" "$HRE_PID"
 done
 targets=(direct nginx nginx+lua+redis)
+wanted lua-seed-whole && targets+=(lua-seed-whole)
 compared=()
 for t in go-rp go-rp-tuned fasthttp epoll-floor headroom-nethttp; do
   if wanted "$t"; then
@@ -232,6 +257,9 @@ for t in "${compared[@]}" headroom; do
   printf '%-16s / nginx: req/s %s, p99 %sx, CPU per request %sx; / nginx+lua+redis: req/s %s' "$t" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")" "$(ratio "${CPU[$t]}" "${CPU[nginx]}")" \
     "$(ratio "${RPS[$t]}" "${RPS[nginx+lua+redis]}")"
+  if wanted lua-seed-whole; then
+    printf '; / lua-seed-whole: req/s %s, CPU per request %sx' "$(ratio "${RPS[$t]}" "${RPS[lua-seed-whole]}")" "$(ratio "${CPU[$t]}" "${CPU[lua-seed-whole]}")"
+  fi
   if wanted go-rp; then printf '; / go-rp: req/s %s' "$(ratio "${RPS[$t]}" "${RPS[go-rp]}")"; fi
   echo
 done
@@ -243,7 +271,12 @@ if [ -n "$HEADROOM_BASE" ] && wanted headroom-evloop; then
   printf '%-16s / headroom-base (%s): req/s %s, p99 %sx, CPU per request %sx\n' headroom-evloop "${HEADROOM_BASE_FLAGS:-fast path}" \
     "$(ratio "${RPS[headroom-evloop]}" "${RPS[headroom-base]}")" "$(ratio "${P99[headroom-evloop]}" "${P99[headroom-base]}")" "$(ratio "${CPU[headroom-evloop]}" "${CPU[headroom-base]}")"
 fi
-echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's; nginx+lua+redis's includes redis-server's)"
+echo "(direct's CPU is the upstream's own; a proxy's excludes the upstream's; nginx+lua+redis's includes redis-server's;"
+echo " lua-seed-whole's includes redis-server's and the aggregator's)"
+if wanted lua-seed-whole; then
+  kill -TERM "$TOOL_PID" 2>/dev/null && wait "$TOOL_PID" 2>/dev/null || true
+  echo "lua-seed-whole's aggregator: $(tail -1 "$tmp/overloadtool.log")"
+fi
 if wanted epoll-floor && wanted fasthttp; then
   printf '%-16s / fasthttp: req/s %s, p99 %sx, CPU per request %sx\n' epoll-floor \
     "$(ratio "${RPS[epoll-floor]}" "${RPS[fasthttp]}")" "$(ratio "${P99[epoll-floor]}" "${P99[fasthttp]}")" "$(ratio "${CPU[epoll-floor]}" "${CPU[fasthttp]}")"
