@@ -79,6 +79,7 @@ var rooms = map[string]room{
 	"bench/epollproxy":               {top, 9},
 	"bench/goproxy":                  {top, 9},
 	"bench/loadserver":               {top, 9},
+	"bench/overloadtool":             {top, 9},
 	"bench/upstream":                 {top, 9},
 }
 
