@@ -297,6 +297,9 @@ func startCluster(bin, cli string) (*Cluster, error) {
 	return c, nil
 }
 
+// clusterNodeArgs makes a redis-server a cluster node.
+var clusterNodeArgs = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
+
 // startClusterNode starts one cluster-enabled redis-server. A node also
 // listens on its port + 10000 for the cluster bus, and that port is not
 // reserved by anyone: another test's connection can take it between the
@@ -309,8 +312,7 @@ func startClusterNode(bin, dir string) (*RedisServer, error) {
 		if err != nil {
 			return nil, err
 		}
-		n := &RedisServer{Addr: a, bin: bin, dir: dir,
-			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}}
+		n := &RedisServer{Addr: a, bin: bin, dir: dir, args: clusterNodeArgs}
 		if last = n.start(); last == nil {
 			return n, nil
 		}

@@ -83,8 +83,7 @@ func TestClusterNodeWithBusPortTakenFailsAtOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n = &RedisServer{Addr: addr, bin: bin, dir: t.TempDir(),
-			args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"}}
+		n = &RedisServer{Addr: addr, bin: bin, dir: t.TempDir(), args: clusterNodeArgs}
 		port, _ := strconv.Atoi(n.Port())
 		// Another test may take the bus port between the check and here.
 		if bus, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+clusterBusOffset)); err != nil && try == 4 {
